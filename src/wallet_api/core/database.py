@@ -1,0 +1,83 @@
+"""The engine, the schema's metadata, and the one place that opens and commits transactions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import MetaData
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from wallet_api.core.config import Settings
+
+#: Named constraints, so that migrations can refer to them and `alembic check` sees no drift.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """An asyncpg engine whose pool follows the `DB_POOL_*` settings."""
+    server_settings = {"application_name": "wallet-api"}
+    if settings.db_statement_timeout_ms:
+        server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
+        pool_pre_ping=False,
+        connect_args={
+            "timeout": settings.db_connect_timeout,
+            "server_settings": server_settings,
+            "prepared_statement_cache_size": settings.db_prepared_statement_cache_size,
+        },
+    )
+
+
+class Database:
+    """Owns the engine. `transaction()` is the only way the service writes."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One unit of work: committed when the block ends, rolled back if it raises."""
+        async with self.engine.begin() as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for single-statement reads, in autocommit mode (no BEGIN/ROLLBACK)."""
+        async with self.engine.connect() as connection:
+            yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+# SQLSTATE classes that say "the database cannot serve now", not "this statement is wrong":
+# 08 connection exception, 53 insufficient resources, 57 operator intervention (shutdown,
+# statement timeout), 40 transaction rollback (serialization failure, deadlock).
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57"})
+
+
+def is_transient_error(exc: BaseException) -> bool:
+    """True when `exc` means the database is unreachable, overloaded or shutting down."""
+    if isinstance(exc, sa_exc.TimeoutError | OSError | TimeoutError | sa_exc.InterfaceError):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        return isinstance(sqlstate, str) and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+    return False

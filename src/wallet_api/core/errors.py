@@ -1,0 +1,161 @@
+"""Domain errors and the one place that turns every error into an RFC 9457 problem document."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from wallet_api.core.request_context import current_request_id
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:wallet-api:problem:"
+
+
+class AppError(Exception):
+    """An error with a stable machine-readable `code` and the HTTP status it maps to."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    title: ClassVar[str] = "Internal server error"
+
+    def __init__(self, detail: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers: Mapping[str, str] = headers or {}
+
+
+class ValidationFailed(AppError):
+    """The request is malformed: bad JSON, wrong content type, a field out of range."""
+
+    status = 422
+    code = "validation_error"
+    title = "Validation error"
+
+    def __init__(self, detail: str, *, errors: Sequence[Mapping[str, Any]] = ()) -> None:
+        super().__init__(detail)
+        self.errors = list(errors)
+
+    @classmethod
+    def from_errors(cls, errors: Sequence[Mapping[str, Any]]) -> ValidationFailed:
+        """Summarise pydantic-style errors (`loc`, `msg`) without echoing the input back."""
+        items = [
+            {"loc": list(error.get("loc", ())), "message": str(error.get("msg", "invalid"))}
+            for error in errors
+        ]
+        detail = "; ".join(
+            f"{'.'.join(map(str, item['loc']))}: {item['message']}" for item in items
+        )
+        return cls(detail or "The request is not valid.", errors=items)
+
+
+class ServiceUnavailable(AppError):
+    """A temporary condition: the caller may retry after `retry_after` seconds."""
+
+    status = 503
+    code = "service_unavailable"
+    title = "Service unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    code = "database_unavailable"
+
+
+class InternalError(AppError):
+    """A failure of ours. Its detail is generic; the cause goes to the log only."""
+
+
+def problem_response(
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Response:
+    """Build an `application/problem+json` response carrying the request id."""
+    request_id = current_request_id()
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if request_id:
+        body["request_id"] = request_id
+    if extra:
+        body.update(extra)
+    all_headers = dict(headers or {})
+    if request_id:
+        all_headers["X-Request-ID"] = request_id
+    return Response(
+        orjson.dumps(body), status_code=status, headers=all_headers, media_type=PROBLEM_CONTENT_TYPE
+    )
+
+
+def _app_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AppError)
+    if exc.status >= 500:
+        level = logging.WARNING if isinstance(exc, ServiceUnavailable) else logging.ERROR
+        logger.log(level, "%s: %s", exc.code, exc.detail, exc_info=exc.__cause__ or exc)
+    extra = {"errors": exc.errors} if isinstance(exc, ValidationFailed) and exc.errors else None
+    return problem_response(
+        status=exc.status,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        headers=exc.headers,
+        extra=extra,
+    )
+
+
+def _request_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return _app_error(request, ValidationFailed.from_errors(exc.errors()))
+
+
+def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    phrase = HTTPStatus(exc.status_code).phrase
+    code = {404: "not_found", 405: "method_not_allowed"}.get(
+        exc.status_code, phrase.lower().replace(" ", "_").replace("-", "_")
+    )
+    return problem_response(
+        status=exc.status_code,
+        code=code,
+        title=phrase,
+        detail=str(exc.detail) if exc.detail != phrase else f"{phrase}.",
+        headers=exc.headers,
+    )
+
+
+def _unhandled_error(_: Request, exc: Exception) -> Response:
+    logger.error("unhandled error", exc_info=exc)
+    return problem_response(
+        status=500,
+        code=InternalError.code,
+        title=InternalError.title,
+        detail="The server could not complete the request. Quote the request id when reporting it.",
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every kind of error through the problem-document renderers above."""
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _request_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled_error)

@@ -1,0 +1,49 @@
+"""Strict JSON request bodies: exact numbers, no NaN, a clear 422 for anything malformed."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+
+from wallet_api.core.errors import ValidationFailed
+from wallet_api.core.money import parse_json_constant, parse_json_float
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def _is_json_media_type(content_type: str) -> bool:
+    media_type = content_type.partition(";")[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+async def read_json_body(request: Request, model: type[Model]) -> Model:
+    """Parse the request body as `model`, or raise `ValidationFailed` saying what is wrong.
+
+    Numbers are parsed as `Decimal` from their exact text, never as binary floats.
+    """
+    if not _is_json_media_type(request.headers.get("content-type", "")):
+        raise ValidationFailed("The request body must be JSON (Content-Type: application/json).")
+    body = await request.body()
+    if not body.strip():
+        raise ValidationFailed("The request body is empty; a JSON object is required.")
+    try:
+        data = json.loads(
+            body,
+            parse_float=parse_json_float,
+            parse_int=Decimal,
+            parse_constant=parse_json_constant,
+        )
+    except (ValueError, RecursionError):
+        raise ValidationFailed("The request body is not valid JSON.") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed.from_errors(
+            [{"loc": ("body", *e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        ) from None

@@ -1,0 +1,19 @@
+"""JSON responses rendered by orjson, with money as exact JSON numbers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi.responses import Response
+
+from wallet_api.core.money import format_minor_units
+
+
+def json_number(minor_units: int) -> orjson.Fragment:
+    """An amount as a JSON number token, exact: `1000`, `0.3`, never `1000.0`."""
+    return orjson.Fragment(format_minor_units(minor_units))
+
+
+def json_response(content: dict[str, Any], *, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")

@@ -1,0 +1,34 @@
+"""`/health/live`: the process answers. `/health/ready`: the database answers too."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request, Response
+
+from wallet_api.core.database import Database
+from wallet_api.core.errors import DatabaseUnavailable
+from wallet_api.core.responses import json_response
+from wallet_api.health import repository
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+READINESS_TIMEOUT_SECONDS = 2.0
+
+
+@router.get("/live")
+async def live() -> Response:
+    """The process is up and serving."""
+    return json_response({"status": "ok"})
+
+
+@router.get("/ready", responses={503: {"description": "database_unavailable"}})
+async def ready(request: Request) -> Response:
+    """The database answers within a short timeout."""
+    database: Database = request.app.state.database
+    try:
+        async with asyncio.timeout(READINESS_TIMEOUT_SECONDS), database.reader() as connection:
+            await repository.ping(connection)
+    except Exception as exc:
+        raise DatabaseUnavailable("The database did not answer in time.") from exc
+    return json_response({"status": "ok"})

@@ -1,0 +1,52 @@
+"""The ASGI application: settings, logging, lifespan, routers, error handlers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from wallet_api import __version__
+from wallet_api.core.config import Settings, get_settings
+from wallet_api.core.database import Database, create_engine
+from wallet_api.core.errors import install_error_handlers
+from wallet_api.core.logging import configure_logging
+from wallet_api.core.middleware import RequestIdMiddleware
+from wallet_api.health.router import router as health_router
+from wallet_api.wallets.router import router as wallets_router
+from wallet_api.wallets.service import WalletService
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application; resources are opened by the lifespan, per worker process."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(create_engine(settings))
+        service = WalletService(database, settings)
+        app.state.database = database
+        app.state.wallet_service = service
+        try:
+            yield
+        finally:
+            # Uvicorn has stopped taking requests: finish what is queued, then close.
+            await service.close()
+            await database.dispose()
+
+    app = FastAPI(
+        title="Wallet API",
+        version=__version__,
+        summary="Digital wallets: create, read the balance, deposit, withdraw.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(wallets_router)
+    app.include_router(health_router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,1 @@
+"""Wallets: create one, read its balance, deposit and withdraw."""

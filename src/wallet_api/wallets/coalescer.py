@@ -1,0 +1,154 @@
+"""Per-wallet write coalescing: application-level group commit.
+
+While one transaction for a wallet is in flight, further operations on that wallet in
+this process wait in the wallet's queue. The next transaction applies up to
+`max_batch` of them, in arrival order, under one row lock, and commits once. Only then
+does each caller get its own outcome. The row lock orders the processes; each process
+coalesces its own share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+from uuid import UUID
+
+from wallet_api.core.database import is_transient_error
+from wallet_api.core.errors import AppError, DatabaseUnavailable, InternalError
+from wallet_api.wallets.exceptions import WalletBusy
+
+logger = logging.getLogger(__name__)
+
+Op = TypeVar("Op")
+Outcome = TypeVar("Outcome")
+BatchApplier = Callable[[UUID, Sequence[Op]], Awaitable[list[Outcome]]]
+
+
+@dataclass(slots=True, eq=False)
+class _Pending(Generic[Op, Outcome]):
+    operation: Op
+    future: asyncio.Future[Outcome]
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _WalletQueue(Generic[Op, Outcome]):
+    pending: deque[_Pending[Op, Outcome]] = field(default_factory=deque)
+    draining: bool = False
+
+
+class WriteCoalescer(Generic[Op, Outcome]):
+    """Funnels concurrent operations on one wallet into batches applied by `apply_batch`.
+
+    `apply_batch(wallet_id, operations)` must apply them in order in one transaction and
+    return one outcome per operation, or raise having applied none of them.
+    """
+
+    def __init__(
+        self,
+        apply_batch: BatchApplier[Op, Outcome],
+        *,
+        max_batch: int,
+        queue_limit: int,
+        deadline: float,
+    ) -> None:
+        self._apply_batch = apply_batch
+        self._max_batch = max_batch
+        self._queue_limit = queue_limit
+        self._deadline = deadline
+        self._queues: dict[UUID, _WalletQueue[Op, Outcome]] = {}
+        self._drainers: set[asyncio.Task[None]] = set()
+
+    def queue_depth(self) -> int:
+        """Operations waiting in this process, over all wallets."""
+        return sum(len(queue.pending) for queue in self._queues.values())
+
+    async def submit(self, wallet_id: UUID, operation: Op) -> Outcome:
+        """Queue `operation` behind the wallet's in-flight batch and wait for its outcome."""
+        queue = self._queues.get(wallet_id)
+        if queue is None:
+            queue = self._queues[wallet_id] = _WalletQueue()
+        if len(queue.pending) >= self._queue_limit:
+            raise WalletBusy(
+                f"Too many operations are waiting for wallet {wallet_id}; retry shortly."
+            )
+        loop = asyncio.get_running_loop()
+        item: _Pending[Op, Outcome] = _Pending(operation, loop.create_future())
+        item.timer = loop.call_at(loop.time() + self._deadline, self._expire, queue, item)
+        queue.pending.append(item)
+        if not queue.draining:
+            queue.draining = True
+            # A fresh context: the drainer serves many requests, not the one that woke it.
+            drainer = loop.create_task(
+                self._drain(wallet_id, queue), context=contextvars.Context()
+            )
+            self._drainers.add(drainer)
+            drainer.add_done_callback(self._drainers.discard)
+        return await item.future
+
+    async def close(self) -> None:
+        """Wait until every queued operation has been applied or refused."""
+        while self._drainers:
+            await asyncio.gather(*self._drainers, return_exceptions=True)
+
+    def _expire(self, queue: _WalletQueue[Op, Outcome], item: _Pending[Op, Outcome]) -> None:
+        # Only reached while the item still waits in the queue: taking it cancels the timer.
+        queue.pending.remove(item)
+        if not item.future.done():
+            item.future.set_exception(
+                WalletBusy("The operation waited too long for its wallet; it was not applied.")
+            )
+
+    async def _drain(self, wallet_id: UUID, queue: _WalletQueue[Op, Outcome]) -> None:
+        try:
+            while queue.pending:
+                batch: list[_Pending[Op, Outcome]] = []
+                while queue.pending and len(batch) < self._max_batch:
+                    item = queue.pending.popleft()
+                    if item.timer is not None:
+                        item.timer.cancel()
+                    if not item.future.done():  # its caller was cancelled
+                        batch.append(item)
+                if batch:
+                    await self._run(wallet_id, batch)
+        finally:
+            queue.draining = False
+            if not queue.pending and self._queues.get(wallet_id) is queue:
+                del self._queues[wallet_id]
+
+    async def _run(self, wallet_id: UUID, batch: list[_Pending[Op, Outcome]]) -> None:
+        try:
+            outcomes = await self._apply_batch(wallet_id, [item.operation for item in batch])
+        except Exception as exc:
+            if is_transient_error(exc):
+                logger.warning("database unavailable for a batch of %d: %r", len(batch), exc)
+                self._fail(batch, exc, DatabaseUnavailable, "The database is unavailable.")
+            elif len(batch) > 1:
+                # Nothing was committed. Isolate the culprit: replay the batch one at a time.
+                logger.warning("batch of %d failed, retrying one by one: %r", len(batch), exc)
+                for item in batch:
+                    await self._run(wallet_id, [item])
+            else:
+                self._fail(batch, exc, InternalError, "The operation failed and was not applied.")
+            return
+        for item, outcome in zip(batch, outcomes, strict=True):
+            if not item.future.done():
+                item.future.set_result(outcome)
+
+    @staticmethod
+    def _fail(
+        batch: list[_Pending[Op, Outcome]],
+        cause: Exception,
+        error: type[AppError],
+        detail: str,
+    ) -> None:
+        for item in batch:
+            if not item.future.done():
+                failure = error(detail)
+                failure.__cause__ = cause
+                item.future.set_exception(failure)

@@ -1,0 +1,52 @@
+"""The ways a wallet operation can be refused, each with its stable code and status."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from wallet_api.core.errors import AppError
+from wallet_api.core.money import format_minor_units
+
+
+class WalletNotFound(AppError):
+    status = 404
+    code = "wallet_not_found"
+    title = "Wallet not found"
+
+    def __init__(self, wallet_id: UUID) -> None:
+        super().__init__(f"Wallet {wallet_id} does not exist.")
+
+
+class InsufficientFunds(AppError):
+    status = 400
+    code = "insufficient_funds"
+    title = "Insufficient funds"
+
+    def __init__(self, *, balance: int, amount: int) -> None:
+        super().__init__(
+            f"Cannot withdraw {format_minor_units(amount)}: "
+            f"the balance is {format_minor_units(balance)}."
+        )
+
+
+class BalanceLimitExceeded(AppError):
+    status = 400
+    code = "balance_limit_exceeded"
+    title = "Balance limit exceeded"
+
+    def __init__(self, *, balance: int, amount: int, limit: int) -> None:
+        super().__init__(
+            f"Cannot deposit {format_minor_units(amount)}: the balance "
+            f"{format_minor_units(balance)} would exceed the limit {format_minor_units(limit)}."
+        )
+
+
+class WalletBusy(AppError):
+    """Too many operations are waiting for this wallet in this process."""
+
+    status = 503
+    code = "wallet_busy"
+    title = "Wallet busy"
+
+    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
