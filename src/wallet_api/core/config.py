@@ -31,11 +31,17 @@ class Settings(BaseSettings):
     # Pool of the SQLAlchemy async engine, per worker process.
     db_pool_size: int = Field(10, ge=1, le=1000)
     db_max_overflow: int = Field(10, ge=0, le=1000)
-    db_pool_timeout: float = Field(30.0, gt=0, le=3600, description="Seconds to wait for a pool slot.")
-    db_pool_recycle: int = Field(1800, ge=-1, description="Seconds before a connection is renewed; -1 never.")
+    db_pool_timeout: float = Field(
+        30.0, gt=0, le=3600, description="Seconds to wait for a pool slot."
+    )
+    db_pool_recycle: int = Field(
+        1800, ge=-1, description="Seconds before a connection is renewed; -1 never."
+    )
     db_connect_timeout: float = Field(5.0, gt=0, le=300)
     db_statement_timeout_ms: int = Field(
-        10_000, ge=0, description="PostgreSQL statement_timeout for the service's sessions; 0 is none."
+        10_000,
+        ge=0,
+        description="PostgreSQL statement_timeout for the service's sessions; 0 is none.",
     )
     db_prepared_statement_cache_size: int = Field(
         100, ge=0, description="asyncpg prepared statements per connection; 0 behind PgBouncer."

@@ -7,7 +7,9 @@ import sys
 
 from wallet_api.core.request_context import current_request_id
 
-LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s request_id=%(request_id)s %(message)s"
+LOG_FORMAT = (
+    "%(asctime)s %(levelname)s [%(process)d] %(name)s request_id=%(request_id)s %(message)s"
+)
 
 
 class RequestIdFilter(logging.Filter):

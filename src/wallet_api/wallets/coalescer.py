@@ -84,9 +84,7 @@ class WriteCoalescer(Generic[Op, Outcome]):
         if not queue.draining:
             queue.draining = True
             # A fresh context: the drainer serves many requests, not the one that woke it.
-            drainer = loop.create_task(
-                self._drain(wallet_id, queue), context=contextvars.Context()
-            )
+            drainer = loop.create_task(self._drain(wallet_id, queue), context=contextvars.Context())
             self._drainers.add(drainer)
             drainer.add_done_callback(self._drainers.discard)
         return await item.future

@@ -11,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wallet_api.wallets.models import wallets
 
-_LOCK_BALANCE = select(wallets.c.balance).where(wallets.c.id == bindparam("wallet_id")).with_for_update()
+_LOCK_BALANCE = (
+    select(wallets.c.balance).where(wallets.c.id == bindparam("wallet_id")).with_for_update()
+)
 _READ_BALANCE = select(wallets.c.balance).where(wallets.c.id == bindparam("wallet_id"))
 
 # One round trip for the whole batch: set the new balance and append every ledger row.

@@ -20,7 +20,7 @@ from wallet_api.wallets.service import Operation
 
 router = APIRouter(prefix="/api/v1/wallets", tags=["wallets"])
 
-_PROBLEM = {"content": {"application/problem+json": {}}}
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "wallet_not_found", **_PROBLEM}}
 _INVALID: dict[int | str, dict[str, Any]] = {422: {"description": "validation_error", **_PROBLEM}}
 

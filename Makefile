@@ -1,0 +1,56 @@
+# Wallet API. `make help` lists the targets. Needs only Python >= 3.11 and make:
+# everything else goes into .venv, and a private PostgreSQL starts when none is configured.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint format typecheck check migrate bench loadtest lock clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is required") if sys.version_info < (3, 11) else None'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --constraint requirements.lock --editable '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP) ## Create .venv and install the service with its development tools
+
+run: $(STAMP) ## Serve on 127.0.0.1:$PORT (8000); embedded PostgreSQL in .data/ unless DB_HOST is set
+	$(BIN)/wallet-api serve
+
+test: $(STAMP) ## Run the test suite on TEST_DATABASE_URL, or on a private embedded PostgreSQL
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff check and ruff format --check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## Format and fix what ruff can
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP) ## mypy --strict
+	$(BIN)/mypy --strict
+
+check: lint typecheck test ## Everything CI runs
+
+migrate: $(STAMP) ## Apply migrations to the database DB_* names
+	$(BIN)/wallet-api migrate
+
+bench: $(STAMP) ## Hot-wallet benchmark with its baselines; prints and saves JSON (see docs/PERFORMANCE.md)
+	$(BIN)/python -m bench.hot_wallet $(BENCH_ARGS)
+
+loadtest: $(STAMP) ## Headless Locust against a running server (HOST, default http://127.0.0.1:8000)
+	$(BIN)/python -m load_tests.run $(LOADTEST_ARGS)
+
+lock: $(STAMP) ## Re-resolve requirements.lock from pyproject.toml
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 -o requirements.lock
+
+clean: ## Remove .venv, .data and caches
+	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,87 @@
+"""The `wallet-api` command: `serve` (what `make run` runs) and `migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+
+from pydantic import ValidationError
+
+from wallet_api.core.config import Settings
+
+logger = logging.getLogger("wallet_api.cli")
+
+#: Where `serve` keeps the embedded PostgreSQL's data, relative to the working directory.
+EMBEDDED_DATA_DIR = Path(".data/postgres")
+
+
+def _load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        sys.exit(f"wallet-api: invalid configuration:\n{exc}")
+
+
+def migrate() -> None:
+    """Apply every Alembic migration to the configured database."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config("alembic.ini")
+    config.attributes["configure_logger"] = False  # keep this process's logging as it is
+    command.upgrade(config, "head")
+
+
+def serve() -> int:
+    """Migrate, then run Gunicorn in the foreground; with no DB_HOST, on an embedded server."""
+    settings = _load_settings()
+    with ExitStack() as stack:
+        if "db_host" not in settings.model_fields_set:
+            from wallet_api.devtools.postgres import embedded_postgres, ensure_database
+
+            logger.info(
+                "DB_HOST is not set: starting the embedded PostgreSQL in %s", EMBEDDED_DATA_DIR
+            )
+            address = stack.enter_context(embedded_postgres(EMBEDDED_DATA_DIR, keep_data=True))
+            ensure_database(address, settings.db_name)
+            os.environ.update(address.environment(settings.db_name))
+        migrate()
+        # Gunicorn gets its own session, so a terminal's Ctrl-C reaches only this process,
+        # which turns it into a graceful SIGTERM, then stops the database it started.
+        gunicorn = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"],
+            start_new_session=True,
+        )
+
+        def stop(signum: int, _: FrameType | None) -> None:
+            logger.info("received %s: stopping Gunicorn", signal.Signals(signum).name)
+            gunicorn.send_signal(signal.SIGTERM)
+
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, stop)
+        return gunicorn.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="wallet-api", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "serve", help="apply migrations and serve (embedded PostgreSQL if DB_HOST is unset)"
+    )
+    commands.add_parser("migrate", help="apply every migration to the configured database")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="wallet-api: %(message)s")
+    for noisy in ("embedded_postgres", "alembic.runtime.plugins"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.command == "serve":
+        sys.exit(serve())
+    _load_settings()
+    migrate()

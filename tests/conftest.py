@@ -1,0 +1,97 @@
+"""Fixtures: a PostgreSQL server, a migrated database, and the service running on it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import ServiceProcess, TestDatabase, alembic
+from wallet_api.devtools.postgres import (
+    PostgresAddress,
+    drop_database,
+    embedded_postgres,
+    ensure_database,
+)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresAddress]:
+    """The server named by TEST_DATABASE_URL, or a private embedded one for this session."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield PostgresAddress.from_url(url)
+        return
+    with embedded_postgres(
+        Path(tempfile.mkdtemp(prefix="wallet-api-test-pg-")), keep_data=False
+    ) as address:
+        yield address
+
+
+@pytest.fixture(scope="session")
+def make_database(postgres: PostgresAddress) -> Iterator[Callable[[], TestDatabase]]:
+    """Create fresh, empty databases; every one is dropped when the session ends."""
+    created: list[TestDatabase] = []
+
+    def make() -> TestDatabase:
+        database = TestDatabase(postgres, f"wallet_api_test_{uuid.uuid4().hex[:12]}")
+        ensure_database(postgres, database.name)
+        created.append(database)
+        return database
+
+    yield make
+    for database in created:
+        drop_database(postgres, database.name)
+
+
+@pytest.fixture(scope="session")
+def database(make_database: Callable[[], TestDatabase]) -> TestDatabase:
+    """The session's database, its schema built by `alembic upgrade head`."""
+    database = make_database()
+    result = alembic(database, "upgrade", "head")
+    assert result.returncode == 0, result.stderr
+    return database
+
+
+@pytest.fixture(scope="session")
+def start_service(
+    database: TestDatabase, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., ServiceProcess]]:
+    """Start the service under Gunicorn (2 workers) with extra settings; stopped at the end."""
+    started: list[ServiceProcess] = []
+
+    def start(wait_path: str = "/health/ready", **settings: str) -> ServiceProcess:
+        log_path = tmp_path_factory.mktemp("service") / "gunicorn.log"
+        service = ServiceProcess(database, log_path, settings)
+        started.append(service)
+        service.wait_until_serving(wait_path)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def service(start_service: Callable[..., ServiceProcess]) -> ServiceProcess:
+    """The service with default settings: 2 workers, coalescing on."""
+    return start_service()
+
+
+@pytest.fixture
+def client(service: ServiceProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=service.base_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def wallet(client: httpx.Client) -> str:
+    """A new wallet's id."""
+    response = client.post("/api/v1/wallets/create_wallet")
+    assert response.status_code == 201
+    return str(response.json()["wallet_uuid"])

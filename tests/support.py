@@ -1,0 +1,159 @@
+"""Test harness: a migrated database and the real service under Gunicorn, over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import httpx
+
+from wallet_api.devtools.postgres import PostgresAddress
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def alembic(database: TestDatabase, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the `alembic` command line against `database`, as an operator would."""
+    return subprocess.run(
+        [sys.executable, "-m", "alembic", *args],
+        cwd=ROOT,
+        env={**os.environ, **database.environment()},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+@dataclass(frozen=True)
+class TestDatabase:
+    """A database of its own on the test server, for one test session or one test."""
+
+    __test__ = False  # not a test class, whatever its name
+
+    address: PostgresAddress
+    name: str
+
+    def environment(self) -> dict[str, str]:
+        return self.address.environment(self.name)
+
+    def url(self) -> str:
+        return self.address.url(self.name)
+
+    def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """Run one query on a connection of its own, outside the service."""
+
+        async def run() -> list[asyncpg.Record]:
+            connection = await asyncpg.connect(self.url())
+            try:
+                return await connection.fetch(sql, *args)
+            finally:
+                await connection.close()
+
+        return asyncio.run(run())
+
+    def ledger(self, wallet_id: str) -> list[asyncpg.Record]:
+        """The wallet's ledger rows in the order they were applied."""
+        return self.fetch(
+            "SELECT operation, amount, balance_after, xmin::text::bigint AS txid "
+            "FROM wallet_operations WHERE wallet_id = $1 ORDER BY id",
+            UUID(wallet_id),
+        )
+
+    def stored_balance(self, wallet_id: str) -> int:
+        (row,) = self.fetch("SELECT balance FROM wallets WHERE id = $1", UUID(wallet_id))
+        return int(row["balance"])
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class ServiceProcess:
+    """The service under Gunicorn with Uvicorn workers, started from `gunicorn.conf.py`."""
+
+    def __init__(self, database: TestDatabase, log_path: Path, settings: Mapping[str, str]) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        environment = {
+            **os.environ,
+            **database.environment(),
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "WORKERS_COUNT": "2",
+            "LOG_LEVEL": "info",
+            **settings,
+        }
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"],
+            cwd=ROOT,
+            env=environment,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_until_serving(self, path: str = "/health/ready", timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the service exited early:\n{self.log_text()}")
+            try:
+                if httpx.get(self.base_url + path, timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"the service did not answer {path} in {timeout}s:\n{self.log_text()}")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+OPERATION_PATH = "/api/v1/wallets/{}/operation"
+
+
+def operation(kind: str, amount: object) -> dict[str, object]:
+    return {"operation": kind, "amount": amount}
+
+
+async def send_concurrently(
+    base_url: str, wallet_id: str, bodies: Iterable[Mapping[str, object]]
+) -> list[httpx.Response]:
+    """POST every body to the wallet's operation endpoint at once, one connection each."""
+    bodies = list(bodies)
+    limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=len(bodies))
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
+        return await asyncio.gather(
+            *(client.post(OPERATION_PATH.format(wallet_id), json=body) for body in bodies)
+        )
+
+
+def money(value: object) -> Decimal:
+    """A JSON money value as an exact Decimal (tests compare money exactly, never as floats)."""
+    return Decimal(str(value))
