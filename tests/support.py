@@ -8,7 +8,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -70,6 +71,19 @@ class TestDatabase:
             "FROM wallet_operations WHERE wallet_id = $1 ORDER BY id",
             UUID(wallet_id),
         )
+
+    @asynccontextmanager
+    async def row_locked(self, wallet_id: str) -> AsyncIterator[None]:
+        """Hold the wallet's row lock in a transaction of our own for the block."""
+        connection = await asyncpg.connect(self.url())
+        try:
+            async with connection.transaction():
+                await connection.execute(
+                    "SELECT 1 FROM wallets WHERE id = $1 FOR UPDATE", UUID(wallet_id)
+                )
+                yield
+        finally:
+            await connection.close()
 
     def stored_balance(self, wallet_id: str) -> int:
         (row,) = self.fetch("SELECT balance FROM wallets WHERE id = $1", UUID(wallet_id))
@@ -143,15 +157,51 @@ def operation(kind: str, amount: object) -> dict[str, object]:
 
 
 async def send_concurrently(
-    base_url: str, wallet_id: str, bodies: Iterable[Mapping[str, object]]
+    base_url: str,
+    requests: Sequence[tuple[str, Mapping[str, object]]],
+    *,
+    while_locked: tuple[TestDatabase, str] | None = None,
 ) -> list[httpx.Response]:
-    """POST every body to the wallet's operation endpoint at once, one connection each."""
-    bodies = list(bodies)
-    limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=len(bodies))
+    """POST every (wallet, body) to its operation endpoint at once, one connection each.
+
+    With `while_locked=(database, wallet)`, that wallet's row is held locked by another
+    transaction while the requests go out, then released: the service's first transaction
+    blocks, so the requests behind it pile up in the wallet's queue and form a batch.
+    """
+    limits = httpx.Limits(max_connections=len(requests), max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
-        return await asyncio.gather(
-            *(client.post(OPERATION_PATH.format(wallet_id), json=body) for body in bodies)
-        )
+        posts = [OPERATION_PATH.format(wallet) for wallet, _ in requests]
+        if while_locked is None:
+            return await asyncio.gather(
+                *(client.post(path, json=body) for path, (_, body) in zip(posts, requests))
+            )
+        database, locked_wallet = while_locked
+        async with database.row_locked(locked_wallet):
+            tasks = [
+                asyncio.create_task(client.post(path, json=body))
+                for path, (_, body) in zip(posts, requests)
+            ]
+            await asyncio.sleep(LOCK_HOLD_SECONDS)
+        return await asyncio.gather(*tasks)
+
+
+#: How long `send_concurrently(while_locked=...)` holds the row: long enough for every
+#: request to reach the service, short of the default operation deadline (5 s).
+LOCK_HOLD_SECONDS = 1.5
+
+
+def assert_ledger_consistent(database: TestDatabase, wallet_id: str, start: int = 0) -> list[int]:
+    """Replay the wallet's ledger: each row's balance_after follows from the one before it,
+    none is negative, and the last equals the stored balance. Returns the balances after."""
+    balance = start
+    balances = []
+    for row in database.ledger(wallet_id):
+        balance += row["amount"] if row["operation"] == "DEPOSIT" else -row["amount"]
+        assert balance >= 0
+        assert row["balance_after"] == balance
+        balances.append(balance)
+    assert database.stored_balance(wallet_id) == balance
+    return balances
 
 
 def money(value: object) -> Decimal:

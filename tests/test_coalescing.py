@@ -1,0 +1,189 @@
+"""Per-wallet write coalescing: each caller gets exactly its own answer, nothing is
+acknowledged before its commit, one failing operation does not fail the others, and
+the queue and deadline bounds give 503 rather than an unbounded wait."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.support import (
+    ServiceProcess,
+    TestDatabase,
+    assert_ledger_consistent,
+    operation,
+    send_concurrently,
+)
+from tests.test_wallet_contract import assert_problem
+
+POISON_AMOUNT = "1313.13"  # the trigger below fails any commit that stores this amount
+
+
+@pytest.fixture
+def hot_wallet(client: httpx.Client) -> str:
+    return str(client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"])
+
+
+def transactions_of(database: TestDatabase, wallet: str) -> Counter[int]:
+    """How many ledger rows each committing transaction wrote."""
+    return Counter(row["txid"] for row in database.ledger(wallet))
+
+
+def test_queued_operations_are_applied_together_in_one_transaction(
+    service: ServiceProcess, database: TestDatabase, hot_wallet: str
+) -> None:
+    responses = asyncio.run(
+        send_concurrently(
+            service.base_url,
+            [(hot_wallet, operation("DEPOSIT", 1))] * 100,
+            while_locked=(database, hot_wallet),
+        )
+    )
+    assert sorted(r.json()["balance"] for r in responses) == list(range(1, 101))
+    batch_sizes = transactions_of(database, hot_wallet)
+    assert sum(batch_sizes.values()) == 100
+    assert max(batch_sizes.values()) > 10, batch_sizes
+
+
+def test_refusals_inside_a_batch_leave_the_others_their_exact_answers(
+    service: ServiceProcess, database: TestDatabase, client: httpx.Client, hot_wallet: str
+) -> None:
+    client.post(f"/api/v1/wallets/{hot_wallet}/operation", json=operation("DEPOSIT", 10))
+    pattern = [
+        operation("WITHDRAW", 1000),  # always refused: the balance never gets near it
+        operation("WITHDRAW", 3),  # refused once the balance runs low
+        operation("DEPOSIT", "0.5"),
+    ]
+    bodies = list(itertools.islice(itertools.cycle(pattern), 150))
+    responses = asyncio.run(
+        send_concurrently(
+            service.base_url,
+            [(hot_wallet, body) for body in bodies],
+            while_locked=(database, hot_wallet),
+        )
+    )
+    for body, response in zip(bodies, responses, strict=True):
+        if (
+            body["amount"] == 1000
+            or body["operation"] == "WITHDRAW"
+            and response.status_code != 200
+        ):
+            assert_problem(response, 400, "insufficient_funds")
+        else:
+            assert response.status_code == 200, response.text
+    ledger_balances = assert_ledger_consistent(database, hot_wallet)[1:]  # after the first deposit
+    acknowledged = [
+        int(round(r.json()["balance"] * 100)) for r in responses if r.status_code == 200
+    ]
+    # Each acknowledged balance is exactly the one its own ledger row recorded.
+    assert sorted(acknowledged) == sorted(ledger_balances)
+    assert sum(r.status_code == 400 for r in responses) > 50  # refusals did happen mid-batch
+    assert max(transactions_of(database, hot_wallet).values()) > 10
+
+
+@pytest.fixture
+def poisoned_commits(database: TestDatabase) -> Iterator[None]:
+    """A deferred constraint trigger that makes the commit fail for one ledger amount."""
+    database.fetch(
+        """
+        CREATE FUNCTION test_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.amount = 131313 THEN
+                RAISE EXCEPTION 'poisoned ledger row %', NEW.id;
+            END IF;
+            RETURN NULL;
+        END $$
+        """
+    )
+    database.fetch(
+        "CREATE CONSTRAINT TRIGGER test_poison AFTER INSERT ON wallet_operations "
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_poison()"
+    )
+    yield
+    database.fetch("DROP TRIGGER test_poison ON wallet_operations")
+    database.fetch("DROP FUNCTION test_poison()")
+
+
+@pytest.mark.usefixtures("poisoned_commits")
+def test_a_batch_whose_commit_fails_fails_only_the_operation_that_broke_it(
+    service: ServiceProcess, database: TestDatabase, client: httpx.Client, hot_wallet: str
+) -> None:
+    bodies = [operation("DEPOSIT", 1)] * 60
+    bodies.insert(30, operation("DEPOSIT", POISON_AMOUNT))
+    responses = asyncio.run(
+        send_concurrently(
+            service.base_url,
+            [(hot_wallet, body) for body in bodies],
+            while_locked=(database, hot_wallet),
+        )
+    )
+    poisoned = responses[30]
+    problem = assert_problem(poisoned, 500, "internal_error")
+    assert "poison" not in poisoned.text.lower()
+    assert "trigger" not in poisoned.text.lower()
+    others = responses[:30] + responses[31:]
+    assert sorted(r.json()["balance"] for r in others) == list(range(1, 61))
+    assert client.get(f"/api/v1/wallets/{hot_wallet}").json() == {"balance": 60}
+    assert len(assert_ledger_consistent(database, hot_wallet)) == 60
+
+    log = service.log_text()
+    assert "retrying one by one" in log
+    failure_lines = [line for line in log.splitlines() if str(problem["request_id"]) in line]
+    assert failure_lines, "the failure is logged with the request id"
+    assert "poisoned ledger row" in log
+
+
+@pytest.fixture(scope="module")
+def tightly_bounded_service(start_service: Callable[..., ServiceProcess]) -> ServiceProcess:
+    return start_service(COALESCING_QUEUE_LIMIT="1", OPERATION_DEADLINE="0.5")
+
+
+@pytest.mark.parametrize("limit", ["queue", "deadline"])
+def test_past_the_queue_limit_or_deadline_callers_get_503_and_nothing_is_applied(
+    tightly_bounded_service: ServiceProcess,
+    database: TestDatabase,
+    client: httpx.Client,
+    hot_wallet: str,
+    limit: str,
+) -> None:
+    # Held lock: each worker's first operation blocks in the database, the next one waits
+    # in the queue (limit 1) past its 0.5 s deadline, every further one finds the queue full.
+    responses = asyncio.run(
+        send_concurrently(
+            tightly_bounded_service.base_url,
+            [(hot_wallet, operation("DEPOSIT", 1))] * 20,
+            while_locked=(database, hot_wallet),
+        )
+    )
+    busy = [r for r in responses if r.status_code == 503]
+    applied = [r for r in responses if r.status_code == 200]
+    assert len(busy) + len(applied) == 20
+    assert 1 <= len(applied) <= 2  # at most the one in flight in each of the two workers
+    for response in busy:
+        assert_problem(response, 503, "wallet_busy")
+        assert int(response.headers["retry-after"]) >= 1
+    details = {r.json()["detail"] for r in busy}
+    wanted = "waited too long" if limit == "deadline" else "Too many operations"
+    assert any(wanted in detail for detail in details), details
+    assert len(assert_ledger_consistent(database, hot_wallet)) == len(applied)
+
+
+def test_with_coalescing_off_every_operation_commits_on_its_own(
+    start_service: Callable[..., ServiceProcess], database: TestDatabase, client: httpx.Client
+) -> None:
+    uncoalesced = start_service(COALESCING_ENABLED="false")
+    wallet = str(client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"])
+    responses = asyncio.run(
+        send_concurrently(
+            uncoalesced.base_url,
+            [(wallet, operation("DEPOSIT", 1))] * 100,
+            while_locked=(database, wallet),
+        )
+    )
+    assert sorted(r.json()["balance"] for r in responses) == list(range(1, 101))
+    assert set(transactions_of(database, wallet).values()) == {1}

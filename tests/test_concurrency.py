@@ -1,0 +1,112 @@
+"""No lost update and no overdraft under real concurrency: hundreds of simultaneous requests
+over real HTTP to Gunicorn with two worker processes, with coalescing on and off."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.support import (
+    ServiceProcess,
+    TestDatabase,
+    assert_ledger_consistent,
+    money,
+    operation,
+    send_concurrently,
+)
+from wallet_api.core.money import to_minor_units
+
+CONCURRENCY = 300
+
+
+@pytest.fixture(params=["coalesced", "one-transaction-per-operation"], scope="module")
+def any_service(
+    request: pytest.FixtureRequest,
+    service: ServiceProcess,
+    start_service: Callable[..., ServiceProcess],
+) -> ServiceProcess:
+    if request.param == "coalesced":
+        return service
+    return start_service(COALESCING_ENABLED="false")
+
+
+@pytest.fixture
+def any_client(any_service: ServiceProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=any_service.base_url, timeout=30) as client:
+        yield client
+
+
+def new_wallet(client: httpx.Client, deposit: object = None) -> str:
+    wallet = str(client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"])
+    if deposit is not None:
+        response = client.post(
+            f"/api/v1/wallets/{wallet}/operation", json=operation("DEPOSIT", deposit)
+        )
+        assert response.status_code == 200
+    return wallet
+
+
+def test_concurrent_deposits_each_report_their_own_balance(
+    any_service: ServiceProcess, any_client: httpx.Client, database: TestDatabase
+) -> None:
+    wallet = new_wallet(any_client)
+    responses = asyncio.run(
+        send_concurrently(any_service.base_url, [(wallet, operation("DEPOSIT", 1))] * CONCURRENCY)
+    )
+    assert [r.status_code for r in responses] == [200] * CONCURRENCY
+    assert sorted(r.json()["balance"] for r in responses) == list(range(1, CONCURRENCY + 1))
+    assert any_client.get(f"/api/v1/wallets/{wallet}").json() == {"balance": CONCURRENCY}
+    assert len(assert_ledger_consistent(database, wallet)) == CONCURRENCY
+
+
+def test_concurrent_withdrawals_never_overdraw(
+    any_service: ServiceProcess, any_client: httpx.Client, database: TestDatabase
+) -> None:
+    wallet = new_wallet(any_client, deposit=100)
+    responses = asyncio.run(
+        send_concurrently(any_service.base_url, [(wallet, operation("WITHDRAW", 1))] * CONCURRENCY)
+    )
+    succeeded = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 400]
+    assert len(succeeded) == 100
+    assert len(refused) == CONCURRENCY - 100
+    assert {r.json()["code"] for r in refused} == {"insufficient_funds"}
+    assert sorted(r.json()["balance"] for r in succeeded) == list(range(100))
+    assert any_client.get(f"/api/v1/wallets/{wallet}").json() == {"balance": 0}
+    assert len(assert_ledger_consistent(database, wallet)) == 1 + 100
+
+
+def test_mixed_operations_across_wallets_add_up_to_what_was_acknowledged(
+    any_service: ServiceProcess, any_client: httpx.Client, database: TestDatabase
+) -> None:
+    rng = random.Random(20261126)
+    wallets = [new_wallet(any_client, deposit=50) for _ in range(12)]
+    requests = [
+        (
+            rng.choice(wallets),
+            operation(rng.choice(["DEPOSIT", "WITHDRAW"]), f"{rng.randint(1, 3000) / 100:.2f}"),
+        )
+        for _ in range(CONCURRENCY)
+    ]
+    responses = asyncio.run(send_concurrently(any_service.base_url, requests))
+
+    expected = defaultdict(lambda: 5000)  # minor units, after the opening deposit of 50
+    for (wallet, body), response in zip(requests, responses, strict=True):
+        assert response.status_code in (200, 400), response.text
+        if response.status_code == 200:
+            sign = 1 if body["operation"] == "DEPOSIT" else -1
+            expected[wallet] += sign * to_minor_units(body["amount"])
+        else:
+            assert body["operation"] == "WITHDRAW"
+            assert response.json()["code"] == "insufficient_funds"
+    for wallet in wallets:
+        balance = money(any_client.get(f"/api/v1/wallets/{wallet}").json()["balance"])
+        assert balance * 100 == expected[wallet]
+        assert_ledger_consistent(database, wallet)
+    acknowledged = sum(r.status_code == 200 for r in responses)
+    assert sum(len(database.ledger(w)) - 1 for w in wallets) == acknowledged
