@@ -1,15 +1,8 @@
 """Gunicorn configuration, from the service's settings (environment and `.env`)."""
 
-import sys
+from wallet_api.core.config import load_settings_or_exit
 
-from pydantic import ValidationError
-
-from wallet_api.core.config import Settings
-
-try:
-    _settings = Settings()
-except ValidationError as _error:
-    sys.exit(f"wallet-api: invalid configuration:\n{_error}")
+_settings = load_settings_or_exit()  # a bad value stops the server here, before any worker
 
 wsgi_app = "wallet_api.main:app"
 worker_class = "uvicorn_worker.UvicornWorker"  # uvloop and httptools when installed

@@ -173,13 +173,16 @@ async def send_concurrently(
         posts = [OPERATION_PATH.format(wallet) for wallet, _ in requests]
         if while_locked is None:
             return await asyncio.gather(
-                *(client.post(path, json=body) for path, (_, body) in zip(posts, requests))
+                *(
+                    client.post(path, json=body)
+                    for path, (_, body) in zip(posts, requests, strict=True)
+                )
             )
         database, locked_wallet = while_locked
         async with database.row_locked(locked_wallet):
             tasks = [
                 asyncio.create_task(client.post(path, json=body))
-                for path, (_, body) in zip(posts, requests)
+                for path, (_, body) in zip(posts, requests, strict=True)
             ]
             await asyncio.sleep(LOCK_HOLD_SECONDS)
         return await asyncio.gather(*tasks)

@@ -16,6 +16,7 @@ from tests.support import (
     ServiceProcess,
     TestDatabase,
     assert_ledger_consistent,
+    money,
     operation,
     send_concurrently,
 )
@@ -68,17 +69,15 @@ def test_refusals_inside_a_batch_leave_the_others_their_exact_answers(
         )
     )
     for body, response in zip(bodies, responses, strict=True):
-        if (
-            body["amount"] == 1000
-            or body["operation"] == "WITHDRAW"
-            and response.status_code != 200
+        if body["amount"] == 1000 or (
+            body["operation"] == "WITHDRAW" and response.status_code != 200
         ):
             assert_problem(response, 400, "insufficient_funds")
         else:
             assert response.status_code == 200, response.text
     ledger_balances = assert_ledger_consistent(database, hot_wallet)[1:]  # after the first deposit
     acknowledged = [
-        int(round(r.json()["balance"] * 100)) for r in responses if r.status_code == 200
+        int(money(r.json()["balance"]) * 100) for r in responses if r.status_code == 200
     ]
     # Each acknowledged balance is exactly the one its own ledger row recorded.
     assert sorted(acknowledged) == sorted(ledger_balances)

@@ -95,7 +95,9 @@ def test_mixed_operations_across_wallets_add_up_to_what_was_acknowledged(
     ]
     responses = asyncio.run(send_concurrently(any_service.base_url, requests))
 
-    expected = defaultdict(lambda: 5000)  # minor units, after the opening deposit of 50
+    expected: defaultdict[str, int] = defaultdict(
+        lambda: 5000
+    )  # minor units, after the opening deposit of 50
     for (wallet, body), response in zip(requests, responses, strict=True):
         assert response.status_code in (200, 400), response.text
         if response.status_code == 200:

@@ -13,21 +13,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 
-from pydantic import ValidationError
-
-from wallet_api.core.config import Settings
+from wallet_api.core.config import load_settings_or_exit
 
 logger = logging.getLogger("wallet_api.cli")
 
 #: Where `serve` keeps the embedded PostgreSQL's data, relative to the working directory.
 EMBEDDED_DATA_DIR = Path(".data/postgres")
-
-
-def _load_settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        sys.exit(f"wallet-api: invalid configuration:\n{exc}")
 
 
 def migrate() -> None:
@@ -42,7 +33,7 @@ def migrate() -> None:
 
 def serve() -> int:
     """Migrate, then run Gunicorn in the foreground; with no DB_HOST, on an embedded server."""
-    settings = _load_settings()
+    settings = load_settings_or_exit()
     with ExitStack() as stack:
         if "db_host" not in settings.model_fields_set:
             from wallet_api.devtools.postgres import embedded_postgres, ensure_database
@@ -83,5 +74,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.command == "serve":
         sys.exit(serve())
-    _load_settings()
+    load_settings_or_exit()
     migrate()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import URL
 
@@ -90,3 +91,15 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The settings, read once per process."""
     return Settings()
+
+
+def load_settings_or_exit() -> Settings:
+    """The settings, or exit at once naming each bad environment variable and why."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "\n".join(
+            f"  {'.'.join(map(str, error['loc'])).upper()}={error.get('input')!r}: {error['msg']}"
+            for error in exc.errors()
+        )
+        sys.exit(f"wallet-api: invalid configuration:\n{problems}")

@@ -11,8 +11,10 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from wallet_api.core.database import is_transient_error
 from wallet_api.core.request_context import current_request_id
 
 logger = logging.getLogger(__name__)
@@ -143,6 +145,14 @@ def _http_error(_: Request, exc: Exception) -> Response:
     )
 
 
+def _database_error(request: Request, exc: Exception) -> Response:
+    if is_transient_error(exc):
+        unavailable = DatabaseUnavailable("The database is unavailable; retry shortly.")
+        unavailable.__cause__ = exc
+        return _app_error(request, unavailable)
+    return _unhandled_error(request, exc)
+
+
 def _unhandled_error(_: Request, exc: Exception) -> Response:
     logger.error("unhandled error", exc_info=exc)
     return problem_response(
@@ -158,4 +168,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(SQLAlchemyError, _database_error)
+    app.add_exception_handler(OSError, _database_error)
     app.add_exception_handler(Exception, _unhandled_error)

@@ -1,0 +1,1 @@
+"""Locust load tests of the wallet API: one hot wallet, and many wallets."""
