@@ -11,13 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import ServiceProcess, TestDatabase, alembic
+from tests.support import TestDatabase, alembic, launch_service
 from wallet_api.devtools.postgres import (
     PostgresAddress,
     drop_database,
     embedded_postgres,
     ensure_database,
 )
+from wallet_api.devtools.server import ServiceProcess
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +68,7 @@ def start_service(
 
     def start(wait_path: str = "/health/ready", **settings: str) -> ServiceProcess:
         log_path = tmp_path_factory.mktemp("service") / "gunicorn.log"
-        service = ServiceProcess(database, log_path, settings)
+        service = launch_service(database, log_path, settings)
         started.append(service)
         service.wait_until_serving(wait_path)
         return service

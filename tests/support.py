@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,21 +16,14 @@ import asyncpg
 import httpx
 
 from wallet_api.devtools.postgres import PostgresAddress
+from wallet_api.devtools.server import ServiceProcess, run_alembic
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def alembic(database: TestDatabase, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the `alembic` command line against `database`, as an operator would."""
-    return subprocess.run(
-        [sys.executable, "-m", "alembic", *args],
-        cwd=ROOT,
-        env={**os.environ, **database.environment()},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    """Run the `alembic` command line against `database`."""
+    return run_alembic(ROOT, database.environment(), *args)
 
 
 @dataclass(frozen=True)
@@ -90,63 +79,13 @@ class TestDatabase:
         return int(row["balance"])
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class ServiceProcess:
-    """The service under Gunicorn with Uvicorn workers, started from `gunicorn.conf.py`."""
-
-    def __init__(self, database: TestDatabase, log_path: Path, settings: Mapping[str, str]) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        environment = {
-            **os.environ,
-            **database.environment(),
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "WORKERS_COUNT": "2",
-            "LOG_LEVEL": "info",
-            **settings,
-        }
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"],
-            cwd=ROOT,
-            env=environment,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_until_serving(self, path: str = "/health/ready", timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the service exited early:\n{self.log_text()}")
-            try:
-                if httpx.get(self.base_url + path, timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"the service did not answer {path} in {timeout}s:\n{self.log_text()}")
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return self.process.returncode
+def launch_service(
+    database: TestDatabase, log_path: Path, settings: Mapping[str, str]
+) -> ServiceProcess:
+    """The service on `database` with 2 workers and `settings` on top."""
+    return ServiceProcess(
+        ROOT, {**database.environment(), "LOG_LEVEL": "info", **settings}, log_path
+    )
 
 
 OPERATION_PATH = "/api/v1/wallets/{}/operation"

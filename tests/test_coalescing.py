@@ -13,7 +13,6 @@ import httpx
 import pytest
 
 from tests.support import (
-    ServiceProcess,
     TestDatabase,
     assert_ledger_consistent,
     money,
@@ -21,6 +20,7 @@ from tests.support import (
     send_concurrently,
 )
 from tests.test_wallet_contract import assert_problem
+from wallet_api.devtools.server import ServiceProcess
 
 POISON_AMOUNT = "1313.13"  # the trigger below fails any commit that stores this amount
 

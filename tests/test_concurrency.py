@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from tests.support import (
-    ServiceProcess,
     TestDatabase,
     assert_ledger_consistent,
     money,
@@ -20,6 +19,7 @@ from tests.support import (
     send_concurrently,
 )
 from wallet_api.core.money import to_minor_units
+from wallet_api.devtools.server import ServiceProcess
 
 CONCURRENCY = 300
 

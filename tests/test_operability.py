@@ -10,8 +10,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.support import ROOT, ServiceProcess, free_port
+from tests.support import ROOT
 from tests.test_wallet_contract import assert_problem
+from wallet_api.devtools.server import ServiceProcess, free_port
 
 
 @pytest.mark.parametrize(
