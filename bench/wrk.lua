@@ -1,0 +1,80 @@
+-- wrk script for bench/hot_wallet.py. Environment:
+--   BENCH_MODE     "operations" (POST alternating DEPOSIT/WITHDRAW) or "get" (GET BENCH_PATH)
+--   WALLETS_FILE   one wallet id per line; each request picks one (the only one, for a hot wallet)
+--   BENCH_PATH     the path to GET in "get" mode
+-- It counts every status and every request written, so that the harness can reconcile
+-- what the clients saw with what the ledger holds, and prints one JSON line at the end.
+
+local mode = os.getenv("BENCH_MODE") or "operations"
+local path = os.getenv("BENCH_PATH") or "/health/live"
+local wallets = {}
+local threads = {}
+
+if mode == "operations" then
+    for line in io.lines(os.getenv("WALLETS_FILE")) do
+        wallets[#wallets + 1] = line
+    end
+end
+
+local headers = { ["Content-Type"] = "application/json" }
+local bodies = {
+    '{"operation":"DEPOSIT","amount":"1.00"}',
+    '{"operation":"WITHDRAW","amount":"1.00"}',
+}
+
+-- Per-thread state (each wrk thread has its own Lua state).
+sent = 0
+statuses = {}
+
+function setup(thread)
+    thread:set("id", #threads + 1)
+    table.insert(threads, thread)
+end
+
+function init(args)
+    math.randomseed(os.time() * 1000 + id)
+end
+
+function request()
+    sent = sent + 1
+    if mode == "get" then
+        return wrk.format("GET", path)
+    end
+    local wallet = wallets[1]
+    if #wallets > 1 then
+        wallet = wallets[math.random(#wallets)]
+    end
+    return wrk.format(
+        "POST", "/api/v1/wallets/" .. wallet .. "/operation", headers, bodies[sent % 2 + 1]
+    )
+end
+
+function response(status, headers, body)
+    local key = tostring(status)
+    statuses[key] = (statuses[key] or 0) + 1
+end
+
+function done(summary, latency, requests)
+    local total_sent = 0
+    local merged = {}
+    for _, thread in ipairs(threads) do
+        total_sent = total_sent + thread:get("sent")
+        for status, count in pairs(thread:get("statuses")) do
+            merged[status] = (merged[status] or 0) + count
+        end
+    end
+    local parts = {}
+    for status, count in pairs(merged) do
+        parts[#parts + 1] = string.format('"%s":%d', status, count)
+    end
+    local errors = summary.errors
+    io.write(string.format(
+        'BENCH_JSON {"duration_us":%d,"responses":%d,"sent":%d,"statuses":{%s},'
+            .. '"socket_errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},'
+            .. '"latency_us":{"p50":%d,"p90":%d,"p99":%d,"max":%d,"mean":%.1f}}\n',
+        summary.duration, summary.requests, total_sent, table.concat(parts, ","),
+        errors.connect, errors.read, errors.write, errors.timeout,
+        latency:percentile(50), latency:percentile(90), latency:percentile(99),
+        latency.max, latency.mean
+    ))
+end
