@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     db_password: SecretStr = SecretStr("")
 
     # Pool of the SQLAlchemy async engine, per worker process.
-    db_pool_size: int = Field(10, ge=1, le=1000)
+    db_pool_size: int = Field(20, ge=1, le=1000)
     db_max_overflow: int = Field(10, ge=0, le=1000)
     db_pool_timeout: float = Field(
         30.0, gt=0, le=3600, description="Seconds to wait for a pool slot."

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -11,6 +12,15 @@ from wallet_api.core.request_context import set_request_id
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+# Generated ids: a random per-process prefix and a counter. Unique across processes and
+# restarts without a `getrandom` system call per request (costly on virtual machines).
+_PROCESS_PREFIX = os.urandom(6).hex()
+_sequence = itertools.count(1)
+
+
+def new_request_id() -> bytes:
+    return f"{_PROCESS_PREFIX}{next(_sequence):012x}".encode()
 
 
 class RequestIdMiddleware:
@@ -30,7 +40,7 @@ class RequestIdMiddleware:
                     request_id = value
                 break
         if request_id is None:
-            request_id = uuid.uuid4().hex.encode()
+            request_id = new_request_id()
         set_request_id(request_id.decode())
 
         async def send_with_request_id(message: Message) -> None:

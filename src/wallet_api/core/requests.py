@@ -14,6 +14,11 @@ from wallet_api.core.money import parse_json_constant, parse_json_float
 
 Model = TypeVar("Model", bound=BaseModel)
 
+# Built once: `json.loads` with hooks would build a new decoder for every request.
+_DECODER = json.JSONDecoder(
+    parse_float=parse_json_float, parse_int=Decimal, parse_constant=parse_json_constant
+)
+
 
 def _is_json_media_type(content_type: str) -> bool:
     media_type = content_type.partition(";")[0].strip().lower()
@@ -33,12 +38,7 @@ async def read_json_body(request: Request, model: type[Model]) -> Model:
     if not body.strip():
         raise ValidationFailed("The request body is empty; a JSON object is required.")
     try:
-        data = json.loads(
-            body,
-            parse_float=parse_json_float,
-            parse_int=Decimal,
-            parse_constant=parse_json_constant,
-        )
+        data = _DECODER.decode(body.decode("utf-8"))  # JSON on the wire is UTF-8 (RFC 8259)
     except (ValueError, RecursionError):
         raise ValidationFailed("The request body is not valid JSON.") from None
     try:

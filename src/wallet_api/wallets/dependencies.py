@@ -11,7 +11,8 @@ from wallet_api.wallets.schemas import OperationRequest
 from wallet_api.wallets.service import WalletService
 
 
-def get_wallet_service(request: Request) -> WalletService:
+async def get_wallet_service(request: Request) -> WalletService:
+    # async: FastAPI would run a plain `def` dependency in a worker thread, per request.
     service: WalletService = request.app.state.wallet_service
     return service
 
