@@ -59,11 +59,11 @@ def database(make_database: Callable[[], TestDatabase]) -> TestDatabase:
     return database
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def start_service(
     database: TestDatabase, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., ServiceProcess]]:
-    """Start the service under Gunicorn (2 workers) with extra settings; stopped at the end."""
+    """Start the service (2 workers) with extra settings; stopped when the module ends."""
     started: list[ServiceProcess] = []
 
     def start(wait_path: str = "/health/ready", **settings: str) -> ServiceProcess:
@@ -79,9 +79,14 @@ def start_service(
 
 
 @pytest.fixture(scope="session")
-def service(start_service: Callable[..., ServiceProcess]) -> ServiceProcess:
+def service(
+    database: TestDatabase, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
     """The service with default settings: 2 workers, coalescing on."""
-    return start_service()
+    service = launch_service(database, tmp_path_factory.mktemp("service") / "gunicorn.log", {})
+    service.wait_until_serving()
+    yield service
+    service.stop()
 
 
 @pytest.fixture

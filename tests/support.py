@@ -82,10 +82,13 @@ class TestDatabase:
 def launch_service(
     database: TestDatabase, log_path: Path, settings: Mapping[str, str]
 ) -> ServiceProcess:
-    """The service on `database` with 2 workers and `settings` on top."""
-    return ServiceProcess(
-        ROOT, {**database.environment(), "LOG_LEVEL": "info", **settings}, log_path
-    )
+    """The service on `database` with 2 workers and `settings` on top.
+
+    Pools are kept small (at most 2 x 12 connections a service) so that the services a
+    test module runs at once stay well inside PostgreSQL's default max_connections (100).
+    """
+    defaults = {"LOG_LEVEL": "info", "DB_POOL_SIZE": "8", "DB_MAX_OVERFLOW": "4"}
+    return ServiceProcess(ROOT, {**database.environment(), **defaults, **settings}, log_path)
 
 
 OPERATION_PATH = "/api/v1/wallets/{}/operation"

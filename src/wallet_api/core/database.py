@@ -44,10 +44,17 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 
 class Database:
-    """Owns the engine. `transaction()` is the only way the service writes."""
+    """Owns the engine, and with it every transaction boundary of the service.
+
+    `transaction()` is a unit of work of several statements. `autocommit()` runs
+    statements that are each a transaction of their own: PostgreSQL commits one when it
+    succeeds, before answering, so one round trip carries the statement and its commit.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # Made once: per-connection execution_options() would cost a copy on every call.
+        self._autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -56,10 +63,10 @@ class Database:
             yield connection
 
     @asynccontextmanager
-    async def reader(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for single-statement reads, in autocommit mode (no BEGIN/ROLLBACK)."""
-        async with self.engine.connect() as connection:
-            yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A connection on which each statement commits by itself (no BEGIN, no COMMIT)."""
+        async with self._autocommit_engine.connect() as connection:
+            yield connection
 
     async def dispose(self) -> None:
         await self.engine.dispose()

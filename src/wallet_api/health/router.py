@@ -27,7 +27,7 @@ async def ready(request: Request) -> Response:
     """The database answers within a short timeout."""
     database: Database = request.app.state.database
     try:
-        async with asyncio.timeout(READINESS_TIMEOUT_SECONDS), database.reader() as connection:
+        async with asyncio.timeout(READINESS_TIMEOUT_SECONDS), database.autocommit() as connection:
             await repository.ping(connection)
     except Exception as exc:
         raise DatabaseUnavailable("The database did not answer in time.") from exc

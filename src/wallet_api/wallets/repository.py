@@ -16,7 +16,35 @@ _LOCK_BALANCE = (
 )
 _READ_BALANCE = select(wallets.c.balance).where(wallets.c.id == bindparam("wallet_id"))
 
-# One round trip for the whole batch: set the new balance and append every ledger row.
+_LEDGER_ARRAYS = (
+    bindparam("wallet_id", type_=Uuid),
+    bindparam("balance", type_=BigInteger),
+    bindparam("operations", type_=ARRAY(String)),
+    bindparam("amounts", type_=ARRAY(BigInteger)),
+    bindparam("balances_after", type_=ARRAY(BigInteger)),
+)
+
+# One statement, so in autocommit mode one round trip that also commits: if the balance is
+# still `expected`, set it and append the ledger rows; otherwise change nothing. The row
+# lock taken by the UPDATE orders concurrent writers (other processes) on the wallet.
+_COMPARE_AND_APPLY = text(
+    """
+    WITH updated AS (
+        UPDATE wallets SET balance = :balance
+        WHERE id = :wallet_id AND balance = :expected
+        RETURNING id
+    ), inserted AS (
+        INSERT INTO wallet_operations (wallet_id, operation, amount, balance_after)
+        SELECT :wallet_id, operation, amount, balance_after
+        FROM unnest(:operations, :amounts, :balances_after) AS t(operation, amount, balance_after)
+        WHERE EXISTS (SELECT FROM updated)
+    )
+    SELECT EXISTS (SELECT FROM updated) AS applied,
+           (SELECT balance FROM wallets WHERE id = :wallet_id) AS balance
+    """
+).bindparams(*_LEDGER_ARRAYS, bindparam("expected", type_=BigInteger))
+
+# The same write under a lock already held by the caller's transaction.
 _APPLY_BATCH = text(
     """
     WITH updated AS (
@@ -26,13 +54,7 @@ _APPLY_BATCH = text(
     SELECT :wallet_id, operation, amount, balance_after
     FROM unnest(:operations, :amounts, :balances_after) AS t(operation, amount, balance_after)
     """
-).bindparams(
-    bindparam("wallet_id", type_=Uuid),
-    bindparam("balance", type_=BigInteger),
-    bindparam("operations", type_=ARRAY(String)),
-    bindparam("amounts", type_=ARRAY(BigInteger)),
-    bindparam("balances_after", type_=ARRAY(BigInteger)),
-)
+).bindparams(*_LEDGER_ARRAYS)
 
 
 async def insert_wallet(connection: AsyncConnection, wallet_id: UUID) -> None:
@@ -49,6 +71,37 @@ async def lock_balance(connection: AsyncConnection, wallet_id: UUID) -> int | No
     """Lock the wallet's row until the transaction ends and return its balance."""
     result = await connection.execute(_LOCK_BALANCE, {"wallet_id": wallet_id})
     return result.scalar_one_or_none()
+
+
+async def compare_and_apply(
+    connection: AsyncConnection,
+    wallet_id: UUID,
+    *,
+    expected: int,
+    balance: int,
+    operations: Sequence[str],
+    amounts: Sequence[int],
+    balances_after: Sequence[int],
+) -> tuple[bool, int | None]:
+    """Apply the batch if the wallet's balance is still `expected`.
+
+    Returns (True, None) when applied; otherwise (False, the balance this statement saw),
+    which may already be outdated when another writer committed meanwhile, or None when
+    there is no such wallet.
+    """
+    result = await connection.execute(
+        _COMPARE_AND_APPLY,
+        {
+            "wallet_id": wallet_id,
+            "expected": expected,
+            "balance": balance,
+            "operations": list(operations),
+            "amounts": list(amounts),
+            "balances_after": list(balances_after),
+        },
+    )
+    applied, seen = result.one()
+    return (True, None) if applied else (False, seen)
 
 
 async def apply_operations(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from wallet_api.core.config import Settings
@@ -66,11 +68,29 @@ def plan_batch(balance: int, operations: Sequence[Operation]) -> BatchPlan:
     return BatchPlan(outcomes=outcomes, balance=balance, applied=applied)
 
 
+def _ledger_columns(plan: BatchPlan) -> dict[str, Any]:
+    """The plan as the repository's column arrays (one entry per applied operation)."""
+    operations, amounts, balances_after = zip(*plan.applied, strict=True)
+    return {
+        "balance": plan.balance,
+        "operations": operations,
+        "amounts": amounts,
+        "balances_after": balances_after,
+    }
+
+
+#: Optimistic writes tried before a batch falls back to a row-locking transaction.
+OPTIMISTIC_ATTEMPTS = 3
+#: Wallets whose last seen balance a process remembers (a guess, always verified).
+KNOWN_BALANCES_LIMIT = 10_000
+
+
 class WalletService:
     """Creates wallets, reads balances, applies operations (coalesced unless disabled)."""
 
     def __init__(self, database: Database, settings: Settings) -> None:
         self._database = database
+        self._known_balances: OrderedDict[UUID, int] = OrderedDict()
         self._coalescer: WriteCoalescer[Operation, Outcome] | None = None
         if settings.coalescing_enabled:
             self._coalescer = WriteCoalescer(
@@ -87,11 +107,14 @@ class WalletService:
         return wallet_id
 
     async def get_balance(self, wallet_id: UUID) -> int:
-        async with self._database.reader() as connection:
-            balance = await repository.read_balance(connection, wallet_id)
+        balance = await self._read_balance(wallet_id)
         if balance is None:
             raise WalletNotFound(wallet_id)
         return balance
+
+    async def _read_balance(self, wallet_id: UUID) -> int | None:
+        async with self._database.autocommit() as connection:
+            return await repository.read_balance(connection, wallet_id)
 
     async def apply_operation(self, wallet_id: UUID, operation: Operation) -> int:
         """Apply one operation; return the balance right after it, or raise its refusal."""
@@ -104,23 +127,57 @@ class WalletService:
         return outcome
 
     async def apply_batch(self, wallet_id: UUID, operations: Sequence[Operation]) -> list[Outcome]:
-        """Apply `operations` in order in one transaction, under the wallet's row lock."""
+        """Apply `operations` in order as one transaction; return one outcome each.
+
+        Optimistic first: plan on the balance this process last saw, then write only if
+        the balance is still that (one statement, one round trip with its commit). When
+        other processes keep changing the wallet, fall back to a row-locking transaction.
+        """
+        expected = self._known_balances.get(wallet_id)
+        for _ in range(OPTIMISTIC_ATTEMPTS):
+            if expected is None:
+                expected = await self._read_balance(wallet_id)
+                if expected is None:
+                    return [WalletNotFound(wallet_id) for _ in operations]
+            plan = plan_batch(expected, operations)
+            if plan.applied:
+                async with self._database.autocommit() as connection:
+                    applied, seen = await repository.compare_and_apply(
+                        connection, wallet_id, expected=expected, **_ledger_columns(plan)
+                    )
+                if applied:
+                    self._remember(wallet_id, plan.balance)
+                    return plan.outcomes
+            else:
+                # Only refusals: they stand if the balance they were judged on is current.
+                seen = await self._read_balance(wallet_id)
+                if seen == expected:
+                    self._remember(wallet_id, expected)
+                    return plan.outcomes
+            if seen is None:
+                return [WalletNotFound(wallet_id) for _ in operations]
+            expected = seen
+        return await self._apply_locked(wallet_id, operations)
+
+    async def _apply_locked(
+        self, wallet_id: UUID, operations: Sequence[Operation]
+    ) -> list[Outcome]:
+        """Apply `operations` in one transaction that holds the wallet's row lock throughout."""
         async with self._database.transaction() as connection:
             balance = await repository.lock_balance(connection, wallet_id)
             if balance is None:
                 return [WalletNotFound(wallet_id) for _ in operations]
             plan = plan_batch(balance, operations)
             if plan.applied:
-                operation_names, amounts, balances_after = zip(*plan.applied, strict=True)
-                await repository.apply_operations(
-                    connection,
-                    wallet_id,
-                    balance=plan.balance,
-                    operations=operation_names,
-                    amounts=amounts,
-                    balances_after=balances_after,
-                )
+                await repository.apply_operations(connection, wallet_id, **_ledger_columns(plan))
+        self._remember(wallet_id, plan.balance)
         return plan.outcomes
+
+    def _remember(self, wallet_id: UUID, balance: int) -> None:
+        self._known_balances[wallet_id] = balance
+        self._known_balances.move_to_end(wallet_id)
+        if len(self._known_balances) > KNOWN_BALANCES_LIMIT:
+            self._known_balances.popitem(last=False)
 
     async def close(self) -> None:
         """Finish every queued operation (used on shutdown)."""
