@@ -121,7 +121,9 @@ class WalletService:
         if self._coalescer is not None:
             outcome = await self._coalescer.submit(wallet_id, operation)
         else:
-            (outcome,) = await self.apply_batch(wallet_id, [operation])
+            # The classic way, one row-locking transaction per operation: concurrent
+            # operations on one wallet would mostly lose optimistic races against each other.
+            (outcome,) = await self._apply_locked(wallet_id, [operation])
         if isinstance(outcome, AppError):
             raise outcome
         return outcome
