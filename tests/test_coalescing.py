@@ -8,6 +8,7 @@ import asyncio
 import itertools
 from collections import Counter
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -189,3 +190,30 @@ def test_with_coalescing_off_every_operation_commits_on_its_own(
     )
     assert sorted(r.json()["balance"] for r in responses) == list(range(1, 101))
     assert set(transactions_of(database, wallet).values()) == {1}
+
+
+def test_a_read_sees_every_write_acknowledged_before_it_was_sent(
+    service: ServiceProcess, hot_wallet: str
+) -> None:
+    # Many clients at once, each depositing then reading: reads of one wallet share
+    # queries, but never a query that started before the read was sent.
+    async def client_loop(client: httpx.AsyncClient) -> list[tuple[Decimal, Decimal]]:
+        seen = []
+        for _ in range(15):
+            deposit = await client.post(
+                f"/api/v1/wallets/{hot_wallet}/operation", json=operation("DEPOSIT", 1)
+            )
+            read = await client.get(f"/api/v1/wallets/{hot_wallet}")
+            seen.append((money(deposit.json()["balance"]), money(read.json()["balance"])))
+        return seen
+
+    async def scenario() -> list[tuple[Decimal, Decimal]]:
+        limits = httpx.Limits(max_connections=40)
+        async with httpx.AsyncClient(base_url=service.base_url, limits=limits) as client:
+            results = await asyncio.gather(*(client_loop(client) for _ in range(40)))
+        return [pair for pairs in results for pair in pairs]
+
+    pairs = asyncio.run(scenario())
+    assert len(pairs) == 600
+    assert all(read >= acknowledged for acknowledged, read in pairs)
+    assert max(read for _, read in pairs) == 600

@@ -1,10 +1,10 @@
-"""Per-wallet write coalescing: application-level group commit.
+"""Per-wallet coalescing: application-level group commit, and single-flight reads.
 
-While one transaction for a wallet is in flight, further operations on that wallet in
-this process wait in the wallet's queue. The next transaction applies up to
-`max_batch` of them, in arrival order, under one row lock, and commits once. Only then
-does each caller get its own outcome. The row lock orders the processes; each process
-coalesces its own share.
+While one batch for a wallet is in flight, further requests for that wallet in this
+process wait in the wallet's queue. The next batch takes up to `max_batch` of them, in
+arrival order, and runs them together (for writes: one transaction, one commit). Only
+then does each caller get its own outcome. A request never joins a batch that started
+before it arrived, so it sees every write acknowledged before it was sent.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ class _WalletQueue(Generic[Op, Outcome]):
     draining: bool = False
 
 
-class WriteCoalescer(Generic[Op, Outcome]):
-    """Funnels concurrent operations on one wallet into batches applied by `apply_batch`.
+class Coalescer(Generic[Op, Outcome]):
+    """Funnels concurrent requests on one wallet into batches run by `apply_batch`.
 
-    `apply_batch(wallet_id, operations)` must apply them in order in one transaction and
-    return one outcome per operation, or raise having applied none of them.
+    `apply_batch(wallet_id, operations)` must run them in order as one unit and return one
+    outcome per operation, or raise having applied none of them.
     """
 
     def __init__(

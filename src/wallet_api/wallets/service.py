@@ -14,7 +14,7 @@ from wallet_api.core.database import Database
 from wallet_api.core.errors import AppError
 from wallet_api.core.money import MAX_MINOR_UNITS
 from wallet_api.wallets import repository
-from wallet_api.wallets.coalescer import WriteCoalescer
+from wallet_api.wallets.coalescer import Coalescer
 from wallet_api.wallets.exceptions import BalanceLimitExceeded, InsufficientFunds, WalletNotFound
 from wallet_api.wallets.models import OperationType
 
@@ -91,10 +91,18 @@ class WalletService:
     def __init__(self, database: Database, settings: Settings) -> None:
         self._database = database
         self._known_balances: OrderedDict[UUID, int] = OrderedDict()
-        self._coalescer: WriteCoalescer[Operation, Outcome] | None = None
+        self._coalescer: Coalescer[Operation, Outcome] | None = None
+        self._reads: Coalescer[None, int | None] | None = None
         if settings.coalescing_enabled:
-            self._coalescer = WriteCoalescer(
+            self._coalescer = Coalescer(
                 self.apply_batch,
+                max_batch=settings.coalescing_max_batch,
+                queue_limit=settings.coalescing_queue_limit,
+                deadline=settings.operation_deadline,
+            )
+            # Concurrent reads of one wallet share one query (the next one to start).
+            self._reads = Coalescer(
+                self._read_for_all,
                 max_batch=settings.coalescing_max_batch,
                 queue_limit=settings.coalescing_queue_limit,
                 deadline=settings.operation_deadline,
@@ -107,7 +115,10 @@ class WalletService:
         return wallet_id
 
     async def get_balance(self, wallet_id: UUID) -> int:
-        balance = await self._read_balance(wallet_id)
+        if self._reads is not None:
+            balance = await self._reads.submit(wallet_id, None)
+        else:
+            balance = await self._read_balance(wallet_id)
         if balance is None:
             raise WalletNotFound(wallet_id)
         return balance
@@ -115,6 +126,10 @@ class WalletService:
     async def _read_balance(self, wallet_id: UUID) -> int | None:
         async with self._database.autocommit() as connection:
             return await repository.read_balance(connection, wallet_id)
+
+    async def _read_for_all(self, wallet_id: UUID, readers: Sequence[None]) -> list[int | None]:
+        balance = await self._read_balance(wallet_id)
+        return [balance] * len(readers)
 
     async def apply_operation(self, wallet_id: UUID, operation: Operation) -> int:
         """Apply one operation; return the balance right after it, or raise its refusal."""
@@ -183,5 +198,6 @@ class WalletService:
 
     async def close(self) -> None:
         """Finish every queued operation (used on shutdown)."""
-        if self._coalescer is not None:
-            await self._coalescer.close()
+        for coalescer in (self._coalescer, self._reads):
+            if coalescer is not None:
+                await coalescer.close()
