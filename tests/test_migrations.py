@@ -10,6 +10,7 @@ import pytest
 
 from tests.support import TestDatabase, alembic
 
+SCHEMA_TABLES = ["alembic_version", "idempotency_keys", "wallet_operations", "wallets"]
 TABLES_SQL = (
     "SELECT table_name FROM information_schema.tables "
     "WHERE table_schema = 'public' ORDER BY table_name"
@@ -27,14 +28,14 @@ def tables(database: TestDatabase) -> list[str]:
 
 def test_upgrade_downgrade_upgrade(empty_database: TestDatabase) -> None:
     assert alembic(empty_database, "upgrade", "head").returncode == 0
-    assert tables(empty_database) == ["alembic_version", "wallet_operations", "wallets"]
+    assert tables(empty_database) == SCHEMA_TABLES
 
     downgrade = alembic(empty_database, "downgrade", "base")
     assert downgrade.returncode == 0, downgrade.stderr
     assert tables(empty_database) == ["alembic_version"]
 
     assert alembic(empty_database, "upgrade", "head").returncode == 0
-    assert tables(empty_database) == ["alembic_version", "wallet_operations", "wallets"]
+    assert tables(empty_database) == SCHEMA_TABLES
 
 
 def test_models_and_migrations_do_not_drift(database: TestDatabase) -> None:

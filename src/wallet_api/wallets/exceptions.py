@@ -50,3 +50,17 @@ class WalletBusy(AppError):
 
     def __init__(self, detail: str, *, retry_after: int = 1) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+class IdempotencyKeyReused(AppError):
+    """The key was first sent with another request (another body, wallet or endpoint)."""
+
+    status = 422
+    code = "idempotency_key_reused"
+    title = "Idempotency key reused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This Idempotency-Key was already used for a different request; "
+            "use a new key for a new request."
+        )

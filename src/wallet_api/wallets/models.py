@@ -12,8 +12,10 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Index,
+    SmallInteger,
     String,
     Table,
+    Text,
     Uuid,
     func,
     text,
@@ -48,9 +50,23 @@ wallet_operations = Table(
     Column("amount", BigInteger, nullable=False, comment="Minor units, always positive."),
     Column("balance_after", BigInteger, nullable=False, comment="Minor units."),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("idempotency_key", String(255), nullable=True),
     CheckConstraint("operation IN ('DEPOSIT', 'WITHDRAW')", name="operation_known"),
     CheckConstraint("amount > 0", name="amount_positive"),
     CheckConstraint("balance_after >= 0", name="balance_after_not_negative"),
     # A wallet's history, newest first, by keyset: (wallet_id, id DESC).
     Index("ix_wallet_operations_wallet_id_id", "wallet_id", "id"),
+)
+
+#: The outcome of every request sent with an Idempotency-Key, stored in the transaction
+#: that applied (or refused) it, replayed to later requests with the same key.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False, comment="sha256 of method, path, body."),
+    Column("response_status", SmallInteger, nullable=False),
+    Column("response_body", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_idempotency_keys_created_at", "created_at"),
 )

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 from starlette.exceptions import HTTPException
 
+from wallet_api.core import idempotency
+from wallet_api.core.idempotency import Replay
 from wallet_api.core.responses import json_number, json_response
 from wallet_api.wallets.dependencies import OperationRequestDep, WalletServiceDep
 from wallet_api.wallets.schemas import (
+    HISTORY_LIMIT_DEFAULT,
+    HISTORY_LIMIT_MAX,
     OperationRequest,
     OperationResult,
+    OperationsPage,
     WalletBalance,
     WalletCreated,
+    created_body,
+    decode_cursor,
+    history_body,
+    operation_body,
 )
 from wallet_api.wallets.service import Operation
 
@@ -22,18 +31,41 @@ router = APIRouter(prefix="/api/v1/wallets", tags=["wallets"])
 
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "wallet_not_found", **_PROBLEM}}
-_INVALID: dict[int | str, dict[str, Any]] = {422: {"description": "validation_error", **_PROBLEM}}
+_INVALID: dict[int | str, dict[str, Any]] = {
+    422: {"description": "validation_error or idempotency_key_reused", **_PROBLEM}
+}
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=idempotency.HEADER,
+        pattern=idempotency.KEY_PATTERN,
+        description=(
+            "1 to 255 visible ASCII characters. The first request with a key is executed and "
+            "its outcome kept; a later one with the same key and the same request gets that "
+            "outcome again (header Idempotent-Replayed: true) and changes nothing."
+        ),
+    ),
+]
 
 
 @router.post(
     "/create_wallet",
     status_code=status.HTTP_201_CREATED,
     response_model=WalletCreated,
+    responses=_INVALID,
 )
-async def create_wallet(service: WalletServiceDep) -> Response:
+async def create_wallet(
+    service: WalletServiceDep, idempotency_key: IdempotencyKey = None
+) -> Response:
     """Create a wallet with a zero balance."""
-    wallet_id = await service.create_wallet()
-    return json_response({"wallet_uuid": str(wallet_id)}, status_code=status.HTTP_201_CREATED)
+    created = await service.create_wallet(
+        idempotency_key=idempotency_key,
+        fingerprint=idempotency.fingerprint("POST", "/api/v1/wallets/create_wallet", ""),
+    )
+    if isinstance(created, Replay):
+        return created.response()
+    return Response(created_body(created), status.HTTP_201_CREATED, media_type="application/json")
 
 
 @router.api_route(
@@ -72,10 +104,43 @@ async def get_wallet(wallet_uuid: UUID, service: WalletServiceDep) -> Response:
     },
 )
 async def operate(
-    wallet_uuid: UUID, request: OperationRequestDep, service: WalletServiceDep
+    wallet_uuid: UUID,
+    request: OperationRequestDep,
+    service: WalletServiceDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Deposit to or withdraw from a wallet; answer with the balance right after it."""
-    balance = await service.apply_operation(
-        wallet_uuid, Operation(kind=request.operation, amount=request.amount)
+    operation = Operation(
+        kind=request.operation,
+        amount=request.amount,
+        idempotency_key=idempotency_key,
+        fingerprint=idempotency.fingerprint(
+            "POST",
+            f"/api/v1/wallets/{wallet_uuid}/operation",
+            f"{request.operation.value} {request.amount}",
+        )
+        if idempotency_key is not None
+        else "",
     )
-    return json_response({"status": "success", "balance": json_number(balance)})
+    outcome = await service.apply_operation(wallet_uuid, operation)
+    if isinstance(outcome, Replay):
+        return outcome.response()
+    return Response(operation_body(outcome), media_type="application/json")
+
+
+@router.get(
+    "/{wallet_uuid}/operations",
+    response_model=OperationsPage,
+    responses={**_NOT_FOUND, **_INVALID},
+)
+async def list_operations(
+    wallet_uuid: UUID,
+    service: WalletServiceDep,
+    limit: Annotated[int, Query(ge=1, le=HISTORY_LIMIT_MAX)] = HISTORY_LIMIT_DEFAULT,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """The wallet's applied operations, newest first, a page at a time."""
+    entries, next_id = await service.history(
+        wallet_uuid, limit=limit, before_id=None if cursor is None else decode_cursor(cursor)
+    )
+    return Response(history_body(entries, next_id), media_type="application/json")

@@ -2,42 +2,58 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
+import orjson
+from sqlalchemy.exc import IntegrityError
+
 from wallet_api.core.config import Settings
-from wallet_api.core.database import Database
-from wallet_api.core.errors import AppError
+from wallet_api.core.database import Database, is_key_conflict
+from wallet_api.core.errors import AppError, problem_document
+from wallet_api.core.idempotency import Replay
 from wallet_api.core.money import MAX_MINOR_UNITS
 from wallet_api.wallets import repository
 from wallet_api.wallets.coalescer import Coalescer
-from wallet_api.wallets.exceptions import BalanceLimitExceeded, InsufficientFunds, WalletNotFound
+from wallet_api.wallets.exceptions import (
+    BalanceLimitExceeded,
+    IdempotencyKeyReused,
+    InsufficientFunds,
+    WalletNotFound,
+)
 from wallet_api.wallets.models import OperationType
+from wallet_api.wallets.schemas import created_body, operation_body
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """One requested deposit or withdrawal, in minor units."""
+    """One requested deposit or withdrawal, in minor units, with its Idempotency-Key."""
 
     kind: OperationType
     amount: int
+    idempotency_key: str | None = None
+    fingerprint: str = ""  # of the whole request, when it carries a key
 
 
-#: What one operation came to: the balance right after it, or why it was refused.
-Outcome = int | AppError
+#: What one operation came to: the balance right after it, why it was refused, or the
+#: stored outcome of the earlier request with the same Idempotency-Key.
+Outcome = int | AppError | Replay
 
 
 @dataclass(frozen=True, slots=True)
 class BatchPlan:
     """The effect of applying a batch in order to a balance."""
 
-    outcomes: list[Outcome]
+    outcomes: list[int | AppError]
     balance: int
-    applied: list[tuple[str, int, int]]  # (operation, amount, balance after)
+    applied: list[tuple[int, int]]  # (index of the operation, balance right after it)
 
 
 def plan_batch(balance: int, operations: Sequence[Operation]) -> BatchPlan:
@@ -46,9 +62,9 @@ def plan_batch(balance: int, operations: Sequence[Operation]) -> BatchPlan:
     A refused operation leaves the balance as it was, so the operations after it see
     exactly what they would have seen had the refused one never been sent.
     """
-    outcomes: list[Outcome] = []
-    applied: list[tuple[str, int, int]] = []
-    for operation in operations:
+    outcomes: list[int | AppError] = []
+    applied: list[tuple[int, int]] = []
+    for index, operation in enumerate(operations):
         if operation.kind is OperationType.DEPOSIT:
             if balance + operation.amount > MAX_MINOR_UNITS:
                 outcomes.append(
@@ -64,23 +80,62 @@ def plan_batch(balance: int, operations: Sequence[Operation]) -> BatchPlan:
                 continue
             balance -= operation.amount
         outcomes.append(balance)
-        applied.append((operation.kind.value, operation.amount, balance))
+        applied.append((index, balance))
     return BatchPlan(outcomes=outcomes, balance=balance, applied=applied)
 
 
-def _ledger_columns(plan: BatchPlan) -> dict[str, Any]:
-    """The plan as the repository's column arrays (one entry per applied operation)."""
-    operations, amounts, balances_after = zip(*plan.applied, strict=True)
-    return {
-        "balance": plan.balance,
-        "operations": operations,
-        "amounts": amounts,
-        "balances_after": balances_after,
-    }
+def _ledger_rows(plan: BatchPlan, operations: Sequence[Operation]) -> repository.LedgerRows:
+    """The plan's writes: ledger rows for the applied operations, and the response to every
+    keyed operation (applied or refused) for later replays."""
+    keyed = [
+        (operation, outcome)
+        for operation, outcome in zip(operations, plan.outcomes, strict=True)
+        if operation.idempotency_key is not None
+    ]
+    responses = [_stored_form(outcome) for _, outcome in keyed]
+    return repository.LedgerRows(
+        balance=plan.balance,
+        operations=[operations[i].kind.value for i, _ in plan.applied],
+        amounts=[operations[i].amount for i, _ in plan.applied],
+        balances_after=[balance for _, balance in plan.applied],
+        operation_keys=[operations[i].idempotency_key for i, _ in plan.applied],
+        keys=[operation.idempotency_key or "" for operation, _ in keyed],
+        fingerprints=[operation.fingerprint for operation, _ in keyed],
+        statuses=[status for status, _ in responses],
+        bodies=[body for _, body in responses],
+    )
+
+
+def _stored_form(outcome: int | AppError) -> tuple[int, str]:
+    """(status, body) of the response an outcome gets, as kept for replays."""
+    if isinstance(outcome, AppError):
+        return outcome.status, orjson.dumps(problem_document(outcome)).decode()
+    return 200, operation_body(outcome)
+
+
+def _repeat(first: Operation, first_outcome: Outcome, repeat: Operation) -> Outcome:
+    """The outcome of a repeat of `first` (same key) within the batch that ran `first`."""
+    if repeat.fingerprint != first.fingerprint:
+        return IdempotencyKeyReused()
+    if isinstance(first_outcome, WalletNotFound | Replay):  # nothing stored for it
+        return first_outcome
+    return Replay(*_stored_form(first_outcome))
+
+
+def _replay(stored: repository.StoredResponse, fingerprint: str) -> Replay | AppError:
+    if stored.fingerprint != fingerprint:
+        return IdempotencyKeyReused()
+    return Replay(stored.status, stored.body)
 
 
 #: Optimistic writes tried before a batch falls back to a row-locking transaction.
 OPTIMISTIC_ATTEMPTS = 3
+#: Above every ledger id (BIGINT): where the first page of a history starts.
+MAX_LEDGER_ID = 2**63 - 1
+#: Keys deleted per purge statement.
+PURGE_BATCH = 1000
+#: Tries of a batch whose key another transaction stored first (the next try replays it).
+KEY_RACE_ATTEMPTS = 3
 #: Wallets whose last seen balance a process remembers (a guess, always verified).
 KNOWN_BALANCES_LIMIT = 10_000
 
@@ -108,11 +163,40 @@ class WalletService:
                 deadline=settings.operation_deadline,
             )
 
-    async def create_wallet(self) -> UUID:
-        wallet_id = uuid.uuid4()
-        async with self._database.transaction() as connection:
-            await repository.insert_wallet(connection, wallet_id)
-        return wallet_id
+    async def create_wallet(
+        self, *, idempotency_key: str | None = None, fingerprint: str = ""
+    ) -> UUID | Replay:
+        """Create a wallet; with a key, only the first request with that key does."""
+        for attempt in range(KEY_RACE_ATTEMPTS):
+            if idempotency_key is not None:
+                stored = await self._stored_responses({idempotency_key})
+                if idempotency_key in stored:
+                    replay = _replay(stored[idempotency_key], fingerprint)
+                    if isinstance(replay, AppError):
+                        raise replay
+                    return replay
+            wallet_id = uuid.uuid4()
+            try:
+                async with self._database.transaction() as connection:
+                    await repository.insert_wallet(connection, wallet_id)
+                    if idempotency_key is not None:
+                        await repository.remember_response(
+                            connection,
+                            key=idempotency_key,
+                            fingerprint=fingerprint,
+                            status=201,
+                            body=created_body(wallet_id),
+                        )
+            except IntegrityError as exc:
+                if attempt + 1 < KEY_RACE_ATTEMPTS and is_key_conflict(exc):
+                    continue
+                raise
+            return wallet_id
+        raise AssertionError("unreachable")
+
+    async def _stored_responses(self, keys: set[str]) -> dict[str, repository.StoredResponse]:
+        async with self._database.autocommit() as connection:
+            return await repository.stored_responses(connection, keys)
 
     async def get_balance(self, wallet_id: UUID) -> int:
         if self._reads is not None:
@@ -131,25 +215,82 @@ class WalletService:
         balance = await self._read_balance(wallet_id)
         return [balance] * len(readers)
 
-    async def apply_operation(self, wallet_id: UUID, operation: Operation) -> int:
-        """Apply one operation; return the balance right after it, or raise its refusal."""
+    async def apply_operation(self, wallet_id: UUID, operation: Operation) -> int | Replay:
+        """Apply one operation; return the balance right after it (or the replay of the
+        earlier request with its key), or raise its refusal."""
         if self._coalescer is not None:
             outcome = await self._coalescer.submit(wallet_id, operation)
         else:
             # The classic way, one row-locking transaction per operation: concurrent
             # operations on one wallet would mostly lose optimistic races against each other.
-            (outcome,) = await self._apply_locked(wallet_id, [operation])
+            (outcome,) = await self.apply_batch(wallet_id, [operation], optimistic=False)
         if isinstance(outcome, AppError):
             raise outcome
         return outcome
 
-    async def apply_batch(self, wallet_id: UUID, operations: Sequence[Operation]) -> list[Outcome]:
+    async def apply_batch(
+        self, wallet_id: UUID, operations: Sequence[Operation], *, optimistic: bool = True
+    ) -> list[Outcome]:
         """Apply `operations` in order as one transaction; return one outcome each.
 
-        Optimistic first: plan on the balance this process last saw, then write only if
-        the balance is still that (one statement, one round trip with its commit). When
-        other processes keep changing the wallet, fall back to a row-locking transaction.
+        An operation whose Idempotency-Key was used before is not applied: it gets the
+        stored outcome (or a refusal, if the key came with another request). Two in the
+        same batch with one key apply once.
         """
+        for attempt in range(KEY_RACE_ATTEMPTS):
+            try:
+                return await self._apply_batch(wallet_id, operations, optimistic=optimistic)
+            except IntegrityError as exc:
+                # Another transaction stored one of the keys first; the next try replays it.
+                if attempt + 1 < KEY_RACE_ATTEMPTS and is_key_conflict(exc):
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    async def _apply_batch(
+        self, wallet_id: UUID, operations: Sequence[Operation], *, optimistic: bool
+    ) -> list[Outcome]:
+        keys = {op.idempotency_key for op in operations if op.idempotency_key is not None}
+        stored = await self._stored_responses(keys) if keys else {}
+        outcomes: list[Outcome | None] = [None] * len(operations)
+        first_with_key: dict[str, int] = {}
+        to_run: list[int] = []
+        for index, operation in enumerate(operations):
+            key = operation.idempotency_key
+            if key is None:
+                to_run.append(index)
+            elif key in stored:
+                outcomes[index] = _replay(stored[key], operation.fingerprint)
+            elif key not in first_with_key:
+                first_with_key[key] = index
+                to_run.append(index)
+        if to_run:
+            run = [operations[index] for index in to_run]
+            if optimistic:
+                results = await self._apply_optimistically(wallet_id, run)
+            else:
+                results = await self._apply_locked(wallet_id, run)
+            for index, result in zip(to_run, results, strict=True):
+                outcomes[index] = result
+        finished: list[Outcome] = []
+        for operation, known in zip(operations, outcomes, strict=True):
+            if known is not None:
+                finished.append(known)
+                continue
+            # A repeat, in this batch, of a key first used in this batch.
+            assert operation.idempotency_key is not None
+            first = first_with_key[operation.idempotency_key]
+            first_outcome = outcomes[first]
+            assert first_outcome is not None
+            finished.append(_repeat(operations[first], first_outcome, operation))
+        return finished
+
+    async def _apply_optimistically(
+        self, wallet_id: UUID, operations: Sequence[Operation]
+    ) -> list[int | AppError]:
+        """Plan on the balance this process last saw, then write only if the balance is
+        still that (one statement, one round trip with its commit). When other processes
+        keep changing the wallet, fall back to a row-locking transaction."""
         expected = self._known_balances.get(wallet_id)
         for _ in range(OPTIMISTIC_ATTEMPTS):
             if expected is None:
@@ -157,10 +298,11 @@ class WalletService:
                 if expected is None:
                     return [WalletNotFound(wallet_id) for _ in operations]
             plan = plan_batch(expected, operations)
-            if plan.applied:
+            rows = _ledger_rows(plan, operations)
+            if plan.applied or rows.keys:
                 async with self._database.autocommit() as connection:
                     applied, seen = await repository.compare_and_apply(
-                        connection, wallet_id, expected=expected, **_ledger_columns(plan)
+                        connection, wallet_id, expected=expected, rows=rows
                     )
                 if applied:
                     self._remember(wallet_id, plan.balance)
@@ -178,17 +320,64 @@ class WalletService:
 
     async def _apply_locked(
         self, wallet_id: UUID, operations: Sequence[Operation]
-    ) -> list[Outcome]:
+    ) -> list[int | AppError]:
         """Apply `operations` in one transaction that holds the wallet's row lock throughout."""
         async with self._database.transaction() as connection:
             balance = await repository.lock_balance(connection, wallet_id)
             if balance is None:
                 return [WalletNotFound(wallet_id) for _ in operations]
             plan = plan_batch(balance, operations)
-            if plan.applied:
-                await repository.apply_operations(connection, wallet_id, **_ledger_columns(plan))
+            rows = _ledger_rows(plan, operations)
+            if plan.applied or rows.keys:
+                await repository.apply_locked(connection, wallet_id, rows)
         self._remember(wallet_id, plan.balance)
         return plan.outcomes
+
+    async def history(
+        self, wallet_id: UUID, *, limit: int, before_id: int | None
+    ) -> tuple[list[repository.LedgerEntry], int | None]:
+        """A page of the wallet's ledger, newest first, and the id the next page starts
+        below (None on the last page). Keyset pagination: stable while rows are added."""
+        async with self._database.autocommit() as connection:
+            entries = await repository.history(
+                connection,
+                wallet_id,
+                before_id=before_id if before_id is not None else MAX_LEDGER_ID,
+                limit=limit + 1,
+            )
+            if not entries and not await repository.wallet_exists(connection, wallet_id):
+                raise WalletNotFound(wallet_id)
+        if len(entries) > limit:
+            return entries[:limit], entries[limit - 1].id
+        return entries, None
+
+    async def purge_idempotency_keys(self, *, older_than_seconds: int) -> int:
+        """Delete the keys older than the retention, a bounded batch per statement."""
+        purged = 0
+        while True:
+            async with self._database.autocommit() as connection:
+                count = await repository.purge_idempotency_keys(
+                    connection, older_than_seconds=older_than_seconds, batch=PURGE_BATCH
+                )
+            purged += count
+            if count < PURGE_BATCH:
+                return purged
+
+    async def verify_ledger(self) -> repository.LedgerReport:
+        async with self._database.autocommit() as connection:
+            return await repository.verify_ledger(connection)
+
+    async def purge_keys_periodically(self, *, older_than_seconds: int, every: float) -> None:
+        """Run until cancelled: purge expired idempotency keys every `every` seconds."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                purged = await self.purge_idempotency_keys(older_than_seconds=older_than_seconds)
+            except Exception:
+                logger.warning("purging idempotency keys failed; will retry", exc_info=True)
+            else:
+                if purged:
+                    logger.info("purged %d expired idempotency keys", purged)
 
     def _remember(self, wallet_id: UUID, balance: int) -> None:
         self._known_balances[wallet_id] = balance

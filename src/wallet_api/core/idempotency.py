@@ -1,0 +1,37 @@
+"""Idempotency-Key plumbing: the header's form, request fingerprints, replay responses."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from fastapi.responses import Response
+
+from wallet_api.core.errors import PROBLEM_CONTENT_TYPE
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+#: 1 to 255 visible ASCII characters (no spaces, no control characters).
+KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+
+
+def fingerprint(method: str, path: str, canonical_body: str) -> str:
+    """What makes two requests the same request: method, path and canonical body."""
+    return hashlib.sha256(f"{method} {path}\n{canonical_body}".encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """The stored outcome of the first request sent with a key, to be sent again."""
+
+    status: int
+    body: str
+
+    def response(self) -> Response:
+        media_type = PROBLEM_CONTENT_TYPE if self.status >= 400 else "application/json"
+        return Response(
+            self.body,
+            status_code=self.status,
+            media_type=media_type,
+            headers={REPLAYED_HEADER: "true"},
+        )

@@ -1,0 +1,182 @@
+"""Idempotency-Key: a retried request is answered from what the first one did, never
+applied twice, under any concurrency, and kept for the configured retention."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.support import TestDatabase, assert_ledger_consistent, operation
+from tests.test_wallet_contract import assert_problem
+from wallet_api.devtools.server import ServiceProcess
+
+REPLAYED = "idempotent-replayed"
+
+
+def new_key() -> str:
+    return f"key-{uuid.uuid4()}"
+
+
+def post(
+    client: httpx.Client, wallet: str, body: dict[str, object], key: str | None
+) -> httpx.Response:
+    headers = {"Idempotency-Key": key} if key is not None else {}
+    return client.post(f"/api/v1/wallets/{wallet}/operation", json=body, headers=headers)
+
+
+def test_a_retried_deposit_is_answered_again_and_applied_once(
+    client: httpx.Client, wallet: str, database: TestDatabase
+) -> None:
+    key = new_key()
+    first = post(client, wallet, operation("DEPOSIT", "10.50"), key)
+    assert first.json() == {"status": "success", "balance": 10.5}
+    assert REPLAYED not in first.headers
+    again = post(client, wallet, operation("DEPOSIT", 10.5), key)  # same amount, other form
+    assert again.status_code == 200
+    assert again.text == first.text
+    assert again.headers[REPLAYED] == "true"
+    assert client.get(f"/api/v1/wallets/{wallet}").json() == {"balance": 10.5}
+    assert len(assert_ledger_consistent(database, wallet)) == 1
+
+
+def test_a_refusal_is_replayed_even_after_the_balance_has_changed(
+    client: httpx.Client, wallet: str
+) -> None:
+    key = new_key()
+    refused = post(client, wallet, operation("WITHDRAW", 100), key)
+    assert_problem(refused, 400, "insufficient_funds")
+    post(client, wallet, operation("DEPOSIT", 500), None)
+    replayed = post(client, wallet, operation("WITHDRAW", 100), key)
+    assert replayed.status_code == 400
+    assert replayed.headers[REPLAYED] == "true"
+    assert replayed.json()["code"] == "insufficient_funds"
+    assert client.get(f"/api/v1/wallets/{wallet}").json() == {"balance": 500}
+
+
+@pytest.mark.parametrize(
+    "other",
+    [operation("DEPOSIT", 11), operation("WITHDRAW", 10)],
+    ids=["other amount", "other operation"],
+)
+def test_a_key_reused_with_another_body_is_refused_and_changes_nothing(
+    client: httpx.Client, wallet: str, other: dict[str, object]
+) -> None:
+    key = new_key()
+    post(client, wallet, operation("DEPOSIT", 10), key)
+    assert_problem(post(client, wallet, other, key), 422, "idempotency_key_reused")
+    assert client.get(f"/api/v1/wallets/{wallet}").json() == {"balance": 10}
+
+
+def test_a_key_names_one_request_across_wallets_and_endpoints(client: httpx.Client) -> None:
+    first, second = (
+        str(client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"]) for _ in range(2)
+    )
+    key = new_key()
+    assert post(client, first, operation("DEPOSIT", 10), key).status_code == 200
+    assert_problem(
+        post(client, second, operation("DEPOSIT", 10), key), 422, "idempotency_key_reused"
+    )
+    created = client.post("/api/v1/wallets/create_wallet", headers={"Idempotency-Key": key})
+    assert_problem(created, 422, "idempotency_key_reused")
+    assert client.get(f"/api/v1/wallets/{second}").json() == {"balance": 0}
+
+
+def test_create_wallet_with_a_key_creates_one_wallet(
+    client: httpx.Client, database: TestDatabase
+) -> None:
+    key = new_key()
+    first = client.post("/api/v1/wallets/create_wallet", headers={"Idempotency-Key": key})
+    again = client.post("/api/v1/wallets/create_wallet", headers={"Idempotency-Key": key})
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers[REPLAYED] == "true"
+    rows = database.fetch(
+        "SELECT count(*) AS n FROM wallets WHERE id = $1", uuid.UUID(first.json()["wallet_uuid"])
+    )
+    assert rows[0]["n"] == 1
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["", "with space", "tab\tinside", "ключ", "x" * 256],
+    ids=["empty", "inner space", "tab", "non-ascii", "256 chars"],
+)
+def test_a_malformed_key_is_422(client: httpx.Client, wallet: str, key: str) -> None:
+    response = client.post(
+        f"/api/v1/wallets/{wallet}/operation",
+        json=operation("DEPOSIT", 1),
+        headers={"Idempotency-Key": key.encode()},  # raw bytes: UTF-8 for the non-ASCII case
+    )
+    assert_problem(response, 422, "validation_error")
+    assert client.get(f"/api/v1/wallets/{wallet}").json() == {"balance": 0}
+
+
+def test_the_longest_key_is_accepted(client: httpx.Client, wallet: str) -> None:
+    assert post(client, wallet, operation("DEPOSIT", 1), "k" * 255).status_code == 200
+
+
+@pytest.fixture(params=["coalesced", "one-transaction-per-operation"], scope="module")
+def any_service(
+    request: pytest.FixtureRequest,
+    service: ServiceProcess,
+    start_service: Callable[..., ServiceProcess],
+) -> ServiceProcess:
+    if request.param == "coalesced":
+        return service
+    return start_service(COALESCING_ENABLED="false")
+
+
+def test_fifty_concurrent_requests_with_one_key_apply_once(
+    any_service: ServiceProcess, client: httpx.Client, database: TestDatabase
+) -> None:
+    wallet = str(client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"])
+    key = new_key()
+
+    async def scenario() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=50)
+        async with httpx.AsyncClient(
+            base_url=any_service.base_url, limits=limits, timeout=30
+        ) as http:
+            return await asyncio.gather(
+                *(
+                    http.post(
+                        f"/api/v1/wallets/{wallet}/operation",
+                        json=operation("DEPOSIT", 7),
+                        headers={"Idempotency-Key": key},
+                    )
+                    for _ in range(50)
+                )
+            )
+
+    responses = asyncio.run(scenario())
+    assert {r.status_code for r in responses} == {200}
+    assert {r.text for r in responses} == {'{"status":"success","balance":7}'}
+    assert sum(REPLAYED not in r.headers for r in responses) == 1
+    assert client.get(f"/api/v1/wallets/{wallet}").json() == {"balance": 7}
+    assert len(assert_ledger_consistent(database, wallet)) == 1
+
+
+@pytest.fixture(scope="module")
+def forgetful_service(start_service: Callable[..., ServiceProcess]) -> ServiceProcess:
+    return start_service(IDEMPOTENCY_KEY_TTL="1", IDEMPOTENCY_PURGE_INTERVAL="0.3")
+
+
+def test_keys_are_purged_after_their_retention(
+    forgetful_service: ServiceProcess, database: TestDatabase
+) -> None:
+    with httpx.Client(base_url=forgetful_service.base_url, timeout=30) as client:
+        wallet = str(client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"])
+        key = new_key()
+        assert post(client, wallet, operation("DEPOSIT", 1), key).status_code == 200
+        assert database.fetch("SELECT 1 FROM idempotency_keys WHERE key = $1", key)
+        deadline = time.monotonic() + 15
+        while database.fetch("SELECT 1 FROM idempotency_keys WHERE key = $1", key):
+            assert time.monotonic() < deadline, "the key was not purged"
+            time.sleep(0.2)
+        # Forgotten: the same key now names a new request.
+        assert post(client, wallet, operation("DEPOSIT", 2), key).json()["balance"] == 3

@@ -1,0 +1,70 @@
+"""`wallet-api verify`: the whole ledger checked by set-based SQL, non-zero on a mismatch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import httpx
+
+from tests.support import ROOT, TestDatabase, operation
+
+
+def verify(database: TestDatabase) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wallet_api.cli", "verify"],
+        cwd=ROOT,
+        env={**os.environ, **database.environment()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_verifier_passes_a_consistent_ledger_and_catches_a_corrupted_balance(
+    client: httpx.Client, wallet: str, database: TestDatabase
+) -> None:
+    for kind, amount in [("DEPOSIT", 100), ("WITHDRAW", "30.25"), ("DEPOSIT", 1)]:
+        client.post(f"/api/v1/wallets/{wallet}/operation", json=operation(kind, amount))
+    clean = verify(database)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    report = json.loads(clean.stdout)
+    assert report["consistent"] is True
+    assert report["operations"] >= 3
+
+    # Behind the service's back: the balance no longer matches the ledger.
+    database.fetch("UPDATE wallets SET balance = balance + 1 WHERE id = $1", uuid.UUID(wallet))
+    try:
+        broken = verify(database)
+        assert broken.returncode == 1
+        report = json.loads(broken.stdout)
+        assert report["balance_mismatches"] == 1
+        assert report["wallets_to_inspect"] == [wallet]
+    finally:
+        database.fetch("UPDATE wallets SET balance = balance - 1 WHERE id = $1", uuid.UUID(wallet))
+
+
+def test_the_verifier_catches_a_broken_chain_of_balances(
+    client: httpx.Client, wallet: str, database: TestDatabase
+) -> None:
+    client.post(f"/api/v1/wallets/{wallet}/operation", json=operation("DEPOSIT", 5))
+    client.post(f"/api/v1/wallets/{wallet}/operation", json=operation("DEPOSIT", 5))
+    first = "SELECT min(id) FROM wallet_operations WHERE wallet_id = $1"
+    database.fetch(
+        f"UPDATE wallet_operations SET balance_after = balance_after + 1 WHERE id = ({first})",
+        uuid.UUID(wallet),
+    )
+    try:
+        broken = verify(database)
+        assert broken.returncode == 1
+        assert json.loads(broken.stdout)["chain_breaks"] >= 1
+    finally:
+        database.fetch(
+            f"UPDATE wallet_operations SET balance_after = balance_after - 1 WHERE id = ({first})",
+            uuid.UUID(wallet),
+        )
+    assert verify(database).returncode == 0
