@@ -169,10 +169,18 @@ def running_service(bench: Bench, **settings: str) -> Iterator[ServiceProcess]:
 
 
 def run_wrk(
-    bench: Bench, service: ServiceProcess, *, duration: int, mode: str, target: str
+    bench: Bench,
+    service: ServiceProcess,
+    *,
+    duration: int,
+    mode: str,
+    target: str,
+    idempotency_keys: bool = False,
 ) -> dict[str, Any]:
     """Drive the service with wrk; `target` is a wallets file (operations) or a path (get)."""
     environment = {**os.environ, "BENCH_MODE": mode}
+    if idempotency_keys:
+        environment["BENCH_KEYS"] = uuid.uuid4().hex
     if mode == "operations":
         environment["WALLETS_FILE"] = target
     else:
@@ -213,7 +221,12 @@ def run_wrk(
 
 
 def write_run(
-    bench: Bench, service: ServiceProcess, wallets: list[str], *, duration: int
+    bench: Bench,
+    service: ServiceProcess,
+    wallets: list[str],
+    *,
+    duration: int,
+    idempotency_keys: bool = False,
 ) -> dict[str, Any]:
     """A wrk run of alternating deposits and withdrawals, then a reconciliation of the ledger."""
     wallets_file = bench.workdir / f"wallets-{len(wallets)}.txt"
@@ -224,7 +237,14 @@ def write_run(
     (row,) = bench.sql("SELECT coalesce(max(id), 0) AS last FROM wallet_operations")
     last_id = int(row["last"])
 
-    result = run_wrk(bench, service, duration=duration, mode="operations", target=str(wallets_file))
+    result = run_wrk(
+        bench,
+        service,
+        duration=duration,
+        mode="operations",
+        target=str(wallets_file),
+        idempotency_keys=idempotency_keys,
+    )
     _wait_until_idle(bench, last_id)
     result["ledger"] = reconcile(bench, last_id, result)
     return result
@@ -283,6 +303,21 @@ def reconcile(bench: Bench, last_id: int, run: dict[str, Any]) -> dict[str, Any]
         "chain_breaks": int(chain["breaks"]),
         "mismatches": int(row["balance_mismatches"]) + int(chain["breaks"]) + (not count_ok),
     }
+
+
+def verify_ledger(bench: Bench) -> dict[str, Any]:
+    """`wallet-api verify` over the whole benchmark database, after every run."""
+    result = subprocess.run(
+        [sys.executable, "-m", "wallet_api.cli", "verify"],
+        cwd=PROJECT_DIR,
+        env={**os.environ, **bench.address.environment(bench.database)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
 
 
 def create_wallets(bench: Bench, count: int) -> list[str]:
@@ -349,6 +384,10 @@ def main() -> None:
                 )
                 print("bench: hot wallet, coalescing on", file=sys.stderr)
                 results["hot_wallet"] = write_run(bench, service, [hot], duration=args.duration)
+                print("bench: hot wallet, an Idempotency-Key on every request", file=sys.stderr)
+                results["hot_wallet_idempotent"] = write_run(
+                    bench, service, [hot], duration=args.duration, idempotency_keys=True
+                )
                 print(f"bench: {len(spread)} wallets, coalescing on", file=sys.stderr)
                 results["spread_wallets"] = write_run(
                     bench, service, spread, duration=args.duration
@@ -373,6 +412,7 @@ def main() -> None:
                 results["hot_wallet_coalescing_off"] = write_run(
                     bench, service, [hot], duration=args.duration
                 )
+            results["verify"] = verify_ledger(bench)
         finally:
             drop_database(address, database)
 
@@ -396,6 +436,9 @@ def main() -> None:
             "hot_wallet_vs_coalescing_off": _ratio(hot_ops, results["hot_wallet_coalescing_off"]),
             "hot_wallet_vs_pgbench_row_ceiling": _ratio(hot_ops, results["pgbench_row_ceiling"]),
             "hot_wallet_vs_http_ceiling": _ratio(hot_ops, results["http_ceiling"]),
+            "idempotent_vs_hot_wallet": _ratio(
+                results["hot_wallet_idempotent"]["ops_per_s"], results["hot_wallet"]
+            ),
         },
     }
     text = json.dumps(report, indent=2)

@@ -2,6 +2,7 @@
 --   BENCH_MODE     "operations" (POST alternating DEPOSIT/WITHDRAW) or "get" (GET BENCH_PATH)
 --   WALLETS_FILE   one wallet id per line; each request picks one (the only one, for a hot wallet)
 --   BENCH_PATH     the path to GET in "get" mode
+--   BENCH_KEYS     when set, a prefix: every operation carries a new Idempotency-Key
 -- It counts the requests written, so that the harness can reconcile what the clients saw
 -- with what the ledger holds, and prints one JSON line at the end. No response() callback:
 -- handing every response to Lua would cost the generator CPU the server needs; wrk itself
@@ -18,6 +19,7 @@ if mode == "operations" then
     end
 end
 
+local key_prefix = os.getenv("BENCH_KEYS")
 local headers = { ["Content-Type"] = "application/json" }
 local bodies = {
     '{"operation":"DEPOSIT","amount":"1.00"}',
@@ -44,6 +46,9 @@ function request()
     local wallet = wallets[1]
     if #wallets > 1 then
         wallet = wallets[math.random(#wallets)]
+    end
+    if key_prefix then
+        headers["Idempotency-Key"] = key_prefix .. "-" .. id .. "-" .. sent
     end
     return wrk.format(
         "POST", "/api/v1/wallets/" .. wallet .. "/operation", headers, bodies[sent % 2 + 1]
