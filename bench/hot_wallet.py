@@ -349,6 +349,53 @@ def machine() -> dict[str, Any]:
     }
 
 
+def measure(bench: Bench, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """Every run, in order, on the fresh database; returns the results and the server version."""
+    results: dict[str, Any] = {}
+    migrated = run_alembic(
+        PROJECT_DIR, bench.address.environment(bench.database), "upgrade", "head"
+    )
+    if migrated.returncode != 0:
+        sys.exit(f"bench: migrations failed:\n{migrated.stderr}")
+    (version,) = bench.sql("SHOW server_version")
+    print("bench: pgbench single-row ceiling", file=sys.stderr)
+    results["pgbench_row_ceiling"] = run_pgbench(bench)
+
+    (hot,) = create_wallets(bench, 1)
+    spread = create_wallets(bench, args.wallets)
+    warmup = max(2, args.duration // 5)
+    with running_service(bench) as service:
+        run_wrk(bench, service, duration=warmup, mode="operations", target=_file(bench, [hot]))
+        print("bench: hot wallet, coalescing on", file=sys.stderr)
+        results["hot_wallet"] = write_run(bench, service, [hot], duration=args.duration)
+        print("bench: hot wallet, an Idempotency-Key on every request", file=sys.stderr)
+        results["hot_wallet_idempotent"] = write_run(
+            bench, service, [hot], duration=args.duration, idempotency_keys=True
+        )
+        print(f"bench: {len(spread)} wallets, coalescing on", file=sys.stderr)
+        results["spread_wallets"] = write_run(bench, service, spread, duration=args.duration)
+        print("bench: GET balance of the hot wallet", file=sys.stderr)
+        results["get_balance_hot_wallet"] = run_wrk(
+            bench,
+            service,
+            duration=args.duration,
+            mode="get",
+            target=f"/api/v1/wallets/{hot}",
+        )
+        print("bench: HTTP ceiling, GET /health/live", file=sys.stderr)
+        results["http_ceiling"] = run_wrk(
+            bench, service, duration=args.duration, mode="get", target="/health/live"
+        )
+    with running_service(bench, COALESCING_ENABLED="false") as service:
+        run_wrk(bench, service, duration=warmup, mode="operations", target=_file(bench, [hot]))
+        print("bench: hot wallet, coalescing off", file=sys.stderr)
+        results["hot_wallet_coalescing_off"] = write_run(
+            bench, service, [hot], duration=args.duration
+        )
+    results["verify"] = verify_ledger(bench)
+    return results, str(version["server_version"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=15, help="seconds per run")
@@ -360,7 +407,6 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk not found; install it with `apt-get install wrk`")
 
-    results: dict[str, Any] = {}
     with postgres_server() as (address, where), tempfile.TemporaryDirectory() as workdir:
         database = f"wallet_bench_{uuid.uuid4().hex[:8]}"
         ensure_database(address, database)
@@ -368,51 +414,7 @@ def main() -> None:
             address, database, args.duration, args.connections, args.threads, Path(workdir)
         )
         try:
-            migrated = run_alembic(PROJECT_DIR, address.environment(database), "upgrade", "head")
-            if migrated.returncode != 0:
-                sys.exit(f"bench: migrations failed:\n{migrated.stderr}")
-            (version,) = bench.sql("SHOW server_version")
-            print("bench: pgbench single-row ceiling", file=sys.stderr)
-            results["pgbench_row_ceiling"] = run_pgbench(bench)
-
-            (hot,) = create_wallets(bench, 1)
-            spread = create_wallets(bench, args.wallets)
-            warmup = max(2, args.duration // 5)
-            with running_service(bench) as service:
-                run_wrk(
-                    bench, service, duration=warmup, mode="operations", target=_file(bench, [hot])
-                )
-                print("bench: hot wallet, coalescing on", file=sys.stderr)
-                results["hot_wallet"] = write_run(bench, service, [hot], duration=args.duration)
-                print("bench: hot wallet, an Idempotency-Key on every request", file=sys.stderr)
-                results["hot_wallet_idempotent"] = write_run(
-                    bench, service, [hot], duration=args.duration, idempotency_keys=True
-                )
-                print(f"bench: {len(spread)} wallets, coalescing on", file=sys.stderr)
-                results["spread_wallets"] = write_run(
-                    bench, service, spread, duration=args.duration
-                )
-                print("bench: GET balance of the hot wallet", file=sys.stderr)
-                results["get_balance_hot_wallet"] = run_wrk(
-                    bench,
-                    service,
-                    duration=args.duration,
-                    mode="get",
-                    target=f"/api/v1/wallets/{hot}",
-                )
-                print("bench: HTTP ceiling, GET /health/live", file=sys.stderr)
-                results["http_ceiling"] = run_wrk(
-                    bench, service, duration=args.duration, mode="get", target="/health/live"
-                )
-            with running_service(bench, COALESCING_ENABLED="false") as service:
-                run_wrk(
-                    bench, service, duration=warmup, mode="operations", target=_file(bench, [hot])
-                )
-                print("bench: hot wallet, coalescing off", file=sys.stderr)
-                results["hot_wallet_coalescing_off"] = write_run(
-                    bench, service, [hot], duration=args.duration
-                )
-            results["verify"] = verify_ledger(bench)
+            results, version = measure(bench, args)
         finally:
             drop_database(address, database)
 
@@ -423,7 +425,7 @@ def main() -> None:
         "at": finished_at,
         "command": "make bench"
         + (f" BENCH_ARGS='{' '.join(sys.argv[1:])}'" if sys.argv[1:] else ""),
-        "machine": {**machine(), "postgresql": f"{version['server_version']} ({where})"},
+        "machine": {**machine(), "postgresql": f"{version} ({where})"},
         "load": {
             "connections": args.connections,
             "seconds_per_run": args.duration,

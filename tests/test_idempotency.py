@@ -110,7 +110,7 @@ def test_a_malformed_key_is_422(client: httpx.Client, wallet: str, key: str) -> 
     response = client.post(
         f"/api/v1/wallets/{wallet}/operation",
         json=operation("DEPOSIT", 1),
-        headers={"Idempotency-Key": key.encode()},  # raw bytes: UTF-8 for the non-ASCII case
+        headers={b"Idempotency-Key": key.encode()},  # raw bytes: UTF-8 for the non-ASCII case
     )
     assert_problem(response, 422, "validation_error")
     assert client.get(f"/api/v1/wallets/{wallet}").json() == {"balance": 0}
