@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import MetaData
 from sqlalchemy import exc as sa_exc
@@ -28,6 +30,17 @@ def create_engine(settings: Settings) -> AsyncEngine:
     server_settings = {"application_name": "wallet-api"}
     if settings.db_statement_timeout_ms:
         server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
+    connect_args: dict[str, Any] = {
+        "timeout": settings.db_connect_timeout,
+        "server_settings": server_settings,
+        "prepared_statement_cache_size": settings.db_prepared_statement_cache_size,
+    }
+    if not settings.db_prepared_statement_cache_size:
+        # Behind PgBouncer in transaction mode a prepared statement may reach another
+        # server connection than the one that prepared it: no caching in asyncpg either,
+        # and names that never collide (SQLAlchemy's documented recipe).
+        connect_args["statement_cache_size"] = 0
+        connect_args["prepared_statement_name_func"] = _unique_statement_name
     return create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
@@ -35,12 +48,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=settings.db_pool_recycle,
         pool_pre_ping=False,
-        connect_args={
-            "timeout": settings.db_connect_timeout,
-            "server_settings": server_settings,
-            "prepared_statement_cache_size": settings.db_prepared_statement_cache_size,
-        },
+        connect_args=connect_args,
     )
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
 
 
 class Database:
