@@ -1,5 +1,10 @@
 """Gunicorn configuration, from the service's settings (environment and `.env`)."""
 
+import os
+import shutil
+import tempfile
+from typing import Any
+
 from wallet_api.core.config import load_settings_or_exit
 
 _settings = load_settings_or_exit()  # a bad value stops the server here, before any worker
@@ -17,7 +22,57 @@ graceful_timeout = _settings.graceful_timeout
 timeout = 60
 keepalive = 5
 backlog = 2048
-accesslog = None
+accesslog = None  # the service writes its own access log line (wallet_api.access)
 proc_name = "wallet-api"
 # No runtime control socket: several servers may run side by side (tests, benchmarks).
 control_socket_disable = True
+
+# Gunicorn's and Uvicorn's own records in the service's format (JSON or console).
+logconfig_dict: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "service": {
+            "()": "wallet_api.core.logging.JsonFormatter"
+            if _settings.log_format == "json"
+            else "wallet_api.core.logging.ConsoleFormatter"
+        }
+    },
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "service",
+            "stream": "ext://sys.stderr",
+            "filters": ["request_id"],
+        }
+    },
+    "filters": {"request_id": {"()": "wallet_api.core.logging.RequestIdFilter"}},
+    "root": {"level": "WARNING", "handlers": ["stderr"]},
+    "loggers": {
+        "gunicorn.error": {"level": _settings.log_level.upper(), "handlers": ["stderr"]},
+        "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
+    },
+}
+
+# Prometheus metrics across workers: every worker writes its samples into one directory,
+# `/metrics` in any worker reads them all. Made empty at start, removed at exit.
+_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def on_starting(server: Any) -> None:
+    directory = os.environ.get(_METRICS_DIR)
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory)
+    else:
+        os.environ[_METRICS_DIR] = tempfile.mkdtemp(prefix="wallet-api-metrics-")
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def on_exit(server: Any) -> None:
+    shutil.rmtree(os.environ.get(_METRICS_DIR, ""), ignore_errors=True)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+import uuid
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -84,3 +87,92 @@ def test_without_a_database_requests_get_503_without_internals(
     assert response.headers["retry-after"]
     assert "Connect" not in str(problem["detail"])
     assert str(problem["request_id"]) in service_without_database.log_text()
+
+
+def test_a_body_over_the_limit_is_413_before_it_is_read(client: httpx.Client, wallet: str) -> None:
+    big = b'{"operation": "DEPOSIT", "amount": 1, "pad": "' + b"x" * 70_000 + b'"}'
+    declared = client.post(
+        f"/api/v1/wallets/{wallet}/operation",
+        content=big,
+        headers={"Content-Type": "application/json"},
+    )
+    assert_problem(declared, 413, "body_too_large")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        for start in range(0, len(big), 8192):
+            yield big[start : start + 8192]
+
+    streamed = client.post(
+        f"/api/v1/wallets/{wallet}/operation",
+        content=chunks(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert_problem(streamed, 413, "body_too_large")
+    assert client.get(f"/api/v1/wallets/{wallet}").json() == {"balance": 0}
+
+
+def test_metrics_count_requests_and_operations_across_workers(
+    client: httpx.Client, wallet: str
+) -> None:
+    def sample(text: str, name: str, **labels: str) -> float:
+        wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+        for line in text.splitlines():
+            if line.startswith(f"{name}{{{wanted}}} "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = client.get("/metrics").text
+    for _ in range(20):  # spread over both workers by separate connections
+        httpx.post(
+            f"{client.base_url}/api/v1/wallets/{wallet}/operation",
+            json={"operation": "DEPOSIT", "amount": 1},
+        )
+    httpx.post(
+        f"{client.base_url}/api/v1/wallets/{wallet}/operation",
+        json={"operation": "WITHDRAW", "amount": 1000},
+    )
+    after = client.get("/metrics")
+    assert after.headers["content-type"].startswith("text/plain")
+    route = "/api/v1/wallets/{wallet_uuid}/operation"
+    requests = {"method": "POST", "route": route, "status": "200"}
+    assert (
+        sample(after.text, "wallet_http_requests_total", **requests)
+        - sample(before, "wallet_http_requests_total", **requests)
+        == 20
+    )
+    applied = {"operation": "DEPOSIT", "outcome": "applied"}
+    assert (
+        sample(after.text, "wallet_operations_total", **applied)
+        - sample(before, "wallet_operations_total", **applied)
+        == 20
+    )
+    refused = {"operation": "WITHDRAW", "outcome": "insufficient_funds"}
+    assert sample(after.text, "wallet_operations_total", **refused) >= 1
+    for name in (
+        "wallet_http_request_duration_seconds_bucket",
+        "wallet_coalesced_batch_size_bucket",
+        "wallet_coalescing_queue_depth",
+        "wallet_db_pool_connections",
+    ):
+        assert name in after.text
+
+
+def test_every_request_gets_one_json_access_log_line_with_its_request_id(
+    service: ServiceProcess, client: httpx.Client
+) -> None:
+    request_id = f"access-{uuid.uuid4().hex}"
+    client.get("/health/live", headers={"X-Request-ID": request_id})
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [line for line in service.log_text().splitlines() if request_id in line]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["logger"] == "wallet_api.access"
+    assert record["request_id"] == request_id
+    assert record["method"] == "GET"
+    assert record["route"] == "/health/live"
+    assert record["status"] == 200
+    assert record["duration_ms"] >= 0

@@ -50,6 +50,8 @@ def serve() -> int:
             ensure_database(address, settings.db_name)
             os.environ.update(address.environment(settings.db_name))
         migrate()
+        # A terminal reads console lines better than JSON; LOG_FORMAT still wins.
+        os.environ.setdefault("LOG_FORMAT", "console")
         # Gunicorn gets its own session, so a terminal's Ctrl-C reaches only this process,
         # which turns it into a graceful SIGTERM, then stops the database it started.
         gunicorn = subprocess.Popen(

@@ -52,9 +52,11 @@ class Settings(BaseSettings):
     workers_count: int = Field(2, ge=1, le=256)
     threads_count: int = Field(1, ge=1, le=1024)
     log_level: LogLevel = "info"
+    log_format: Literal["json", "console"] = "json"
     host: str = Field("127.0.0.1", min_length=1)
     port: int = Field(8000, ge=1, le=65535)
     graceful_timeout: int = Field(30, ge=1, le=3600)
+    max_request_body_bytes: int = Field(64 * 1024, ge=1, le=16 * 1024 * 1024)
 
     # Per-wallet write coalescing (see docs/PERFORMANCE.md).
     coalescing_enabled: bool = True

@@ -60,6 +60,15 @@ class ValidationFailed(AppError):
         return cls(detail or "The request is not valid.", errors=items)
 
 
+class BodyTooLarge(AppError):
+    status = 413
+    code = "body_too_large"
+    title = "Request body too large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The request body is larger than {limit} bytes.")
+
+
 class ServiceUnavailable(AppError):
     """A temporary condition: the caller may retry after `retry_after` seconds."""
 

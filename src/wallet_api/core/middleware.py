@@ -8,6 +8,7 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from wallet_api.core.errors import BodyTooLarge, problem_response
 from wallet_api.core.request_context import set_request_id
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -51,3 +52,42 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_request_id)
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over `limit` bytes with 413, before reading them in full.
+
+    A declared Content-Length over the limit is refused at once; a body without one
+    (chunked) is counted as it arrives and refused as soon as it passes the limit.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if not value.isdigit() or int(value) > self.limit:
+                    error = BodyTooLarge(self.limit)
+                    response = problem_response(
+                        status=error.status, code=error.code, title=error.title, detail=error.detail
+                    )
+                    await response(scope, receive, send)
+                    return
+                break
+        received = 0
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge(self.limit)  # rendered by the error handlers
+            return message
+
+        await self.app(scope, counted_receive, send)

@@ -17,6 +17,7 @@ from wallet_api.core.config import Settings
 from wallet_api.core.database import Database, is_key_conflict
 from wallet_api.core.errors import AppError, problem_document
 from wallet_api.core.idempotency import Replay
+from wallet_api.core.metrics import IDEMPOTENT_REPLAYS, OPERATIONS
 from wallet_api.core.money import MAX_MINOR_UNITS
 from wallet_api.wallets import repository
 from wallet_api.wallets.coalescer import Coalescer
@@ -151,6 +152,7 @@ class WalletService:
         if settings.coalescing_enabled:
             self._coalescer = Coalescer(
                 self.apply_batch,
+                kind="write",
                 max_batch=settings.coalescing_max_batch,
                 queue_limit=settings.coalescing_queue_limit,
                 deadline=settings.operation_deadline,
@@ -158,6 +160,7 @@ class WalletService:
             # Concurrent reads of one wallet share one query (the next one to start).
             self._reads = Coalescer(
                 self._read_for_all,
+                kind="read",
                 max_batch=settings.coalescing_max_batch,
                 queue_limit=settings.coalescing_queue_limit,
                 deadline=settings.operation_deadline,
@@ -174,6 +177,7 @@ class WalletService:
                     replay = _replay(stored[idempotency_key], fingerprint)
                     if isinstance(replay, AppError):
                         raise replay
+                    IDEMPOTENT_REPLAYS.labels("create_wallet").inc()
                     return replay
             wallet_id = uuid.uuid4()
             try:
@@ -218,14 +222,28 @@ class WalletService:
     async def apply_operation(self, wallet_id: UUID, operation: Operation) -> int | Replay:
         """Apply one operation; return the balance right after it (or the replay of the
         earlier request with its key), or raise its refusal."""
-        if self._coalescer is not None:
-            outcome = await self._coalescer.submit(wallet_id, operation)
-        else:
-            # The classic way, one row-locking transaction per operation: concurrent
-            # operations on one wallet would mostly lose optimistic races against each other.
-            (outcome,) = await self.apply_batch(wallet_id, [operation], optimistic=False)
+        kind = operation.kind.value
+        try:
+            if self._coalescer is not None:
+                outcome = await self._coalescer.submit(wallet_id, operation)
+            else:
+                # The classic way, one row-locking transaction per operation: concurrent
+                # operations on one wallet would mostly lose optimistic races to each other.
+                (outcome,) = await self.apply_batch(wallet_id, [operation], optimistic=False)
+        except AppError as error:
+            OPERATIONS.labels(kind, error.code).inc()
+            raise
+        except Exception:
+            OPERATIONS.labels(kind, "error").inc()
+            raise
         if isinstance(outcome, AppError):
+            OPERATIONS.labels(kind, outcome.code).inc()
             raise outcome
+        if isinstance(outcome, Replay):
+            OPERATIONS.labels(kind, "replayed").inc()
+            IDEMPOTENT_REPLAYS.labels("operation").inc()
+        else:
+            OPERATIONS.labels(kind, "applied").inc()
         return outcome
 
     async def apply_batch(

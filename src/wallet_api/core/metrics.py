@@ -1,0 +1,130 @@
+"""Prometheus metrics, correct across Gunicorn workers (prometheus-client multiprocess
+mode when PROMETHEUS_MULTIPROC_DIR is set, as gunicorn.conf.py does), the access log,
+and the `/metrics` endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+
+from fastapi import APIRouter, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+access_logger = logging.getLogger("wallet_api.access")
+
+HTTP_REQUESTS = Counter(
+    "wallet_http_requests_total",
+    "HTTP requests answered, by route template, method and status.",
+    ["route", "method", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "wallet_http_request_duration_seconds",
+    "Time from the request's arrival to the end of its response.",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+OPERATIONS = Counter(
+    "wallet_operations_total",
+    "Wallet operations by type and outcome (applied, insufficient_funds, replayed, ...).",
+    ["operation", "outcome"],
+)
+IDEMPOTENT_REPLAYS = Counter(
+    "wallet_idempotent_replays_total",
+    "Requests answered from the stored outcome of an earlier request with their key.",
+    ["endpoint"],
+)
+BATCH_SIZE = Histogram(
+    "wallet_coalesced_batch_size",
+    "Requests served together by one coalesced batch.",
+    ["kind"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+QUEUE_DEPTH = Gauge(
+    "wallet_coalescing_queue_depth",
+    "Requests waiting in per-wallet queues, summed over live worker processes.",
+    ["kind"],
+    multiprocess_mode="livesum",
+)
+POOL_CONNECTIONS = Gauge(
+    "wallet_db_pool_connections",
+    "Database connections of the workers' pools, in use or idle (sampled every second).",
+    ["state"],
+    multiprocess_mode="livesum",
+)
+
+
+class MetricsMiddleware:
+    """Count and time every request by route template; write the access log line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # if the app fails before it answers
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope["method"]
+            HTTP_REQUESTS.labels(route, method, str(status)).inc()
+            HTTP_LATENCY.labels(route, method).observe(elapsed)
+            if access_logger.isEnabledFor(logging.INFO):
+                access_logger.info(
+                    "request",
+                    extra={
+                        "method": method,
+                        "path": scope["path"],
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
+                )
+
+
+async def sample_pool(engine: AsyncEngine, every: float = 1.0) -> None:
+    """Run until cancelled: publish this worker's pool usage every `every` seconds."""
+    pool = engine.sync_engine.pool
+    in_use, idle = POOL_CONNECTIONS.labels("in_use"), POOL_CONNECTIONS.labels("idle")
+    while True:
+        in_use.set(getattr(pool, "checkedout", lambda: 0)())
+        idle.set(getattr(pool, "checkedin", lambda: 0)())
+        await asyncio.sleep(every)
+
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus text format, aggregated over all worker processes."""
+    if os.environ.get(MULTIPROCESS_DIR_VARIABLE):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
