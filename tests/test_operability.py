@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from tests.support import ROOT
+from tests.support import ROOT, TestDatabase, operation
 from tests.test_wallet_contract import assert_problem
 from wallet_api.devtools.server import ServiceProcess, free_port
 
@@ -176,3 +177,35 @@ def test_every_request_gets_one_json_access_log_line_with_its_request_id(
     assert record["route"] == "/health/live"
     assert record["status"] == 200
     assert record["duration_ms"] >= 0
+
+
+def test_an_exhausted_pool_gives_503_after_db_pool_timeout_not_a_hang(
+    start_service: Callable[..., ServiceProcess], database: TestDatabase
+) -> None:
+    service = start_service(
+        WORKERS_COUNT="1",
+        DB_POOL_SIZE="1",
+        DB_MAX_OVERFLOW="0",
+        DB_POOL_TIMEOUT="0.5",
+        COALESCING_ENABLED="false",  # every operation needs a connection of its own
+    )
+    wallet = str(
+        httpx.post(f"{service.base_url}/api/v1/wallets/create_wallet").json()["wallet_uuid"]
+    )
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response, float]:
+        async with httpx.AsyncClient(base_url=service.base_url, timeout=30) as client:
+            path = f"/api/v1/wallets/{wallet}/operation"
+            async with database.row_locked(wallet):
+                holder = asyncio.create_task(client.post(path, json=operation("DEPOSIT", 1)))
+                await asyncio.sleep(0.3)  # it holds the only connection, waiting for the lock
+                started = time.monotonic()
+                starved = await client.post(path, json=operation("DEPOSIT", 2))
+                waited = time.monotonic() - started
+            return await holder, starved, waited
+
+    held, starved, waited = asyncio.run(scenario())
+    assert held.json() == {"status": "success", "balance": 1}
+    assert_problem(starved, 503, "database_unavailable")
+    assert starved.headers["retry-after"]
+    assert 0.4 < waited < 5
