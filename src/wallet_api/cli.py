@@ -50,8 +50,9 @@ def serve() -> int:
             ensure_database(address, settings.db_name)
             os.environ.update(address.environment(settings.db_name))
         migrate()
-        # A terminal reads console lines better than JSON; LOG_FORMAT still wins.
-        os.environ.setdefault("LOG_FORMAT", "console")
+        # A terminal reads console lines better than JSON; a LOG_FORMAT set anywhere wins.
+        if "log_format" not in settings.model_fields_set:
+            os.environ["LOG_FORMAT"] = "console"
         # Gunicorn gets its own session, so a terminal's Ctrl-C reaches only this process,
         # which turns it into a graceful SIGTERM, then stops the database it started.
         gunicorn = subprocess.Popen(
