@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format typecheck check migrate bench loadtest lock clean
+.PHONY: help install run test lint format typecheck check migrate bench loadtest lock clean pgbouncer
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,6 +51,18 @@ loadtest: $(STAMP) ## Headless Locust against a running server (HOST_URL, defaul
 lock: $(STAMP) ## Re-resolve requirements.lock from pyproject.toml
 	$(BIN)/python -m pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 -o requirements.lock
+
+# The tests start a private PgBouncer of their own (tests/test_pgbouncer.py); /usr/sbin may not
+# be on a normal user's PATH. A system service the package starts is stopped and disabled:
+# nothing depends on it.
+pgbouncer: ## Install Debian's pgbouncer if missing (needs root and apt)
+	@if command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer; then \
+	    echo "pgbouncer: $$(command -v pgbouncer || echo /usr/sbin/pgbouncer)"; \
+	else \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pgbouncer && \
+	    { systemctl disable --now pgbouncer.service pgbouncer.socket || \
+	      { service pgbouncer stop; update-rc.d pgbouncer disable; }; } >/dev/null 2>&1 || true; \
+	fi
 
 clean: ## Remove .venv, .data and caches
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache

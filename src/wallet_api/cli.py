@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from wallet_api.core.config import load_settings_or_exit
-from wallet_api.core.database import Database, create_engine
+from wallet_api.core.database import Database
 from wallet_api.wallets.repository import LedgerReport
 from wallet_api.wallets.service import WalletService
 
@@ -74,7 +74,7 @@ def verify() -> int:
     settings = load_settings_or_exit()
 
     async def run() -> LedgerReport:
-        database = Database(create_engine(settings))
+        database = Database.from_settings(settings)
         try:
             return await WalletService(database, settings).verify_ledger()
         finally:

