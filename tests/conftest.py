@@ -101,3 +101,15 @@ def wallet(client: httpx.Client) -> str:
     response = client.post("/api/v1/wallets/create_wallet")
     assert response.status_code == 201
     return str(response.json()["wallet_uuid"])
+
+
+@pytest.fixture(params=["coalesced", "one-transaction-per-operation"], scope="module")
+def any_service(
+    request: pytest.FixtureRequest,
+    service: ServiceProcess,
+    start_service: Callable[..., ServiceProcess],
+) -> ServiceProcess:
+    """The service with coalescing on (the session's), then with it off (its own)."""
+    if request.param == "coalesced":
+        return service
+    return start_service(COALESCING_ENABLED="false")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -22,17 +22,6 @@ from wallet_api.core.money import to_minor_units
 from wallet_api.devtools.server import ServiceProcess
 
 CONCURRENCY = 300
-
-
-@pytest.fixture(params=["coalesced", "one-transaction-per-operation"], scope="module")
-def any_service(
-    request: pytest.FixtureRequest,
-    service: ServiceProcess,
-    start_service: Callable[..., ServiceProcess],
-) -> ServiceProcess:
-    if request.param == "coalesced":
-        return service
-    return start_service(COALESCING_ENABLED="false")
 
 
 @pytest.fixture

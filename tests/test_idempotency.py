@@ -120,17 +120,6 @@ def test_the_longest_key_is_accepted(client: httpx.Client, wallet: str) -> None:
     assert post(client, wallet, operation("DEPOSIT", 1), "k" * 255).status_code == 200
 
 
-@pytest.fixture(params=["coalesced", "one-transaction-per-operation"], scope="module")
-def any_service(
-    request: pytest.FixtureRequest,
-    service: ServiceProcess,
-    start_service: Callable[..., ServiceProcess],
-) -> ServiceProcess:
-    if request.param == "coalesced":
-        return service
-    return start_service(COALESCING_ENABLED="false")
-
-
 def test_fifty_concurrent_requests_with_one_key_apply_once(
     any_service: ServiceProcess, client: httpx.Client, database: TestDatabase
 ) -> None:

@@ -27,8 +27,8 @@ _KNOWN_LOCATIONS = ("/usr/sbin/pgbouncer", "/usr/local/sbin/pgbouncer", "/usr/lo
 
 #: Startup parameters PgBouncer would refuse a client for (it tracks a few itself, such as
 #: `application_name`; any other must be listed to be accepted, and is then dropped).
-#: `extra_float_digits`: some drivers send it. `statement_timeout`: the service sends it
-#: unless DB_STATEMENT_TIMEOUT_MS=0, so behind this PgBouncer it runs without one.
+#: `extra_float_digits`: some drivers send it. The service sends no `statement_timeout`
+#: with DB_PGBOUNCER=true, which the tests rely on: it is deliberately not listed here.
 DEFAULT_IGNORED_STARTUP_PARAMETERS = ("extra_float_digits",)
 
 
