@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import TestDatabase, alembic, launch_service
+from tests.support import TestDatabase, launch_service, migrated
 from wallet_api.devtools.postgres import (
     PostgresAddress,
     drop_database,
@@ -53,10 +53,7 @@ def make_database(postgres: PostgresAddress) -> Iterator[Callable[[], TestDataba
 @pytest.fixture(scope="session")
 def database(make_database: Callable[[], TestDatabase]) -> TestDatabase:
     """The session's database, its schema built by `alembic upgrade head`."""
-    database = make_database()
-    result = alembic(database, "upgrade", "head")
-    assert result.returncode == 0, result.stderr
-    return database
+    return migrated(make_database())
 
 
 @pytest.fixture(scope="module")

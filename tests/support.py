@@ -26,6 +26,13 @@ def alembic(database: TestDatabase, *args: str) -> subprocess.CompletedProcess[s
     return run_alembic(ROOT, database.environment(), *args)
 
 
+def migrated(database: TestDatabase) -> TestDatabase:
+    """`database` with its schema built by `alembic upgrade head`."""
+    result = alembic(database, "upgrade", "head")
+    assert result.returncode == 0, result.stderr
+    return database
+
+
 @dataclass(frozen=True)
 class TestDatabase:
     """A database of its own on the test server, for one test session or one test."""

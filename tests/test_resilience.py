@@ -21,9 +21,9 @@ import pytest
 from tests.support import (
     OPERATION_PATH,
     TestDatabase,
-    alembic,
     assert_ledger_consistent,
     launch_service,
+    migrated,
     money,
     operation,
     send_concurrently,
@@ -66,9 +66,7 @@ def own_postgres() -> Iterator[RestartableEmbeddedPostgres]:
 def own_database(own_postgres: RestartableEmbeddedPostgres) -> TestDatabase:
     database = TestDatabase(own_postgres.address, "wallet_api_outage")
     ensure_database(own_postgres.address, database.name)
-    result = alembic(database, "upgrade", "head")
-    assert result.returncode == 0, result.stderr
-    return database
+    return migrated(database)
 
 
 @pytest.fixture(scope="module")
