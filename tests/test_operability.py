@@ -136,11 +136,8 @@ def test_metrics_count_requests_and_operations_across_workers(
     assert after.headers["content-type"].startswith("text/plain")
     route = "/api/v1/wallets/{wallet_uuid}/operation"
     requests = {"method": "POST", "route": route, "status": "200"}
-    assert (
-        sample(after.text, "wallet_http_requests_total", **requests)
-        - sample(before, "wallet_http_requests_total", **requests)
-        == 20
-    )
+    counted = "wallet_http_request_duration_seconds_count"  # the request counter
+    assert sample(after.text, counted, **requests) - sample(before, counted, **requests) == 20
     applied = {"operation": "DEPOSIT", "outcome": "applied"}
     assert (
         sample(after.text, "wallet_operations_total", **applied)

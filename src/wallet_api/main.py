@@ -14,7 +14,7 @@ from wallet_api.core.config import Settings, get_settings
 from wallet_api.core.database import Database
 from wallet_api.core.errors import install_error_handlers
 from wallet_api.core.logging import configure_logging
-from wallet_api.core.metrics import MetricsMiddleware, sample_pool
+from wallet_api.core.metrics import MetricsMiddleware, sample_gauges
 from wallet_api.core.metrics import router as metrics_router
 from wallet_api.core.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from wallet_api.health.router import router as health_router
@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     every=settings.idempotency_purge_interval,
                 )
             ),
-            asyncio.create_task(sample_pool(database.engine)),
+            asyncio.create_task(sample_gauges(database.engine, service.queue_depths)),
         ]
         try:
             yield

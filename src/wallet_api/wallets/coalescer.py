@@ -20,7 +20,7 @@ from uuid import UUID
 
 from wallet_api.core.database import is_transient_error
 from wallet_api.core.errors import AppError, DatabaseUnavailable, InternalError
-from wallet_api.core.metrics import BATCH_SIZE, QUEUE_DEPTH
+from wallet_api.core.metrics import BATCH_SIZE
 from wallet_api.wallets.exceptions import WalletBusy
 
 logger = logging.getLogger(__name__)
@@ -65,8 +65,8 @@ class Coalescer(Generic[Op, Outcome]):
         self._deadline = deadline
         self._queues: dict[UUID, _WalletQueue[Op, Outcome]] = {}
         self._drainers: set[asyncio.Task[None]] = set()
+        self.kind = kind
         self._batch_size = BATCH_SIZE.labels(kind)
-        self._depth = QUEUE_DEPTH.labels(kind)
 
     def queue_depth(self) -> int:
         """Operations waiting in this process, over all wallets."""
@@ -85,7 +85,6 @@ class Coalescer(Generic[Op, Outcome]):
         item: _Pending[Op, Outcome] = _Pending(operation, loop.create_future())
         item.timer = loop.call_at(loop.time() + self._deadline, self._expire, queue, item)
         queue.pending.append(item)
-        self._depth.inc()
         if not queue.draining:
             queue.draining = True
             # A fresh context: the drainer serves many requests, not the one that woke it.
@@ -102,7 +101,6 @@ class Coalescer(Generic[Op, Outcome]):
     def _expire(self, queue: _WalletQueue[Op, Outcome], item: _Pending[Op, Outcome]) -> None:
         # Only reached while the item still waits in the queue: taking it cancels the timer.
         queue.pending.remove(item)
-        self._depth.dec()
         if not item.future.done():
             item.future.set_exception(
                 WalletBusy("The operation waited too long for its wallet; it was not applied.")
@@ -114,7 +112,6 @@ class Coalescer(Generic[Op, Outcome]):
                 batch: list[_Pending[Op, Outcome]] = []
                 while queue.pending and len(batch) < self._max_batch:
                     item = queue.pending.popleft()
-                    self._depth.dec()
                     if item.timer is not None:
                         item.timer.cancel()
                     if not item.future.done():  # its caller was cancelled

@@ -403,6 +403,14 @@ class WalletService:
         if len(self._known_balances) > KNOWN_BALANCES_LIMIT:
             self._known_balances.popitem(last=False)
 
+    def queue_depths(self) -> dict[str, int]:
+        """Requests waiting in this process's per-wallet queues, by kind (write, read)."""
+        return {
+            coalescer.kind: coalescer.queue_depth()
+            for coalescer in (self._coalescer, self._reads)
+            if coalescer is not None
+        }
+
     async def close(self) -> None:
         """Finish every queued operation (used on shutdown)."""
         for coalescer in (self._coalescer, self._reads):
