@@ -16,8 +16,14 @@ LogFormat = Literal["json", "console"]
 
 CONSOLE_FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s%(fields)s"
 
-# Attributes every LogRecord has; anything else was passed with `extra=` and is a field.
-_STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Attributes every LogRecord has; anything else was passed with `extra=` and is a field
+# (but for Uvicorn's `color_message`, the same message with terminal colour codes).
+_STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "color_message",
+    "fields",
+}
 
 
 class RequestIdFilter(logging.Filter):
