@@ -88,15 +88,21 @@ class InternalError(AppError):
     """A failure of ours. Its detail is generic; the cause goes to the log only."""
 
 
-def problem_document(error: AppError) -> dict[str, Any]:
-    """The RFC 9457 fields of `error`, without the request id."""
+def problem_document(*, status: int, code: str, title: str, detail: str) -> dict[str, Any]:
+    """The RFC 9457 fields of a problem, without the request id."""
     return {
-        "type": PROBLEM_TYPE_PREFIX + error.code,
-        "title": error.title,
-        "status": error.status,
-        "detail": error.detail,
-        "code": error.code,
+        "type": PROBLEM_TYPE_PREFIX + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
     }
+
+
+def error_document(error: AppError) -> dict[str, Any]:
+    return problem_document(
+        status=error.status, code=error.code, title=error.title, detail=error.detail
+    )
 
 
 def problem_response(
@@ -110,13 +116,7 @@ def problem_response(
 ) -> Response:
     """Build an `application/problem+json` response carrying the request id."""
     request_id = current_request_id()
-    body: dict[str, Any] = {
-        "type": PROBLEM_TYPE_PREFIX + code,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-    }
+    body = problem_document(status=status, code=code, title=title, detail=detail)
     if request_id:
         body["request_id"] = request_id
     if extra:
@@ -129,20 +129,27 @@ def problem_response(
     )
 
 
+def error_response(error: AppError) -> Response:
+    """The problem document of `error`, with its headers (Retry-After, ...)."""
+    extra = (
+        {"errors": error.errors} if isinstance(error, ValidationFailed) and error.errors else None
+    )
+    return problem_response(
+        status=error.status,
+        code=error.code,
+        title=error.title,
+        detail=error.detail,
+        headers=error.headers,
+        extra=extra,
+    )
+
+
 def _app_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
     if exc.status >= 500:
         level = logging.WARNING if isinstance(exc, ServiceUnavailable) else logging.ERROR
         logger.log(level, "%s: %s", exc.code, exc.detail, exc_info=exc.__cause__ or exc)
-    extra = {"errors": exc.errors} if isinstance(exc, ValidationFailed) and exc.errors else None
-    return problem_response(
-        status=exc.status,
-        code=exc.code,
-        title=exc.title,
-        detail=exc.detail,
-        headers=exc.headers,
-        extra=extra,
-    )
+    return error_response(exc)
 
 
 def _request_validation_error(request: Request, exc: Exception) -> Response:

@@ -8,7 +8,7 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from wallet_api.core.errors import BodyTooLarge, problem_response
+from wallet_api.core.errors import BodyTooLarge, error_response
 from wallet_api.core.request_context import set_request_id
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -72,11 +72,7 @@ class BodyLimitMiddleware:
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if not value.isdigit() or int(value) > self.limit:
-                    error = BodyTooLarge(self.limit)
-                    response = problem_response(
-                        status=error.status, code=error.code, title=error.title, detail=error.detail
-                    )
-                    await response(scope, receive, send)
+                    await error_response(BodyTooLarge(self.limit))(scope, receive, send)
                     return
                 break
         received = 0

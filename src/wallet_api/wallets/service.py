@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from wallet_api.core.config import Settings
 from wallet_api.core.database import Database, is_key_conflict
-from wallet_api.core.errors import AppError, problem_document
+from wallet_api.core.errors import AppError, error_document
 from wallet_api.core.idempotency import Replay
 from wallet_api.core.metrics import IDEMPOTENT_REPLAYS, OPERATIONS
 from wallet_api.core.money import MAX_MINOR_UNITS
@@ -110,7 +110,7 @@ def _ledger_rows(plan: BatchPlan, operations: Sequence[Operation]) -> repository
 def _stored_form(outcome: int | AppError) -> tuple[int, str]:
     """(status, body) of the response an outcome gets, as kept for replays."""
     if isinstance(outcome, AppError):
-        return outcome.status, orjson.dumps(problem_document(outcome)).decode()
+        return outcome.status, orjson.dumps(error_document(outcome)).decode()
     return 200, operation_body(outcome)
 
 
