@@ -125,3 +125,16 @@ def is_key_conflict(exc: BaseException) -> bool:
     """True when `exc` is a unique violation of an idempotency key stored meanwhile."""
     cause = getattr(getattr(exc, "orig", None), "__cause__", None)
     return getattr(cause, "constraint_name", None) == "pk_idempotency_keys"
+
+
+def is_outcome_unknown(exc: BaseException) -> bool:
+    """True when `exc`, raised while a committing statement was in flight, leaves it unknown
+    whether the commit landed: the client gave up waiting, or the connection broke."""
+    if isinstance(exc, TimeoutError | OSError | sa_exc.InterfaceError):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        return isinstance(sqlstate, str) and sqlstate.startswith("08")
+    return False

@@ -84,6 +84,20 @@ class DatabaseUnavailable(ServiceUnavailable):
     code = "database_unavailable"
 
 
+class OutcomeUnknown(AppError):
+    """The database stopped answering while a commit was in flight: it may have landed."""
+
+    status = 500
+    code = "outcome_unknown"
+    title = "Outcome unknown"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The database did not confirm the commit: the operation may or may not have been "
+            "applied. Retry with the same Idempotency-Key, or read the wallet's history first."
+        )
+
+
 class InternalError(AppError):
     """A failure of ours. Its detail is generic; the cause goes to the log only."""
 

@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 from uuid import UUID
 
 from wallet_api.core.database import is_transient_error
-from wallet_api.core.errors import AppError, DatabaseUnavailable, InternalError
+from wallet_api.core.errors import AppError, DatabaseUnavailable, InternalError, OutcomeUnknown
 from wallet_api.core.metrics import BATCH_SIZE
 from wallet_api.wallets.exceptions import WalletBusy
 
@@ -127,31 +127,39 @@ class Coalescer(Generic[Op, Outcome]):
     async def _run(self, wallet_id: UUID, batch: list[_Pending[Op, Outcome]]) -> None:
         try:
             outcomes = await self._apply_batch(wallet_id, [item.operation for item in batch])
+        except OutcomeUnknown as exc:
+            # The batch may have been committed: neither "not applied" nor a retry is safe.
+            self._fail(batch, exc, OutcomeUnknown)
         except Exception as exc:
             if is_transient_error(exc):
                 logger.warning("database unavailable for a batch of %d: %r", len(batch), exc)
-                self._fail(batch, exc, DatabaseUnavailable, "The database is unavailable.")
+                self._fail(batch, exc, DatabaseUnavailable)
             elif len(batch) > 1:
                 # Nothing was committed. Isolate the culprit: replay the batch one at a time.
                 logger.warning("batch of %d failed, retrying one by one: %r", len(batch), exc)
                 for item in batch:
                     await self._run(wallet_id, [item])
             else:
-                self._fail(batch, exc, InternalError, "The operation failed and was not applied.")
+                self._fail(batch, exc, InternalError)
             return
         for item, outcome in zip(batch, outcomes, strict=True):
             if not item.future.done():
                 item.future.set_result(outcome)
 
     @staticmethod
-    def _fail(
-        batch: list[_Pending[Op, Outcome]],
-        cause: Exception,
-        error: type[AppError],
-        detail: str,
-    ) -> None:
+    def _fail(batch: list[_Pending[Op, Outcome]], cause: Exception, error: type[AppError]) -> None:
         for item in batch:
             if not item.future.done():
-                failure = error(detail)
+                failure = _FAILURES[error]()
                 failure.__cause__ = cause
                 item.future.set_exception(failure)
+
+
+#: A fresh error for each caller of a failed batch (an exception is raised once per caller).
+_FAILURES: dict[type[AppError], Callable[[], AppError]] = {
+    DatabaseUnavailable: lambda: DatabaseUnavailable(
+        "The database is unavailable; the operation was not applied."
+    ),
+    InternalError: lambda: InternalError("The operation failed and was not applied."),
+    OutcomeUnknown: OutcomeUnknown,
+}

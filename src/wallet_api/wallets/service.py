@@ -6,16 +6,18 @@ import asyncio
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from uuid import UUID
 
 import orjson
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wallet_api.core.config import Settings
-from wallet_api.core.database import Database, is_key_conflict
-from wallet_api.core.errors import AppError, error_document
+from wallet_api.core.database import Database, is_key_conflict, is_outcome_unknown
+from wallet_api.core.errors import AppError, OutcomeUnknown, error_document
 from wallet_api.core.idempotency import Replay
 from wallet_api.core.metrics import IDEMPOTENT_REPLAYS, OPERATIONS
 from wallet_api.core.money import MAX_MINOR_UNITS
@@ -31,6 +33,14 @@ from wallet_api.wallets.models import OperationType
 from wallet_api.wallets.schemas import created_body, operation_body
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Commit:
+    """A batch's connection, and whether its write has been sent (its outcome may land)."""
+
+    connection: AsyncConnection
+    sent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,9 +328,10 @@ class WalletService:
             plan = plan_batch(expected, operations)
             rows = _ledger_rows(plan, operations)
             if plan.applied or rows.keys:
-                async with self._database.autocommit() as connection:
+                async with self._committing() as commit:
+                    commit.sent = True  # one statement: it writes and commits
                     applied, seen = await repository.compare_and_apply(
-                        connection, wallet_id, expected=expected, rows=rows
+                        commit.connection, wallet_id, expected=expected, rows=rows
                     )
                 if applied:
                     self._remember(wallet_id, plan.balance)
@@ -340,16 +351,38 @@ class WalletService:
         self, wallet_id: UUID, operations: Sequence[Operation]
     ) -> list[int | AppError]:
         """Apply `operations` in one transaction that holds the wallet's row lock throughout."""
-        async with self._database.transaction() as connection:
-            balance = await repository.lock_balance(connection, wallet_id)
+        async with self._committing(transaction=True) as commit:
+            balance = await repository.lock_balance(commit.connection, wallet_id)
             if balance is None:
                 return [WalletNotFound(wallet_id) for _ in operations]
             plan = plan_batch(balance, operations)
             rows = _ledger_rows(plan, operations)
             if plan.applied or rows.keys:
-                await repository.apply_locked(connection, wallet_id, rows)
+                commit.sent = True  # from here on, the commit may land
+                await repository.apply_locked(commit.connection, wallet_id, rows)
         self._remember(wallet_id, plan.balance)
         return plan.outcomes
+
+    @asynccontextmanager
+    async def _committing(self, *, transaction: bool = False) -> AsyncIterator[_Commit]:
+        """A connection for the statements that write and commit a batch.
+
+        Once the caller marks the write as sent, a failure that leaves unknown whether the
+        commit landed (the connection broke, or the client stopped waiting for the
+        database) is reported as OutcomeUnknown, never as "not applied": a client must not
+        retry it blindly.
+        """
+        commit: _Commit | None = None
+        try:
+            opened = self._database.transaction() if transaction else self._database.autocommit()
+            async with opened as connection:
+                commit = _Commit(connection)
+                yield commit
+        except Exception as exc:
+            if commit is not None and commit.sent and is_outcome_unknown(exc):
+                logger.error("commit outcome unknown", exc_info=exc)
+                raise OutcomeUnknown() from exc
+            raise
 
     async def history(
         self, wallet_id: UUID, *, limit: int, before_id: int | None
