@@ -160,12 +160,8 @@ def running_service(bench: Bench, **settings: str) -> Iterator[ServiceProcess]:
         **settings,
     }
     log_path = bench.workdir / f"gunicorn-{uuid.uuid4().hex[:6]}.log"
-    service = ServiceProcess(PROJECT_DIR, environment, log_path)
-    try:
-        service.wait_until_serving()
+    with ServiceProcess(PROJECT_DIR, environment, log_path).serving() as service:
         yield service
-    finally:
-        service.stop()
 
 
 def run_wrk(

@@ -80,10 +80,9 @@ def service(
     database: TestDatabase, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcess]:
     """The service with default settings: 2 workers, coalescing on."""
-    service = launch_service(database, tmp_path_factory.mktemp("service") / "gunicorn.log", {})
-    service.wait_until_serving()
-    yield service
-    service.stop()
+    log_path = tmp_path_factory.mktemp("service") / "gunicorn.log"
+    with launch_service(database, log_path, {}).serving() as service:
+        yield service
 
 
 @pytest.fixture

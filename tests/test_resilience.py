@@ -75,12 +75,8 @@ def own_service(
     own_database: TestDatabase, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcess]:
     log_path = tmp_path_factory.mktemp("outage-service") / "gunicorn.log"
-    service = launch_service(own_database, log_path, OUTAGE_SETTINGS)
-    try:
-        service.wait_until_serving()
+    with launch_service(own_database, log_path, OUTAGE_SETTINGS).serving() as service:
         yield service
-    finally:
-        service.stop()
 
 
 def new_client(service: ServiceProcess) -> httpx.Client:

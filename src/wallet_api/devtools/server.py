@@ -7,7 +7,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -71,6 +72,15 @@ class ServiceProcess:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"the service did not answer {path} in {timeout}s:\n{self.log_text()}")
+
+    @contextmanager
+    def serving(self, path: str = "/health/ready") -> Iterator[ServiceProcess]:
+        """Wait until the service answers `path`, hand it over, stop it afterwards."""
+        try:
+            self.wait_until_serving(path)
+            yield self
+        finally:
+            self.stop()
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
