@@ -141,7 +141,7 @@ def test_a_batch_whose_commit_fails_fails_only_the_operation_that_broke_it(
 @pytest.fixture(scope="module")
 def tightly_bounded_service(start_service: Callable[..., ServiceProcess]) -> ServiceProcess:
     # One worker, so that which request waits where is certain.
-    return start_service(WORKERS_COUNT="1", COALESCING_QUEUE_LIMIT="1", OPERATION_DEADLINE="0.5")
+    return start_service(WORKERS_COUNT="1", COALESCING_QUEUE_LIMIT="1", OPERATION_DEADLINE="2")
 
 
 def test_past_the_queue_limit_or_the_deadline_callers_get_503_and_nothing_is_applied(
@@ -159,11 +159,11 @@ def test_past_the_queue_limit_or_the_deadline_callers_get_503_and_nothing_is_app
 
             async with database.row_locked(hot_wallet):
                 in_flight = post()  # taken into a batch, then blocked on the row lock
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(1.0)  # generous: a loaded machine is slow to connect
                 queued = post()  # waits in the wallet's queue (limit 1)
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.5)
                 overflow = await asyncio.gather(*(post() for _ in range(5)))  # queue full
-                expired = await queued  # its 0.5 s deadline passes while the lock is held
+                expired = await queued  # its 2 s deadline passes while the lock is held
             return await in_flight, expired, overflow
 
     applied, expired, overflow = asyncio.run(scenario())
