@@ -105,13 +105,15 @@ def assert_unavailable(response: httpx.Response) -> None:
 
 
 def assert_failed(path: str, response: httpx.Response) -> None:
-    """A 503 "not applied". A write may instead get 503 `wallet_busy` (it waited past
-    OPERATION_DEADLINE behind a stuck batch; not applied either), or 500 `outcome_unknown`
-    (its commit was in flight, or its pooled connection had been dropped by the server)."""
+    """A 503 "not applied": `database_unavailable`, or `wallet_busy` for a write or a
+    balance read that waited past OPERATION_DEADLINE behind its wallet's stuck batch
+    (both coalesce). A write may instead get 500 `outcome_unknown` (its commit was in
+    flight, or its pooled connection had been dropped by the server)."""
     if path.endswith("/operation") and response.status_code == 500:
         assert_problem(response, 500, "outcome_unknown")
-    elif path.endswith("/operation") and response.json().get("code") == "wallet_busy":
+    elif response.json().get("code") == "wallet_busy":
         assert_problem(response, 503, "wallet_busy")
+        assert int(response.headers["retry-after"]) >= 1
     else:
         assert_unavailable(response)
 
