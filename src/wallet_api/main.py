@@ -45,7 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     every=settings.idempotency_purge_interval,
                 )
             ),
-            asyncio.create_task(sample_gauges(database.engine, service.queue_depths)),
+            asyncio.create_task(sample_gauges(database.pool_usage, service.queue_depths)),
+            asyncio.create_task(database.recycle_connections_periodically()),
         ]
         try:
             yield

@@ -20,7 +20,6 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -107,14 +106,16 @@ class MetricsMiddleware:
 
 
 async def sample_gauges(
-    engine: AsyncEngine, queue_depths: Callable[[], dict[str, int]], every: float = 1.0
+    pool_usage: Callable[[], tuple[int, int]],
+    queue_depths: Callable[[], dict[str, int]],
+    every: float = 1.0,
 ) -> None:
     """Run until cancelled: publish this worker's pool usage and queue depths."""
-    pool = engine.sync_engine.pool
     in_use, idle = POOL_CONNECTIONS.labels("in_use"), POOL_CONNECTIONS.labels("idle")
     while True:
-        in_use.set(getattr(pool, "checkedout", lambda: 0)())
-        idle.set(getattr(pool, "checkedin", lambda: 0)())
+        connections_in_use, connections_idle = pool_usage()
+        in_use.set(connections_in_use)
+        idle.set(connections_idle)
         for kind, depth in queue_depths().items():
             QUEUE_DEPTH.labels(kind).set(depth)
         await asyncio.sleep(every)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-_PING = text("SELECT 1")
+from wallet_api.core.database import Connection
 
 
-async def ping(connection: AsyncConnection) -> None:
-    await connection.execute(_PING)
+async def ping(connection: Connection) -> None:
+    await connection.execute("SELECT 1")

@@ -7,22 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import (
-    BigInteger,
-    Integer,
-    SmallInteger,
-    String,
-    Text,
-    Uuid,
-    bindparam,
-    insert,
-    select,
-    text,
-)
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from wallet_api.wallets.models import idempotency_keys, wallet_operations, wallets
+from wallet_api.core.database import Connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,19 +23,6 @@ class LedgerRows:
     fingerprints: Sequence[str] = ()
     statuses: Sequence[int] = ()
     bodies: Sequence[str] = ()
-
-    def parameters(self) -> dict[str, object]:
-        return {
-            "balance": self.balance,
-            "operations": list(self.operations),
-            "amounts": list(self.amounts),
-            "balances_after": list(self.balances_after),
-            "operation_keys": list(self.operation_keys),
-            "keys": list(self.keys),
-            "fingerprints": list(self.fingerprints),
-            "statuses": list(self.statuses),
-            "bodies": list(self.bodies),
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,130 +42,125 @@ class LedgerEntry:
     idempotency_key: str | None
 
 
-_READ_BALANCE = select(wallets.c.balance).where(wallets.c.id == bindparam("wallet_id"))
-_LOCK_BALANCE = _READ_BALANCE.with_for_update()
-
-_BATCH_PARAMETERS = (
-    bindparam("wallet_id", type_=Uuid),
-    bindparam("balance", type_=BigInteger),
-    bindparam("operations", type_=ARRAY(String)),
-    bindparam("amounts", type_=ARRAY(BigInteger)),
-    bindparam("balances_after", type_=ARRAY(BigInteger)),
-    bindparam("operation_keys", type_=ARRAY(String)),
-    bindparam("keys", type_=ARRAY(String)),
-    bindparam("fingerprints", type_=ARRAY(String)),
-    bindparam("statuses", type_=ARRAY(SmallInteger)),
-    bindparam("bodies", type_=ARRAY(Text)),
-)
+_READ_BALANCE = "SELECT balance FROM wallets WHERE id = $1"
+_LOCK_BALANCE = "SELECT balance FROM wallets WHERE id = $1 FOR UPDATE"
+_INSERT_WALLET = "INSERT INTO wallets (id) VALUES ($1)"
+_WALLET_EXISTS = "SELECT EXISTS (SELECT FROM wallets WHERE id = $1)"
 
 # The writes of a batch, as CTEs that run only when the `updated` CTE changed the wallet.
+# Parameters: $1 wallet id, $2 new balance, $3-$6 the ledger rows, $7-$10 the responses
+# to keep for their Idempotency-Keys; the statements using it may add more.
 _WRITES = """
     inserted AS (
         INSERT INTO wallet_operations
             (wallet_id, operation, amount, balance_after, idempotency_key)
-        SELECT :wallet_id, operation, amount, balance_after, idempotency_key
-        FROM unnest(:operations, :amounts, :balances_after, :operation_keys)
+        SELECT $1, operation, amount, balance_after, idempotency_key
+        FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::text[])
             AS t(operation, amount, balance_after, idempotency_key)
         WHERE EXISTS (SELECT FROM updated)
     ), remembered AS (
         INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body)
         SELECT key, fingerprint, response_status, response_body
-        FROM unnest(:keys, :fingerprints, :statuses, :bodies)
+        FROM unnest($7::text[], $8::text[], $9::smallint[], $10::text[])
             AS t(key, fingerprint, response_status, response_body)
         WHERE EXISTS (SELECT FROM updated)
     )
 """
 
 # One statement, so in autocommit mode one round trip that also commits: if the balance is
-# still `expected`, set it and write the batch; otherwise change nothing. The row lock
-# taken by the UPDATE orders concurrent writers (other processes) on the wallet. A key
-# stored meanwhile by another transaction fails the statement (unique violation).
-_COMPARE_AND_APPLY = text(
-    f"""
+# still `expected` ($11), set it and write the batch; otherwise change nothing. The row
+# lock taken by the UPDATE orders concurrent writers (other processes) on the wallet. A
+# key stored meanwhile by another transaction fails the statement (unique violation).
+_COMPARE_AND_APPLY = f"""
     WITH updated AS (
-        UPDATE wallets SET balance = :balance
-        WHERE id = :wallet_id AND balance = :expected
+        UPDATE wallets SET balance = $2
+        WHERE id = $1 AND balance = $11
         RETURNING id
     ), {_WRITES}
     SELECT EXISTS (SELECT FROM updated) AS applied,
-           (SELECT balance FROM wallets WHERE id = :wallet_id) AS balance
-    """
-).bindparams(*_BATCH_PARAMETERS, bindparam("expected", type_=BigInteger))
+           (SELECT balance FROM wallets WHERE id = $1) AS balance
+"""
 
 # The same writes under the row lock the caller's transaction already holds.
-_APPLY_LOCKED = text(
-    f"""
+_APPLY_LOCKED = f"""
     WITH updated AS (
-        UPDATE wallets SET balance = :balance WHERE id = :wallet_id RETURNING id
+        UPDATE wallets SET balance = $2 WHERE id = $1 RETURNING id
     ), {_WRITES}
     SELECT 1
-    """
-).bindparams(*_BATCH_PARAMETERS)
+"""
 
-_STORED_RESPONSES = select(
-    idempotency_keys.c.key,
-    idempotency_keys.c.fingerprint,
-    idempotency_keys.c.response_status,
-    idempotency_keys.c.response_body,
-).where(idempotency_keys.c.key == bindparam("keys", type_=ARRAY(String)).any_())
+_REMEMBER_RESPONSE = """
+    INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body)
+    VALUES ($1, $2, $3, $4)
+"""
 
-_HISTORY = (
-    select(
-        wallet_operations.c.id,
-        wallet_operations.c.operation,
-        wallet_operations.c.amount,
-        wallet_operations.c.balance_after,
-        wallet_operations.c.created_at,
-        wallet_operations.c.idempotency_key,
-    )
-    .where(
-        wallet_operations.c.wallet_id == bindparam("wallet_id"),
-        wallet_operations.c.id < bindparam("before_id", type_=BigInteger),
-    )
-    .order_by(wallet_operations.c.id.desc())
-    .limit(bindparam("limit", type_=Integer))
-)
+_STORED_RESPONSES = """
+    SELECT key, fingerprint, response_status, response_body
+    FROM idempotency_keys WHERE key = ANY($1::text[])
+"""
 
-_WALLET_EXISTS = select(wallets.c.id).where(wallets.c.id == bindparam("wallet_id"))
+_HISTORY = """
+    SELECT id, operation, amount, balance_after, created_at, idempotency_key
+    FROM wallet_operations
+    WHERE wallet_id = $1 AND id < $2
+    ORDER BY id DESC
+    LIMIT $3
+"""
 
 # Oldest first, a bounded number at a time, skipping rows another purge holds: short
 # statements that never wait on each other or on traffic.
-_PURGE_KEYS = text(
-    """
-    DELETE FROM idempotency_keys WHERE key IN (
-        SELECT key FROM idempotency_keys
-        WHERE created_at < now() - make_interval(secs => :older_than_seconds)
-        ORDER BY created_at
-        LIMIT :batch
-        FOR UPDATE SKIP LOCKED
+_PURGE_KEYS = """
+    WITH purged AS (
+        DELETE FROM idempotency_keys WHERE key IN (
+            SELECT key FROM idempotency_keys
+            WHERE created_at < now() - make_interval(secs => $1)
+            ORDER BY created_at
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED
+        )
+        RETURNING 1
     )
-    """
-).bindparams(bindparam("older_than_seconds", type_=BigInteger), bindparam("batch", type_=Integer))
+    SELECT count(*) FROM purged
+"""
 
 
-async def insert_wallet(connection: AsyncConnection, wallet_id: UUID) -> None:
-    await connection.execute(insert(wallets).values(id=wallet_id))
+def _batch_arguments(wallet_id: UUID, rows: LedgerRows) -> tuple[object, ...]:
+    return (
+        wallet_id,
+        rows.balance,
+        rows.operations,
+        rows.amounts,
+        rows.balances_after,
+        rows.operation_keys,
+        rows.keys,
+        rows.fingerprints,
+        rows.statuses,
+        rows.bodies,
+    )
 
 
-async def wallet_exists(connection: AsyncConnection, wallet_id: UUID) -> bool:
-    result = await connection.execute(_WALLET_EXISTS, {"wallet_id": wallet_id})
-    return result.first() is not None
+async def insert_wallet(connection: Connection, wallet_id: UUID) -> None:
+    await connection.execute(_INSERT_WALLET, wallet_id)
 
 
-async def read_balance(connection: AsyncConnection, wallet_id: UUID) -> int | None:
+async def wallet_exists(connection: Connection, wallet_id: UUID) -> bool:
+    return bool(await connection.fetchval(_WALLET_EXISTS, wallet_id))
+
+
+async def read_balance(connection: Connection, wallet_id: UUID) -> int | None:
     """The wallet's balance in minor units, or None if there is no such wallet."""
-    result = await connection.execute(_READ_BALANCE, {"wallet_id": wallet_id})
-    return result.scalar_one_or_none()
+    balance: int | None = await connection.fetchval(_READ_BALANCE, wallet_id)
+    return balance
 
 
-async def lock_balance(connection: AsyncConnection, wallet_id: UUID) -> int | None:
+async def lock_balance(connection: Connection, wallet_id: UUID) -> int | None:
     """Lock the wallet's row until the transaction ends and return its balance."""
-    result = await connection.execute(_LOCK_BALANCE, {"wallet_id": wallet_id})
-    return result.scalar_one_or_none()
+    balance: int | None = await connection.fetchval(_LOCK_BALANCE, wallet_id)
+    return balance
 
 
 async def compare_and_apply(
-    connection: AsyncConnection, wallet_id: UUID, *, expected: int, rows: LedgerRows
+    connection: Connection, wallet_id: UUID, *, expected: int, rows: LedgerRows
 ) -> tuple[bool, int | None]:
     """Write the batch if the wallet's balance is still `expected`.
 
@@ -201,55 +168,50 @@ async def compare_and_apply(
     which may already be outdated when another writer committed meanwhile, or None when
     there is no such wallet.
     """
-    result = await connection.execute(
-        _COMPARE_AND_APPLY, {"wallet_id": wallet_id, "expected": expected, **rows.parameters()}
+    row = await connection.fetchrow(
+        _COMPARE_AND_APPLY, *_batch_arguments(wallet_id, rows), expected
     )
-    applied, seen = result.one()
-    return (True, None) if applied else (False, seen)
+    assert row is not None
+    return (True, None) if row["applied"] else (False, row["balance"])
 
 
-async def apply_locked(connection: AsyncConnection, wallet_id: UUID, rows: LedgerRows) -> None:
+async def apply_locked(connection: Connection, wallet_id: UUID, rows: LedgerRows) -> None:
     """Write the batch, in a transaction that holds the wallet's row lock."""
-    await connection.execute(_APPLY_LOCKED, {"wallet_id": wallet_id, **rows.parameters()})
+    await connection.execute(_APPLY_LOCKED, *_batch_arguments(wallet_id, rows))
 
 
 async def remember_response(
-    connection: AsyncConnection, *, key: str, fingerprint: str, status: int, body: str
+    connection: Connection, *, key: str, fingerprint: str, status: int, body: str
 ) -> None:
     """Keep the response to a keyed request, in the caller's transaction."""
-    await connection.execute(
-        insert(idempotency_keys).values(
-            key=key, fingerprint=fingerprint, response_status=status, response_body=body
-        )
-    )
+    await connection.execute(_REMEMBER_RESPONSE, key, fingerprint, status, body)
 
 
 async def stored_responses(
-    connection: AsyncConnection, keys: Collection[str]
+    connection: Connection, keys: Collection[str]
 ) -> dict[str, StoredResponse]:
     """The responses kept for those of `keys` that were used before."""
-    result = await connection.execute(_STORED_RESPONSES, {"keys": list(keys)})
-    return {row.key: StoredResponse(*row[1:]) for row in result}
+    rows = await connection.fetch(_STORED_RESPONSES, list(keys))
+    return {
+        row["key"]: StoredResponse(row["fingerprint"], row["response_status"], row["response_body"])
+        for row in rows
+    }
 
 
 async def history(
-    connection: AsyncConnection, wallet_id: UUID, *, before_id: int, limit: int
+    connection: Connection, wallet_id: UUID, *, before_id: int, limit: int
 ) -> list[LedgerEntry]:
     """The wallet's ledger rows with an id below `before_id`, newest first."""
-    result = await connection.execute(
-        _HISTORY, {"wallet_id": wallet_id, "before_id": before_id, "limit": limit}
-    )
-    return [LedgerEntry(*row) for row in result]
+    rows = await connection.fetch(_HISTORY, wallet_id, before_id, limit)
+    return [LedgerEntry(*row) for row in rows]
 
 
 async def purge_idempotency_keys(
-    connection: AsyncConnection, *, older_than_seconds: int, batch: int
+    connection: Connection, *, older_than_seconds: int, batch: int
 ) -> int:
     """Delete up to `batch` keys older than the retention; return how many went."""
-    result = await connection.execute(
-        _PURGE_KEYS, {"older_than_seconds": older_than_seconds, "batch": batch}
-    )
-    return result.rowcount
+    purged: int = await connection.fetchval(_PURGE_KEYS, float(older_than_seconds), batch)
+    return purged
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,8 +230,7 @@ class LedgerReport:
 
 # One statement (one snapshot, consistent while traffic goes on), set-based: it scales
 # with PostgreSQL's aggregation and sorting, not with a Python loop over rows.
-_VERIFY_LEDGER = text(
-    """
+_VERIFY_LEDGER = """
     WITH signed AS (
         SELECT wallet_id, id, balance_after,
                CASE operation WHEN 'DEPOSIT' THEN amount ELSE -amount END AS delta
@@ -302,19 +263,19 @@ _VERIFY_LEDGER = text(
                    UNION SELECT id FROM negative
                ) bad ORDER BY id LIMIT 20
            ) AS wallets_to_inspect
-    """
-)
+"""
 
 
-async def verify_ledger(connection: AsyncConnection) -> LedgerReport:
+async def verify_ledger(connection: Connection) -> LedgerReport:
     """Check every wallet: balance = sum of its ledger, each row's balance_after = the one
     before plus its signed amount, nothing negative."""
-    row = (await connection.execute(_VERIFY_LEDGER)).one()
+    row = await connection.fetchrow(_VERIFY_LEDGER)
+    assert row is not None
     return LedgerReport(
-        wallets=row.wallets,
-        operations=int(row.operations),
-        balance_mismatches=row.balance_mismatches,
-        chain_breaks=row.chain_breaks,
-        negative_balances=row.negative_balances,
-        wallets_to_inspect=list(row.wallets_to_inspect),
+        wallets=row["wallets"],
+        operations=int(row["operations"]),
+        balance_mismatches=row["balance_mismatches"],
+        chain_breaks=row["chain_breaks"],
+        negative_balances=row["negative_balances"],
+        wallets_to_inspect=[UUID(str(wallet)) for wallet in row["wallets_to_inspect"]],
     )

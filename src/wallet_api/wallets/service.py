@@ -12,11 +12,15 @@ from dataclasses import dataclass
 from uuid import UUID
 
 import orjson
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wallet_api.core.config import Settings
-from wallet_api.core.database import Database, is_key_conflict, is_outcome_unknown
+from wallet_api.core.database import (
+    Connection,
+    Database,
+    UniqueViolation,
+    is_key_conflict,
+    is_outcome_unknown,
+)
 from wallet_api.core.errors import AppError, OutcomeUnknown, error_document
 from wallet_api.core.idempotency import Replay
 from wallet_api.core.metrics import IDEMPOTENT_REPLAYS, OPERATIONS
@@ -39,7 +43,7 @@ logger = logging.getLogger(__name__)
 class _Commit:
     """A batch's connection, and whether its write has been sent (its outcome may land)."""
 
-    connection: AsyncConnection
+    connection: Connection
     sent: bool = False
 
 
@@ -201,7 +205,7 @@ class WalletService:
                             status=201,
                             body=created_body(wallet_id),
                         )
-            except IntegrityError as exc:
+            except UniqueViolation as exc:
                 if attempt + 1 < KEY_RACE_ATTEMPTS and is_key_conflict(exc):
                     continue
                 raise
@@ -268,7 +272,7 @@ class WalletService:
         for attempt in range(KEY_RACE_ATTEMPTS):
             try:
                 return await self._apply_batch(wallet_id, operations, optimistic=optimistic)
-            except IntegrityError as exc:
+            except UniqueViolation as exc:
                 # Another transaction stored one of the keys first; the next try replays it.
                 if attempt + 1 < KEY_RACE_ATTEMPTS and is_key_conflict(exc):
                     continue
