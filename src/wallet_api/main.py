@@ -62,6 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Digital wallets: create, read the balance, deposit, withdraw.",
         lifespan=lifespan,
+        # Metrics are Prometheus's (/metrics); without this FastAPI asks OpenTelemetry on
+        # every request whether a provider was configured.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     # Outermost last: request id, then metrics and the access log, then the body limit.

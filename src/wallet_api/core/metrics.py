@@ -5,6 +5,7 @@ and the `/metrics` endpoint."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -66,6 +67,13 @@ POOL_CONNECTIONS = Gauge(
 )
 
 
+# Labelled children, looked up once per label set: `labels()` validates and locks on every
+# call, a cost the hot path pays per request. The label sets are few (routes x methods x
+# statuses, operations x outcomes), so the caches stay small.
+request_duration = functools.cache(HTTP_LATENCY.labels)
+operation_outcomes = functools.cache(OPERATIONS.labels)
+
+
 class MetricsMiddleware:
     """Count and time every request by route template; write the access log line."""
 
@@ -91,7 +99,7 @@ class MetricsMiddleware:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope["method"]
-            HTTP_LATENCY.labels(route, method, str(status)).observe(elapsed)
+            request_duration(route, method, str(status)).observe(elapsed)
             if access_logger.isEnabledFor(logging.INFO):
                 access_logger.info(
                     "request",

@@ -23,7 +23,7 @@ from wallet_api.core.database import (
 )
 from wallet_api.core.errors import AppError, OutcomeUnknown, error_document
 from wallet_api.core.idempotency import Replay
-from wallet_api.core.metrics import IDEMPOTENT_REPLAYS, OPERATIONS
+from wallet_api.core.metrics import IDEMPOTENT_REPLAYS, operation_outcomes
 from wallet_api.core.money import MAX_MINOR_UNITS
 from wallet_api.wallets import repository
 from wallet_api.wallets.coalescer import Coalescer
@@ -245,19 +245,19 @@ class WalletService:
                 # operations on one wallet would mostly lose optimistic races to each other.
                 (outcome,) = await self.apply_batch(wallet_id, [operation], optimistic=False)
         except AppError as error:
-            OPERATIONS.labels(kind, error.code).inc()
+            operation_outcomes(kind, error.code).inc()
             raise
         except Exception:
-            OPERATIONS.labels(kind, "error").inc()
+            operation_outcomes(kind, "error").inc()
             raise
         if isinstance(outcome, AppError):
-            OPERATIONS.labels(kind, outcome.code).inc()
+            operation_outcomes(kind, outcome.code).inc()
             raise outcome
         if isinstance(outcome, Replay):
-            OPERATIONS.labels(kind, "replayed").inc()
+            operation_outcomes(kind, "replayed").inc()
             IDEMPOTENT_REPLAYS.labels("operation").inc()
         else:
-            OPERATIONS.labels(kind, "applied").inc()
+            operation_outcomes(kind, "applied").inc()
         return outcome
 
     async def apply_batch(
