@@ -81,6 +81,25 @@ _COMPARE_AND_APPLY = f"""
            (SELECT balance FROM wallets WHERE id = $1) AS balance
 """
 
+# One statement for a batch without Idempotency-Keys: if the balance lies in [$5, $6] (so
+# the batch's decisions hold), add the batch's total ($2) and write its ledger rows, each
+# with its balance as an offset from the balance found. Returns that balance, or NULL and
+# the balance seen when it did not lie in the range.
+_APPLY_WITHIN = """
+    WITH updated AS (
+        UPDATE wallets SET balance = balance + $2
+        WHERE id = $1 AND balance BETWEEN $5 AND $6
+        RETURNING balance - $2 AS start
+    ), inserted AS (
+        INSERT INTO wallet_operations (wallet_id, operation, amount, balance_after)
+        SELECT $1, operation, amount, (SELECT start FROM updated) + offset_after
+        FROM unnest($3::text[], $4::bigint[], $7::bigint[]) AS t(operation, amount, offset_after)
+        WHERE EXISTS (SELECT FROM updated)
+    )
+    SELECT (SELECT start FROM updated) AS start,
+           (SELECT balance FROM wallets WHERE id = $1) AS balance
+"""
+
 # The same writes under the row lock the caller's transaction already holds.
 _APPLY_LOCKED = f"""
     WITH updated AS (
@@ -173,6 +192,31 @@ async def compare_and_apply(
     )
     assert row is not None
     return (True, None) if row["applied"] else (False, row["balance"])
+
+
+async def apply_within(
+    connection: Connection,
+    wallet_id: UUID,
+    *,
+    delta: int,
+    lowest: int,
+    highest: int,
+    operations: Sequence[str],
+    amounts: Sequence[int],
+    offsets: Sequence[int],
+) -> tuple[bool, int | None]:
+    """Add `delta` and write the ledger rows if the balance is in [lowest, highest].
+
+    Returns (True, the balance before) when written; otherwise (False, the balance this
+    statement saw, possibly outdated already), or (False, None) when there is no wallet.
+    """
+    row = await connection.fetchrow(
+        _APPLY_WITHIN, wallet_id, delta, operations, amounts, lowest, highest, offsets
+    )
+    assert row is not None
+    if row["start"] is not None:
+        return True, row["start"]
+    return False, row["balance"]
 
 
 async def apply_locked(connection: Connection, wallet_id: UUID, rows: LedgerRows) -> None:

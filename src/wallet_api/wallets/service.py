@@ -64,11 +64,16 @@ Outcome = int | AppError | Replay
 
 @dataclass(frozen=True, slots=True)
 class BatchPlan:
-    """The effect of applying a batch in order to a balance."""
+    """The effect of applying a batch in order to a starting balance."""
 
+    start: int
     outcomes: list[int | AppError]
     balance: int
     applied: list[tuple[int, int]]  # (index of the operation, balance right after it)
+    #: Every starting balance in [lowest, highest] gets the same decisions (which
+    #: operations apply, which are refused); only the balances shift.
+    lowest: int
+    highest: int
 
 
 def plan_batch(balance: int, operations: Sequence[Operation]) -> BatchPlan:
@@ -77,26 +82,31 @@ def plan_batch(balance: int, operations: Sequence[Operation]) -> BatchPlan:
     A refused operation leaves the balance as it was, so the operations after it see
     exactly what they would have seen had the refused one never been sent.
     """
+    start = balance
+    lowest, highest = 0, MAX_MINOR_UNITS
     outcomes: list[int | AppError] = []
     applied: list[tuple[int, int]] = []
     for index, operation in enumerate(operations):
+        offset, amount = balance - start, operation.amount
         if operation.kind is OperationType.DEPOSIT:
-            if balance + operation.amount > MAX_MINOR_UNITS:
+            if balance + amount > MAX_MINOR_UNITS:
                 outcomes.append(
-                    BalanceLimitExceeded(
-                        balance=balance, amount=operation.amount, limit=MAX_MINOR_UNITS
-                    )
+                    BalanceLimitExceeded(balance=balance, amount=amount, limit=MAX_MINOR_UNITS)
                 )
+                lowest = max(lowest, MAX_MINOR_UNITS - amount - offset + 1)
                 continue
-            balance += operation.amount
+            highest = min(highest, MAX_MINOR_UNITS - amount - offset)
+            balance += amount
         else:
-            if operation.amount > balance:
-                outcomes.append(InsufficientFunds(balance=balance, amount=operation.amount))
+            if amount > balance:
+                outcomes.append(InsufficientFunds(balance=balance, amount=amount))
+                highest = min(highest, amount - offset - 1)
                 continue
-            balance -= operation.amount
+            lowest = max(lowest, amount - offset)
+            balance -= amount
         outcomes.append(balance)
         applied.append((index, balance))
-    return BatchPlan(outcomes=outcomes, balance=balance, applied=applied)
+    return BatchPlan(start, outcomes, balance, applied, lowest, highest)
 
 
 def _ledger_rows(plan: BatchPlan, operations: Sequence[Operation]) -> repository.LedgerRows:
@@ -320,36 +330,70 @@ class WalletService:
     async def _apply_optimistically(
         self, wallet_id: UUID, operations: Sequence[Operation]
     ) -> list[int | AppError]:
-        """Plan on the balance this process last saw, then write only if the balance is
-        still that (one statement, one round trip with its commit). When other processes
-        keep changing the wallet, fall back to a row-locking transaction."""
-        expected = self._known_balances.get(wallet_id)
+        """Plan on the balance this process last saw, then write in one statement (one
+        round trip with its commit) on a condition the database checks under the row lock:
+        that the balance still gives the plan's decisions. When other processes keep
+        moving the wallet out of that condition, fall back to a row-locking transaction."""
+        guess = self._known_balances.get(wallet_id)
+        keyed = any(operation.idempotency_key is not None for operation in operations)
         for _ in range(OPTIMISTIC_ATTEMPTS):
-            if expected is None:
-                expected = await self._read_balance(wallet_id)
-                if expected is None:
+            if guess is None:
+                guess = await self._read_balance(wallet_id)
+                if guess is None:
                     return [WalletNotFound(wallet_id) for _ in operations]
-            plan = plan_batch(expected, operations)
-            rows = _ledger_rows(plan, operations)
-            if plan.applied or rows.keys:
-                async with self._committing() as commit:
-                    commit.sent = True  # one statement: it writes and commits
-                    applied, seen = await repository.compare_and_apply(
-                        commit.connection, wallet_id, expected=expected, rows=rows
-                    )
+            plan = plan_batch(guess, operations)
+            seen: int | None
+            if keyed:
+                # Stored responses quote exact balances: the balance must be the guess.
+                applied, seen = await self._write(wallet_id, plan, operations, exact=True)
+            elif plan.applied:
+                # Any balance in the plan's range will do: another process's writes
+                # between two batches of this one (a hot wallet) do not make it retry.
+                applied, seen = await self._write(wallet_id, plan, operations, exact=False)
                 if applied:
-                    self._remember(wallet_id, plan.balance)
-                    return plan.outcomes
+                    assert seen is not None
+                    plan = plan_batch(seen, operations)  # the same decisions, from there
             else:
                 # Only refusals: they stand if the balance they were judged on is current.
                 seen = await self._read_balance(wallet_id)
-                if seen == expected:
-                    self._remember(wallet_id, expected)
-                    return plan.outcomes
+                applied = seen is not None and plan.lowest <= seen <= plan.highest
+                if applied:
+                    assert seen is not None
+                    plan = plan_batch(seen, operations)
+            if applied:
+                self._remember(wallet_id, plan.balance)
+                return plan.outcomes
             if seen is None:
                 return [WalletNotFound(wallet_id) for _ in operations]
-            expected = seen
+            guess = seen
         return await self._apply_locked(wallet_id, operations)
+
+    async def _write(
+        self, wallet_id: UUID, plan: BatchPlan, operations: Sequence[Operation], *, exact: bool
+    ) -> tuple[bool, int | None]:
+        """Write a planned batch if the wallet's balance is the plan's start (`exact`) or
+        within its range. Returns (written, the balance it started from) when written,
+        else (False, the balance the statement saw, None if there is no such wallet)."""
+        async with self._committing() as commit:
+            commit.sent = True  # one statement: it writes and commits
+            if exact:
+                applied, seen = await repository.compare_and_apply(
+                    commit.connection,
+                    wallet_id,
+                    expected=plan.start,
+                    rows=_ledger_rows(plan, operations),
+                )
+                return applied, plan.start if applied else seen
+            return await repository.apply_within(
+                commit.connection,
+                wallet_id,
+                delta=plan.balance - plan.start,
+                lowest=plan.lowest,
+                highest=plan.highest,
+                operations=[operations[i].kind.value for i, _ in plan.applied],
+                amounts=[operations[i].amount for i, _ in plan.applied],
+                offsets=[balance - plan.start for _, balance in plan.applied],
+            )
 
     async def _apply_locked(
         self, wallet_id: UUID, operations: Sequence[Operation]
