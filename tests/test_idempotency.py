@@ -44,6 +44,33 @@ def test_a_retried_deposit_is_answered_again_and_applied_once(
     assert len(assert_ledger_consistent(database, wallet)) == 1
 
 
+def test_a_replay_is_byte_for_byte_the_first_answer_whatever_the_balance(
+    client: httpx.Client, wallet: str
+) -> None:
+    # The stored answer of a keyed deposit is rendered by the write statement (SQL) and the
+    # first answer by Python: every shape of a balance must come out the same in both.
+    deposits = ["0.05", "0.45", "0.5", "0.1", "1.9", "10", "12333.67", "9999999987653.32"]
+    balances = []
+    for amount in deposits:
+        key = new_key()
+        first = post(client, wallet, operation("DEPOSIT", amount), key)
+        assert first.status_code == 200
+        again = post(client, wallet, operation("DEPOSIT", amount), key)
+        assert again.headers[REPLAYED] == "true"
+        assert again.text == first.text
+        balances.append(first.text)
+    assert balances == [
+        '{"status":"success","balance":0.05}',
+        '{"status":"success","balance":0.5}',
+        '{"status":"success","balance":1}',
+        '{"status":"success","balance":1.1}',
+        '{"status":"success","balance":3}',
+        '{"status":"success","balance":13}',
+        '{"status":"success","balance":12346.67}',
+        '{"status":"success","balance":9999999999999.99}',
+    ]
+
+
 def test_a_refusal_is_replayed_even_after_the_balance_has_changed(
     client: httpx.Client, wallet: str
 ) -> None:

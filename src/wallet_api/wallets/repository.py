@@ -69,8 +69,10 @@ _WRITES = """
 
 # One statement, so in autocommit mode one round trip that also commits: if the balance is
 # still `expected` ($11), set it and write the batch; otherwise change nothing. The row
-# lock taken by the UPDATE orders concurrent writers (other processes) on the wallet. A
-# key stored meanwhile by another transaction fails the statement (unique violation).
+# lock taken by the UPDATE orders concurrent writers (other processes) on the wallet. A key
+# used before, or stored meanwhile by another transaction, fails the statement (unique
+# violation of the key's primary key): the index is the check, so a batch of new keys
+# pays no look-up.
 _COMPARE_AND_APPLY = f"""
     WITH updated AS (
         UPDATE wallets SET balance = $2
@@ -81,20 +83,37 @@ _COMPARE_AND_APPLY = f"""
            (SELECT balance FROM wallets WHERE id = $1) AS balance
 """
 
-# One statement for a batch without Idempotency-Keys: if the balance lies in [$5, $6] (so
-# the batch's decisions hold), add the batch's total ($2) and write its ledger rows, each
-# with its balance as an offset from the balance found. Returns that balance, or NULL and
-# the balance seen when it did not lie in the range.
-_APPLY_WITHIN = """
+# The 200 body of an applied operation, in SQL, for the keyed operations of a range write
+# (their balance is known only in the statement): `schemas.operation_body` renders the
+# same text in Python (`trim_scale` drops the trailing zeros of the cents, as
+# `money.format_minor_units` does), and tests/test_idempotency.py compares the two.
+_OPERATION_BODY = (
+    """'{{"status":"success","balance":' || trim_scale(({balance})::numeric / 100)::text || '}}'"""
+)
+
+# One statement for a batch whose balances are not quoted in stored refusals: if the
+# balance lies in [$5, $6] (so the batch's decisions hold), add the batch's total ($2) and
+# write its ledger rows, each with its balance as an offset ($7) from the balance found,
+# and the responses of its keyed operations ($8, $9; a used key fails the statement, as
+# above). Returns that balance, or NULL and the balance seen.
+_APPLY_WITHIN = f"""
     WITH updated AS (
         UPDATE wallets SET balance = balance + $2
         WHERE id = $1 AND balance BETWEEN $5 AND $6
         RETURNING balance - $2 AS start
     ), inserted AS (
-        INSERT INTO wallet_operations (wallet_id, operation, amount, balance_after)
-        SELECT $1, operation, amount, (SELECT start FROM updated) + offset_after
-        FROM unnest($3::text[], $4::bigint[], $7::bigint[]) AS t(operation, amount, offset_after)
+        INSERT INTO wallet_operations
+            (wallet_id, operation, amount, balance_after, idempotency_key)
+        SELECT $1, operation, amount, (SELECT start FROM updated) + offset_after, key
+        FROM unnest($3::text[], $4::bigint[], $7::bigint[], $8::text[])
+            AS t(operation, amount, offset_after, key)
         WHERE EXISTS (SELECT FROM updated)
+    ), remembered AS (
+        INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body)
+        SELECT key, fingerprint, 200,
+               {_OPERATION_BODY.format(balance="(SELECT start FROM updated) + offset_after")}
+        FROM unnest($8::text[], $9::text[], $7::bigint[]) AS t(key, fingerprint, offset_after)
+        WHERE key IS NOT NULL AND EXISTS (SELECT FROM updated)
     )
     SELECT (SELECT start FROM updated) AS start,
            (SELECT balance FROM wallets WHERE id = $1) AS balance
@@ -178,20 +197,27 @@ async def lock_balance(connection: Connection, wallet_id: UUID) -> int | None:
     return balance
 
 
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What a conditional batch write found: `start`, the balance it started from, when
+    it wrote; else None and the balance it saw (None: no such wallet)."""
+
+    start: int | None
+    balance: int | None
+
+
 async def compare_and_apply(
     connection: Connection, wallet_id: UUID, *, expected: int, rows: LedgerRows
-) -> tuple[bool, int | None]:
-    """Write the batch if the wallet's balance is still `expected`.
-
-    Returns (True, None) when written; otherwise (False, the balance this statement saw),
-    which may already be outdated when another writer committed meanwhile, or None when
-    there is no such wallet.
-    """
+) -> WriteResult:
+    """Write the batch if the wallet's balance is still `expected`. The balance seen may
+    already be outdated when another writer committed meanwhile."""
     row = await connection.fetchrow(
         _COMPARE_AND_APPLY, *_batch_arguments(wallet_id, rows), expected
     )
     assert row is not None
-    return (True, None) if row["applied"] else (False, row["balance"])
+    if row["applied"]:
+        return WriteResult(start=expected, balance=rows.balance)
+    return WriteResult(start=None, balance=row["balance"])
 
 
 async def apply_within(
@@ -204,19 +230,25 @@ async def apply_within(
     operations: Sequence[str],
     amounts: Sequence[int],
     offsets: Sequence[int],
-) -> tuple[bool, int | None]:
-    """Add `delta` and write the ledger rows if the balance is in [lowest, highest].
-
-    Returns (True, the balance before) when written; otherwise (False, the balance this
-    statement saw, possibly outdated already), or (False, None) when there is no wallet.
-    """
+    keys: Sequence[str | None],
+    fingerprints: Sequence[str],
+) -> WriteResult:
+    """Add `delta` and write the ledger rows (and the 200 responses of the keyed ones) if
+    the balance is in [lowest, highest]."""
     row = await connection.fetchrow(
-        _APPLY_WITHIN, wallet_id, delta, operations, amounts, lowest, highest, offsets
+        _APPLY_WITHIN,
+        wallet_id,
+        delta,
+        operations,
+        amounts,
+        lowest,
+        highest,
+        offsets,
+        keys,
+        fingerprints,
     )
     assert row is not None
-    if row["start"] is not None:
-        return True, row["start"]
-    return False, row["balance"]
+    return WriteResult(start=row["start"], balance=row["balance"])
 
 
 async def apply_locked(connection: Connection, wallet_id: UUID, rows: LedgerRows) -> None:

@@ -147,6 +147,10 @@ def _repeat(first: Operation, first_outcome: Outcome, repeat: Operation) -> Outc
     return Replay(*_stored_form(first_outcome))
 
 
+def _is_keyed_refusal(operation: Operation, outcome: int | AppError) -> bool:
+    return operation.idempotency_key is not None and isinstance(outcome, AppError)
+
+
 def _replay(stored: repository.StoredResponse, fingerprint: str) -> Replay | AppError:
     if stored.fingerprint != fingerprint:
         return IdempotencyKeyReused()
@@ -279,21 +283,34 @@ class WalletService:
         stored outcome (or a refusal, if the key came with another request). Two in the
         same batch with one key apply once.
         """
+        # The optimistic write needs no look-up of the keys first: a key used before fails
+        # it (the key's unique index) and nothing is written. The row-locking transaction
+        # looks them up first, as a failure there would cost a whole transaction.
+        look_up = not optimistic
         for attempt in range(KEY_RACE_ATTEMPTS):
             try:
-                return await self._apply_batch(wallet_id, operations, optimistic=optimistic)
+                return await self._apply_batch(
+                    wallet_id, operations, optimistic=optimistic, look_up=look_up
+                )
             except UniqueViolation as exc:
-                # Another transaction stored one of the keys first; the next try replays it.
+                # A key was used before, or another transaction stored it first: the next
+                # try looks the keys up and replays them.
                 if attempt + 1 < KEY_RACE_ATTEMPTS and is_key_conflict(exc):
+                    look_up = True
                     continue
                 raise
         raise AssertionError("unreachable")
 
     async def _apply_batch(
-        self, wallet_id: UUID, operations: Sequence[Operation], *, optimistic: bool
+        self,
+        wallet_id: UUID,
+        operations: Sequence[Operation],
+        *,
+        optimistic: bool,
+        look_up: bool,
     ) -> list[Outcome]:
         keys = {op.idempotency_key for op in operations if op.idempotency_key is not None}
-        stored = await self._stored_responses(keys) if keys else {}
+        stored = await self._stored_responses(keys) if keys and look_up else {}
         outcomes: list[Outcome | None] = [None] * len(operations)
         first_with_key: dict[str, int] = {}
         to_run: list[int] = []
@@ -335,64 +352,63 @@ class WalletService:
         that the balance still gives the plan's decisions. When other processes keep
         moving the wallet out of that condition, fall back to a row-locking transaction."""
         guess = self._known_balances.get(wallet_id)
-        keyed = any(operation.idempotency_key is not None for operation in operations)
         for _ in range(OPTIMISTIC_ATTEMPTS):
             if guess is None:
                 guess = await self._read_balance(wallet_id)
                 if guess is None:
                     return [WalletNotFound(wallet_id) for _ in operations]
             plan = plan_batch(guess, operations)
-            seen: int | None
-            if keyed:
-                # Stored responses quote exact balances: the balance must be the guess.
-                applied, seen = await self._write(wallet_id, plan, operations, exact=True)
+            written: repository.WriteResult
+            outcomes = zip(operations, plan.outcomes, strict=True)
+            if any(_is_keyed_refusal(operation, outcome) for operation, outcome in outcomes):
+                # A stored refusal quotes the balance: it must be the one planned on.
+                written = await self._write(wallet_id, plan, operations, exact=True)
             elif plan.applied:
-                # Any balance in the plan's range will do: another process's writes
+                # Any balance in the plan's range will do (the keyed responses stored
+                # with it are rendered by the statement): another process's writes
                 # between two batches of this one (a hot wallet) do not make it retry.
-                applied, seen = await self._write(wallet_id, plan, operations, exact=False)
-                if applied:
-                    assert seen is not None
-                    plan = plan_batch(seen, operations)  # the same decisions, from there
+                written = await self._write(wallet_id, plan, operations, exact=False)
             else:
-                # Only refusals: they stand if the balance they were judged on is current.
+                # Only refusals, none keyed: they stand if the balance they were judged
+                # on is current.
                 seen = await self._read_balance(wallet_id)
-                applied = seen is not None and plan.lowest <= seen <= plan.highest
-                if applied:
-                    assert seen is not None
-                    plan = plan_batch(seen, operations)
-            if applied:
+                in_range = seen is not None and plan.lowest <= seen <= plan.highest
+                written = repository.WriteResult(start=seen if in_range else None, balance=seen)
+            if written.start is not None:
+                plan = plan_batch(written.start, operations)  # same decisions, exact balances
                 self._remember(wallet_id, plan.balance)
                 return plan.outcomes
-            if seen is None:
+            if written.balance is None:
                 return [WalletNotFound(wallet_id) for _ in operations]
-            guess = seen
+            guess = written.balance
         return await self._apply_locked(wallet_id, operations)
 
     async def _write(
         self, wallet_id: UUID, plan: BatchPlan, operations: Sequence[Operation], *, exact: bool
-    ) -> tuple[bool, int | None]:
+    ) -> repository.WriteResult:
         """Write a planned batch if the wallet's balance is the plan's start (`exact`) or
-        within its range. Returns (written, the balance it started from) when written,
-        else (False, the balance the statement saw, None if there is no such wallet)."""
+        within its range."""
         async with self._committing() as commit:
             commit.sent = True  # one statement: it writes and commits
             if exact:
-                applied, seen = await repository.compare_and_apply(
+                return await repository.compare_and_apply(
                     commit.connection,
                     wallet_id,
                     expected=plan.start,
                     rows=_ledger_rows(plan, operations),
                 )
-                return applied, plan.start if applied else seen
+            applied = [operations[index] for index, _ in plan.applied]
             return await repository.apply_within(
                 commit.connection,
                 wallet_id,
                 delta=plan.balance - plan.start,
                 lowest=plan.lowest,
                 highest=plan.highest,
-                operations=[operations[i].kind.value for i, _ in plan.applied],
-                amounts=[operations[i].amount for i, _ in plan.applied],
+                operations=[operation.kind.value for operation in applied],
+                amounts=[operation.amount for operation in applied],
                 offsets=[balance - plan.start for _, balance in plan.applied],
+                keys=[operation.idempotency_key for operation in applied],
+                fingerprints=[operation.fingerprint for operation in applied],
             )
 
     async def _apply_locked(
