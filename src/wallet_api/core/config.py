@@ -29,14 +29,14 @@ class Settings(BaseSettings):
     db_user: str = Field("postgres", min_length=1)
     db_password: SecretStr = SecretStr("")
 
-    # Pool of the SQLAlchemy async engine, per worker process.
+    # The asyncpg connection pool, per worker process (see README).
     db_pool_size: int = Field(20, ge=1, le=1000)
     db_max_overflow: int = Field(10, ge=0, le=1000)
     db_pool_timeout: float = Field(
         30.0, gt=0, le=3600, description="Seconds to wait for a pool slot."
     )
     db_pool_recycle: int = Field(
-        1800, ge=-1, description="Seconds before a connection is renewed; -1 never."
+        1800, ge=-1, description="Seconds between renewals of every connection; -1 or 0 never."
     )
     db_connect_timeout: float = Field(5.0, gt=0, le=300)
     db_statement_timeout_ms: int = Field(

@@ -45,6 +45,12 @@ async def _keep_session(_: Connection) -> None:
     open before it calls this. Its default reset would cost a round trip per release."""
 
 
+def _retrieve_exception(task: asyncio.Task[Any]) -> None:
+    # A creation that failed after its waiters gave up is not an unhandled error.
+    if not task.cancelled():
+        task.exception()
+
+
 class Database:
     """Owns the connection pool, and with it every transaction boundary of the service.
 
@@ -89,7 +95,7 @@ class Database:
         # round trips (prepare, then execute) on one server connection.
         self._statements_in_transactions = settings.db_pgbouncer
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
-        self._creating = asyncio.Lock()
+        self._creating: asyncio.Task[asyncpg.Pool[asyncpg.Record]] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -98,10 +104,18 @@ class Database:
     async def _get_pool(self) -> asyncpg.Pool[asyncpg.Record]:
         if self._pool is not None:
             return self._pool
-        async with asyncio.timeout(self._acquire_timeout), self._creating:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(**self._pool_options)
+        creating = self._creating
+        if creating is None or (creating.done() and (creating.cancelled() or creating.exception())):
+            # One creation for every waiter, which none of them can cancel by giving up
+            # (a readiness probe's short timeout, say); a failed one is retried by the next.
+            creating = self._creating = asyncio.get_running_loop().create_task(self._create_pool())
+            creating.add_done_callback(_retrieve_exception)
+        async with asyncio.timeout(self._acquire_timeout):
+            self._pool = await asyncio.shield(creating)
         return self._pool
+
+    async def _create_pool(self) -> asyncpg.Pool[asyncpg.Record]:
+        return await asyncpg.create_pool(**self._pool_options)
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Connection]:
@@ -136,7 +150,7 @@ class Database:
     async def recycle_connections_periodically(self) -> None:
         """Run until cancelled: every DB_POOL_RECYCLE seconds, have each connection replaced
         when next released (asyncpg's `expire_connections`), so none lives much longer."""
-        if self._recycle_after < 0:
+        if self._recycle_after <= 0:
             return
         while True:
             await asyncio.sleep(self._recycle_after)
@@ -146,6 +160,8 @@ class Database:
     async def dispose(self) -> None:
         if self._pool is not None:
             await self._pool.close()
+        elif self._creating is not None and not self._creating.done():
+            self._creating.cancel()
 
 
 # SQLSTATE classes that say "the database cannot serve now", not "this statement is wrong":
@@ -159,11 +175,18 @@ def _sqlstate_class(exc: BaseException) -> str | None:
     return sqlstate[:2] if isinstance(exc, asyncpg.PostgresError) and sqlstate else None
 
 
+def _is_connection_failure(exc: BaseException) -> bool:
+    """The connection failed, timed out or is closed (OSError covers refused and reset
+    connections). asyncpg's InterfaceError also stands for errors of the client's own
+    (a bad argument, bad settings), which are not the database's fault."""
+    if isinstance(exc, asyncpg.DataError | asyncpg.ClientConfigurationError):
+        return False
+    return isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError)
+
+
 def is_transient_error(exc: BaseException) -> bool:
     """True when `exc` means the database is unreachable, overloaded or shutting down."""
-    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
-        return True  # OSError covers refused and reset connections
-    return _sqlstate_class(exc) in _TRANSIENT_SQLSTATE_CLASSES
+    return _is_connection_failure(exc) or _sqlstate_class(exc) in _TRANSIENT_SQLSTATE_CLASSES
 
 
 def is_key_conflict(exc: BaseException) -> bool:
@@ -177,6 +200,4 @@ def is_key_conflict(exc: BaseException) -> bool:
 def is_outcome_unknown(exc: BaseException) -> bool:
     """True when `exc`, raised while a committing statement was in flight, leaves it unknown
     whether the commit landed: the client gave up waiting, or the connection broke."""
-    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
-        return True
-    return _sqlstate_class(exc) == "08"
+    return _is_connection_failure(exc) or _sqlstate_class(exc) == "08"

@@ -163,8 +163,9 @@ OPTIMISTIC_ATTEMPTS = 3
 MAX_LEDGER_ID = 2**63 - 1
 #: Keys deleted per purge statement.
 PURGE_BATCH = 1000
-#: Tries of a batch whose key another transaction stored first (the next try replays it).
-KEY_RACE_ATTEMPTS = 3
+#: Tries of a batch whose key was used before or stored first by another transaction: the
+#: first try does not look keys up, the next ones do and replay them.
+KEY_RACE_ATTEMPTS = 4
 #: Wallets whose last seen balance a process remembers (a guess, always verified).
 KNOWN_BALANCES_LIMIT = 10_000
 
@@ -284,8 +285,9 @@ class WalletService:
         same batch with one key apply once.
         """
         # The optimistic write needs no look-up of the keys first: a key used before fails
-        # it (the key's unique index) and nothing is written. The row-locking transaction
-        # looks them up first, as a failure there would cost a whole transaction.
+        # it (the key's unique index) and nothing is written. Without coalescing, the
+        # row-locking transaction looks them up first, as a failure there would cost a
+        # whole transaction (the optimistic path's own fallback to it may pay that).
         look_up = not optimistic
         for attempt in range(KEY_RACE_ATTEMPTS):
             try:
@@ -360,7 +362,8 @@ class WalletService:
             plan = plan_batch(guess, operations)
             written: repository.WriteResult
             outcomes = zip(operations, plan.outcomes, strict=True)
-            if any(_is_keyed_refusal(operation, outcome) for operation, outcome in outcomes):
+            exact = any(_is_keyed_refusal(operation, outcome) for operation, outcome in outcomes)
+            if exact:
                 # A stored refusal quotes the balance: it must be the one planned on.
                 written = await self._write(wallet_id, plan, operations, exact=True)
             elif plan.applied:
@@ -380,7 +383,14 @@ class WalletService:
                 return plan.outcomes
             if written.balance is None:
                 return [WalletNotFound(wallet_id) for _ in operations]
-            guess = written.balance
+            # A statement that waited for another writer's commit saw the balance of its
+            # own start, from before that commit: if that balance met the condition, it
+            # is outdated, and only a fresh read gives a plan with a chance.
+            if exact:
+                stale = written.balance == plan.start
+            else:
+                stale = plan.lowest <= written.balance <= plan.highest
+            guess = None if stale else written.balance
         return await self._apply_locked(wallet_id, operations)
 
     async def _write(
