@@ -18,6 +18,7 @@ from wallet_api.core.metrics import MetricsMiddleware, sample_gauges
 from wallet_api.core.metrics import router as metrics_router
 from wallet_api.core.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from wallet_api.health.router import router as health_router
+from wallet_api.wallets.fast_path import OperationFastPath
 from wallet_api.wallets.router import router as wallets_router
 from wallet_api.wallets.service import WalletService
 
@@ -67,7 +68,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
-    # Outermost last: request id, then metrics and the access log, then the body limit.
+    # Outermost last: request id, then metrics and the access log, then the body limit,
+    # then the operation fast path (it answers plain operations without FastAPI's routing).
+    app.add_middleware(OperationFastPath)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_body_bytes)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)

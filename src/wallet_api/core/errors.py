@@ -158,17 +158,31 @@ def error_response(error: AppError) -> Response:
     )
 
 
-def _app_error(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, AppError)
-    if exc.status >= 500:
-        level = logging.WARNING if isinstance(exc, ServiceUnavailable) else logging.ERROR
-        logger.log(level, "%s: %s", exc.code, exc.detail, exc_info=exc.__cause__ or exc)
-    return error_response(exc)
+def exception_response(exc: Exception) -> Response:
+    """The problem response for any exception a request ended with (and its log line):
+    the one mapping behind the application's error handlers, and behind the operation
+    fast path (`wallets/fast_path.py`), which answers outside FastAPI's routing."""
+    if isinstance(exc, AppError):
+        if exc.status >= 500:
+            level = logging.WARNING if isinstance(exc, ServiceUnavailable) else logging.ERROR
+            logger.log(level, "%s: %s", exc.code, exc.detail, exc_info=exc.__cause__ or exc)
+        return error_response(exc)
+    if is_transient_error(exc):
+        unavailable = DatabaseUnavailable("The database is unavailable; retry shortly.")
+        unavailable.__cause__ = exc
+        return exception_response(unavailable)
+    logger.error("unhandled error", exc_info=exc)
+    return problem_response(
+        status=500,
+        code=InternalError.code,
+        title=InternalError.title,
+        detail="The server could not complete the request. Quote the request id when reporting it.",
+    )
 
 
 def _request_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return _app_error(request, ValidationFailed.from_errors(exc.errors()))
+    return exception_response(ValidationFailed.from_errors(exc.errors()))
 
 
 def _http_error(_: Request, exc: Exception) -> Response:
@@ -186,30 +200,16 @@ def _http_error(_: Request, exc: Exception) -> Response:
     )
 
 
-def _database_error(request: Request, exc: Exception) -> Response:
-    if is_transient_error(exc):
-        unavailable = DatabaseUnavailable("The database is unavailable; retry shortly.")
-        unavailable.__cause__ = exc
-        return _app_error(request, unavailable)
-    return _unhandled_error(request, exc)
-
-
-def _unhandled_error(_: Request, exc: Exception) -> Response:
-    logger.error("unhandled error", exc_info=exc)
-    return problem_response(
-        status=500,
-        code=InternalError.code,
-        title=InternalError.title,
-        detail="The server could not complete the request. Quote the request id when reporting it.",
-    )
+def _other_error(_: Request, exc: Exception) -> Response:
+    return exception_response(exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Route every kind of error through the problem-document renderers above."""
-    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(AppError, _other_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(asyncpg.PostgresError, _database_error)
-    app.add_exception_handler(asyncpg.InterfaceError, _database_error)
-    app.add_exception_handler(OSError, _database_error)
-    app.add_exception_handler(Exception, _unhandled_error)
+    app.add_exception_handler(asyncpg.PostgresError, _other_error)
+    app.add_exception_handler(asyncpg.InterfaceError, _other_error)
+    app.add_exception_handler(OSError, _other_error)
+    app.add_exception_handler(Exception, _other_error)

@@ -20,7 +20,7 @@ _DECODER = json.JSONDecoder(
 )
 
 
-def _is_json_media_type(content_type: str) -> bool:
+def is_json_media_type(content_type: str) -> bool:
     media_type = content_type.partition(";")[0].strip().lower()
     return media_type == "application/json" or (
         media_type.startswith("application/") and media_type.endswith("+json")
@@ -32,9 +32,14 @@ async def read_json_body(request: Request, model: type[Model]) -> Model:
 
     Numbers are parsed as `Decimal` from their exact text, never as binary floats.
     """
-    if not _is_json_media_type(request.headers.get("content-type", "")):
+    content_type = request.headers.get("content-type", "")
+    if not is_json_media_type(content_type):
         raise ValidationFailed("The request body must be JSON (Content-Type: application/json).")
-    body = await request.body()
+    return parse_json_body(await request.body(), model)
+
+
+def parse_json_body(body: bytes, model: type[Model]) -> Model:
+    """Parse a JSON request body as `model`, or raise `ValidationFailed`."""
     if not body.strip():
         raise ValidationFailed("The request body is empty; a JSON object is required.")
     try:

@@ -30,6 +30,10 @@ from wallet_api.wallets.service import Operation
 
 router = APIRouter(prefix="/api/v1/wallets", tags=["wallets"])
 
+_OPERATION = "/{wallet_uuid}/operation"
+#: The operation endpoint's full path (also served by `wallets/fast_path.py`).
+OPERATION_PATH = router.prefix + _OPERATION
+
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "wallet_not_found", **_PROBLEM}}
 _INVALID: dict[int | str, dict[str, Any]] = {
@@ -89,7 +93,7 @@ async def get_wallet(wallet_uuid: UUID, service: WalletServiceDep) -> Response:
 
 
 @router.post(
-    "/{wallet_uuid}/operation",
+    _OPERATION,
     response_model=OperationResult,
     responses={
         400: {"description": "insufficient_funds or balance_limit_exceeded", **_PROBLEM},
@@ -110,8 +114,9 @@ async def operate(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Deposit to or withdraw from a wallet; answer with the balance right after it."""
-    # The body and the service are taken here, not as dependencies: FastAPI's dependency
-    # resolution costs more per request than this endpoint's own work (PERFORMANCE.md).
+    # Requests without an Idempotency-Key are mostly served by `wallets/fast_path.py`
+    # before they reach this route. The body and the service are taken here, not as
+    # dependencies: FastAPI's dependency resolution costs more than this endpoint's work.
     body = await read_json_body(request, OperationRequest)
     service = wallet_service(request)
     operation = Operation(
