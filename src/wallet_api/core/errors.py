@@ -204,12 +204,21 @@ def _other_error(_: Request, exc: Exception) -> Response:
     return exception_response(exc)
 
 
+#: The exceptions answered where they are raised (by FastAPI's exception middleware, or
+#: by the operation fast path). Any other one reaches Starlette's server-error middleware,
+#: which answers the same 500 document through the `Exception` handler, then re-raises it
+#: for the server to log and close the connection.
+ANSWERED_ERRORS: tuple[type[Exception], ...] = (
+    AppError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every kind of error through the problem-document renderers above."""
-    app.add_exception_handler(AppError, _other_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(asyncpg.PostgresError, _other_error)
-    app.add_exception_handler(asyncpg.InterfaceError, _other_error)
-    app.add_exception_handler(OSError, _other_error)
-    app.add_exception_handler(Exception, _other_error)
+    for error in (*ANSWERED_ERRORS, Exception):
+        app.add_exception_handler(error, _other_error)

@@ -22,9 +22,10 @@ import re
 from uuid import UUID
 
 from fastapi import Response
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from wallet_api.core.errors import exception_response
+from wallet_api.core.errors import ANSWERED_ERRORS, exception_response
 from wallet_api.core.requests import is_json_media_type, parse_json_body
 from wallet_api.wallets.router import OPERATION_PATH, router
 from wallet_api.wallets.schemas import OperationRequest, operation_body
@@ -61,8 +62,6 @@ class OperationFastPath:
         scope["route"] = self._route
         try:
             body = await _read_body(receive)
-            if body is None:
-                return  # the client went away before it finished sending
             request = parse_json_body(body, OperationRequest)
             service: WalletService = scope["app"].state.wallet_service
             outcome = await service.apply_operation(
@@ -70,8 +69,10 @@ class OperationFastPath:
             )
             assert isinstance(outcome, int)  # only a keyed request can be a replay
             response = Response(operation_body(outcome), media_type="application/json")
-        except Exception as exc:
+        except ANSWERED_ERRORS as exc:
             response = exception_response(exc)
+        # Any other exception goes up to Starlette's server-error middleware, as it would
+        # from the route: the same 500 document, then the server logs it.
         await response(scope, receive, send)
 
     @staticmethod
@@ -93,12 +94,13 @@ class OperationFastPath:
         return UUID(match.group(1))
 
 
-async def _read_body(receive: Receive) -> bytes | None:
+async def _read_body(receive: Receive) -> bytes:
+    """The whole request body, as Starlette's `Request.body()` reads it."""
     chunks = []
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return None
+            raise ClientDisconnect  # what the route's `Request.body()` raises
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
