@@ -74,7 +74,7 @@ def verify() -> int:
     settings = load_settings_or_exit()
 
     async def run() -> LedgerReport:
-        database = Database.from_settings(settings)
+        database = Database(settings)
         try:
             return await WalletService(database, settings).verify_ledger()
         finally:

@@ -97,10 +97,6 @@ class Database:
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self._creating: asyncio.Task[asyncpg.Pool[asyncpg.Record]] | None = None
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Database:
-        return cls(settings)
-
     async def _get_pool(self) -> asyncpg.Pool[asyncpg.Record]:
         if self._pool is not None:
             return self._pool

@@ -378,7 +378,8 @@ class WalletService:
                 in_range = seen is not None and plan.lowest <= seen <= plan.highest
                 written = repository.WriteResult(start=seen if in_range else None, balance=seen)
             if written.start is not None:
-                plan = plan_batch(written.start, operations)  # same decisions, exact balances
+                if written.start != plan.start:  # same decisions, balances shifted
+                    plan = plan_batch(written.start, operations)
                 self._remember(wallet_id, plan.balance)
                 return plan.outcomes
             if written.balance is None:
