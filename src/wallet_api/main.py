@@ -17,6 +17,7 @@ from wallet_api.core.logging import configure_logging
 from wallet_api.core.metrics import MetricsMiddleware, sample_gauges
 from wallet_api.core.metrics import router as metrics_router
 from wallet_api.core.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from wallet_api.core.openapi import install_openapi
 from wallet_api.health.router import router as health_router
 from wallet_api.wallets.fast_path import OperationFastPath
 from wallet_api.wallets.router import router as wallets_router
@@ -66,7 +67,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Metrics are Prometheus's (/metrics); without this FastAPI asks OpenTelemetry on
         # every request whether a provider was configured.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # Operation ids are the endpoint functions' names: what generated clients call.
+        generate_unique_id_function=lambda route: route.name,
     )
+    install_openapi(app)
     install_error_handlers(app)
     # Outermost last: request id, then metrics and the access log, then the body limit,
     # then the operation fast path (it answers plain operations without FastAPI's routing).

@@ -29,6 +29,10 @@ class AppError(Exception):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
     title: ClassVar[str] = "Internal server error"
+    #: A typical `detail`, for the examples of the published contract (core/openapi.py).
+    example: ClassVar[str] = (
+        "The server could not complete the request. Quote the request id when reporting it."
+    )
 
     def __init__(self, detail: str, *, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(detail)
@@ -42,6 +46,7 @@ class ValidationFailed(AppError):
     status = 422
     code = "validation_error"
     title = "Validation error"
+    example = "body.amount: Value error, amount must have at most 2 fractional digits"
 
     def __init__(self, detail: str, *, errors: Sequence[Mapping[str, Any]] = ()) -> None:
         super().__init__(detail)
@@ -64,6 +69,7 @@ class BodyTooLarge(AppError):
     status = 413
     code = "body_too_large"
     title = "Request body too large"
+    example = "The request body is larger than 65536 bytes."
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"The request body is larger than {limit} bytes.")
@@ -75,6 +81,7 @@ class ServiceUnavailable(AppError):
     status = 503
     code = "service_unavailable"
     title = "Service unavailable"
+    example = "The service is unavailable; retry shortly."
 
     def __init__(self, detail: str, *, retry_after: int = 1) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
@@ -82,6 +89,7 @@ class ServiceUnavailable(AppError):
 
 class DatabaseUnavailable(ServiceUnavailable):
     code = "database_unavailable"
+    example = "The database is unavailable; the operation was not applied."
 
 
 class OutcomeUnknown(AppError):
@@ -90,12 +98,13 @@ class OutcomeUnknown(AppError):
     status = 500
     code = "outcome_unknown"
     title = "Outcome unknown"
+    example = (
+        "The database did not confirm the commit: the operation may or may not have been "
+        "applied. Retry with the same Idempotency-Key, or read the wallet's history first."
+    )
 
     def __init__(self) -> None:
-        super().__init__(
-            "The database did not confirm the commit: the operation may or may not have been "
-            "applied. Retry with the same Idempotency-Key, or read the wallet's history first."
-        )
+        super().__init__(self.example)
 
 
 class InternalError(AppError):

@@ -9,10 +9,10 @@ import re
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wallet_api.core.errors import BodyTooLarge, error_response
-from wallet_api.core.request_context import set_request_id
+from wallet_api.core.request_context import REQUEST_ID_PATTERN, set_request_id
 
 REQUEST_ID_HEADER = b"x-request-id"
-_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+_VALID_REQUEST_ID = re.compile(REQUEST_ID_PATTERN.encode())
 
 # Generated ids: a random per-process prefix and a counter. Unique across processes and
 # restarts without a `getrandom` system call per request (costly on virtual machines).

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
+#: What a client-sent `X-Request-ID` must look like to be kept (otherwise one is made).
+REQUEST_ID_PATTERN = r"[A-Za-z0-9._:-]{1,128}"
+
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
 
 from wallet_api.core.database import Database
 from wallet_api.core.errors import DatabaseUnavailable
+from wallet_api.core.openapi import error_responses
 from wallet_api.core.responses import json_response
 from wallet_api.health import repository
 
@@ -16,13 +19,17 @@ router = APIRouter(prefix="/health", tags=["health"])
 READINESS_TIMEOUT_SECONDS = 2.0
 
 
-@router.get("/live")
+class HealthStatus(BaseModel):
+    status: Literal["ok"]
+
+
+@router.get("/live", response_model=HealthStatus)
 async def live() -> Response:
     """The process is up and serving."""
     return json_response({"status": "ok"})
 
 
-@router.get("/ready", responses={503: {"description": "database_unavailable"}})
+@router.get("/ready", response_model=HealthStatus, responses=error_responses(DatabaseUnavailable))
 async def ready(request: Request) -> Response:
     """The database answers within a short timeout."""
     database: Database = request.app.state.database

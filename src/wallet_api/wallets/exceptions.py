@@ -12,6 +12,7 @@ class WalletNotFound(AppError):
     status = 404
     code = "wallet_not_found"
     title = "Wallet not found"
+    example = "Wallet 3f0a0c1e-5e55-4b1f-9d0e-1d6b2f0c9a47 does not exist."
 
     def __init__(self, wallet_id: UUID) -> None:
         super().__init__(f"Wallet {wallet_id} does not exist.")
@@ -21,6 +22,7 @@ class InsufficientFunds(AppError):
     status = 400
     code = "insufficient_funds"
     title = "Insufficient funds"
+    example = "Cannot withdraw 5: the balance is 0.3."
 
     def __init__(self, *, balance: int, amount: int) -> None:
         super().__init__(
@@ -33,6 +35,9 @@ class BalanceLimitExceeded(AppError):
     status = 400
     code = "balance_limit_exceeded"
     title = "Balance limit exceeded"
+    example = (
+        "Cannot deposit 1: the balance 9999999999999.99 would exceed the limit 9999999999999.99."
+    )
 
     def __init__(self, *, balance: int, amount: int, limit: int) -> None:
         super().__init__(
@@ -47,6 +52,7 @@ class WalletBusy(AppError):
     status = 503
     code = "wallet_busy"
     title = "Wallet busy"
+    example = "The operation waited too long for its wallet; it was not applied."
 
     def __init__(self, detail: str, *, retry_after: int = 1) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
@@ -58,9 +64,10 @@ class IdempotencyKeyReused(AppError):
     status = 422
     code = "idempotency_key_reused"
     title = "Idempotency key reused"
+    example = (
+        "This Idempotency-Key was already used for a different request; "
+        "use a new key for a new request."
+    )
 
     def __init__(self) -> None:
-        super().__init__(
-            "This Idempotency-Key was already used for a different request; "
-            "use a new key for a new request."
-        )
+        super().__init__(self.example)

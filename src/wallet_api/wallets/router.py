@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from starlette.exceptions import HTTPException
 
 from wallet_api.core import idempotency
+from wallet_api.core.errors import (
+    BodyTooLarge,
+    DatabaseUnavailable,
+    InternalError,
+    OutcomeUnknown,
+    ValidationFailed,
+)
 from wallet_api.core.idempotency import Replay
+from wallet_api.core.openapi import error_responses, json_request_body, replayed_success
 from wallet_api.core.requests import read_json_body
 from wallet_api.core.responses import json_number, json_response
 from wallet_api.wallets.dependencies import WalletServiceDep, wallet_service
+from wallet_api.wallets.exceptions import (
+    BalanceLimitExceeded,
+    IdempotencyKeyReused,
+    InsufficientFunds,
+    WalletBusy,
+    WalletNotFound,
+)
 from wallet_api.wallets.schemas import (
+    CURSOR_PATTERN,
     HISTORY_LIMIT_DEFAULT,
     HISTORY_LIMIT_MAX,
     OperationRequest,
@@ -34,10 +50,17 @@ _OPERATION = "/{wallet_uuid}/operation"
 #: The operation endpoint's full path (also served by `wallets/fast_path.py`).
 OPERATION_PATH = router.prefix + _OPERATION
 
-_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "wallet_not_found", **_PROBLEM}}
-_INVALID: dict[int | str, dict[str, Any]] = {
-    422: {"description": "validation_error or idempotency_key_reused", **_PROBLEM}
+#: For the stateful tests of client tools: where a created wallet's id goes next.
+_CREATED_LINKS = {
+    name: {
+        "operationId": operation_id,
+        "parameters": {"wallet_uuid": "$response.body#/wallet_uuid"},
+    }
+    for name, operation_id in (
+        ("GetWallet", "get_wallet"),
+        ("Operate", "operate"),
+        ("ListOperations", "list_operations"),
+    )
 }
 
 IdempotencyKey = Annotated[
@@ -58,7 +81,17 @@ IdempotencyKey = Annotated[
     "/create_wallet",
     status_code=status.HTTP_201_CREATED,
     response_model=WalletCreated,
-    responses=_INVALID,
+    responses={
+        201: {"links": _CREATED_LINKS, **replayed_success(201)[201]},
+        **error_responses(
+            BodyTooLarge,
+            ValidationFailed,
+            IdempotencyKeyReused,
+            OutcomeUnknown,
+            InternalError,
+            DatabaseUnavailable,
+        ),
+    },
 )
 async def create_wallet(
     service: WalletServiceDep, idempotency_key: IdempotencyKey = None
@@ -84,7 +117,9 @@ async def create_wallet_other_methods() -> None:
 @router.get(
     "/{wallet_uuid}",
     response_model=WalletBalance,
-    responses={**_NOT_FOUND, **_INVALID},
+    responses=error_responses(
+        WalletNotFound, ValidationFailed, InternalError, DatabaseUnavailable, WalletBusy
+    ),
 )
 async def get_wallet(wallet_uuid: UUID, service: WalletServiceDep) -> Response:
     """Read a wallet's current balance."""
@@ -96,17 +131,29 @@ async def get_wallet(wallet_uuid: UUID, service: WalletServiceDep) -> Response:
     _OPERATION,
     response_model=OperationResult,
     responses={
-        400: {"description": "insufficient_funds or balance_limit_exceeded", **_PROBLEM},
-        **_NOT_FOUND,
-        **_INVALID,
-        503: {"description": "wallet_busy or database_unavailable", **_PROBLEM},
+        **replayed_success(200),
+        **error_responses(
+            InsufficientFunds,
+            BalanceLimitExceeded,
+            WalletNotFound,
+            BodyTooLarge,
+            ValidationFailed,
+            IdempotencyKeyReused,
+            OutcomeUnknown,
+            InternalError,
+            WalletBusy,
+            DatabaseUnavailable,
+            replayed=(400,),
+        ),
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": OperationRequest.model_json_schema()}},
-        }
-    },
+    openapi_extra=json_request_body(
+        OperationRequest,
+        {
+            "deposit": {"operation": "DEPOSIT", "amount": 1000},
+            "withdraw": {"operation": "WITHDRAW", "amount": 12.5},
+            "amount as a string": {"operation": "DEPOSIT", "amount": "100.00"},
+        },
+    ),
 )
 async def operate(
     wallet_uuid: UUID,
@@ -140,13 +187,21 @@ async def operate(
 @router.get(
     "/{wallet_uuid}/operations",
     response_model=OperationsPage,
-    responses={**_NOT_FOUND, **_INVALID},
+    responses=error_responses(WalletNotFound, ValidationFailed, InternalError, DatabaseUnavailable),
 )
 async def list_operations(
     wallet_uuid: UUID,
     service: WalletServiceDep,
-    limit: Annotated[int, Query(ge=1, le=HISTORY_LIMIT_MAX)] = HISTORY_LIMIT_DEFAULT,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=HISTORY_LIMIT_MAX, description="Items per page.")
+    ] = HISTORY_LIMIT_DEFAULT,
+    cursor: Annotated[
+        str | None,
+        Query(
+            pattern=CURSOR_PATTERN,
+            description="The `next_cursor` of the previous page; none for the newest page.",
+        ),
+    ] = None,
 ) -> Response:
     """The wallet's applied operations, newest first, a page at a time."""
     entries, next_id = await service.history(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import base64
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -29,18 +29,31 @@ def _amount_in_minor_units(value: object) -> int:
 
 _MAX = format_minor_units(MAX_MINOR_UNITS)
 
+#: A positive amount of at most two fractional digits and at most the maximum, as a
+#: string: leading zeros are allowed, an exponent or a sign is not.
+AMOUNT_STRING_PATTERN = r"^0*(?:[1-9][0-9]{0,12}(?:\.[0-9]{1,2})?|0\.(?:[1-9][0-9]?|0[1-9]))$"
+
 Amount = Annotated[
     int,
     BeforeValidator(_amount_in_minor_units),
     WithJsonSchema(
         {
+            "title": "Amount",
             "description": (
                 "Positive amount in currency units with at most two fractional digits, "
-                f"as a JSON number or a numeric string; at most {_MAX}."
+                f"as a JSON number or a numeric string; at most {_MAX}. A number is read "
+                "from its exact text (never through a binary float) and must be written "
+                "without an exponent: `12.5`, not `1.25e1`; `1.000` has three fractional "
+                "digits."
             ),
             "oneOf": [
-                {"type": "number", "exclusiveMinimum": 0, "maximum": float(_MAX)},
-                {"type": "string", "pattern": r"^[0-9]+(\.[0-9]{1,2})?$"},
+                {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": float(_MAX),
+                    "multipleOf": 0.01,
+                },
+                {"type": "string", "pattern": AMOUNT_STRING_PATTERN},
             ],
             "examples": [1000, 12.5, "100.00"],
         }
@@ -51,23 +64,37 @@ Money = Annotated[Decimal, WithJsonSchema({"type": "number", "examples": [1000, 
 
 
 class OperationRequest(BaseModel):
-    """A deposit or withdrawal. `amount` is held in minor units once parsed."""
+    """A deposit to or a withdrawal from a wallet."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"examples": [{"operation": "DEPOSIT", "amount": 1000}]},
+    )
 
     operation: OperationType
     amount: Amount
 
 
 class WalletCreated(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"wallet_uuid": "3f0a0c1e-5e55-4b1f-9d0e-1d6b2f0c9a47"}]}
+    )
+
     wallet_uuid: UUID
 
 
 class WalletBalance(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"balance": 1000}]})
+
     balance: Money
 
 
 class OperationResult(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"status": "success", "balance": 2000}]}
+    )
+
     status: Literal["success"]
     balance: Money
 
@@ -84,7 +111,10 @@ def created_body(wallet_id: UUID) -> str:
 
 HISTORY_LIMIT_DEFAULT = 50
 HISTORY_LIMIT_MAX = 100
-_CURSOR_PREFIX = "o1:"
+#: A cursor names the ledger id a page starts below (1 to 2**63 - 1), in lowercase hex
+#: without leading zeros. Clients pass back `next_cursor` as they got it.
+CURSOR_PATTERN = r"^(?:[1-9a-f][0-9a-f]{0,14}|[1-7][0-9a-f]{15})$"
+_CURSOR = re.compile(CURSOR_PATTERN)
 
 
 class OperationItem(BaseModel):
@@ -93,32 +123,51 @@ class OperationItem(BaseModel):
     amount: Money
     balance_after: Money
     created_at: datetime
-    idempotency_key: str | None = Field(None, description="Present when one was given.")
+    idempotency_key: Annotated[
+        str | None,
+        WithJsonSchema({"type": "string", "description": "Present when one was given."}),
+    ] = None
 
 
 class OperationsPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "id": 42,
+                            "operation": "DEPOSIT",
+                            "amount": 10,
+                            "balance_after": 10.3,
+                            "created_at": "2026-11-28T07:15:06.123456+00:00",
+                            "idempotency_key": "order-42",
+                        }
+                    ],
+                    "next_cursor": "2a",
+                }
+            ]
+        }
+    )
+
     items: list[OperationItem]
-    next_cursor: str | None = Field(description="Opaque; null on the last page.")
+    next_cursor: str | None = Field(
+        description="Pass it back as `cursor` for the next page; null on the last page."
+    )
 
 
 def encode_cursor(before_id: int) -> str:
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{before_id}".encode()).decode().rstrip("=")
+    return f"{before_id:x}"
 
 
 def decode_cursor(cursor: str) -> int:
     """The ledger id a cursor stands for, or a 422 when it is not one of ours."""
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if text.startswith(_CURSOR_PREFIX) and text[len(_CURSOR_PREFIX) :].isdigit():
-            before_id = int(text[len(_CURSOR_PREFIX) :])
-            if 0 < before_id < 2**63:
-                return before_id
-    except ValueError:
-        pass
-    raise ValidationFailed(
-        "cursor is not valid: pass back the next_cursor of a previous page.",
-        errors=[{"loc": ["query", "cursor"], "message": "not a cursor of this API"}],
-    )
+    if _CURSOR.fullmatch(cursor) is None:
+        raise ValidationFailed(
+            "cursor is not valid: pass back the next_cursor of a previous page.",
+            errors=[{"loc": ["query", "cursor"], "message": "not a cursor of this API"}],
+        )
+    return int(cursor, 16)
 
 
 def history_body(entries: Sequence[LedgerEntry], next_id: int | None) -> str:
