@@ -145,7 +145,11 @@ def test_metrics_count_requests_and_operations_across_workers(
         == 20
     )
     refused = {"operation": "WITHDRAW", "outcome": "insufficient_funds"}
-    assert sample(after.text, "wallet_operations_total", **refused) >= 1
+    assert (
+        sample(after.text, "wallet_operations_total", **refused)
+        - sample(before, "wallet_operations_total", **refused)
+        == 1
+    )
     for name in (
         "wallet_http_request_duration_seconds_bucket",
         "wallet_coalesced_batch_size_bucket",
@@ -153,6 +157,31 @@ def test_metrics_count_requests_and_operations_across_workers(
         "wallet_db_pool_connections",
     ):
         assert name in after.text
+
+
+def test_every_operation_outcome_has_a_series_at_zero_on_a_fresh_instance(
+    start_service: Callable[..., ServiceProcess],
+) -> None:
+    """An alert on, say, the rate of `insufficient_funds` has a series to evaluate before
+    the first refusal (Prometheus's advice: initialise the known label values)."""
+    fresh = start_service()
+    text = httpx.get(fresh.base_url + "/metrics").text
+    outcomes = (
+        "applied",
+        "replayed",
+        "insufficient_funds",
+        "balance_limit_exceeded",
+        "wallet_not_found",
+        "idempotency_key_reused",
+        "wallet_busy",
+        "database_unavailable",
+        "outcome_unknown",
+        "internal_error",
+    )
+    for kind in ("DEPOSIT", "WITHDRAW"):
+        for outcome in outcomes:
+            series = f'wallet_operations_total{{operation="{kind}",outcome="{outcome}"}}'
+            assert f"{series} 0.0\n" in text, series
 
 
 def test_every_request_gets_one_json_access_log_line_with_its_request_id(

@@ -107,9 +107,10 @@ def assert_unavailable(response: httpx.Response) -> None:
 def assert_failed(path: str, response: httpx.Response) -> None:
     """A 503 "not applied": `database_unavailable`, or `wallet_busy` for a write or a
     balance read that waited past OPERATION_DEADLINE behind its wallet's stuck batch
-    (both coalesce). A write may instead get 500 `outcome_unknown` (its commit was in
-    flight, or its pooled connection had been dropped by the server)."""
-    if path.endswith("/operation") and response.status_code == 500:
+    (both coalesce). A write (an operation, a wallet's creation) may instead get 500
+    `outcome_unknown` (its commit was in flight, or its pooled connection had been dropped
+    by the server)."""
+    if path.endswith(("/operation", "/create_wallet")) and response.status_code == 500:
         assert_problem(response, 500, "outcome_unknown")
     elif response.json().get("code") == "wallet_busy":
         assert_problem(response, 503, "wallet_busy")

@@ -6,11 +6,17 @@ import sys
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import URL
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+DEFAULT_STATEMENT_TIMEOUT_MS = 10_000
+#: How much longer than the server's statement_timeout the client waits by default: the
+#: server cancels a slow statement itself, and the client gives up only on a server that
+#: does not answer at all.
+CLIENT_TIMEOUT_MARGIN_SECONDS = 2.0
 
 
 class Settings(BaseSettings):
@@ -40,9 +46,19 @@ class Settings(BaseSettings):
     )
     db_connect_timeout: float = Field(5.0, gt=0, le=300)
     db_statement_timeout_ms: int = Field(
-        10_000,
+        DEFAULT_STATEMENT_TIMEOUT_MS,
         ge=0,
         description="PostgreSQL statement_timeout for the service's sessions; 0 is none.",
+    )
+    db_client_timeout: float | None = Field(
+        None,
+        gt=0,
+        le=3600,
+        description=(
+            "Seconds the service waits for any one answer of the database before it gives "
+            "up (a hung server, a network that drops packets). Unset: 2 s past "
+            "DB_STATEMENT_TIMEOUT_MS, or 12 s when that is 0."
+        ),
     )
     db_prepared_statement_cache_size: int = Field(
         100, ge=0, description="asyncpg prepared statements cached per connection."
@@ -79,6 +95,27 @@ class Settings(BaseSettings):
         86_400, ge=1, description="Seconds a key is kept at least (then purged)."
     )
     idempotency_purge_interval: float = Field(300.0, gt=0, description="Seconds between purges.")
+
+    @model_validator(mode="after")
+    def _client_waits_for_the_server(self) -> Settings:
+        if (
+            self.db_client_timeout is not None
+            and self.db_statement_timeout_ms
+            and self.db_client_timeout * 1000 <= self.db_statement_timeout_ms
+        ):
+            raise ValueError(
+                "DB_CLIENT_TIMEOUT must be longer than DB_STATEMENT_TIMEOUT_MS: a client that "
+                "gives up first turns every slow statement into an unknown outcome"
+            )
+        return self
+
+    @property
+    def client_timeout_seconds(self) -> float:
+        """How long the service waits for one answer of the database (DB_CLIENT_TIMEOUT)."""
+        if self.db_client_timeout is not None:
+            return self.db_client_timeout
+        server_limit = self.db_statement_timeout_ms or DEFAULT_STATEMENT_TIMEOUT_MS
+        return server_limit / 1000 + CLIENT_TIMEOUT_MARGIN_SECONDS
 
     @field_validator("log_level", mode="before")
     @classmethod

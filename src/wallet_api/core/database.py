@@ -85,10 +85,9 @@ class Database:
             "max_inactive_connection_lifetime": IDLE_CONNECTION_LIFETIME_SECONDS,
             "reset": _keep_session,
         }
-        if settings.db_statement_timeout_ms:
-            # The client's own limit, a little past the server's: a database that stops
-            # answering (hung, or a network that drops packets) cannot cancel anything itself.
-            self._pool_options["command_timeout"] = settings.db_statement_timeout_ms / 1000 + 2
+        # The client's own limit, always set (DB_CLIENT_TIMEOUT): a database that stops
+        # answering (hung, or a network that drops packets) cancels nothing itself.
+        self._pool_options["command_timeout"] = settings.client_timeout_seconds
         self._acquire_timeout = settings.db_pool_timeout
         self._recycle_after = settings.db_pool_recycle
         # Behind PgBouncer in transaction mode only a transaction keeps a statement's
@@ -117,7 +116,18 @@ class Database:
     async def _connection(self) -> AsyncIterator[Connection]:
         pool = await self._get_pool()
         async with pool.acquire(timeout=self._acquire_timeout) as connection:
-            yield connection
+            try:
+                yield connection
+            except Exception as exc:
+                if is_connection_lost(exc):
+                    # This connection is of no use to anyone: its session is gone, or its
+                    # protocol state is unknown (a server's FATAL error can arrive on an
+                    # idle connection before the socket closes). The others probably went
+                    # the same way (a restart, a failover, every backend terminated): each
+                    # is replaced when next acquired, instead of failing a request first.
+                    connection.terminate()
+                    await pool.expire_connections()
+                raise
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -173,16 +183,41 @@ def _sqlstate_class(exc: BaseException) -> str | None:
 
 def _is_connection_failure(exc: BaseException) -> bool:
     """The connection failed, timed out or is closed (OSError covers refused and reset
-    connections). asyncpg's InterfaceError also stands for errors of the client's own
-    (a bad argument, bad settings), which are not the database's fault."""
+    connections), or its protocol state is unknown (InternalClientError: asyncpg found it
+    mid-way through another exchange, as after a server's FATAL error on an idle
+    connection). asyncpg's InterfaceError also stands for errors of the client's own (a bad
+    argument, bad settings), which are not the database's fault."""
     if isinstance(exc, asyncpg.DataError | asyncpg.ClientConfigurationError):
         return False
-    return isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError)
+    return isinstance(
+        exc, OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.InternalClientError
+    )
+
+
+#: The server ended the session: an administrator or a shutdown terminated it, or it crashed.
+_SESSION_ENDED_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def _ended_the_session(exc: BaseException) -> bool:
+    """A server error after which the session is gone (its severity is FATAL or PANIC)."""
+    if not isinstance(exc, asyncpg.PostgresError):
+        return False
+    severity = getattr(exc, "severity_en", None) or getattr(exc, "severity", None)
+    return (
+        _sqlstate_class(exc) == "08"
+        or getattr(exc, "sqlstate", None) in _SESSION_ENDED_SQLSTATES
+        or severity in {"FATAL", "PANIC"}
+    )
 
 
 def is_transient_error(exc: BaseException) -> bool:
     """True when `exc` means the database is unreachable, overloaded or shutting down."""
     return _is_connection_failure(exc) or _sqlstate_class(exc) in _TRANSIENT_SQLSTATE_CLASSES
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """True when the connection `exc` was raised on cannot be used again."""
+    return _is_connection_failure(exc) or _ended_the_session(exc)
 
 
 def is_key_conflict(exc: BaseException) -> bool:
@@ -195,5 +230,8 @@ def is_key_conflict(exc: BaseException) -> bool:
 
 def is_outcome_unknown(exc: BaseException) -> bool:
     """True when `exc`, raised while a committing statement was in flight, leaves it unknown
-    whether the commit landed: the client gave up waiting, or the connection broke."""
-    return _is_connection_failure(exc) or _sqlstate_class(exc) == "08"
+    whether the commit landed: the client gave up waiting, the connection broke, or the
+    server ended the session (a terminated backend may have committed already: PostgreSQL
+    commits locally before it waits for a synchronous standby, and a statement in
+    autocommit commits before it answers)."""
+    return is_connection_lost(exc)

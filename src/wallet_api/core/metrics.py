@@ -9,7 +9,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from fastapi import APIRouter, Response
 from prometheus_client import (
@@ -72,6 +72,14 @@ POOL_CONNECTIONS = Gauge(
 # statuses, operations x outcomes), so the caches stay small.
 request_duration = functools.cache(HTTP_LATENCY.labels)
 operation_outcomes = functools.cache(OPERATIONS.labels)
+
+
+def declare_operation_outcomes(operations: Iterable[str], outcomes: Iterable[str]) -> None:
+    """Create every (operation, outcome) series at zero, so that a rate or an alert over
+    any of them has something to evaluate on a fresh instance (Prometheus's advice)."""
+    for operation in operations:
+        for outcome in outcomes:
+            operation_outcomes(operation, outcome)
 
 
 class MetricsMiddleware:

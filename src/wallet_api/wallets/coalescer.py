@@ -19,7 +19,13 @@ from typing import Generic, TypeVar
 from uuid import UUID
 
 from wallet_api.core.database import is_transient_error
-from wallet_api.core.errors import AppError, DatabaseUnavailable, InternalError, OutcomeUnknown
+from wallet_api.core.errors import (
+    AppError,
+    DatabaseUnavailable,
+    InternalError,
+    OutcomeUnknown,
+    ServiceUnavailable,
+)
 from wallet_api.core.metrics import BATCH_SIZE
 from wallet_api.wallets.exceptions import WalletBusy
 
@@ -47,7 +53,11 @@ class Coalescer(Generic[Op, Outcome]):
     """Funnels concurrent requests on one wallet into batches run by `apply_batch`.
 
     `apply_batch(wallet_id, operations)` must run them in order as one unit and return one
-    outcome per operation, or raise having applied none of them.
+    outcome per operation, or raise having applied none of them (OutcomeUnknown when it
+    cannot tell). Every caller gets an answer, whatever happens to the batch: a batch
+    interrupted once handed over (the drainer cancelled, an error of ours) answers
+    `interrupted()` (for writes: the outcome is unknown); requests still queued behind it
+    when its drainer is cancelled answer 503 "not applied".
     """
 
     def __init__(
@@ -58,11 +68,13 @@ class Coalescer(Generic[Op, Outcome]):
         max_batch: int,
         queue_limit: int,
         deadline: float,
+        interrupted: Callable[[], AppError],
     ) -> None:
         self._apply_batch = apply_batch
         self._max_batch = max_batch
         self._queue_limit = queue_limit
         self._deadline = deadline
+        self._interrupted = interrupted
         self._queues: dict[UUID, _WalletQueue[Op, Outcome]] = {}
         self._drainers: set[asyncio.Task[None]] = set()
         self.kind = kind
@@ -106,19 +118,40 @@ class Coalescer(Generic[Op, Outcome]):
                 WalletBusy("The operation waited too long for its wallet; it was not applied.")
             )
 
+    def _next_batch(self, queue: _WalletQueue[Op, Outcome]) -> list[_Pending[Op, Outcome]]:
+        batch: list[_Pending[Op, Outcome]] = []
+        while queue.pending and len(batch) < self._max_batch:
+            item = queue.pending.popleft()
+            if item.timer is not None:
+                item.timer.cancel()
+            if not item.future.done():  # its caller was cancelled
+                batch.append(item)
+        return batch
+
     async def _drain(self, wallet_id: UUID, queue: _WalletQueue[Op, Outcome]) -> None:
         try:
             while queue.pending:
-                batch: list[_Pending[Op, Outcome]] = []
-                while queue.pending and len(batch) < self._max_batch:
-                    item = queue.pending.popleft()
-                    if item.timer is not None:
-                        item.timer.cancel()
-                    if not item.future.done():  # its caller was cancelled
-                        batch.append(item)
-                if batch:
-                    self._batch_size.observe(len(batch))
+                batch = self._next_batch(queue)
+                if not batch:
+                    continue
+                self._batch_size.observe(len(batch))
+                try:
                     await self._run(wallet_id, batch)
+                except Exception as exc:
+                    # A failure of ours once the batch was handed over: it may have been
+                    # applied. Answer its callers and go on with the queue.
+                    logger.error("a coalesced batch failed unexpectedly", exc_info=exc)
+                    _fail(batch, exc, self._interrupted)
+                except BaseException as exc:
+                    # Cancelled (the event loop is closing): nothing more runs here.
+                    _fail(batch, exc, self._interrupted)
+                    waiting = list(queue.pending)
+                    queue.pending.clear()
+                    for item in waiting:
+                        if item.timer is not None:
+                            item.timer.cancel()
+                    _fail(waiting, exc, _not_started)
+                    raise
         finally:
             queue.draining = False
             if not queue.pending and self._queues.get(wallet_id) is queue:
@@ -129,37 +162,43 @@ class Coalescer(Generic[Op, Outcome]):
             outcomes = await self._apply_batch(wallet_id, [item.operation for item in batch])
         except OutcomeUnknown as exc:
             # The batch may have been committed: neither "not applied" nor a retry is safe.
-            self._fail(batch, exc, OutcomeUnknown)
+            _fail(batch, exc, OutcomeUnknown)
+            return
         except Exception as exc:
             if is_transient_error(exc):
                 logger.warning("database unavailable for a batch of %d: %r", len(batch), exc)
-                self._fail(batch, exc, DatabaseUnavailable)
+                _fail(batch, exc, _database_unavailable)
             elif len(batch) > 1:
                 # Nothing was committed. Isolate the culprit: replay the batch one at a time.
                 logger.warning("batch of %d failed, retrying one by one: %r", len(batch), exc)
                 for item in batch:
                     await self._run(wallet_id, [item])
             else:
-                self._fail(batch, exc, InternalError)
+                _fail(batch, exc, _internal_error)
             return
         for item, outcome in zip(batch, outcomes, strict=True):
             if not item.future.done():
                 item.future.set_result(outcome)
 
-    @staticmethod
-    def _fail(batch: list[_Pending[Op, Outcome]], cause: Exception, error: type[AppError]) -> None:
-        for item in batch:
-            if not item.future.done():
-                failure = _FAILURES[error]()
-                failure.__cause__ = cause
-                item.future.set_exception(failure)
+
+def _fail(
+    items: list[_Pending[Op, Outcome]], cause: BaseException, error: Callable[[], AppError]
+) -> None:
+    """Answer every caller still waiting with a fresh `error()` (one exception per caller)."""
+    for item in items:
+        if not item.future.done():
+            failure = error()
+            failure.__cause__ = cause
+            item.future.set_exception(failure)
 
 
-#: A fresh error for each caller of a failed batch (an exception is raised once per caller).
-_FAILURES: dict[type[AppError], Callable[[], AppError]] = {
-    DatabaseUnavailable: lambda: DatabaseUnavailable(
-        "The database is unavailable; the operation was not applied."
-    ),
-    InternalError: lambda: InternalError("The operation failed and was not applied."),
-    OutcomeUnknown: OutcomeUnknown,
-}
+def _database_unavailable() -> AppError:
+    return DatabaseUnavailable("The database is unavailable; the operation was not applied.")
+
+
+def _internal_error() -> AppError:
+    return InternalError("The operation failed and was not applied.")
+
+
+def _not_started() -> AppError:
+    return ServiceUnavailable("The service stopped before the operation ran; it was not applied.")

@@ -44,7 +44,15 @@ class LedgerEntry:
 
 _READ_BALANCE = "SELECT balance FROM wallets WHERE id = $1"
 _LOCK_BALANCE = "SELECT balance FROM wallets WHERE id = $1 FOR UPDATE"
-_INSERT_WALLET = "INSERT INTO wallets (id) VALUES ($1)"
+# One statement (one round trip, its own commit): the wallet, and with an Idempotency-Key
+# ($2) the response to replay for it.
+_INSERT_WALLET = """
+    WITH created AS (
+        INSERT INTO wallets (id) VALUES ($1) RETURNING id
+    )
+    INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body)
+    SELECT $2::text, $3::text, 201, $4::text FROM created WHERE $2::text IS NOT NULL
+"""
 _WALLET_EXISTS = "SELECT EXISTS (SELECT FROM wallets WHERE id = $1)"
 
 # The writes of a batch, as CTEs that run only when the `updated` CTE changed the wallet.
@@ -127,11 +135,6 @@ _APPLY_LOCKED = f"""
     SELECT 1
 """
 
-_REMEMBER_RESPONSE = """
-    INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body)
-    VALUES ($1, $2, $3, $4)
-"""
-
 _STORED_RESPONSES = """
     SELECT key, fingerprint, response_status, response_body
     FROM idempotency_keys WHERE key = ANY($1::text[])
@@ -177,8 +180,11 @@ def _batch_arguments(wallet_id: UUID, rows: LedgerRows) -> tuple[object, ...]:
     )
 
 
-async def insert_wallet(connection: Connection, wallet_id: UUID) -> None:
-    await connection.execute(_INSERT_WALLET, wallet_id)
+async def insert_wallet(
+    connection: Connection, wallet_id: UUID, *, key: str | None, fingerprint: str, body: str
+) -> None:
+    """Insert a wallet, and the response to keep for its Idempotency-Key if it has one."""
+    await connection.execute(_INSERT_WALLET, wallet_id, key, fingerprint, body)
 
 
 async def wallet_exists(connection: Connection, wallet_id: UUID) -> bool:
@@ -254,13 +260,6 @@ async def apply_within(
 async def apply_locked(connection: Connection, wallet_id: UUID, rows: LedgerRows) -> None:
     """Write the batch, in a transaction that holds the wallet's row lock."""
     await connection.execute(_APPLY_LOCKED, *_batch_arguments(wallet_id, rows))
-
-
-async def remember_response(
-    connection: Connection, *, key: str, fingerprint: str, status: int, body: str
-) -> None:
-    """Keep the response to a keyed request, in the caller's transaction."""
-    await connection.execute(_REMEMBER_RESPONSE, key, fingerprint, status, body)
 
 
 async def stored_responses(

@@ -14,6 +14,7 @@ from wallet_api.core.errors import (
     DatabaseUnavailable,
     InternalError,
     OutcomeUnknown,
+    ServiceUnavailable,
     ValidationFailed,
 )
 from wallet_api.core.idempotency import Replay
@@ -118,7 +119,12 @@ async def create_wallet_other_methods() -> None:
     "/{wallet_uuid}",
     response_model=WalletBalance,
     responses=error_responses(
-        WalletNotFound, ValidationFailed, InternalError, DatabaseUnavailable, WalletBusy
+        WalletNotFound,
+        ValidationFailed,
+        InternalError,
+        DatabaseUnavailable,
+        WalletBusy,
+        ServiceUnavailable,
     ),
 )
 async def get_wallet(wallet_uuid: UUID, service: WalletServiceDep) -> Response:
@@ -143,6 +149,7 @@ async def get_wallet(wallet_uuid: UUID, service: WalletServiceDep) -> Response:
             InternalError,
             WalletBusy,
             DatabaseUnavailable,
+            ServiceUnavailable,
             replayed=(400,),
         ),
     },

@@ -21,9 +21,20 @@ from wallet_api.core.database import (
     is_key_conflict,
     is_outcome_unknown,
 )
-from wallet_api.core.errors import AppError, OutcomeUnknown, error_document
+from wallet_api.core.errors import (
+    AppError,
+    DatabaseUnavailable,
+    InternalError,
+    OutcomeUnknown,
+    ServiceUnavailable,
+    error_document,
+)
 from wallet_api.core.idempotency import Replay
-from wallet_api.core.metrics import IDEMPOTENT_REPLAYS, operation_outcomes
+from wallet_api.core.metrics import (
+    IDEMPOTENT_REPLAYS,
+    declare_operation_outcomes,
+    operation_outcomes,
+)
 from wallet_api.core.money import MAX_MINOR_UNITS
 from wallet_api.wallets import repository
 from wallet_api.wallets.coalescer import Coalescer
@@ -31,6 +42,7 @@ from wallet_api.wallets.exceptions import (
     BalanceLimitExceeded,
     IdempotencyKeyReused,
     InsufficientFunds,
+    WalletBusy,
     WalletNotFound,
 )
 from wallet_api.wallets.models import OperationType
@@ -168,6 +180,26 @@ PURGE_BATCH = 1000
 KEY_RACE_ATTEMPTS = 4
 #: Wallets whose last seen balance a process remembers (a guess, always verified).
 KNOWN_BALANCES_LIMIT = 10_000
+#: The `outcome` label of `wallet_operations_total`: applied, replayed, or why not.
+OPERATION_OUTCOMES = (
+    "applied",
+    "replayed",
+    *(
+        error.code
+        for error in (
+            InsufficientFunds,
+            BalanceLimitExceeded,
+            WalletNotFound,
+            IdempotencyKeyReused,
+            WalletBusy,
+            DatabaseUnavailable,
+            ServiceUnavailable,
+            OutcomeUnknown,
+            InternalError,
+        )
+    ),
+    "error",  # an exception that is not one of ours (answered by the error handlers)
+)
 
 
 class WalletService:
@@ -185,6 +217,7 @@ class WalletService:
                 max_batch=settings.coalescing_max_batch,
                 queue_limit=settings.coalescing_queue_limit,
                 deadline=settings.operation_deadline,
+                interrupted=OutcomeUnknown,
             )
             # Concurrent reads of one wallet share one query (the next one to start).
             self._reads = Coalescer(
@@ -193,7 +226,10 @@ class WalletService:
                 max_batch=settings.coalescing_max_batch,
                 queue_limit=settings.coalescing_queue_limit,
                 deadline=settings.operation_deadline,
+                interrupted=lambda: DatabaseUnavailable("The balance could not be read."),
             )
+        # Every series an alert may watch exists from the start, at zero.
+        declare_operation_outcomes([kind.value for kind in OperationType], OPERATION_OUTCOMES)
 
     async def create_wallet(
         self, *, idempotency_key: str | None = None, fingerprint: str = ""
@@ -210,16 +246,15 @@ class WalletService:
                     return replay
             wallet_id = uuid.uuid4()
             try:
-                async with self._database.transaction() as connection:
-                    await repository.insert_wallet(connection, wallet_id)
-                    if idempotency_key is not None:
-                        await repository.remember_response(
-                            connection,
-                            key=idempotency_key,
-                            fingerprint=fingerprint,
-                            status=201,
-                            body=created_body(wallet_id),
-                        )
+                async with self._committing() as commit:
+                    commit.sent = True  # one statement: it writes and commits
+                    await repository.insert_wallet(
+                        commit.connection,
+                        wallet_id,
+                        key=idempotency_key,
+                        fingerprint=fingerprint,
+                        body=created_body(wallet_id),
+                    )
             except UniqueViolation as exc:
                 if attempt + 1 < KEY_RACE_ATTEMPTS and is_key_conflict(exc):
                     continue
