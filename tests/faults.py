@@ -224,29 +224,38 @@ def _wait_for_setting(database: TestDatabase, value: str) -> None:
 def wait_for_backends(
     database: TestDatabase,
     *,
-    wait_event: str,
+    wait_event: str | None = None,
+    wait_event_type: str | None = None,
     count: int = 1,
     other_than: Sequence[int] = (),
     timeout: float = 10,
 ) -> list[int]:
     """Wait until `count` of the service's sessions (other than those process ids) wait on
-    `wait_event` (for example `SyncRep`, a commit waiting for its standby); return their
-    process ids."""
+    `wait_event` (`SyncRep`: a commit waiting for its standby) or on a `wait_event_type`
+    (`Lock`: a row or table lock); return their process ids."""
     deadline = time.monotonic() + timeout
     while True:
-        pids = _waiting(database, wait_event, other_than)
+        pids = _waiting(database, wait_event, wait_event_type, other_than)
         if len(pids) >= count:
             return pids
-        assert time.monotonic() < deadline, f"{len(pids)} sessions wait on {wait_event}"
+        assert time.monotonic() < deadline, f"{len(pids)} sessions wait"
         time.sleep(0.02)
 
 
-def _waiting(database: TestDatabase, wait_event: str, other_than: Sequence[int] = ()) -> list[int]:
+def _waiting(
+    database: TestDatabase,
+    wait_event: str | None,
+    wait_event_type: str | None = None,
+    other_than: Sequence[int] = (),
+) -> list[int]:
     rows = database.fetch(
         "SELECT pid FROM pg_stat_activity WHERE application_name = 'wallet-api' "
-        "AND datname = $1 AND wait_event = $2 AND NOT pid = ANY($3::int[])",
+        "AND datname = $1 AND wait_event IS NOT DISTINCT FROM coalesce($2, wait_event) "
+        "AND wait_event_type IS NOT DISTINCT FROM coalesce($3, wait_event_type) "
+        "AND NOT pid = ANY($4::int[])",
         database.name,
         wait_event,
+        wait_event_type,
         list(other_than),
     )
     return [row["pid"] for row in rows]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -154,6 +155,36 @@ def assert_ledger_consistent(database: TestDatabase, wallet_id: str, start: int 
         balances.append(balance)
     assert database.stored_balance(wallet_id) == balance
     return balances
+
+
+def is_coalesced(service: ServiceProcess) -> bool:
+    return service.settings.get("COALESCING_ENABLED", "true") == "true"
+
+
+def worker_of(response: httpx.Response) -> str:
+    """Which worker process answered: its request ids share a per-process prefix (a
+    generated id is 12 hex digits of prefix, then a counter)."""
+    return response.headers["x-request-id"][:12]
+
+
+_REFUSAL = re.compile(r"Cannot withdraw ([0-9.]+): the balance is ([0-9.]+)\.")
+
+
+def assert_refusals_justified(
+    database: TestDatabase, wallet_id: str, refusals: Sequence[httpx.Response], start: int = 0
+) -> None:
+    """Each `insufficient_funds` refusal was judged on a balance the wallet really held (its
+    opening balance `start` or one its ledger records) and that balance was short of the
+    amount: the serial history of the wallet justifies it."""
+    held = {start} | {row["balance_after"] for row in database.ledger(wallet_id)}
+    for response in refusals:
+        body = response.json()
+        assert body["code"] == "insufficient_funds", response.text
+        match = _REFUSAL.fullmatch(body["detail"])
+        assert match is not None, body["detail"]
+        amount, balance = (int(Decimal(group) * 100) for group in match.groups())
+        assert balance < amount, body["detail"]
+        assert balance in held, f"{body['detail']}: the wallet never held that balance"
 
 
 def money(value: object) -> Decimal:

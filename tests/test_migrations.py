@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import asyncpg
 import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
 
+import wallet_api.wallets.models  # noqa: F401  (registers the tables on the metadata)
 from tests.support import TestDatabase, alembic
+from wallet_api.core.database import metadata
 
 SCHEMA_TABLES = ["alembic_version", "idempotency_keys", "wallet_operations", "wallets"]
 TABLES_SQL = (
@@ -36,6 +43,100 @@ def test_upgrade_downgrade_upgrade(empty_database: TestDatabase) -> None:
 
     assert alembic(empty_database, "upgrade", "head").returncode == 0
     assert tables(empty_database) == SCHEMA_TABLES
+
+
+#: The schema as PostgreSQL's catalog describes it: what a migration must leave exactly.
+SCHEMA_SQL = {
+    "columns": """
+        SELECT table_name, column_name, data_type, character_maximum_length, is_nullable,
+               column_default, is_identity, col_description(
+                   (table_schema || '.' || table_name)::regclass, ordinal_position) AS comment
+        FROM information_schema.columns
+        WHERE table_schema = 'public' AND table_name <> 'alembic_version'
+        ORDER BY table_name, column_name
+    """,
+    "constraints": """
+        SELECT conrelid::regclass::text AS table_name, conname, pg_get_constraintdef(oid) AS def
+        FROM pg_constraint
+        WHERE connamespace = 'public'::regnamespace
+          AND conrelid::regclass::text <> 'alembic_version'
+        ORDER BY 1, 2
+    """,
+    "indexes": """
+        SELECT tablename, indexname, indexdef FROM pg_indexes
+        WHERE schemaname = 'public' AND tablename <> 'alembic_version'
+        ORDER BY 1, 2
+    """,
+}
+
+
+def schema(database: TestDatabase) -> dict[str, list[tuple[object, ...]]]:
+    return {
+        part: [tuple(row.values()) for row in database.fetch(sql)]
+        for part, sql in SCHEMA_SQL.items()
+    }
+
+
+def revisions() -> list[str]:
+    """Every revision id, oldest first."""
+    history = alembic_history()
+    return [line.split(" -> ")[1].split(" ")[0].rstrip(",") for line in reversed(history)]
+
+
+def alembic_history() -> list[str]:
+    from tests.support import ROOT
+
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("alembic")), "history"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [line for line in result.stdout.splitlines() if " -> " in line]
+
+
+def test_each_migration_downgrades_exactly_to_the_schema_before_it(
+    empty_database: TestDatabase,
+) -> None:
+    """Up one step, down one step, up again, for every revision: the step down restores
+    the catalog exactly as it was (no column, constraint or index left behind), and the
+    step up gives the same schema each time."""
+    steps = revisions()
+    assert len(steps) >= 2
+    before = schema(empty_database)
+    for revision in steps:
+        assert alembic(empty_database, "upgrade", revision).returncode == 0
+        after = schema(empty_database)
+        assert after != before, f"{revision} changed nothing"
+        down = alembic(empty_database, "downgrade", "-1")
+        assert down.returncode == 0, down.stderr
+        assert schema(empty_database) == before, f"{revision} did not downgrade exactly"
+        assert alembic(empty_database, "upgrade", revision).returncode == 0
+        assert schema(empty_database) == after
+        before = after
+
+
+def test_migrations_build_exactly_the_schema_the_models_describe(
+    database: TestDatabase, make_database: Callable[[], TestDatabase]
+) -> None:
+    """What `alembic check` does not compare (CHECK constraints, their expressions,
+    comments, identity columns) compared through the catalog: the models' own schema,
+    built in a scratch database, against the migrated one."""
+    from_models = make_database()
+
+    async def create_all() -> None:
+        engine = create_async_engine(
+            from_models.url().replace("postgresql://", "postgresql+asyncpg://", 1)
+        )
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(metadata.create_all)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(create_all())
+    assert schema(database) == schema(from_models)
 
 
 def test_models_and_migrations_do_not_drift(database: TestDatabase) -> None:

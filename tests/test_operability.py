@@ -184,11 +184,32 @@ def test_every_operation_outcome_has_a_series_at_zero_on_a_fresh_instance(
             assert f"{series} 0.0\n" in text, series
 
 
-def test_every_request_gets_one_json_access_log_line_with_its_request_id(
-    service: ServiceProcess, client: httpx.Client
+def test_every_request_gets_one_json_access_log_line_with_its_request_id_and_duration(
+    service: ServiceProcess, client: httpx.Client, wallet: str, database: TestDatabase
 ) -> None:
+    """The line's duration is the request's: one held up by a row lock for half a second
+    logs at least that long, and no longer than the client waited."""
     request_id = f"access-{uuid.uuid4().hex}"
-    client.get("/health/live", headers={"X-Request-ID": request_id})
+    held = 0.5
+
+    async def held_up() -> float:
+        async with httpx.AsyncClient(base_url=service.base_url, timeout=30) as http:
+            async with database.row_locked(wallet):
+                started = time.monotonic()
+                deposit = asyncio.create_task(
+                    http.post(
+                        f"/api/v1/wallets/{wallet}/operation",
+                        json=operation("DEPOSIT", 1),
+                        headers={"X-Request-ID": request_id},
+                    )
+                )
+                await asyncio.sleep(held)
+            response = await deposit
+            elapsed = time.monotonic() - started
+            assert response.status_code == 200
+            return elapsed
+
+    elapsed = asyncio.run(held_up())
     deadline = time.monotonic() + 5
     while True:
         lines = [line for line in service.log_text().splitlines() if request_id in line]
@@ -199,10 +220,11 @@ def test_every_request_gets_one_json_access_log_line_with_its_request_id(
     record = json.loads(lines[0])
     assert record["logger"] == "wallet_api.access"
     assert record["request_id"] == request_id
-    assert record["method"] == "GET"
-    assert record["route"] == "/health/live"
+    assert record["method"] == "POST"
+    assert record["route"] == "/api/v1/wallets/{wallet_uuid}/operation"
+    assert record["path"] == f"/api/v1/wallets/{wallet}/operation"
     assert record["status"] == 200
-    assert record["duration_ms"] >= 0
+    assert held * 1000 * 0.9 <= record["duration_ms"] <= elapsed * 1000
 
 
 def test_an_exhausted_pool_gives_503_after_db_pool_timeout_not_a_hang(

@@ -1,5 +1,6 @@
-"""SIGTERM drains: what was acknowledged is stored, nothing is applied after an error
-response, nothing is half-applied."""
+"""SIGTERM drains: requests in flight when it arrives are answered and stored, what was
+acknowledged is stored, nothing is applied after an error response, nothing is
+half-applied."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Callable
 
 import httpx
 
+from tests.faults import wait_for_backends
 from tests.support import TestDatabase, assert_ledger_consistent, operation
 from wallet_api.devtools.server import ServiceProcess
 
@@ -67,6 +69,63 @@ def test_sigterm_during_a_burst_keeps_every_acknowledged_operation(
     assert stored <= acknowledged | cut_off, "an operation was applied after an error response"
     assert not stored & answered_otherwise
     assert len(assert_ledger_consistent(database, wallet)) == len(stored)
+
+
+def test_requests_in_flight_at_sigterm_are_completed_and_answered(
+    start_service: Callable[..., ServiceProcess], database: TestDatabase
+) -> None:
+    """Every request is held in flight by a row lock of the test's when SIGTERM arrives
+    (so none can have finished before it); the lock is released a second later. A drain
+    answers them all and stores them all; a kill, or no drain, answers none."""
+    service = start_service()
+    wallet = str(
+        httpx.post(f"{service.base_url}/api/v1/wallets/create_wallet").json()["wallet_uuid"]
+    )
+    keys = [f"held-{uuid.uuid4()}" for _ in range(40)]
+
+    async def held_at_sigterm() -> list[httpx.Response | BaseException]:
+        limits = httpx.Limits(max_connections=len(keys), max_keepalive_connections=0)
+        async with httpx.AsyncClient(
+            base_url=service.base_url, limits=limits, timeout=60
+        ) as client:
+            async with database.row_locked(wallet):
+                tasks = [
+                    asyncio.create_task(
+                        client.post(
+                            f"/api/v1/wallets/{wallet}/operation",
+                            json=operation("DEPOSIT", 1),
+                            headers={"Idempotency-Key": key},
+                        )
+                    )
+                    for key in keys
+                ]
+                await asyncio.to_thread(
+                    wait_for_backends, database, wait_event_type="Lock", timeout=30
+                )
+                await asyncio.sleep(0.5)  # the rest reach the service and queue
+                assert not any(task.done() for task in tasks)
+                service.process.send_signal(signal.SIGTERM)
+                await asyncio.sleep(1.0)  # draining, still held
+                assert not any(task.done() for task in tasks)
+            return await asyncio.gather(*tasks, return_exceptions=True)
+
+    outcomes = asyncio.run(held_at_sigterm())
+    assert service.process.wait(timeout=60) == 0, service.log_text()[-3000:]
+    assert [_status(outcome) for outcome in outcomes] == [200] * len(keys), outcomes
+    balances = sorted(
+        int(outcome.json()["balance"])
+        for outcome in outcomes
+        if isinstance(outcome, httpx.Response)
+    )
+    assert balances == list(range(1, len(keys) + 1))
+    stored = {
+        row["idempotency_key"]
+        for row in database.fetch(
+            "SELECT idempotency_key FROM wallet_operations WHERE wallet_id = $1", uuid.UUID(wallet)
+        )
+    }
+    assert stored == set(keys)
+    assert_ledger_consistent(database, wallet)
 
 
 def _status(outcome: httpx.Response | BaseException) -> int | None:

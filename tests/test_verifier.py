@@ -7,10 +7,11 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 
 import httpx
 
-from tests.support import ROOT, TestDatabase, operation
+from tests.support import ROOT, TestDatabase, migrated, operation
 
 
 def verify(database: TestDatabase) -> subprocess.CompletedProcess[str]:
@@ -28,13 +29,15 @@ def verify(database: TestDatabase) -> subprocess.CompletedProcess[str]:
 def test_the_verifier_passes_a_consistent_ledger_and_catches_a_corrupted_balance(
     client: httpx.Client, wallet: str, database: TestDatabase
 ) -> None:
+    before = json.loads(verify(database).stdout)
     for kind, amount in [("DEPOSIT", 100), ("WITHDRAW", "30.25"), ("DEPOSIT", 1)]:
         client.post(f"/api/v1/wallets/{wallet}/operation", json=operation(kind, amount))
     clean = verify(database)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     report = json.loads(clean.stdout)
     assert report["consistent"] is True
-    assert report["operations"] >= 3
+    assert report["operations"] - before["operations"] == 3
+    assert report["wallets"] == before["wallets"]
 
     # Behind the service's back: the balance no longer matches the ledger.
     database.fetch("UPDATE wallets SET balance = balance + 1 WHERE id = $1", uuid.UUID(wallet))
@@ -68,3 +71,32 @@ def test_the_verifier_catches_a_broken_chain_of_balances(
             uuid.UUID(wallet),
         )
     assert verify(database).returncode == 0
+
+
+def test_the_verifier_catches_a_negative_balance_that_adds_up(
+    make_database: Callable[[], TestDatabase],
+) -> None:
+    """A balance below zero whose ledger is otherwise consistent (it adds up, its chain
+    holds): only the negative-balance check can catch it. The schema's CHECK constraints
+    refuse such rows, so they are dropped first, as a faulty migration or a hand-made
+    repair might."""
+    database = migrated(make_database())
+    database.fetch("ALTER TABLE wallets DROP CONSTRAINT ck_wallets_balance_not_negative")
+    database.fetch(
+        "ALTER TABLE wallet_operations "
+        "DROP CONSTRAINT ck_wallet_operations_balance_after_not_negative"
+    )
+    wallet = uuid.uuid4()
+    database.fetch("INSERT INTO wallets (id, balance) VALUES ($1, -500)", wallet)
+    database.fetch(
+        "INSERT INTO wallet_operations (wallet_id, operation, amount, balance_after) "
+        "VALUES ($1, 'WITHDRAW', 500, -500)",
+        wallet,
+    )
+    broken = verify(database)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    report = json.loads(broken.stdout)
+    assert report["negative_balances"] == 1
+    assert report["balance_mismatches"] == 0
+    assert report["chain_breaks"] == 0
+    assert report["wallets_to_inspect"] == [str(wallet)]

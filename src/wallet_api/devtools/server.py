@@ -43,6 +43,7 @@ class ServiceProcess:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        self.settings = dict(settings)  # on top of the environment
         environment = {
             **os.environ,
             "HOST": "127.0.0.1",

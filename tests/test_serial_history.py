@@ -1,0 +1,114 @@
+"""Every answer is the one a serial history gives: sequential requests get exactly the
+answers of applying them one at a time, whichever worker serves each; concurrent ones lose
+no update, every acknowledged balance is one the ledger records, and every refusal was
+judged on a balance the wallet really held. With coalescing on and off."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support import (
+    OPERATION_PATH,
+    TestDatabase,
+    assert_ledger_consistent,
+    assert_refusals_justified,
+    money,
+    operation,
+    worker_of,
+)
+from wallet_api.core.money import format_minor_units, to_minor_units
+from wallet_api.devtools.server import ServiceProcess
+
+#: (wallet, JSON body, Idempotency-Key or None)
+Keyed = tuple[str, dict[str, object], str | None]
+
+
+@pytest.fixture
+def any_client(any_service: ServiceProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=any_service.base_url, timeout=30) as client:
+        yield client
+
+
+def new_wallet(client: httpx.Client) -> str:
+    return str(client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"])
+
+
+def test_sequential_requests_on_new_connections_get_exactly_the_serial_answers(
+    any_service: ServiceProcess, any_client: httpx.Client, database: TestDatabase
+) -> None:
+    """Each request on a connection of its own, so that both workers serve them and each
+    meets balances the other one wrote: a refusal judged on what a worker last saw,
+    instead of the current balance, shows here as an answer the serial history does not
+    give."""
+    rng = random.Random(20261128)
+    wallet = new_wallet(any_client)
+    balance = 0  # cents, applying each request as the service must
+    workers = set()
+    for _ in range(80):
+        kind = rng.choice(["DEPOSIT", "WITHDRAW", "WITHDRAW"])
+        amount = rng.choice([1, 2, 5, 10])
+        with httpx.Client(base_url=any_service.base_url, timeout=30) as one_off:
+            response = one_off.post(OPERATION_PATH.format(wallet), json=operation(kind, amount))
+        workers.add(worker_of(response))
+        if kind == "DEPOSIT" or amount * 100 <= balance:
+            balance += amount * 100 if kind == "DEPOSIT" else -amount * 100
+            assert response.status_code == 200, (kind, amount, balance, response.text)
+            assert money(response.json()["balance"]) * 100 == balance
+        else:
+            assert response.status_code == 400, (kind, amount, balance, response.text)
+            assert response.json()["detail"] == (
+                f"Cannot withdraw {amount}: the balance is {format_minor_units(balance)}."
+            )
+            assert_refusals_justified(database, wallet, [response])
+    assert len(workers) == 2, "one worker served every request"
+    assert database.stored_balance(wallet) == balance
+    assert_ledger_consistent(database, wallet)
+
+
+def test_keyed_refusals_racing_deposits_lose_no_update(
+    any_service: ServiceProcess, any_client: httpx.Client, database: TestDatabase
+) -> None:
+    """A batch that holds a keyed refusal is written on the exact balance it was planned on
+    (the stored refusal quotes it). Racing deposits from the other worker move that balance:
+    the write must then change nothing and be planned again, never overwrite them."""
+    wallet = new_wallet(any_client)
+    deposits: list[Keyed] = [(wallet, operation("DEPOSIT", 1), None)] * 300
+    refusals = [(wallet, operation("WITHDRAW", 1000), f"over-{uuid.uuid4()}") for _ in range(100)]
+    requests = deposits + refusals
+    random.Random(7).shuffle(requests)
+    responses = asyncio.run(send_keyed(any_service.base_url, requests))
+
+    refused = [r for r in responses if r.status_code == 400]
+    assert [r.status_code for r in responses if r.status_code != 400] == [200] * 300
+    assert len(refused) == 100
+    assert_refusals_justified(database, wallet, refused)
+    ledger = assert_ledger_consistent(database, wallet)
+    assert ledger == list(range(100, 30001, 100))
+    assert database.stored_balance(wallet) == 30000
+    acknowledged = sorted(
+        to_minor_units(str(r.json()["balance"])) for r in responses if r.status_code == 200
+    )
+    assert acknowledged == ledger  # each acknowledged balance is the one its row records
+    assert any_client.get(f"/api/v1/wallets/{wallet}").json() == {"balance": 300}
+
+
+async def send_keyed(base_url: str, requests: list[Keyed]) -> list[httpx.Response]:
+    """POST every request at once, one connection each, with its Idempotency-Key if any."""
+    limits = httpx.Limits(max_connections=len(requests), max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
+        return await asyncio.gather(
+            *(
+                client.post(
+                    OPERATION_PATH.format(wallet),
+                    json=body,
+                    headers={"Idempotency-Key": key} if key else None,
+                )
+                for wallet, body, key in requests
+            )
+        )
