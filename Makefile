@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format typecheck check migrate bench loadtest lock clean pgbouncer
+.PHONY: help install run test lint format typecheck check migrate bench loadtest lock clean pgbouncer mutate
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,6 +39,20 @@ typecheck: $(STAMP) ## mypy --strict
 
 check: lint typecheck test ## Everything CI runs
 
+# Part one mutates the pure modules ([tool.mutmut] in pyproject.toml) against tests/unit/:
+# every mutant must be killed, or explained where it is with `# pragma: no mutate`. Part two
+# applies each targeted break of a database-facing promise (tests/mutation/breaks.py) to a
+# copy of the repository and expects its tests to fail. About 10 minutes.
+mutate: $(STAMP) ## Mutation testing: mutmut on the pure modules, then targeted breaks (MUTATE_ARGS="--only NAME")
+	rm -rf mutants
+	$(BIN)/mutmut run > /dev/null 2>&1 || { $(BIN)/mutmut run; exit 1; }
+	@survivors="$$($(BIN)/mutmut results)"; \
+	if [ -n "$$survivors" ]; then \
+	    echo "$$survivors"; echo "mutmut: mutants not killed (kill them, or explain them)"; exit 1; \
+	fi; \
+	echo "mutmut: $$($(BIN)/mutmut results --all true | grep -c ': killed') mutants, every one killed"
+	$(BIN)/python -m tests.mutation.run_breaks $(MUTATE_ARGS)
+
 migrate: $(STAMP) ## Apply migrations to the database DB_* names
 	$(BIN)/wallet-api migrate
 
@@ -65,4 +79,4 @@ pgbouncer: ## Install Debian's pgbouncer if missing (needs root and apt)
 	fi
 
 clean: ## Remove .venv, .data and caches
-	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache mutants

@@ -5,11 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import httpx
-import pytest
 
 from tests.support import TestDatabase, money, operation
 from tests.test_wallet_contract import assert_problem
-from wallet_api.core.money import MAX_MINOR_UNITS, format_minor_units, to_minor_units
 
 MAX_BALANCE = "9999999999999.99"
 
@@ -69,22 +67,3 @@ def test_deposit_beyond_the_largest_balance_is_refused_and_changes_nothing(
 
 def test_amount_above_the_largest_balance_is_422(client: httpx.Client, wallet: str) -> None:
     assert_problem(post(client, wallet, "DEPOSIT", "10000000000000.00"), 422, "validation_error")
-
-
-@pytest.mark.parametrize(
-    ("minor", "text"),
-    [
-        (0, "0"),
-        (1, "0.01"),
-        (10, "0.1"),
-        (30, "0.3"),
-        (100, "1"),
-        (100_000, "1000"),
-        (123_456, "1234.56"),
-        (MAX_MINOR_UNITS, MAX_BALANCE),
-    ],
-)
-def test_minor_units_render_as_the_shortest_exact_number(minor: int, text: str) -> None:
-    assert format_minor_units(minor) == text
-    if minor:
-        assert to_minor_units(text) == minor

@@ -27,9 +27,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wallet_api.core.errors import ANSWERED_ERRORS, exception_response
 from wallet_api.core.requests import is_json_media_type, parse_json_body
+from wallet_api.wallets.plan import Operation
 from wallet_api.wallets.router import OPERATION_PATH, router
 from wallet_api.wallets.schemas import OperationRequest, operation_body
-from wallet_api.wallets.service import Operation, WalletService
+from wallet_api.wallets.service import WalletService
 
 _HEX = "[0-9A-Fa-f]"
 _CANONICAL_OPERATION_PATH = re.compile(

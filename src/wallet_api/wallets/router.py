@@ -21,6 +21,7 @@ from wallet_api.core.idempotency import Replay
 from wallet_api.core.openapi import error_responses, json_request_body, replayed_success
 from wallet_api.core.requests import read_json_body
 from wallet_api.core.responses import json_number, json_response
+from wallet_api.wallets.cursors import CURSOR_PATTERN, decode_cursor
 from wallet_api.wallets.dependencies import WalletServiceDep, wallet_service
 from wallet_api.wallets.exceptions import (
     BalanceLimitExceeded,
@@ -29,8 +30,8 @@ from wallet_api.wallets.exceptions import (
     WalletBusy,
     WalletNotFound,
 )
+from wallet_api.wallets.plan import Operation
 from wallet_api.wallets.schemas import (
-    CURSOR_PATTERN,
     HISTORY_LIMIT_DEFAULT,
     HISTORY_LIMIT_MAX,
     OperationRequest,
@@ -39,11 +40,9 @@ from wallet_api.wallets.schemas import (
     WalletBalance,
     WalletCreated,
     created_body,
-    decode_cursor,
     history_body,
     operation_body,
 )
-from wallet_api.wallets.service import Operation
 
 router = APIRouter(prefix="/api/v1/wallets", tags=["wallets"])
 

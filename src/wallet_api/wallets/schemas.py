@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -13,9 +12,9 @@ import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from wallet_api.core.errors import ValidationFailed
 from wallet_api.core.money import MAX_MINOR_UNITS, format_minor_units, to_minor_units
 from wallet_api.core.responses import json_number
+from wallet_api.wallets.cursors import encode_cursor
 from wallet_api.wallets.models import OperationType
 from wallet_api.wallets.repository import LedgerEntry
 
@@ -111,10 +110,6 @@ def created_body(wallet_id: UUID) -> str:
 
 HISTORY_LIMIT_DEFAULT = 50
 HISTORY_LIMIT_MAX = 100
-#: A cursor names the ledger id a page starts below (1 to 2**63 - 1), in lowercase hex
-#: without leading zeros. Clients pass back `next_cursor` as they got it.
-CURSOR_PATTERN = r"^(?:[1-9a-f][0-9a-f]{0,14}|[1-7][0-9a-f]{15})$"
-_CURSOR = re.compile(CURSOR_PATTERN)
 
 
 class OperationItem(BaseModel):
@@ -154,20 +149,6 @@ class OperationsPage(BaseModel):
     next_cursor: str | None = Field(
         description="Pass it back as `cursor` for the next page; null on the last page."
     )
-
-
-def encode_cursor(before_id: int) -> str:
-    return f"{before_id:x}"
-
-
-def decode_cursor(cursor: str) -> int:
-    """The ledger id a cursor stands for, or a 422 when it is not one of ours."""
-    if _CURSOR.fullmatch(cursor) is None:
-        raise ValidationFailed(
-            "cursor is not valid: pass back the next_cursor of a previous page.",
-            errors=[{"loc": ["query", "cursor"], "message": "not a cursor of this API"}],
-        )
-    return int(cursor, 16)
 
 
 def history_body(entries: Sequence[LedgerEntry], next_id: int | None) -> str:

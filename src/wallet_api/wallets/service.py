@@ -35,9 +35,9 @@ from wallet_api.core.metrics import (
     declare_operation_outcomes,
     operation_outcomes,
 )
-from wallet_api.core.money import MAX_MINOR_UNITS
 from wallet_api.wallets import repository
 from wallet_api.wallets.coalescer import Coalescer
+from wallet_api.wallets.cursors import MAX_LEDGER_ID
 from wallet_api.wallets.exceptions import (
     BalanceLimitExceeded,
     IdempotencyKeyReused,
@@ -46,6 +46,7 @@ from wallet_api.wallets.exceptions import (
     WalletNotFound,
 )
 from wallet_api.wallets.models import OperationType
+from wallet_api.wallets.plan import BatchPlan, Operation, plan_batch
 from wallet_api.wallets.schemas import created_body, operation_body
 
 logger = logging.getLogger(__name__)
@@ -59,66 +60,9 @@ class _Commit:
     sent: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Operation:
-    """One requested deposit or withdrawal, in minor units, with its Idempotency-Key."""
-
-    kind: OperationType
-    amount: int
-    idempotency_key: str | None = None
-    fingerprint: str = ""  # of the whole request, when it carries a key
-
-
 #: What one operation came to: the balance right after it, why it was refused, or the
 #: stored outcome of the earlier request with the same Idempotency-Key.
 Outcome = int | AppError | Replay
-
-
-@dataclass(frozen=True, slots=True)
-class BatchPlan:
-    """The effect of applying a batch in order to a starting balance."""
-
-    start: int
-    outcomes: list[int | AppError]
-    balance: int
-    applied: list[tuple[int, int]]  # (index of the operation, balance right after it)
-    #: Every starting balance in [lowest, highest] gets the same decisions (which
-    #: operations apply, which are refused); only the balances shift.
-    lowest: int
-    highest: int
-
-
-def plan_batch(balance: int, operations: Sequence[Operation]) -> BatchPlan:
-    """Apply `operations` one at a time, in order, to `balance`.
-
-    A refused operation leaves the balance as it was, so the operations after it see
-    exactly what they would have seen had the refused one never been sent.
-    """
-    start = balance
-    lowest, highest = 0, MAX_MINOR_UNITS
-    outcomes: list[int | AppError] = []
-    applied: list[tuple[int, int]] = []
-    for index, operation in enumerate(operations):
-        offset, amount = balance - start, operation.amount
-        if operation.kind is OperationType.DEPOSIT:
-            if balance + amount > MAX_MINOR_UNITS:
-                outcomes.append(
-                    BalanceLimitExceeded(balance=balance, amount=amount, limit=MAX_MINOR_UNITS)
-                )
-                lowest = max(lowest, MAX_MINOR_UNITS - amount - offset + 1)
-                continue
-            highest = min(highest, MAX_MINOR_UNITS - amount - offset)
-            balance += amount
-        else:
-            if amount > balance:
-                outcomes.append(InsufficientFunds(balance=balance, amount=amount))
-                highest = min(highest, amount - offset - 1)
-                continue
-            lowest = max(lowest, amount - offset)
-            balance -= amount
-        outcomes.append(balance)
-        applied.append((index, balance))
-    return BatchPlan(start, outcomes, balance, applied, lowest, highest)
 
 
 def _ledger_rows(plan: BatchPlan, operations: Sequence[Operation]) -> repository.LedgerRows:
@@ -171,8 +115,6 @@ def _replay(stored: repository.StoredResponse, fingerprint: str) -> Replay | App
 
 #: Optimistic writes tried before a batch falls back to a row-locking transaction.
 OPTIMISTIC_ATTEMPTS = 3
-#: Above every ledger id (BIGINT): where the first page of a history starts.
-MAX_LEDGER_ID = 2**63 - 1
 #: Keys deleted per purge statement.
 PURGE_BATCH = 1000
 #: Tries of a batch whose key was used before or stored first by another transaction: the

@@ -1,0 +1,74 @@
+"""The batch planner: a pure function from a starting balance and a batch of operations to
+each one's outcome, the balance after the batch, and the range of starting balances for
+which every decision (which apply, which are refused) stays the same.
+
+No I/O: the writer (`service.py`, `repository.py`) turns a plan into one statement, and the
+range lets PostgreSQL check under the row lock that the plan still holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from wallet_api.core.errors import AppError
+from wallet_api.core.money import MAX_MINOR_UNITS
+from wallet_api.wallets.exceptions import BalanceLimitExceeded, InsufficientFunds
+from wallet_api.wallets.models import OperationType
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One requested deposit or withdrawal, in minor units, with its Idempotency-Key."""
+
+    kind: OperationType
+    amount: int
+    idempotency_key: str | None = None
+    fingerprint: str = ""  # of the whole request, when it carries a key
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPlan:
+    """The effect of applying a batch in order to a starting balance."""
+
+    start: int
+    outcomes: list[int | AppError]
+    balance: int
+    applied: list[tuple[int, int]]  # (index of the operation, balance right after it)
+    #: Every starting balance in [lowest, highest] gets the same decisions (which
+    #: operations apply, which are refused); only the balances shift.
+    lowest: int
+    highest: int
+
+
+def plan_batch(balance: int, operations: Sequence[Operation]) -> BatchPlan:
+    """Apply `operations` one at a time, in order, to `balance`.
+
+    A refused operation leaves the balance as it was, so the operations after it see
+    exactly what they would have seen had the refused one never been sent.
+    """
+    start = balance
+    lowest, highest = 0, MAX_MINOR_UNITS
+    outcomes: list[int | AppError] = []
+    applied: list[tuple[int, int]] = []
+    for index, operation in enumerate(operations):
+        offset, amount = balance - start, operation.amount
+        if operation.kind is OperationType.DEPOSIT:
+            if balance + amount > MAX_MINOR_UNITS:
+                outcomes.append(
+                    BalanceLimitExceeded(balance=balance, amount=amount, limit=MAX_MINOR_UNITS)
+                )
+                lowest = max(lowest, MAX_MINOR_UNITS - amount - offset + 1)
+                continue
+            highest = min(highest, MAX_MINOR_UNITS - amount - offset)
+            balance += amount
+        else:
+            if amount > balance:
+                outcomes.append(InsufficientFunds(balance=balance, amount=amount))
+                highest = min(highest, amount - offset - 1)
+                continue
+            lowest = max(lowest, amount - offset)
+            balance -= amount
+        outcomes.append(balance)
+        applied.append((index, balance))
+    return BatchPlan(start, outcomes, balance, applied, lowest, highest)

@@ -1,0 +1,202 @@
+"""Targeted breaks of the promises that only the database-facing tests can guard.
+
+Mutation tools mutate expressions; the promises below live in SQL, in transaction
+boundaries and in process lifecycles, where a meaningful break is a small rewrite that a
+reviewer could miss. Each break names the promise, the one place it rewrites (the text must
+occur exactly once, so a break that no longer applies fails loudly instead of passing),
+and the tests that must catch it. `python -m tests.mutation.run_breaks` applies each to a
+copy of the repository, runs its tests there, and fails if any break survives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Break:
+    name: str
+    promise: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+SERVICE = "src/wallet_api/wallets/service.py"
+REPOSITORY = "src/wallet_api/wallets/repository.py"
+DATABASE = "src/wallet_api/core/database.py"
+FIRST_MIGRATION = "migrations/versions/2026_11_26_1447-bcacdfa41efd_wallets_and_ledger.py"
+SECOND_MIGRATION = "migrations/versions/2026_11_26_1530-d0c19789eea3_idempotency_keys.py"
+
+BREAKS = [
+    Break(
+        "stale-refusals",
+        "a refusal is judged on the current balance, not on the one a worker last saw",
+        SERVICE,
+        "                seen = await self._read_balance(wallet_id)\n",
+        "                seen = guess\n",
+        ("tests/test_serial_history.py",),
+    ),
+    Break(
+        "unconditional-compare-and-set",
+        "a batch holding a keyed refusal is written only on the balance it was planned on",
+        REPOSITORY,
+        "WHERE id = $1 AND balance = $11",
+        "WHERE id = $1 AND $11::bigint IS NOT NULL",
+        ("tests/test_serial_history.py",),
+    ),
+    Break(
+        "range-write-without-range",
+        "a batch is written only while the balance still gives its decisions",
+        REPOSITORY,
+        "WHERE id = $1 AND balance BETWEEN $5 AND $6",
+        "WHERE id = $1 AND $5::bigint <= $6::bigint",
+        ("tests/test_serial_history.py", "tests/test_concurrency.py"),
+    ),
+    Break(
+        "lost-race-acknowledged",
+        "an operation is acknowledged only when its write was applied",
+        SERVICE,
+        "            if written.start is not None:\n"
+        "                if written.start != plan.start:",
+        "            if True:\n"
+        "                if written.start is not None and written.start != plan.start:",
+        ("tests/test_serial_history.py", "tests/test_concurrency.py"),
+    ),
+    Break(
+        "no-row-lock",
+        "the one-transaction-per-operation path holds the wallet's row lock",
+        REPOSITORY,
+        '_LOCK_BALANCE = "SELECT balance FROM wallets WHERE id = $1 FOR UPDATE"',
+        '_LOCK_BALANCE = "SELECT balance FROM wallets WHERE id = $1"',
+        ("tests/test_concurrency.py",),
+    ),
+    Break(
+        "commit-failure-answered-as-success",
+        "nothing is acknowledged before its commit (the row-locking transaction)",
+        DATABASE,
+        "        async with self._connection() as connection, connection.transaction():\n"
+        "            yield connection\n",
+        "        async with self._connection() as connection:\n"
+        "            transaction = connection.transaction()\n"
+        "            await transaction.start()\n"
+        "            yield connection\n"
+        "            try:\n"
+        "                await transaction.commit()\n"
+        "            except Exception:\n"
+        "                await transaction.rollback()\n",
+        ("tests/test_coalescing.py",),
+    ),
+    Break(
+        "unknown-outcome-called-not-applied",
+        "a commit cut off in flight is outcome_unknown, never 503 not applied",
+        DATABASE,
+        "    return is_connection_lost(exc)\n",
+        "    return False\n",
+        ("tests/test_faults.py",),
+    ),
+    Break(
+        "broken-connection-kept",
+        "a connection that failed is discarded and the others are replaced",
+        DATABASE,
+        "                    connection.terminate()\n"
+        "                    await pool.expire_connections()\n",
+        "                    pass\n",
+        ("tests/test_faults.py",),
+    ),
+    Break(
+        "coalescer-falls-through",
+        "a batch whose outcome is unknown fails only itself; the queue behind it runs",
+        "src/wallet_api/wallets/coalescer.py",
+        "            _fail(batch, exc, OutcomeUnknown)\n            return\n",
+        "            _fail(batch, exc, OutcomeUnknown)\n",
+        ("tests/test_faults.py",),
+    ),
+    Break(
+        "no-client-timeout",
+        "DB_STATEMENT_TIMEOUT_MS=0 keeps the client's own limit",
+        DATABASE,
+        '        self._pool_options["command_timeout"] = settings.client_timeout_seconds\n',
+        "        if settings.db_statement_timeout_ms:\n"
+        '            self._pool_options["command_timeout"] = settings.client_timeout_seconds\n',
+        ("tests/test_faults.py",),
+    ),
+    Break(
+        "keys-purged-early",
+        "an Idempotency-Key is kept for its whole retention",
+        SERVICE,
+        "connection, older_than_seconds=older_than_seconds, batch=PURGE_BATCH",
+        "connection, older_than_seconds=0, batch=PURGE_BATCH",
+        ("tests/test_idempotency.py",),
+    ),
+    Break(
+        "key-race-not-retried",
+        "concurrent requests with one key apply once and all get its outcome",
+        DATABASE,
+        'and exc.constraint_name == "pk_idempotency_keys"',
+        'and exc.constraint_name == "no_such_constraint"',
+        ("tests/test_idempotency.py",),
+    ),
+    Break(
+        "downgrade-leaves-a-column",
+        "each migration's downgrade restores the schema before it",
+        SECOND_MIGRATION,
+        '    op.drop_column("wallet_operations", "idempotency_key")\n',
+        "",
+        ("tests/test_migrations.py",),
+    ),
+    Break(
+        "migration-without-two-checks",
+        "the migrations build every CHECK constraint the models declare",
+        FIRST_MIGRATION,
+        '        sa.CheckConstraint("amount > 0", name=op.f("ck_wallet_operations_amount_positive")),\n'
+        "        sa.CheckConstraint(\n"
+        '            "balance_after >= 0", name=op.f("ck_wallet_operations_balance_after_not_negative")\n'
+        "        ),\n",
+        "",
+        ("tests/test_migrations.py",),
+    ),
+    Break(
+        "balance-may-go-negative",
+        "the database refuses a negative balance whatever writes it",
+        FIRST_MIGRATION,
+        '        sa.CheckConstraint("balance >= 0", name=op.f("ck_wallets_balance_not_negative")),\n',
+        "",
+        ("tests/test_migrations.py",),
+    ),
+    Break(
+        "verifier-blind-to-negatives",
+        "the verifier reports a negative balance",
+        REPOSITORY,
+        "        SELECT id FROM wallets WHERE balance < 0\n"
+        "        UNION SELECT wallet_id FROM wallet_operations WHERE balance_after < 0\n",
+        "        SELECT id FROM wallets WHERE false\n"
+        "        UNION SELECT wallet_id FROM wallet_operations WHERE false\n",
+        ("tests/test_verifier.py",),
+    ),
+    Break(
+        "no-drain",
+        "requests in flight at SIGTERM are completed and answered",
+        "gunicorn.conf.py",
+        "graceful_timeout = _settings.graceful_timeout\n",
+        "graceful_timeout = 0\n",
+        ("tests/test_shutdown.py",),
+    ),
+    Break(
+        "outcome-series-missing",
+        "every operation outcome has a metrics series from the start",
+        SERVICE,
+        "        declare_operation_outcomes(",
+        "        (lambda *_: None)(",
+        ("tests/test_operability.py",),
+    ),
+    Break(
+        "cursor-schema-too-wide",
+        "every history cursor the schema admits is accepted",
+        "src/wallet_api/wallets/cursors.py",
+        'CURSOR_PATTERN = r"^(?:[1-9a-f][0-9a-f]{0,14}|[1-7][0-9a-f]{15})$"',
+        'CURSOR_PATTERN = r"^[0-9a-f]{1,16}$"',
+        ("tests/test_openapi.py",),
+    ),
+]
