@@ -79,4 +79,4 @@ pgbouncer: ## Install Debian's pgbouncer if missing (needs root and apt)
 	fi
 
 clean: ## Remove .venv, .data and caches
-	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache mutants
+	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache .hypothesis .schemathesis mutants

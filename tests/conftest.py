@@ -60,18 +60,28 @@ def database(make_database: Callable[[], TestDatabase]) -> TestDatabase:
 def start_service(
     database: TestDatabase, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., ServiceProcess]]:
-    """Start the service (2 workers) with extra settings; stopped when the module ends."""
-    started: list[ServiceProcess] = []
+    """Start the service (2 workers) with extra settings; stopped when the module ends. A
+    service already started in the module with the same settings is reused (fewer
+    connections held at once), unless `fresh` asks for a new one."""
+    started: dict[tuple[tuple[str, str], ...], ServiceProcess] = {}
+    replaced: list[ServiceProcess] = []
 
-    def start(wait_path: str = "/health/ready", **settings: str) -> ServiceProcess:
+    def start(
+        wait_path: str = "/health/ready", *, fresh: bool = False, **settings: str
+    ) -> ServiceProcess:
+        key = tuple(sorted(settings.items()))
+        if not fresh and key in started and started[key].process.poll() is None:
+            return started[key]
         log_path = tmp_path_factory.mktemp("service") / "gunicorn.log"
         service = launch_service(database, log_path, settings)
-        started.append(service)
+        if key in started:
+            replaced.append(started[key])
+        started[key] = service
         service.wait_until_serving(wait_path)
         return service
 
     yield start
-    for service in started:
+    for service in [*replaced, *started.values()]:
         service.stop()
 
 

@@ -6,6 +6,8 @@
   connection the FATAL error PostgreSQL sends when a backend is terminated, then keeps the
   socket open a while before it closes (the error and the close reach a client apart),
   `dropping_packets()` forwards nothing while connections stay open (a hung server).
+  The FATAL message is written between the server's messages only when the connection is
+  idle (it would otherwise cut one in two): use it on connections at rest in a pool.
 - `commits_held()`: every commit on the server waits, after it is durable locally, for a
   synchronous standby that does not exist (what a primary does while its standby is away);
   a commit cut off meanwhile has landed, although its client never heard so.

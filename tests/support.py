@@ -92,10 +92,10 @@ def launch_service(
 ) -> ServiceProcess:
     """The service on `database` with 2 workers and `settings` on top.
 
-    Pools are kept small (at most 2 x 12 connections a service) so that the services a
+    Pools are kept small (at most 2 x 8 connections a service) so that the services a
     test module runs at once stay well inside PostgreSQL's default max_connections (100).
     """
-    defaults = {"LOG_LEVEL": "info", "DB_POOL_SIZE": "8", "DB_MAX_OVERFLOW": "4"}
+    defaults = {"LOG_LEVEL": "info", "DB_POOL_SIZE": "4", "DB_MAX_OVERFLOW": "4"}
     return ServiceProcess(ROOT, {**database.environment(), **defaults, **settings}, log_path)
 
 
@@ -155,6 +155,16 @@ def assert_ledger_consistent(database: TestDatabase, wallet_id: str, start: int 
         balances.append(balance)
     assert database.stored_balance(wallet_id) == balance
     return balances
+
+
+def queued_operations(service: ServiceProcess) -> int:
+    """Operations waiting in the service's write queues, summed over its workers (the
+    gauge each worker samples every second)."""
+    text = httpx.get(service.base_url + "/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith('wallet_coalescing_queue_depth{kind="write"} '):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
 
 
 def is_coalesced(service: ServiceProcess) -> bool:

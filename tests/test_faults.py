@@ -11,6 +11,7 @@ its services reach it through a proxy that can cut, poison or silence their conn
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import shutil
 import tempfile
@@ -32,9 +33,12 @@ from tests.support import (
     OPERATION_PATH,
     TestDatabase,
     assert_ledger_consistent,
+    is_coalesced,
     launch_service,
     migrated,
     operation,
+    queued_operations,
+    worker_of,
 )
 from tests.test_wallet_contract import assert_problem
 from wallet_api.devtools.postgres import RestartableEmbeddedPostgres, ensure_database
@@ -148,7 +152,7 @@ def test_a_commit_cut_off_in_flight_is_outcome_unknown_and_the_queue_behind_it_s
                 first = keyed_deposit(http, wallet, 1, first_key)
                 (pid,) = await asyncio.to_thread(wait_for_backends, database, wait_event="SyncRep")
                 later = [keyed_deposit(http, wallet, 2, key) for key in later_keys]
-                await asyncio.sleep(0.3)  # they reach the service and wait behind the first
+                await asyncio.to_thread(wait_until_behind, one_worker, database, len(later))
                 await asyncio.to_thread(terminate_backends, database, [pid])
                 cut = await first
                 # The deposits behind it commit (and wait for the standby) before the
@@ -179,6 +183,18 @@ def test_a_commit_cut_off_in_flight_is_outcome_unknown_and_the_queue_behind_it_s
     assert retry.json() == {"status": "success", "balance": 11}
     assert database.stored_balance(wallet) == 1700
     assert errors_logged(one_worker) <= {"commit outcome unknown", "outcome_unknown"}
+
+
+def wait_until_behind(service: ServiceProcess, database: TestDatabase, count: int) -> None:
+    """Wait until `count` operations wait behind the one in flight: in its wallet's queue
+    (coalescing), or on its row lock (one transaction per operation)."""
+    if not is_coalesced(service):
+        wait_for_backends(database, wait_event_type="Lock", count=count)
+        return
+    deadline = time.monotonic() + 10
+    while queued_operations(service) < count:
+        assert time.monotonic() < deadline, "the operations did not queue"
+        time.sleep(0.1)
 
 
 def test_a_commit_whose_connection_is_cut_is_outcome_unknown_and_the_service_recovers(
@@ -246,15 +262,39 @@ def test_a_fatal_error_on_idle_connections_is_never_a_500_and_they_are_all_repla
     with httpx.Client(base_url=service.base_url) as client:
         wallet = str(client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"])
         client.post(OPERATION_PATH.format(wallet), json=operation("DEPOSIT", 100))
-    reads: list[Request] = [("GET", f"/api/v1/wallets/{wallet}", None, None)] * 16
-    warm = on_both_workers(service, reads)
+    _, warm = on_both_workers(
+        service, lambda: [("GET", f"/api/v1/wallets/{wallet}", None, None)] * 16
+    )
     assert [response.status_code for response in warm] == [200] * len(warm)
     assert proxy.connections() >= 8  # both workers' pools, full (and other services')
 
-    assert proxy.terminate_and_hold(4.0) >= 8
-    requests = every_kind(wallet) * 6
-    answers = on_both_workers(service, requests)
-    for (method, path, _, key), answer in zip(requests * 10, answers, strict=False):
+    hold = 6.0
+    cut_at = time.monotonic()
+    assert proxy.terminate_and_hold(hold) >= 8
+    # One request at a time, until each worker has met a poisoned connection: each then
+    # holds 3 more it has not touched, which only a pool-wide replacement can spare the
+    # next requests.
+    sent: list[Request] = []
+    answers: list[httpx.Response] = []
+    failed_on: set[str] = set()
+    kinds = itertools.cycle(range(len(every_kind(wallet))))
+    with httpx.Client(base_url=service.base_url, timeout=30) as client:
+        while len(failed_on) < 2:
+            assert len(sent) < 200, f"only {failed_on} met the fault"
+            method, path, body, key = every_kind(wallet)[next(kinds)]
+            answer = client.request(
+                method,
+                path,
+                json=body,
+                headers={"Idempotency-Key": key, "Connection": "close"}
+                if key
+                else {"Connection": "close"},
+            )
+            sent.append((method, path, body, key))
+            answers.append(answer)
+            if answer.status_code >= 500:
+                failed_on.add(worker_of(answer))
+    for (method, path, _, key), answer in zip(sent, answers, strict=True):
         where = f"{method} {path}: {answer.text}"
         if answer.status_code >= 500:
             code = answer.json()["code"]
@@ -264,9 +304,10 @@ def test_a_fatal_error_on_idle_connections_is_never_a_500_and_they_are_all_repla
                 assert key not in ledger_keys(database, wallet), "answered not applied, applied"
         else:
             assert answer.status_code in {200, 201}, where
-    assert any(answer.status_code >= 500 for answer in answers)  # the fault was met
 
+    requests = mixed(wallet, 6)
     after = asyncio.run(burst(service, requests))
+    assert time.monotonic() - cut_at < hold, "too slow: the poisoned sockets closed meanwhile"
     assert [answer.status_code for answer in after] == [
         201 if path.endswith("create_wallet") else 200 for _, path, _, _ in requests
     ], [answer.text for answer in after if answer.status_code >= 300]
@@ -302,7 +343,13 @@ def errors_logged(service: ServiceProcess) -> set[str]:
 Request = tuple[str, str, dict[str, object] | None, str | None]
 
 
+def mixed(wallet: str, times: int) -> list[Request]:
+    """`times` requests of each kind, each keyed deposit with a key of its own."""
+    return [request for _ in range(times) for request in every_kind(wallet)]
+
+
 def every_kind(wallet: str) -> list[Request]:
+    """One request of each kind; each call makes new Idempotency-Keys."""
     return [
         ("POST", "/api/v1/wallets/create_wallet", None, None),
         ("GET", f"/api/v1/wallets/{wallet}", None, None),
@@ -312,14 +359,19 @@ def every_kind(wallet: str) -> list[Request]:
     ]
 
 
-def on_both_workers(service: ServiceProcess, requests: list[Request]) -> list[httpx.Response]:
-    """Send `requests` as a burst, again until both worker processes have answered some
-    (a worker's request ids share its prefix); every response, in order."""
+def on_both_workers(
+    service: ServiceProcess, requests: Callable[[], list[Request]]
+) -> tuple[list[Request], list[httpx.Response]]:
+    """Send a burst of `requests()`, again until both worker processes have answered some;
+    every request sent and its response, in order."""
+    sent: list[Request] = []
     responses: list[httpx.Response] = []
     for _ in range(20):
-        responses += asyncio.run(burst(service, requests))
-        if len({response.headers["x-request-id"][:12] for response in responses}) == 2:
-            return responses
+        batch = requests()
+        sent += batch
+        responses += asyncio.run(burst(service, batch))
+        if len({worker_of(response) for response in responses}) == 2:
+            return sent, responses
     raise AssertionError("one worker answered every request")
 
 

@@ -169,12 +169,32 @@ def test_fifty_concurrent_requests_with_one_key_apply_once(
                 )
             )
 
+    sessions_before = service_sessions(database)
     responses = asyncio.run(scenario())
     assert {r.status_code for r in responses} == {200}
     assert {r.text for r in responses} == {'{"status":"success","balance":7}'}
     assert sum(REPLAYED not in r.headers for r in responses) == 1
     assert client.get(f"/api/v1/wallets/{wallet}").json() == {"balance": 7}
     assert len(assert_ledger_consistent(database, wallet)) == 1
+    # A replay meets the key's unique violation first when coalesced (its write does not
+    # look keys up), and racing requests do in both modes: an ordinary error, which must
+    # not cost the pool its connections.
+    replay = client.post(
+        f"/api/v1/wallets/{wallet}/operation",
+        json=operation("DEPOSIT", 7),
+        headers={"Idempotency-Key": key},
+    )
+    assert replay.headers[REPLAYED] == "true"
+    assert sessions_before <= service_sessions(database), "connections were replaced"
+
+
+def service_sessions(database: TestDatabase) -> set[int]:
+    """The process ids of the service's database sessions."""
+    rows = database.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'wallet-api' AND datname = $1",
+        database.name,
+    )
+    return {row["pid"] for row in rows}
 
 
 #: The retention of the forgetful service, and how often it purges.

@@ -158,6 +158,24 @@ def test_every_example_obeys_its_schema(document: dict[str, Any]) -> None:
     assert checked >= 20
 
 
+def test_a_standard_validator_accepts_every_valid_amount(document: dict[str, Any]) -> None:
+    """Tools validate requests with ordinary JSON Schema validators, which compute in
+    binary floating point: every amount the service accepts must pass one, as a number
+    and as a string."""
+    registry: Registry[Any] = Registry().with_resource(
+        "urn:openapi", DRAFT202012.create_resource(document)
+    )
+    body = Draft202012Validator(
+        {"$ref": "urn:openapi#/components/schemas/OperationRequest"}, registry=registry
+    )
+    for cents in [*range(1, 2000), 999_999_999_999_999]:
+        text = f"{cents // 100}.{cents % 100:02d}"
+        for amount in (float(text), text):
+            body.validate({"operation": "DEPOSIT", "amount": amount})
+    for refused in (0, -1, "0.00", "1e3", "10000000000000.00", 10_000_000_000_000):
+        assert not body.is_valid({"operation": "DEPOSIT", "amount": refused}), refused
+
+
 def test_a_history_cursor_is_described_by_its_pattern(
     document: dict[str, Any], client: httpx.Client, wallet: str
 ) -> None:

@@ -164,7 +164,7 @@ def test_every_operation_outcome_has_a_series_at_zero_on_a_fresh_instance(
 ) -> None:
     """An alert on, say, the rate of `insufficient_funds` has a series to evaluate before
     the first refusal (Prometheus's advice: initialise the known label values)."""
-    fresh = start_service()
+    fresh = start_service(fresh=True)
     text = httpx.get(fresh.base_url + "/metrics").text
     outcomes = (
         "applied",
@@ -187,10 +187,11 @@ def test_every_operation_outcome_has_a_series_at_zero_on_a_fresh_instance(
 def test_every_request_gets_one_json_access_log_line_with_its_request_id_and_duration(
     service: ServiceProcess, client: httpx.Client, wallet: str, database: TestDatabase
 ) -> None:
-    """The line's duration is the request's: one held up by a row lock for half a second
-    logs at least that long, and no longer than the client waited."""
+    """The line's duration is the request's: one held up by a row lock for a second logs
+    most of that (it reached the service a little after the lock was taken), and no longer
+    than the client waited."""
     request_id = f"access-{uuid.uuid4().hex}"
-    held = 0.5
+    held = 1.0
 
     async def held_up() -> float:
         async with httpx.AsyncClient(base_url=service.base_url, timeout=30) as http:
@@ -224,7 +225,7 @@ def test_every_request_gets_one_json_access_log_line_with_its_request_id_and_dur
     assert record["route"] == "/api/v1/wallets/{wallet_uuid}/operation"
     assert record["path"] == f"/api/v1/wallets/{wallet}/operation"
     assert record["status"] == 200
-    assert held * 1000 * 0.9 <= record["duration_ms"] <= elapsed * 1000
+    assert held * 1000 * 0.7 <= record["duration_ms"] <= elapsed * 1000
 
 
 def test_an_exhausted_pool_gives_503_after_db_pool_timeout_not_a_hang(

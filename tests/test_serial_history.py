@@ -6,8 +6,10 @@ judged on a balance the wallet really held. With coalescing on and off."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 
 import httpx
@@ -49,13 +51,16 @@ def test_sequential_requests_on_new_connections_get_exactly_the_serial_answers(
     rng = random.Random(20261128)
     wallet = new_wallet(any_client)
     balance = 0  # cents, applying each request as the service must
-    workers = set()
-    for _ in range(80):
+    workers: Counter[str] = Counter()
+    for sent in itertools.count():
+        if sent >= 80 and min(workers.values(), default=0) >= 10 and len(workers) == 2:
+            break
+        assert sent < 600, f"requests did not reach both workers: {workers}"
         kind = rng.choice(["DEPOSIT", "WITHDRAW", "WITHDRAW"])
         amount = rng.choice([1, 2, 5, 10])
         with httpx.Client(base_url=any_service.base_url, timeout=30) as one_off:
             response = one_off.post(OPERATION_PATH.format(wallet), json=operation(kind, amount))
-        workers.add(worker_of(response))
+        workers[worker_of(response)] += 1
         if kind == "DEPOSIT" or amount * 100 <= balance:
             balance += amount * 100 if kind == "DEPOSIT" else -amount * 100
             assert response.status_code == 200, (kind, amount, balance, response.text)
@@ -66,7 +71,6 @@ def test_sequential_requests_on_new_connections_get_exactly_the_serial_answers(
                 f"Cannot withdraw {amount}: the balance is {format_minor_units(balance)}."
             )
             assert_refusals_justified(database, wallet, [response])
-    assert len(workers) == 2, "one worker served every request"
     assert database.stored_balance(wallet) == balance
     assert_ledger_consistent(database, wallet)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import httpx
 
 from tests.faults import wait_for_backends
-from tests.support import TestDatabase, assert_ledger_consistent, operation
+from tests.support import TestDatabase, assert_ledger_consistent, operation, queued_operations
 from wallet_api.devtools.server import ServiceProcess
 
 BURST = 300
@@ -21,7 +21,7 @@ BURST = 300
 def test_sigterm_during_a_burst_keeps_every_acknowledged_operation(
     start_service: Callable[..., ServiceProcess], database: TestDatabase
 ) -> None:
-    service = start_service()
+    service = start_service(fresh=True)
     wallet = str(
         httpx.post(f"{service.base_url}/api/v1/wallets/create_wallet").json()["wallet_uuid"]
     )
@@ -77,11 +77,17 @@ def test_requests_in_flight_at_sigterm_are_completed_and_answered(
     """Every request is held in flight by a row lock of the test's when SIGTERM arrives
     (so none can have finished before it); the lock is released a second later. A drain
     answers them all and stores them all; a kill, or no drain, answers none."""
-    service = start_service()
+    # One operation per batch: each worker has exactly one in flight (blocked on the lock)
+    # and the rest queued, so the test can count that every request has arrived.
+    service = start_service(fresh=True, COALESCING_MAX_BATCH="1")
     wallet = str(
         httpx.post(f"{service.base_url}/api/v1/wallets/create_wallet").json()["wallet_uuid"]
     )
     keys = [f"held-{uuid.uuid4()}" for _ in range(40)]
+
+    def arrived() -> int:
+        in_flight = len(wait_for_backends(database, wait_event_type="Lock", timeout=30))
+        return in_flight + queued_operations(service)
 
     async def held_at_sigterm() -> list[httpx.Response | BaseException]:
         limits = httpx.Limits(max_connections=len(keys), max_keepalive_connections=0)
@@ -99,10 +105,10 @@ def test_requests_in_flight_at_sigterm_are_completed_and_answered(
                     )
                     for key in keys
                 ]
-                await asyncio.to_thread(
-                    wait_for_backends, database, wait_event_type="Lock", timeout=30
-                )
-                await asyncio.sleep(0.5)  # the rest reach the service and queue
+                deadline = asyncio.get_running_loop().time() + 30
+                while await asyncio.to_thread(arrived) < len(keys):
+                    assert asyncio.get_running_loop().time() < deadline, "requests missing"
+                    await asyncio.sleep(0.2)
                 assert not any(task.done() for task in tasks)
                 service.process.send_signal(signal.SIGTERM)
                 await asyncio.sleep(1.0)  # draining, still held

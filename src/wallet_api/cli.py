@@ -74,7 +74,7 @@ def verify() -> int:
     settings = load_settings_or_exit()
 
     async def run() -> LedgerReport:
-        database = Database(settings)
+        database = Database(settings, unbounded=True)  # one statement over the whole ledger
         try:
             return await WalletService(database, settings).verify_ledger()
         finally:

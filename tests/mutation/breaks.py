@@ -97,13 +97,20 @@ BREAKS = [
         ("tests/test_faults.py",),
     ),
     Break(
-        "broken-connection-kept",
-        "a connection that failed is discarded and the others are replaced",
+        "pool-not-replaced",
+        "once the server went away, a worker replaces all its connections, not one per failure",
         DATABASE,
-        "                    connection.terminate()\n"
-        "                    await pool.expire_connections()\n",
-        "                    pass\n",
+        "                if server_went_away(exc):\n",
+        "                if False:\n",
         ("tests/test_faults.py",),
+    ),
+    Break(
+        "pool-expired-on-any-error",
+        "an ordinary error (a key's unique violation) costs no connection",
+        DATABASE,
+        "            if is_connection_lost(exc):\n",
+        "            if True:\n",
+        ("tests/test_idempotency.py",),
     ),
     Break(
         "coalescer-falls-through",
@@ -111,15 +118,14 @@ BREAKS = [
         "src/wallet_api/wallets/coalescer.py",
         "            _fail(batch, exc, OutcomeUnknown)\n            return\n",
         "            _fail(batch, exc, OutcomeUnknown)\n",
-        ("tests/test_faults.py",),
+        ("tests/unit/test_coalescer.py", "tests/test_faults.py"),
     ),
     Break(
         "no-client-timeout",
         "DB_STATEMENT_TIMEOUT_MS=0 keeps the client's own limit",
         DATABASE,
-        '        self._pool_options["command_timeout"] = settings.client_timeout_seconds\n',
-        "        if settings.db_statement_timeout_ms:\n"
-        '            self._pool_options["command_timeout"] = settings.client_timeout_seconds\n',
+        "        if not unbounded:\n",
+        "        if not unbounded and settings.db_statement_timeout_ms:\n",
         ("tests/test_faults.py",),
     ),
     Break(

@@ -9,8 +9,11 @@ against PostgreSQL in test_faults.py and test_coalescing.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from uuid import UUID, uuid4
+
+import pytest
 
 from wallet_api.core.errors import OutcomeUnknown, ServiceUnavailable
 from wallet_api.wallets.coalescer import Coalescer
@@ -85,3 +88,31 @@ def test_an_error_of_ours_after_a_batch_fails_that_batch_only_and_the_queue_goes
     results = asyncio.run(scenario())
     assert [type(result) for result in results[:2]] == [OutcomeUnknown] * 2
     assert results[2:] == ["applied 2", "applied 3", "applied 4"]
+
+
+def test_a_batch_whose_outcome_is_unknown_fails_only_itself(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its callers are told the outcome is unknown; the batches behind it run as usual,
+    and nothing unexpected happened on the way (no error of the coalescer's own)."""
+
+    async def scenario() -> list[str | BaseException]:
+        calls: list[list[int]] = []
+
+        async def apply(_: UUID, operations: Sequence[int]) -> list[str]:
+            calls.append(list(operations))
+            await asyncio.sleep(0.01)
+            if len(calls) == 1:
+                raise OutcomeUnknown
+            return [f"applied {operation}" for operation in operations]
+
+        queue = coalescer(apply)
+        wallet = uuid4()
+        callers = [asyncio.create_task(queue.submit(wallet, n)) for n in range(5)]
+        return await answers(callers)
+
+    with caplog.at_level(logging.ERROR):
+        results = asyncio.run(scenario())
+    assert [type(result) for result in results[:2]] == [OutcomeUnknown] * 2
+    assert results[2:] == ["applied 2", "applied 3", "applied 4"]
+    assert not caplog.records

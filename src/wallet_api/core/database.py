@@ -9,6 +9,7 @@ client CPU against 0.3 ms through asyncpg (docs/PERFORMANCE.md).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
@@ -18,6 +19,8 @@ from asyncpg.pool import PoolConnectionProxy
 from sqlalchemy import MetaData
 
 from wallet_api.core.config import Settings
+
+logger = logging.getLogger(__name__)
 
 #: Named constraints, so that migrations can refer to them and `alembic check` sees no drift.
 NAMING_CONVENTION = {
@@ -62,9 +65,13 @@ class Database:
     ready, while the database is down; a failed creation is retried by the next request.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, unbounded: bool = False) -> None:
+        """`unbounded`: no statement timeout, on the server or the client, for maintenance
+        work whose statements are long by nature (`wallet-api verify` on a large ledger)."""
         server_settings = {"application_name": "wallet-api"}
-        if settings.db_statement_timeout_ms and not settings.db_pgbouncer:
+        if unbounded and not settings.db_pgbouncer:
+            server_settings["statement_timeout"] = "0"
+        elif settings.db_statement_timeout_ms and not settings.db_pgbouncer:
             # PgBouncer refuses startup parameters it does not know (set it on the role there).
             server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
         self._pool_options: dict[str, Any] = {
@@ -87,7 +94,8 @@ class Database:
         }
         # The client's own limit, always set (DB_CLIENT_TIMEOUT): a database that stops
         # answering (hung, or a network that drops packets) cancels nothing itself.
-        self._pool_options["command_timeout"] = settings.client_timeout_seconds
+        if not unbounded:
+            self._pool_options["command_timeout"] = settings.client_timeout_seconds
         self._acquire_timeout = settings.db_pool_timeout
         self._recycle_after = settings.db_pool_recycle
         # Behind PgBouncer in transaction mode only a transaction keeps a statement's
@@ -115,25 +123,45 @@ class Database:
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Connection]:
         pool = await self._get_pool()
-        async with pool.acquire(timeout=self._acquire_timeout) as connection:
-            try:
-                yield connection
-            except Exception as exc:
-                if is_connection_lost(exc):
-                    # This connection is of no use to anyone: its session is gone, or its
-                    # protocol state is unknown (a server's FATAL error can arrive on an
-                    # idle connection before the socket closes). The others probably went
-                    # the same way (a restart, a failover, every backend terminated): each
-                    # is replaced when next acquired, instead of failing a request first.
-                    connection.terminate()
+        connection = await pool.acquire(timeout=self._acquire_timeout)
+        try:
+            yield connection
+        except Exception as exc:
+            if is_connection_lost(exc):
+                # Of no use to anyone: its session is gone, its protocol state is unknown
+                # (a server's FATAL error can reach an idle connection before the socket
+                # closes), or the server stopped answering on it.
+                connection.terminate()
+                if server_went_away(exc):
+                    # The others probably went the same way (a restart, a failover, every
+                    # backend terminated): each idle one is replaced when next acquired,
+                    # each busy one when released, instead of failing a request first.
                     await pool.expire_connections()
-                raise
+            raise
+        finally:
+            try:
+                await pool.release(connection)
+            except Exception:
+                # The work on it is done and its outcome known: a connection that cannot
+                # be put back (it is closed then) must not turn that outcome into a failure.
+                logger.warning("a database connection could not be released", exc_info=True)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         """One unit of work: committed when the block ends, rolled back if it raises."""
-        async with self._connection() as connection, connection.transaction():
-            yield connection
+        async with self._connection() as connection:
+            transaction = connection.transaction()
+            await transaction.start()
+            try:
+                yield connection
+            except Exception as exc:
+                if not is_connection_lost(exc):  # else a ROLLBACK would wait on a dead line
+                    await transaction.rollback()
+                raise
+            except BaseException:
+                await transaction.rollback()
+                raise
+            await transaction.commit()
 
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[Connection]:
@@ -187,7 +215,7 @@ def _is_connection_failure(exc: BaseException) -> bool:
     mid-way through another exchange, as after a server's FATAL error on an idle
     connection). asyncpg's InterfaceError also stands for errors of the client's own (a bad
     argument, bad settings), which are not the database's fault."""
-    if isinstance(exc, asyncpg.DataError | asyncpg.ClientConfigurationError):
+    if isinstance(exc, asyncpg.ClientConfigurationError | asyncpg.OutdatedSchemaCacheError):
         return False
     return isinstance(
         exc, OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.InternalClientError
@@ -210,14 +238,32 @@ def _ended_the_session(exc: BaseException) -> bool:
     )
 
 
-def is_transient_error(exc: BaseException) -> bool:
-    """True when `exc` means the database is unreachable, overloaded or shutting down."""
-    return _is_connection_failure(exc) or _sqlstate_class(exc) in _TRANSIENT_SQLSTATE_CLASSES
-
-
 def is_connection_lost(exc: BaseException) -> bool:
-    """True when the connection `exc` was raised on cannot be used again."""
+    """True when the connection `exc` was raised on cannot be used again, nor trusted to
+    have not carried out what was sent on it."""
     return _is_connection_failure(exc) or _ended_the_session(exc)
+
+
+def server_went_away(exc: BaseException) -> bool:
+    """True when `exc` says the server side of the connection is gone (closed, reset,
+    ended by the server, or left mid-exchange), as it would be for every connection after a
+    restart or a failover; not for a statement that merely timed out (its server is busy,
+    not gone, and reconnecting everything would add to its load)."""
+    if isinstance(exc, TimeoutError):
+        return False
+    return isinstance(
+        exc, OSError | asyncpg.ConnectionDoesNotExistError | asyncpg.InternalClientError
+    ) or (is_connection_lost(exc) and not isinstance(exc, asyncpg.InterfaceError))
+
+
+def is_transient_error(exc: BaseException) -> bool:
+    """True when `exc` means the database is unreachable, overloaded or shutting down, or
+    the statement should simply be tried again (its cached plan went stale)."""
+    return (
+        is_connection_lost(exc)
+        or isinstance(exc, asyncpg.OutdatedSchemaCacheError)
+        or _sqlstate_class(exc) in _TRANSIENT_SQLSTATE_CLASSES
+    )
 
 
 def is_key_conflict(exc: BaseException) -> bool:

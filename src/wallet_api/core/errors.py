@@ -89,7 +89,7 @@ class ServiceUnavailable(AppError):
 
 class DatabaseUnavailable(ServiceUnavailable):
     code = "database_unavailable"
-    example = "The database is unavailable; the operation was not applied."
+    example = "The database is unavailable; retry shortly."
 
 
 class OutcomeUnknown(AppError):
@@ -221,6 +221,7 @@ ANSWERED_ERRORS: tuple[type[Exception], ...] = (
     AppError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     OSError,
 )
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from wallet_api.core.database import Database
-from wallet_api.core.errors import DatabaseUnavailable
+from wallet_api.core.errors import BodyTooLarge, DatabaseUnavailable
 from wallet_api.core.openapi import error_responses
 from wallet_api.core.responses import json_response
 from wallet_api.health import repository
@@ -23,13 +23,17 @@ class HealthStatus(BaseModel):
     status: Literal["ok"]
 
 
-@router.get("/live", response_model=HealthStatus)
+@router.get("/live", response_model=HealthStatus, responses=error_responses(BodyTooLarge))
 async def live() -> Response:
     """The process is up and serving."""
     return json_response({"status": "ok"})
 
 
-@router.get("/ready", response_model=HealthStatus, responses=error_responses(DatabaseUnavailable))
+@router.get(
+    "/ready",
+    response_model=HealthStatus,
+    responses=error_responses(BodyTooLarge, DatabaseUnavailable),
+)
 async def ready(request: Request) -> Response:
     """The database answers within a short timeout."""
     database: Database = request.app.state.database

@@ -119,6 +119,7 @@ async def create_wallet_other_methods() -> None:
     response_model=WalletBalance,
     responses=error_responses(
         WalletNotFound,
+        BodyTooLarge,
         ValidationFailed,
         InternalError,
         DatabaseUnavailable,
@@ -193,7 +194,9 @@ async def operate(
 @router.get(
     "/{wallet_uuid}/operations",
     response_model=OperationsPage,
-    responses=error_responses(WalletNotFound, ValidationFailed, InternalError, DatabaseUnavailable),
+    responses=error_responses(
+        WalletNotFound, BodyTooLarge, ValidationFailed, InternalError, DatabaseUnavailable
+    ),
 )
 async def list_operations(
     wallet_uuid: UUID,

@@ -42,16 +42,13 @@ Amount = Annotated[
                 "Positive amount in currency units with at most two fractional digits, "
                 f"as a JSON number or a numeric string; at most {_MAX}. A number is read "
                 "from its exact text (never through a binary float) and must be written "
-                "without an exponent: `12.5`, not `1.25e1`; `1.000` has three fractional "
-                "digits."
+                "without an exponent and with at most two fractional digits: `12.5`, not "
+                "`1.25e1` or `12.500`. (The schema's keywords cannot say this of a number "
+                "portably: `multipleOf: 0.01` is computed in binary floating point by "
+                "common validators, which would refuse 0.07; anything else is a 422.)"
             ),
             "oneOf": [
-                {
-                    "type": "number",
-                    "exclusiveMinimum": 0,
-                    "maximum": float(_MAX),
-                    "multipleOf": 0.01,
-                },
+                {"type": "number", "exclusiveMinimum": 0, "maximum": float(_MAX)},
                 {"type": "string", "pattern": AMOUNT_STRING_PATTERN},
             ],
             "examples": [1000, 12.5, "100.00"],
