@@ -110,7 +110,13 @@ def run_pgbench(bench: Bench) -> dict[str, Any]:
     script.write_text(
         "UPDATE bench_row SET balance = balance + 1 WHERE id = 1 RETURNING balance;\n"
     )
-    log_dir = bench.workdir / "pgbench-log"
+    result = _pgbench(bench, script, "pgbench-log")
+    result["what"] = "pgbench: UPDATE one row SET balance = balance + 1 RETURNING balance"
+    return result
+
+
+def _pgbench(bench: Bench, script: Path, log_name: str) -> dict[str, Any]:
+    log_dir = bench.workdir / log_name
     log_dir.mkdir()
     environment = {**os.environ, "PGPASSWORD": bench.address.password}
     command = [
@@ -137,11 +143,34 @@ def run_pgbench(bench: Bench) -> dict[str, Any]:
         int(line.split()[2]) for log in log_dir.iterdir() for line in log.read_text().splitlines()
     )
     return {
-        "what": "pgbench: UPDATE one row SET balance = balance + 1 RETURNING balance",
         "ops_per_s": round(tps, 1),
         "latency_ms": _percentiles_ms(latencies),
         "errors": int(failed.group(1)) if failed else 0,
     }
+
+
+def run_pgbench_spread(bench: Bench, rows: int) -> dict[str, Any]:
+    """The database's ceiling for spread writes: what one operation on a cold wallet costs
+    when each commits on its own (UPDATE one random row of `rows`, INSERT a ledger row)."""
+    bench.sql("CREATE TABLE bench_spread (id int PRIMARY KEY, balance bigint NOT NULL)")
+    bench.sql(
+        "CREATE TABLE bench_spread_ledger (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+        " wallet_id int NOT NULL, amount bigint NOT NULL, balance_after bigint NOT NULL,"
+        " created_at timestamptz NOT NULL DEFAULT now())"
+    )
+    bench.sql("INSERT INTO bench_spread SELECT i, 1000000 FROM generate_series(1, $1) i", rows)
+    script = bench.workdir / "spread.sql"
+    script.write_text(
+        f"\\set id random(1, {rows})\n"
+        "BEGIN;\n"
+        "UPDATE bench_spread SET balance = balance + 1 WHERE id = :id RETURNING balance \\gset\n"
+        "INSERT INTO bench_spread_ledger (wallet_id, amount, balance_after)"
+        " VALUES (:id, 1, :balance);\n"
+        "END;\n"
+    )
+    result = _pgbench(bench, script, "pgbench-spread-log")
+    result["what"] = f"pgbench: BEGIN; UPDATE one random row of {rows}; INSERT a ledger row; COMMIT"
+    return result
 
 
 def _percentiles_ms(latencies_us: list[int]) -> dict[str, float]:
@@ -356,9 +385,12 @@ def measure(bench: Bench, args: argparse.Namespace) -> tuple[dict[str, Any], str
     (version,) = bench.sql("SHOW server_version")
     print("bench: pgbench single-row ceiling", file=sys.stderr)
     results["pgbench_row_ceiling"] = run_pgbench(bench)
+    print(f"bench: pgbench spread ceiling ({args.wallets} rows)", file=sys.stderr)
+    results["pgbench_spread_ceiling"] = run_pgbench_spread(bench, args.wallets)
 
     (hot,) = create_wallets(bench, 1)
     spread = create_wallets(bench, args.wallets)
+    spread_large = create_wallets(bench, args.large_wallets)
     warmup = max(2, args.duration // 5)
     with running_service(bench) as service:
         run_wrk(bench, service, duration=warmup, mode="operations", target=_file(bench, [hot]))
@@ -370,6 +402,10 @@ def measure(bench: Bench, args: argparse.Namespace) -> tuple[dict[str, Any], str
         )
         print(f"bench: {len(spread)} wallets, coalescing on", file=sys.stderr)
         results["spread_wallets"] = write_run(bench, service, spread, duration=args.duration)
+        print(f"bench: {len(spread_large)} wallets, coalescing on", file=sys.stderr)
+        results["spread_wallets_large"] = write_run(
+            bench, service, spread_large, duration=args.duration
+        )
         print("bench: GET balance of the hot wallet", file=sys.stderr)
         results["get_balance_hot_wallet"] = run_wrk(
             bench,
@@ -398,6 +434,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--wallets", type=int, default=10_000, help="wallets in the spread run")
+    parser.add_argument(
+        "--large-wallets", type=int, default=100_000, help="wallets in the large spread run"
+    )
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -415,6 +454,7 @@ def main() -> None:
             drop_database(address, database)
 
     hot_ops = results["hot_wallet"]["ops_per_s"]
+    spread_ops = results["spread_wallets"]["ops_per_s"]
     finished_at = datetime.now(UTC).isoformat(timespec="seconds")
     report: dict[str, Any] = {
         "benchmark": "hot_wallet",
@@ -436,6 +476,16 @@ def main() -> None:
             "hot_wallet_vs_http_ceiling": _ratio(hot_ops, results["http_ceiling"]),
             "idempotent_vs_hot_wallet": _ratio(
                 results["hot_wallet_idempotent"]["ops_per_s"], results["hot_wallet"]
+            ),
+            "spread_vs_http_ceiling": _ratio(spread_ops, results["http_ceiling"]),
+            "spread_vs_pgbench_spread_ceiling": _ratio(
+                spread_ops, results["pgbench_spread_ceiling"]
+            ),
+            "spread_large_vs_http_ceiling": _ratio(
+                results["spread_wallets_large"]["ops_per_s"], results["http_ceiling"]
+            ),
+            "get_balance_vs_http_ceiling": _ratio(
+                results["get_balance_hot_wallet"]["ops_per_s"], results["http_ceiling"]
             ),
         },
     }

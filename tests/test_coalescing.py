@@ -141,7 +141,7 @@ def test_a_commit_that_fails_fails_only_the_operation_that_broke_it(
 
     log = any_service.log_text()
     if is_coalesced(any_service):
-        assert "retrying one by one" in log
+        assert "retrying it in halves" in log
     failure_lines = [line for line in log.splitlines() if str(problem["request_id"]) in line]
     assert failure_lines, "the failure is logged with the request id"
     assert "poisoned ledger row" in log

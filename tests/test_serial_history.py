@@ -58,8 +58,13 @@ def test_sequential_requests_on_new_connections_get_exactly_the_serial_answers(
         assert sent < 600, f"requests did not reach both workers: {workers}"
         kind = rng.choice(["DEPOSIT", "WITHDRAW", "WITHDRAW"])
         amount = rng.choice([1, 2, 5, 10])
+        # Half of them keyed: a keyed refusal is stored, so it must be judged on the
+        # balance it is written on, as an unkeyed one on the balance it is read on.
+        key = {"Idempotency-Key": f"serial-{uuid.uuid4()}"} if rng.random() < 0.5 else None
         with httpx.Client(base_url=any_service.base_url, timeout=30) as one_off:
-            response = one_off.post(OPERATION_PATH.format(wallet), json=operation(kind, amount))
+            response = one_off.post(
+                OPERATION_PATH.format(wallet), json=operation(kind, amount), headers=key
+            )
         workers[worker_of(response)] += 1
         if kind == "DEPOSIT" or amount * 100 <= balance:
             balance += amount * 100 if kind == "DEPOSIT" else -amount * 100

@@ -24,6 +24,7 @@ class Break:
 
 
 SERVICE = "src/wallet_api/wallets/service.py"
+WRITER = "src/wallet_api/wallets/writer.py"
 REPOSITORY = "src/wallet_api/wallets/repository.py"
 DATABASE = "src/wallet_api/core/database.py"
 FIRST_MIGRATION = "migrations/versions/2026_11_26_1447-bcacdfa41efd_wallets_and_ledger.py"
@@ -33,43 +34,41 @@ BREAKS = [
     Break(
         "stale-refusals",
         "a refusal is judged on the current balance, not on the one a worker last saw",
-        SERVICE,
-        "                seen = await self._read_balance(wallet_id)\n",
-        "                seen = guess\n",
+        WRITER,
+        "    if _only_refusals(plan, operations) and plan.lowest <= write.balance <= plan.highest:\n",
+        "    if _only_refusals(plan, operations):\n        return plan.start\n    if False:\n",
         ("tests/test_serial_history.py",),
     ),
     Break(
-        "unconditional-compare-and-set",
+        "keyed-refusal-on-any-balance",
         "a batch holding a keyed refusal is written only on the balance it was planned on",
-        REPOSITORY,
-        "WHERE id = $1 AND balance = $11",
-        "WHERE id = $1 AND $11::bigint IS NOT NULL",
+        WRITER,
+        "            low = high = plan.start\n",
+        "            low, high = 0, 999_999_999_999_999\n",
         ("tests/test_serial_history.py",),
     ),
     Break(
         "range-write-without-range",
         "a batch is written only while the balance still gives its decisions",
         REPOSITORY,
-        "WHERE id = $1 AND balance BETWEEN $5 AND $6",
-        "WHERE id = $1 AND $5::bigint <= $6::bigint",
+        "WHERE w.id = i.id AND w.balance BETWEEN i.low AND i.high",
+        "WHERE w.id = i.id AND i.low <= i.high",
         ("tests/test_serial_history.py", "tests/test_concurrency.py"),
     ),
     Break(
         "lost-race-acknowledged",
         "an operation is acknowledged only when its write was applied",
-        SERVICE,
-        "            if written.start is not None:\n"
-        "                if written.start != plan.start:",
-        "            if True:\n"
-        "                if written.start is not None and written.start != plan.start:",
+        WRITER,
+        "                    start = _start_found(plan, write, pending[wallet_id])\n",
+        "                    start = _start_found(plan, write, pending[wallet_id]) or plan.start\n",
         ("tests/test_serial_history.py", "tests/test_concurrency.py"),
     ),
     Break(
         "no-row-lock",
         "the one-transaction-per-operation path holds the wallet's row lock",
         REPOSITORY,
-        '_LOCK_BALANCE = "SELECT balance FROM wallets WHERE id = $1 FOR UPDATE"',
-        '_LOCK_BALANCE = "SELECT balance FROM wallets WHERE id = $1"',
+        '_LOCK_BALANCES = """\n    SELECT id, balance FROM wallets WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE\n',
+        '_LOCK_BALANCES = """\n    SELECT id, balance FROM wallets WHERE id = ANY($1::uuid[]) ORDER BY id\n',
         ("tests/test_concurrency.py",),
     ),
     Break(
@@ -115,10 +114,10 @@ BREAKS = [
     Break(
         "coalescer-falls-through",
         "a batch whose outcome is unknown fails only itself; the queue behind it runs",
-        "src/wallet_api/wallets/coalescer.py",
-        "            _fail(batch, exc, OutcomeUnknown)\n            return\n",
-        "            _fail(batch, exc, OutcomeUnknown)\n",
-        ("tests/unit/test_coalescer.py", "tests/test_faults.py"),
+        "src/wallet_api/posting/queue.py",
+        "            _fail(_items(batch), exc, OutcomeUnknown)\n            return\n",
+        "            _fail(_items(batch), exc, OutcomeUnknown)\n",
+        ("tests/unit/test_group_commit.py", "tests/test_faults.py"),
     ),
     Break(
         "no-client-timeout",

@@ -82,9 +82,12 @@ class Settings(BaseSettings):
     graceful_timeout: int = Field(30, ge=1, le=3600)
     max_request_body_bytes: int = Field(64 * 1024, ge=1, le=16 * 1024 * 1024)
 
-    # Per-wallet write coalescing (see docs/PERFORMANCE.md).
+    # Group commit: batches of writes and reads across wallets (see docs/PERFORMANCE.md).
     coalescing_enabled: bool = True
     coalescing_max_batch: int = Field(256, ge=1, le=10_000)
+    coalescing_max_in_flight: int = Field(
+        4, ge=1, le=1000, description="Batches a worker writes at once (each on a connection)."
+    )
     coalescing_queue_limit: int = Field(2048, ge=1, le=1_000_000)
     operation_deadline: float = Field(
         5.0, gt=0, le=600, description="Seconds an operation may wait in its wallet's queue."

@@ -92,6 +92,19 @@ class DatabaseUnavailable(ServiceUnavailable):
     example = "The database is unavailable; retry shortly."
 
 
+class WalletBusy(AppError):
+    """Too many operations wait for this wallet in this process, or this one waited past
+    its deadline: it was not applied."""
+
+    status = 503
+    code = "wallet_busy"
+    title = "Wallet busy"
+    example = "The operation waited too long for its wallet; it was not applied."
+
+    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
 class OutcomeUnknown(AppError):
     """The database stopped answering while a commit was in flight: it may have landed."""
 

@@ -46,18 +46,6 @@ class BalanceLimitExceeded(AppError):
         )
 
 
-class WalletBusy(AppError):
-    """Too many operations are waiting for this wallet in this process."""
-
-    status = 503
-    code = "wallet_busy"
-    title = "Wallet busy"
-    example = "The operation waited too long for its wallet; it was not applied."
-
-    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
-        super().__init__(detail, headers={"Retry-After": str(retry_after)})
-
-
 class IdempotencyKeyReused(AppError):
     """The key was first sent with another request (another body, wallet or endpoint)."""
 

@@ -3,26 +3,53 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
 from wallet_api.core.database import Connection
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerRows:
-    """A batch's writes: the wallet's new balance, its ledger rows, the responses to keep."""
+@dataclass(slots=True)
+class BatchWrite:
+    """One statement's writes over many wallets, as column arrays (one round trip).
 
+    Each written wallet gets its batch's total added if its balance lies in [low, high]
+    (the balances for which the batch's plan holds; low = high = the planned balance when
+    stored refusals quote it). Its ledger rows and kept responses are written only then,
+    each balance as an offset from the balance found. Checked wallets are only read: a
+    batch of refusals stands if the balance read still gives them.
+    """
+
+    wallets: list[UUID] = field(default_factory=list)
+    deltas: list[int] = field(default_factory=list)
+    lows: list[int] = field(default_factory=list)
+    highs: list[int] = field(default_factory=list)
+    # Ledger rows, in arrival order.
+    row_wallets: list[UUID] = field(default_factory=list)
+    operations: list[str] = field(default_factory=list)
+    amounts: list[int] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    row_keys: list[str | None] = field(default_factory=list)
+    # Responses kept for Idempotency-Keys: a body, or None for the 200 body of an applied
+    # operation, rendered from its balance (known only in the statement).
+    key_wallets: list[UUID] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    fingerprints: list[str] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+    bodies: list[str | None] = field(default_factory=list)
+    key_offsets: list[int] = field(default_factory=list)
+    checked: list[UUID] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class WalletWrite:
+    """What the statement found for one wallet: `start`, the balance its batch was applied
+    on (None when the balance was outside the batch's range, or the wallet only checked),
+    and `balance`, the balance it found (current: the row was locked)."""
+
+    start: int | None
     balance: int
-    operations: Sequence[str]
-    amounts: Sequence[int]
-    balances_after: Sequence[int]
-    operation_keys: Sequence[str | None]
-    keys: Sequence[str] = ()
-    fingerprints: Sequence[str] = ()
-    statuses: Sequence[int] = ()
-    bodies: Sequence[str] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +69,12 @@ class LedgerEntry:
     idempotency_key: str | None
 
 
-_READ_BALANCE = "SELECT balance FROM wallets WHERE id = $1"
-_LOCK_BALANCE = "SELECT balance FROM wallets WHERE id = $1 FOR UPDATE"
+_READ_BALANCES = "SELECT id, balance FROM wallets WHERE id = ANY($1::uuid[])"
+# Rows locked in one order (by id) by every writer, so that two transactions locking
+# overlapping sets of wallets never deadlock.
+_LOCK_BALANCES = """
+    SELECT id, balance FROM wallets WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+"""
 # One statement (one round trip, its own commit): the wallet, and with an Idempotency-Key
 # ($2) the response to replay for it.
 _INSERT_WALLET = """
@@ -55,84 +86,52 @@ _INSERT_WALLET = """
 """
 _WALLET_EXISTS = "SELECT EXISTS (SELECT FROM wallets WHERE id = $1)"
 
-# The writes of a batch, as CTEs that run only when the `updated` CTE changed the wallet.
-# Parameters: $1 wallet id, $2 new balance, $3-$6 the ledger rows, $7-$10 the responses
-# to keep for their Idempotency-Keys; the statements using it may add more.
-_WRITES = """
-    inserted AS (
-        INSERT INTO wallet_operations
-            (wallet_id, operation, amount, balance_after, idempotency_key)
-        SELECT $1, operation, amount, balance_after, idempotency_key
-        FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::text[])
-            AS t(operation, amount, balance_after, idempotency_key)
-        WHERE EXISTS (SELECT FROM updated)
-    ), remembered AS (
-        INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body)
-        SELECT key, fingerprint, response_status, response_body
-        FROM unnest($7::text[], $8::text[], $9::smallint[], $10::text[])
-            AS t(key, fingerprint, response_status, response_body)
-        WHERE EXISTS (SELECT FROM updated)
-    )
-"""
-
-# One statement, so in autocommit mode one round trip that also commits: if the balance is
-# still `expected` ($11), set it and write the batch; otherwise change nothing. The row
-# lock taken by the UPDATE orders concurrent writers (other processes) on the wallet. A key
-# used before, or stored meanwhile by another transaction, fails the statement (unique
-# violation of the key's primary key): the index is the check, so a batch of new keys
-# pays no look-up.
-_COMPARE_AND_APPLY = f"""
-    WITH updated AS (
-        UPDATE wallets SET balance = $2
-        WHERE id = $1 AND balance = $11
-        RETURNING id
-    ), {_WRITES}
-    SELECT EXISTS (SELECT FROM updated) AS applied,
-           (SELECT balance FROM wallets WHERE id = $1) AS balance
-"""
-
-# The 200 body of an applied operation, in SQL, for the keyed operations of a range write
-# (their balance is known only in the statement): `schemas.operation_body` renders the
-# same text in Python (`trim_scale` drops the trailing zeros of the cents, as
-# `money.format_minor_units` does), and tests/test_idempotency.py compares the two.
+# The 200 body of an applied operation, in SQL, for the keyed operations whose balance is
+# known only in the statement: `schemas.operation_body` renders the same text in Python
+# (`trim_scale` drops the trailing zeros of the cents, as `money.format_minor_units`
+# does), and tests/test_idempotency.py compares the two.
 _OPERATION_BODY = (
     """'{{"status":"success","balance":' || trim_scale(({balance})::numeric / 100)::text || '}}'"""
 )
 
-# One statement for a batch whose balances are not quoted in stored refusals: if the
-# balance lies in [$5, $6] (so the batch's decisions hold), add the batch's total ($2) and
-# write its ledger rows, each with its balance as an offset ($7) from the balance found,
-# and the responses of its keyed operations ($8, $9; a used key fails the statement, as
-# above). Returns that balance, or NULL and the balance seen.
-_APPLY_WITHIN = f"""
-    WITH updated AS (
-        UPDATE wallets SET balance = balance + $2
-        WHERE id = $1 AND balance BETWEEN $5 AND $6
-        RETURNING balance - $2 AS start
+# A batch over many wallets, in one statement (see BatchWrite). `locked` takes the written
+# wallets' row locks in id order before anything is updated: two statements (or a
+# statement and a locking transaction) with overlapping wallets wait for each other in
+# the same order, never in a cycle. Under the lock the balance read is the current one. A
+# key used before, or stored meanwhile by another transaction, fails the whole statement
+# (unique violation of the key's primary key), and nothing is written: the index is the
+# check, so a batch of new keys pays no look-up.
+_WRITE_BATCH = f"""
+    WITH input AS (
+        SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[])
+            AS t(id, delta, low, high)
+    ), locked AS (
+        SELECT id, balance FROM wallets WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+    ), updated AS (
+        UPDATE wallets w SET balance = w.balance + i.delta
+        FROM input i JOIN locked l ON l.id = i.id
+        WHERE w.id = i.id AND w.balance BETWEEN i.low AND i.high
+        RETURNING w.id, w.balance - i.delta AS start
     ), inserted AS (
         INSERT INTO wallet_operations
             (wallet_id, operation, amount, balance_after, idempotency_key)
-        SELECT $1, operation, amount, (SELECT start FROM updated) + offset_after, key
-        FROM unnest($3::text[], $4::bigint[], $7::bigint[], $8::text[])
-            AS t(operation, amount, offset_after, key)
-        WHERE EXISTS (SELECT FROM updated)
+        SELECT r.wallet_id, r.operation, r.amount, u.start + r.offset_after, r.key
+        FROM unnest($5::uuid[], $6::text[], $7::bigint[], $8::bigint[], $9::text[])
+            WITH ORDINALITY AS r(wallet_id, operation, amount, offset_after, key, n)
+        JOIN updated u ON u.id = r.wallet_id
+        ORDER BY r.n
     ), remembered AS (
         INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body)
-        SELECT key, fingerprint, 200,
-               {_OPERATION_BODY.format(balance="(SELECT start FROM updated) + offset_after")}
-        FROM unnest($8::text[], $9::text[], $7::bigint[]) AS t(key, fingerprint, offset_after)
-        WHERE key IS NOT NULL AND EXISTS (SELECT FROM updated)
+        SELECT k.key, k.fingerprint, k.status,
+               coalesce(k.body, {_OPERATION_BODY.format(balance="u.start + k.offset_after")})
+        FROM unnest(
+            $10::uuid[], $11::text[], $12::text[], $13::smallint[], $14::text[], $15::bigint[]
+        ) AS k(wallet_id, key, fingerprint, status, body, offset_after)
+        JOIN updated u ON u.id = k.wallet_id
     )
-    SELECT (SELECT start FROM updated) AS start,
-           (SELECT balance FROM wallets WHERE id = $1) AS balance
-"""
-
-# The same writes under the row lock the caller's transaction already holds.
-_APPLY_LOCKED = f"""
-    WITH updated AS (
-        UPDATE wallets SET balance = $2 WHERE id = $1 RETURNING id
-    ), {_WRITES}
-    SELECT 1
+    SELECT l.id, u.start, l.balance FROM locked l LEFT JOIN updated u ON u.id = l.id
+    UNION ALL
+    SELECT id, NULL, balance FROM wallets WHERE id = ANY($16::uuid[])
 """
 
 _STORED_RESPONSES = """
@@ -165,21 +164,6 @@ _PURGE_KEYS = """
 """
 
 
-def _batch_arguments(wallet_id: UUID, rows: LedgerRows) -> tuple[object, ...]:
-    return (
-        wallet_id,
-        rows.balance,
-        rows.operations,
-        rows.amounts,
-        rows.balances_after,
-        rows.operation_keys,
-        rows.keys,
-        rows.fingerprints,
-        rows.statuses,
-        rows.bodies,
-    )
-
-
 async def insert_wallet(
     connection: Connection, wallet_id: UUID, *, key: str | None, fingerprint: str, body: str
 ) -> None:
@@ -191,75 +175,41 @@ async def wallet_exists(connection: Connection, wallet_id: UUID) -> bool:
     return bool(await connection.fetchval(_WALLET_EXISTS, wallet_id))
 
 
-async def read_balance(connection: Connection, wallet_id: UUID) -> int | None:
-    """The wallet's balance in minor units, or None if there is no such wallet."""
-    balance: int | None = await connection.fetchval(_READ_BALANCE, wallet_id)
-    return balance
+async def read_balances(connection: Connection, wallet_ids: Sequence[UUID]) -> dict[UUID, int]:
+    """The balances of those of `wallet_ids` that exist, in minor units."""
+    rows = await connection.fetch(_READ_BALANCES, wallet_ids)
+    return {row["id"]: row["balance"] for row in rows}
 
 
-async def lock_balance(connection: Connection, wallet_id: UUID) -> int | None:
-    """Lock the wallet's row until the transaction ends and return its balance."""
-    balance: int | None = await connection.fetchval(_LOCK_BALANCE, wallet_id)
-    return balance
+async def lock_balances(connection: Connection, wallet_ids: Sequence[UUID]) -> dict[UUID, int]:
+    """Lock the rows of those of `wallet_ids` that exist, in id order, until the
+    transaction ends; return their balances."""
+    rows = await connection.fetch(_LOCK_BALANCES, wallet_ids)
+    return {row["id"]: row["balance"] for row in rows}
 
 
-@dataclass(frozen=True, slots=True)
-class WriteResult:
-    """What a conditional batch write found: `start`, the balance it started from, when
-    it wrote; else None and the balance it saw (None: no such wallet)."""
-
-    start: int | None
-    balance: int | None
-
-
-async def compare_and_apply(
-    connection: Connection, wallet_id: UUID, *, expected: int, rows: LedgerRows
-) -> WriteResult:
-    """Write the batch if the wallet's balance is still `expected`. The balance seen may
-    already be outdated when another writer committed meanwhile."""
-    row = await connection.fetchrow(
-        _COMPARE_AND_APPLY, *_batch_arguments(wallet_id, rows), expected
+async def write_batch(connection: Connection, batch: BatchWrite) -> dict[UUID, WalletWrite]:
+    """Write `batch` in one statement; what it found for each wallet that exists."""
+    rows = await connection.fetch(
+        _WRITE_BATCH,
+        batch.wallets,
+        batch.deltas,
+        batch.lows,
+        batch.highs,
+        batch.row_wallets,
+        batch.operations,
+        batch.amounts,
+        batch.offsets,
+        batch.row_keys,
+        batch.key_wallets,
+        batch.keys,
+        batch.fingerprints,
+        batch.statuses,
+        batch.bodies,
+        batch.key_offsets,
+        batch.checked,
     )
-    assert row is not None
-    if row["applied"]:
-        return WriteResult(start=expected, balance=rows.balance)
-    return WriteResult(start=None, balance=row["balance"])
-
-
-async def apply_within(
-    connection: Connection,
-    wallet_id: UUID,
-    *,
-    delta: int,
-    lowest: int,
-    highest: int,
-    operations: Sequence[str],
-    amounts: Sequence[int],
-    offsets: Sequence[int],
-    keys: Sequence[str | None],
-    fingerprints: Sequence[str],
-) -> WriteResult:
-    """Add `delta` and write the ledger rows (and the 200 responses of the keyed ones) if
-    the balance is in [lowest, highest]."""
-    row = await connection.fetchrow(
-        _APPLY_WITHIN,
-        wallet_id,
-        delta,
-        operations,
-        amounts,
-        lowest,
-        highest,
-        offsets,
-        keys,
-        fingerprints,
-    )
-    assert row is not None
-    return WriteResult(start=row["start"], balance=row["balance"])
-
-
-async def apply_locked(connection: Connection, wallet_id: UUID, rows: LedgerRows) -> None:
-    """Write the batch, in a transaction that holds the wallet's row lock."""
-    await connection.execute(_APPLY_LOCKED, *_batch_arguments(wallet_id, rows))
+    return {row["id"]: WalletWrite(start=row["start"], balance=row["balance"]) for row in rows}
 
 
 async def stored_responses(

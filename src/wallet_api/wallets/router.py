@@ -16,6 +16,7 @@ from wallet_api.core.errors import (
     OutcomeUnknown,
     ServiceUnavailable,
     ValidationFailed,
+    WalletBusy,
 )
 from wallet_api.core.idempotency import Replay
 from wallet_api.core.openapi import error_responses, json_request_body, replayed_success
@@ -27,7 +28,6 @@ from wallet_api.wallets.exceptions import (
     BalanceLimitExceeded,
     IdempotencyKeyReused,
     InsufficientFunds,
-    WalletBusy,
     WalletNotFound,
 )
 from wallet_api.wallets.plan import Operation

@@ -1,0 +1,1 @@
+"""The write engine's shared parts: group commit across wallets."""

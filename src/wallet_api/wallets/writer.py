@@ -1,0 +1,387 @@
+"""The write path: a batch of operations over many wallets, written in one statement.
+
+`BatchWriter.apply` takes what the group-commit queue (`posting/queue.py`) hands it, one
+group of operations per wallet, each group in arrival order, and returns each operation's
+outcome. How:
+
+1. Idempotency-Keys: a key first used in this batch runs; a repeat in the batch gets its
+   outcome; a key stored before is replayed. Keys are not looked up first: a used key
+   fails the statement (its unique index), and the batch is tried again with look-ups.
+2. Plans: each wallet's group is planned (`plan.py`, pure) on the balance this process
+   last saw for it; wallets it has not seen are read in one query.
+3. One statement writes every wallet whose balance still gives its plan's decisions (a
+   range, or the exact balance when a stored refusal quotes it), locking rows in id
+   order, and reports what it found for the others. Only those are planned again, on
+   what was found; after a few such races they run in a transaction that holds their row
+   locks (the fallback, and the path of every operation with coalescing off).
+
+Nothing is acknowledged before its commit: outcomes are returned only after the statement
+(or the transaction) committed. A commit whose outcome cannot be known raises
+`OutcomeUnknown`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
+import orjson
+
+from wallet_api.core.database import (
+    Connection,
+    Database,
+    UniqueViolation,
+    is_key_conflict,
+    is_outcome_unknown,
+)
+from wallet_api.core.errors import AppError, OutcomeUnknown, error_document
+from wallet_api.core.idempotency import Replay
+from wallet_api.wallets import repository
+from wallet_api.wallets.exceptions import IdempotencyKeyReused, WalletNotFound
+from wallet_api.wallets.plan import BatchPlan, Operation, plan_batch
+from wallet_api.wallets.schemas import operation_body
+
+logger = logging.getLogger(__name__)
+
+#: What one operation came to: the balance right after it, why it was refused, or the
+#: stored outcome of the earlier request with the same Idempotency-Key.
+Outcome = int | AppError | Replay
+#: A wallet and its operations, in arrival order.
+Group = tuple[UUID, Sequence[Operation]]
+
+#: Statements tried before the wallets that keep losing races fall back to a transaction
+#: that holds their row locks.
+OPTIMISTIC_ATTEMPTS = 3
+#: Tries of a batch whose key was used before or stored first by another transaction: the
+#: first try does not look keys up, the next ones do and replay them.
+KEY_RACE_ATTEMPTS = 4
+#: Tries of a batch that the database aborted to break a deadlock or a serialization
+#: conflict (none is expected: rows are locked in one order), before it fails.
+ABORTED_ATTEMPTS = 3
+#: Wallets whose last seen balance a process remembers (a guess, always verified).
+KNOWN_BALANCES_LIMIT = 10_000
+#: SQLSTATEs of a transaction the database rolled back so that another could proceed.
+_ABORTED = frozenset({"40001", "40P01"})
+
+
+@dataclass(slots=True)
+class _Commit:
+    """A batch's connection, and whether its write has been sent (its outcome may land)."""
+
+    connection: Connection
+    sent: bool = False
+
+
+class BatchWriter:
+    """Applies batches of operations on many wallets (see the module's docstring)."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._known_balances: OrderedDict[UUID, int] = OrderedDict()
+
+    async def apply(
+        self, groups: Sequence[Group], *, optimistic: bool = True
+    ) -> list[list[Outcome]]:
+        """One outcome per operation of each group. Without `optimistic`, the batch runs
+        in a transaction holding its rows' locks (one transaction per operation, when the
+        queue is off)."""
+        look_up = not optimistic  # a failure there would cost a whole transaction
+        key_races = aborted = 0
+        while True:
+            try:
+                return await self._apply(groups, optimistic=optimistic, look_up=look_up)
+            except UniqueViolation as exc:
+                # A key was used before, or another transaction stored it first: the next
+                # try looks the keys up and replays them.
+                key_races += 1
+                if key_races < KEY_RACE_ATTEMPTS and is_key_conflict(exc):
+                    look_up = True
+                    continue
+                raise
+            except asyncpg.PostgresError as exc:
+                aborted += 1
+                if getattr(exc, "sqlstate", None) in _ABORTED and aborted < ABORTED_ATTEMPTS:
+                    logger.warning("batch aborted by the database, retrying: %r", exc)
+                    continue
+                raise
+
+    async def _apply(
+        self, groups: Sequence[Group], *, optimistic: bool, look_up: bool
+    ) -> list[list[Outcome]]:
+        keys = {
+            operation.idempotency_key
+            for _, operations in groups
+            for operation in operations
+            if operation.idempotency_key is not None
+        }
+        stored = await self._stored_responses(keys) if keys and look_up else {}
+        triage = _Triage(groups, stored)
+        if triage.runs:
+            if optimistic:
+                results = await self._write_optimistically(triage.runs)
+            else:
+                results = await self._write_locked(triage.runs)
+            triage.record(results)
+        return triage.outcomes()
+
+    async def _write_optimistically(
+        self, runs: dict[UUID, list[Operation]]
+    ) -> dict[UUID, list[int | AppError]]:
+        """Plan each wallet on the balance last seen (read now if unknown), write them all
+        in one statement on the condition that each balance still gives its plan's
+        decisions; plan again, on the balance found, only the wallets that did not."""
+        results: dict[UUID, list[int | AppError]] = {}
+        guesses = {wallet_id: self._known_balances.get(wallet_id) for wallet_id in runs}
+        unknown = [wallet_id for wallet_id, guess in guesses.items() if guess is None]
+        if unknown:
+            guesses.update(await self._read_balances(unknown))
+        pending = dict(runs)
+        for _ in range(OPTIMISTIC_ATTEMPTS):
+            plans: dict[UUID, BatchPlan] = {}
+            for wallet_id, operations in list(pending.items()):
+                guess = guesses.get(wallet_id)
+                if guess is None:
+                    results[wallet_id] = [WalletNotFound(wallet_id) for _ in operations]
+                    del pending[wallet_id]
+                else:
+                    plans[wallet_id] = plan_batch(guess, operations)
+            if not plans:
+                return results
+            found = await self._write(_batch_write(plans, pending, exact=False))
+            for wallet_id, plan in plans.items():
+                write = found.get(wallet_id)
+                if write is None:
+                    results[wallet_id] = [WalletNotFound(wallet_id) for _ in plan.outcomes]
+                else:
+                    start = _start_found(plan, write, pending[wallet_id])
+                    if start is None:  # the balance moved out of the plan's range
+                        guesses[wallet_id] = write.balance
+                        continue
+                    results[wallet_id] = self._settle(wallet_id, plan, start, pending[wallet_id])
+                del pending[wallet_id]
+            if not pending:
+                return results
+        results.update(await self._write_locked(pending))
+        return results
+
+    def _settle(
+        self, wallet_id: UUID, plan: BatchPlan, start: int, operations: Sequence[Operation]
+    ) -> list[int | AppError]:
+        """The outcomes of a plan that held on `start` (same decisions, shifted balances)."""
+        if start != plan.start:
+            plan = plan_batch(start, operations)
+        self._remember(wallet_id, plan.balance)
+        return plan.outcomes
+
+    async def _write_locked(
+        self, runs: dict[UUID, list[Operation]]
+    ) -> dict[UUID, list[int | AppError]]:
+        """Apply the batch in one transaction that holds its wallets' row locks throughout,
+        taken in id order: planned on the exact balances, it cannot miss."""
+        async with committing(self._database, transaction=True) as commit:
+            balances = await repository.lock_balances(commit.connection, sorted(runs))
+            plans = {
+                wallet_id: plan_batch(balances[wallet_id], operations)
+                for wallet_id, operations in runs.items()
+                if wallet_id in balances
+            }
+            batch = _batch_write(plans, runs, exact=True)
+            if batch.wallets:
+                commit.sent = True  # from here on, the commit may land
+                await repository.write_batch(commit.connection, batch)
+        results: dict[UUID, list[int | AppError]] = {}
+        for wallet_id, operations in runs.items():
+            plan = plans.get(wallet_id)
+            if plan is None:
+                results[wallet_id] = [WalletNotFound(wallet_id) for _ in operations]
+            else:
+                self._remember(wallet_id, plan.balance)
+                results[wallet_id] = plan.outcomes
+        return results
+
+    async def _write(self, batch: repository.BatchWrite) -> dict[UUID, repository.WalletWrite]:
+        async with committing(self._database) as commit:
+            commit.sent = bool(batch.wallets)  # one statement: it writes and commits
+            return await repository.write_batch(commit.connection, batch)
+
+    async def _read_balances(self, wallet_ids: Sequence[UUID]) -> dict[UUID, int]:
+        async with self._database.autocommit() as connection:
+            return await repository.read_balances(connection, wallet_ids)
+
+    async def _stored_responses(self, keys: set[str]) -> dict[str, repository.StoredResponse]:
+        async with self._database.autocommit() as connection:
+            return await repository.stored_responses(connection, keys)
+
+    def _remember(self, wallet_id: UUID, balance: int) -> None:
+        self._known_balances[wallet_id] = balance
+        self._known_balances.move_to_end(wallet_id)
+        if len(self._known_balances) > KNOWN_BALANCES_LIMIT:
+            self._known_balances.popitem(last=False)
+
+
+@asynccontextmanager
+async def committing(database: Database, *, transaction: bool = False) -> AsyncIterator[_Commit]:
+    """A connection for the statements that write and commit.
+
+    Once the caller marks the write as sent, a failure that leaves unknown whether the
+    commit landed (the connection broke, the server ended the session, or the client
+    stopped waiting) is reported as OutcomeUnknown, never as "not applied": a client must
+    not retry it blindly.
+    """
+    commit: _Commit | None = None
+    try:
+        opened = database.transaction() if transaction else database.autocommit()
+        async with opened as connection:
+            commit = _Commit(connection)
+            yield commit
+    except Exception as exc:
+        if commit is not None and commit.sent and is_outcome_unknown(exc):
+            logger.error("commit outcome unknown", exc_info=exc)
+            raise OutcomeUnknown() from exc
+        raise
+
+
+def _batch_write(
+    plans: dict[UUID, BatchPlan], runs: dict[UUID, list[Operation]], *, exact: bool
+) -> repository.BatchWrite:
+    """The statement's arrays for `plans`. A wallet is written on its plan's range, or on
+    its exact planned balance when `exact` or when a stored refusal quotes that balance; a
+    wallet whose plan applies nothing and keeps nothing is only checked."""
+    batch = repository.BatchWrite()
+    for wallet_id, plan in plans.items():
+        operations = runs[wallet_id]
+        if _only_refusals(plan, operations):
+            if not exact:  # under the transaction's row lock, there is nothing to check
+                batch.checked.append(wallet_id)
+            continue
+        keyed_refusal = any(
+            _is_keyed_refusal(operation, outcome)
+            for operation, outcome in zip(operations, plan.outcomes, strict=True)
+        )
+        if exact or keyed_refusal:  # a stored refusal quotes the balance it was judged on
+            low = high = plan.start
+        else:
+            low, high = plan.lowest, plan.highest
+        batch.wallets.append(wallet_id)
+        batch.deltas.append(plan.balance - plan.start)
+        batch.lows.append(low)
+        batch.highs.append(high)
+        for index, balance in plan.applied:
+            operation = operations[index]
+            batch.row_wallets.append(wallet_id)
+            batch.operations.append(operation.kind.value)
+            batch.amounts.append(operation.amount)
+            batch.offsets.append(balance - plan.start)
+            batch.row_keys.append(operation.idempotency_key)
+        for operation, outcome in zip(operations, plan.outcomes, strict=True):
+            if operation.idempotency_key is None:
+                continue
+            batch.key_wallets.append(wallet_id)
+            batch.keys.append(operation.idempotency_key)
+            batch.fingerprints.append(operation.fingerprint)
+            if isinstance(outcome, AppError):
+                status, body = _stored_form(outcome)
+                batch.statuses.append(status)
+                batch.bodies.append(body)
+                batch.key_offsets.append(0)
+            else:
+                batch.statuses.append(200)
+                batch.bodies.append(None)  # rendered from its balance, in the statement
+                batch.key_offsets.append(outcome - plan.start)
+    return batch
+
+
+class _Triage:
+    """Which operations of a batch run, and the outcome of those that do not: a key first
+    used in the batch runs; a repeat of it in the batch gets its outcome; a key stored
+    before is replayed (or refused, if it came with another request)."""
+
+    def __init__(self, groups: Sequence[Group], stored: dict[str, repository.StoredResponse]):
+        self._groups = groups
+        self._outcomes: list[list[Outcome | None]] = [[None] * len(ops) for _, ops in groups]
+        self._first_with_key: dict[str, tuple[int, int]] = {}
+        self._places: dict[UUID, list[tuple[int, int]]] = {}
+        for g, (wallet_id, operations) in enumerate(groups):
+            for i, operation in enumerate(operations):
+                key = operation.idempotency_key
+                if key is not None and key in stored:
+                    self._outcomes[g][i] = replay(stored[key], operation.fingerprint)
+                elif key is None or key not in self._first_with_key:
+                    if key is not None:
+                        self._first_with_key[key] = (g, i)
+                    self._places.setdefault(wallet_id, []).append((g, i))
+        #: The operations to run, by wallet, in arrival order.
+        self.runs = {
+            wallet_id: [groups[g][1][i] for g, i in places]
+            for wallet_id, places in self._places.items()
+        }
+
+    def record(self, results: dict[UUID, list[int | AppError]]) -> None:
+        for wallet_id, places in self._places.items():
+            for (g, i), result in zip(places, results[wallet_id], strict=True):
+                self._outcomes[g][i] = result
+
+    def outcomes(self) -> list[list[Outcome]]:
+        finished: list[list[Outcome]] = []
+        for (_, operations), outcomes in zip(self._groups, self._outcomes, strict=True):
+            group: list[Outcome] = []
+            for operation, outcome in zip(operations, outcomes, strict=True):
+                if outcome is None:  # a repeat, in this batch, of a key first used in it
+                    assert operation.idempotency_key is not None
+                    g, i = self._first_with_key[operation.idempotency_key]
+                    first = self._outcomes[g][i]
+                    assert first is not None
+                    group.append(_repeat(self._groups[g][1][i], first, operation))
+                else:
+                    group.append(outcome)
+            finished.append(group)
+        return finished
+
+
+def _start_found(
+    plan: BatchPlan, write: repository.WalletWrite, operations: Sequence[Operation]
+) -> int | None:
+    """The balance the plan was applied on, or, for a plan of refusals only, the balance
+    read if it still gives them; None when the plan did not hold."""
+    if write.start is not None:
+        return write.start
+    if _only_refusals(plan, operations) and plan.lowest <= write.balance <= plan.highest:
+        return write.balance
+    return None
+
+
+def _only_refusals(plan: BatchPlan, operations: Sequence[Operation]) -> bool:
+    """Nothing to write: no operation applies and none carries a key."""
+    return not plan.applied and all(op.idempotency_key is None for op in operations)
+
+
+def _is_keyed_refusal(operation: Operation, outcome: int | AppError) -> bool:
+    return operation.idempotency_key is not None and isinstance(outcome, AppError)
+
+
+def _stored_form(outcome: int | AppError) -> tuple[int, str]:
+    """(status, body) of the response an outcome gets, as kept for replays."""
+    if isinstance(outcome, AppError):
+        return outcome.status, orjson.dumps(error_document(outcome)).decode()
+    return 200, operation_body(outcome)
+
+
+def _repeat(first: Operation, first_outcome: Outcome, repeat: Operation) -> Outcome:
+    """The outcome of a repeat of `first` (same key) within the batch that ran `first`."""
+    if repeat.fingerprint != first.fingerprint:
+        return IdempotencyKeyReused()
+    if isinstance(first_outcome, WalletNotFound | Replay):  # nothing stored for it
+        return first_outcome
+    return Replay(*_stored_form(first_outcome))
+
+
+def replay(stored: repository.StoredResponse, fingerprint: str) -> Replay | AppError:
+    """The stored outcome of a key's first request, for a request with that key."""
+    if stored.fingerprint != fingerprint:
+        return IdempotencyKeyReused()
+    return Replay(stored.status, stored.body)
