@@ -49,10 +49,15 @@ def schema_valid_request_refused_only_by_state(
 
 
 def _breaks_only_the_amount_text_rule(problem: dict[str, Any]) -> bool:
+    """Every error names an amount (the body's, or a batch item's) and the text rule."""
     errors = problem.get("errors") or []
     return (
         problem.get("code") == "validation_error"
-        and len(errors) == 1
-        and errors[0].get("loc") == ["body", "amount"]
-        and errors[0].get("message") in AMOUNT_TEXT_RULES
+        and bool(errors)
+        and all(
+            error.get("loc", [None])[0] == "body"
+            and error.get("loc", [None])[-1] == "amount"
+            and error.get("message") in AMOUNT_TEXT_RULES
+            for error in errors
+        )
     )

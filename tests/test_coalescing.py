@@ -226,3 +226,47 @@ def test_a_read_sees_every_write_acknowledged_before_it_was_sent(
     assert len(pairs) == 600
     assert all(read >= acknowledged for acknowledged, read in pairs)
     assert max(read for _, read in pairs) == 600
+
+
+@pytest.fixture(scope="module")
+def one_batch_at_a_time(start_service: Callable[..., ServiceProcess]) -> ServiceProcess:
+    """One worker, one batch in flight: everything that arrives while it is held up by a
+    row lock forms the next batch, over every wallet it touches."""
+    return start_service(WORKERS_COUNT="1", COALESCING_MAX_IN_FLIGHT="1")
+
+
+def test_operations_on_many_wallets_commit_together_and_a_poisoned_one_fails_alone(
+    one_batch_at_a_time: ServiceProcess,
+    database: TestDatabase,
+    client: httpx.Client,
+    poisoned_commits: None,
+) -> None:
+    wallets = [
+        str(client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"]) for _ in range(20)
+    ]
+    blocker = wallets[0]
+    bodies = [(wallets[n % 19 + 1], operation("DEPOSIT", 1)) for n in range(57)]
+    bodies.insert(30, (wallets[5], operation("DEPOSIT", POISON_AMOUNT)))
+    refusals = [(wallets[n + 1], operation("WITHDRAW", 100)) for n in range(5)]
+    requests = [(blocker, operation("DEPOSIT", 1)), *bodies, *refusals]
+    responses = asyncio.run(
+        send_concurrently(one_batch_at_a_time.base_url, requests, while_locked=(database, blocker))
+    )
+    poisoned = responses[31]
+    assert_problem(poisoned, 500, "internal_error")
+    others = [r for n, r in enumerate(responses) if n != 31]
+    assert [r.status_code for r in others] == [200] * 58 + [400] * 5
+    for wallet in wallets:
+        assert_ledger_consistent(database, wallet)
+    assert sum(len(database.ledger(wallet)) for wallet in wallets) == 58
+    # The requests that waited behind the blocker were committed together: one transaction
+    # wrote the rows of many wallets.
+    transactions = Counter(row["txid"] for wallet in wallets[1:] for row in database.ledger(wallet))
+    wallets_per_transaction = Counter(
+        row["txid"]
+        for wallet in wallets[1:]
+        for row in {r["txid"]: r for r in database.ledger(wallet)}.values()
+    )
+    assert max(wallets_per_transaction.values()) >= 10, wallets_per_transaction
+    assert sum(transactions.values()) == 57
+    assert "retrying it in halves" in one_batch_at_a_time.log_text()

@@ -7,6 +7,7 @@ import asyncio
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -108,3 +109,69 @@ def test_mixed_operations_across_wallets_add_up_to_what_was_acknowledged(
         assert_ledger_consistent(database, wallet)
     acknowledged = sum(r.status_code == 200 for r in responses)
     assert sum(len(database.ledger(w)) - 1 for w in wallets) == acknowledged
+
+
+def test_thousands_of_operations_over_hundreds_of_wallets_add_up_in_both_workers(
+    any_service: ServiceProcess, any_client: httpx.Client, database: TestDatabase
+) -> None:
+    """1,000 single operations and 10 batches of 100 at once, over 200 wallets that both
+    workers write (overlapping sets in every batch): no error but justified refusals, no
+    deadlock reaching a client, every acknowledged balance the one its ledger row records,
+    every final balance what was acknowledged."""
+    rng = random.Random(20261128)
+    wallets = [new_wallet(any_client, deposit=20) for _ in range(200)]
+
+    def random_operation() -> tuple[str, dict[str, object]]:
+        kind = rng.choice(["DEPOSIT", "WITHDRAW"])
+        return rng.choice(wallets), operation(kind, rng.choice([1, 5, 12]))
+
+    singles = [random_operation() for _ in range(1000)]
+    batches = [[random_operation() for _ in range(100)] for _ in range(10)]
+
+    async def scenario() -> tuple[list[httpx.Response], list[httpx.Response]]:
+        limits = httpx.Limits(max_connections=1010, max_keepalive_connections=0)
+        async with httpx.AsyncClient(
+            base_url=any_service.base_url, limits=limits, timeout=120
+        ) as http:
+            single_tasks = [
+                asyncio.create_task(http.post(f"/api/v1/wallets/{wallet}/operation", json=body))
+                for wallet, body in singles
+            ]
+            batch_tasks = [
+                asyncio.create_task(
+                    http.post(
+                        "/api/v1/operations/batch",
+                        json={"operations": [{"wallet_uuid": w, **b} for w, b in batch]},
+                    )
+                )
+                for batch in batches
+            ]
+            return await asyncio.gather(*single_tasks), await asyncio.gather(*batch_tasks)
+
+    single_responses, batch_responses = asyncio.run(scenario())
+    assert {r.status_code for r in batch_responses} == {200}
+    answers: list[tuple[str, dict[str, object], int, dict[str, Any]]] = [
+        (wallet, body, r.status_code, r.json())
+        for (wallet, body), r in zip(singles, single_responses, strict=True)
+    ]
+    for batch, response in zip(batches, batch_responses, strict=True):
+        for (wallet, body), result in zip(batch, response.json()["results"], strict=True):
+            answers.append((wallet, body, result["status"], result["body"]))
+
+    expected = dict.fromkeys(wallets, 2000)  # cents, after the opening deposit
+    acknowledged: defaultdict[str, list[int]] = defaultdict(list)
+    refused: defaultdict[str, list[httpx.Response]] = defaultdict(list)
+    for wallet, body, status, answer in answers:
+        assert status in (200, 400), answer
+        if status == 200:
+            sign = 1 if body["operation"] == "DEPOSIT" else -1
+            expected[wallet] += sign * to_minor_units(body["amount"])
+            acknowledged[wallet].append(int(money(answer["balance"]) * 100))
+        else:
+            assert body["operation"] == "WITHDRAW", answer
+            refused[wallet].append(httpx.Response(400, json=answer))
+    for wallet in wallets:
+        ledger = assert_ledger_consistent(database, wallet)
+        assert database.stored_balance(wallet) == expected[wallet]
+        assert sorted(acknowledged[wallet]) == sorted(ledger[1:])  # a serial history
+        assert_refusals_justified(database, wallet, refused[wallet])

@@ -20,6 +20,7 @@ from wallet_api.core.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from wallet_api.core.openapi import install_openapi
 from wallet_api.health.router import router as health_router
 from wallet_api.wallets.fast_path import OperationFastPath
+from wallet_api.wallets.router import BATCH_PATH, batch_router
 from wallet_api.wallets.router import router as wallets_router
 from wallet_api.wallets.service import WalletService
 
@@ -62,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Wallet API",
         version=__version__,
-        summary="Digital wallets: create, read the balance, deposit, withdraw.",
+        summary="Digital wallets: create, read the balance, deposit, withdraw, in batches.",
         lifespan=lifespan,
         # Metrics are Prometheus's (/metrics); without this FastAPI asks OpenTelemetry on
         # every request whether a provider was configured.
@@ -75,10 +76,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost last: request id, then metrics and the access log, then the body limit,
     # then the operation fast path (it answers plain operations without FastAPI's routing).
     app.add_middleware(OperationFastPath)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.max_request_body_bytes,
+        limits_by_path={BATCH_PATH: settings.max_batch_body_bytes},
+    )
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(wallets_router)
+    app.include_router(batch_router)
     app.include_router(health_router)
     app.include_router(metrics_router)
     return app

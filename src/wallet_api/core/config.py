@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     graceful_timeout: int = Field(30, ge=1, le=3600)
     max_request_body_bytes: int = Field(64 * 1024, ge=1, le=16 * 1024 * 1024)
+    max_batch_body_bytes: int = Field(
+        256 * 1024,
+        ge=1,
+        le=64 * 1024 * 1024,
+        description="The limit for the batch endpoint's bodies (1,000 operations).",
+    )
 
     # Group commit: batches of writes and reads across wallets (see docs/PERFORMANCE.md).
     coalescing_enabled: bool = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -55,24 +56,29 @@ class RequestIdMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuse request bodies over `limit` bytes with 413, before reading them in full.
+    """Refuse request bodies over `limit` bytes (or their path's own limit) with 413, before
+    reading them in full.
 
     A declared Content-Length over the limit is refused at once; a body without one
     (chunked) is counted as it arrives and refused as soon as it passes the limit.
     """
 
-    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, limit: int, limits_by_path: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.limits_by_path = dict(limits_by_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limits_by_path.get(scope["path"], self.limit)
         for name, value in scope["headers"]:
             if name == b"content-length":
-                if not value.isdigit() or int(value) > self.limit:
-                    await error_response(BodyTooLarge(self.limit))(scope, receive, send)
+                if not value.isdigit() or int(value) > limit:
+                    await error_response(BodyTooLarge(limit))(scope, receive, send)
                     return
                 break
         received = 0
@@ -82,8 +88,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise BodyTooLarge(self.limit)  # rendered by the error handlers
+                if received > limit:
+                    raise BodyTooLarge(limit)  # rendered by the error handlers
             return message
 
         await self.app(scope, counted_receive, send)

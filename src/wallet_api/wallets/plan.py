@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from uuid import UUID
 
 from wallet_api.core.errors import AppError
 from wallet_api.core.money import MAX_MINOR_UNITS
-from wallet_api.wallets.exceptions import BalanceLimitExceeded, InsufficientFunds
+from wallet_api.wallets.exceptions import BalanceLimitExceeded, InsufficientFunds, WalletNotFound
 from wallet_api.wallets.models import OperationType
 
 
@@ -72,3 +73,32 @@ def plan_batch(balance: int, operations: Sequence[Operation]) -> BatchPlan:
         outcomes.append(balance)
         applied.append((index, balance))
     return BatchPlan(start, outcomes, balance, applied, lowest, highest)
+
+
+@dataclass(frozen=True, slots=True)
+class AtomicRefusal:
+    """An atomic batch refused as a whole: the first refused operation and why."""
+
+    index: int
+    error: AppError
+
+
+#: An atomic batch's outcome: every operation's balance right after it, or its refusal.
+Atomic = list[int] | AtomicRefusal
+
+
+def atomic_outcome(items: Sequence[tuple[UUID, Operation]], plans: dict[UUID, BatchPlan]) -> Atomic:
+    """An all-or-nothing batch judged on its wallets' plans (each wallet's items planned
+    in order): the balance after each item, in the items' order, or the first refusal."""
+    seen: dict[UUID, int] = {}
+    balances: list[int] = []
+    for index, (wallet_id, _) in enumerate(items):
+        plan = plans.get(wallet_id)
+        if plan is None:
+            return AtomicRefusal(index, WalletNotFound(wallet_id))
+        position = seen[wallet_id] = seen.get(wallet_id, -1) + 1
+        outcome = plan.outcomes[position]
+        if isinstance(outcome, AppError):
+            return AtomicRefusal(index, outcome)
+        balances.append(outcome)
+    return balances

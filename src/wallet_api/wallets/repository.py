@@ -134,6 +134,22 @@ _WRITE_BATCH = f"""
     SELECT id, NULL, balance FROM wallets WHERE id = ANY($16::uuid[])
 """
 
+# Claims an Idempotency-Key for a batch request, in the caller's transaction or its own
+# (one statement): true when this request is the key's first. A concurrent first request's
+# claim is waited for (the key's unique index), so a false here sees a committed row.
+_CLAIM_KEY = """
+    WITH claimed AS (
+        INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body)
+        VALUES ($1, $2, $3, $4)
+        ON CONFLICT (key) DO NOTHING
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT FROM claimed)
+"""
+_KEEP_RESPONSE = """
+    UPDATE idempotency_keys SET response_status = $2, response_body = $3 WHERE key = $1
+"""
+
 _STORED_RESPONSES = """
     SELECT key, fingerprint, response_status, response_body
     FROM idempotency_keys WHERE key = ANY($1::text[])
@@ -210,6 +226,18 @@ async def write_batch(connection: Connection, batch: BatchWrite) -> dict[UUID, W
         batch.checked,
     )
     return {row["id"]: WalletWrite(start=row["start"], balance=row["balance"]) for row in rows}
+
+
+async def claim_key(
+    connection: Connection, key: str, *, fingerprint: str, status: int, body: str
+) -> bool:
+    """Store `key` with a response unless it is stored already; true if it was not."""
+    return bool(await connection.fetchval(_CLAIM_KEY, key, fingerprint, status, body))
+
+
+async def keep_response(connection: Connection, key: str, *, status: int, body: str) -> None:
+    """Replace the response kept for a key claimed in the caller's transaction."""
+    await connection.execute(_KEEP_RESPONSE, key, status, body)
 
 
 async def stored_responses(

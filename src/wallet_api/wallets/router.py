@@ -17,6 +17,7 @@ from wallet_api.core.errors import (
     ServiceUnavailable,
     ValidationFailed,
     WalletBusy,
+    problem_response,
 )
 from wallet_api.core.idempotency import Replay
 from wallet_api.core.openapi import error_responses, json_request_body, replayed_success
@@ -30,18 +31,24 @@ from wallet_api.wallets.exceptions import (
     InsufficientFunds,
     WalletNotFound,
 )
-from wallet_api.wallets.plan import Operation
+from wallet_api.wallets.plan import AtomicRefusal, Operation
 from wallet_api.wallets.schemas import (
     HISTORY_LIMIT_DEFAULT,
     HISTORY_LIMIT_MAX,
+    BatchRequest,
+    BatchResponse,
     OperationRequest,
     OperationResult,
     OperationsPage,
     WalletBalance,
     WalletCreated,
+    atomic_response,
+    batch_body,
     created_body,
     history_body,
     operation_body,
+    refusal_document,
+    result_of,
 )
 
 router = APIRouter(prefix="/api/v1/wallets", tags=["wallets"])
@@ -217,3 +224,114 @@ async def list_operations(
         wallet_uuid, limit=limit, before_id=None if cursor is None else decode_cursor(cursor)
     )
     return Response(history_body(entries, next_id), media_type="application/json")
+
+
+batch_router = APIRouter(prefix="/api/v1/operations", tags=["wallets"])
+#: The batch endpoint's full path (a larger body limit applies to it: main.py).
+BATCH_PATH = batch_router.prefix + "/batch"
+#: Derived per-operation keys (`KEY#index`) must fit the 255 characters a key may have.
+BATCH_KEY_MAX_LENGTH = 250
+
+
+@batch_router.post(
+    "/batch",
+    response_model=BatchResponse,
+    responses={
+        **replayed_success(200),
+        **error_responses(
+            InsufficientFunds,
+            BalanceLimitExceeded,
+            WalletNotFound,
+            BodyTooLarge,
+            ValidationFailed,
+            IdempotencyKeyReused,
+            OutcomeUnknown,
+            InternalError,
+            DatabaseUnavailable,
+            replayed=(400, 404),
+        ),
+    },
+    openapi_extra=json_request_body(
+        BatchRequest,
+        {
+            "operations on several wallets": {
+                "operations": [
+                    {
+                        "wallet_uuid": "3f0a0c1e-5e55-4b1f-9d0e-1d6b2f0c9a47",
+                        "operation": "DEPOSIT",
+                        "amount": 100,
+                    },
+                    {
+                        "wallet_uuid": "8d2f4b6a-1c3e-4f5a-9b7d-0e2c4a6b8d1f",
+                        "operation": "WITHDRAW",
+                        "amount": "12.50",
+                    },
+                ]
+            },
+            "all or nothing": {
+                "operations": [
+                    {
+                        "wallet_uuid": "3f0a0c1e-5e55-4b1f-9d0e-1d6b2f0c9a47",
+                        "operation": "WITHDRAW",
+                        "amount": 30,
+                    },
+                    {
+                        "wallet_uuid": "8d2f4b6a-1c3e-4f5a-9b7d-0e2c4a6b8d1f",
+                        "operation": "DEPOSIT",
+                        "amount": 30,
+                    },
+                ],
+                "atomic": True,
+            },
+        },
+    ),
+)
+async def apply_batch(request: Request, idempotency_key: IdempotencyKey = None) -> Response:
+    """Apply up to 1,000 operations on any wallets; one result per operation, in order.
+
+    Each result is what the single operation endpoint would have answered (each wallet's
+    operations apply in the order given). With `atomic`, all apply or none: the first
+    refused operation refuses the batch (its status, its problem document, its `index`).
+    An Idempotency-Key replays the whole batch's outcome.
+    """
+    body = await read_json_body(request, BatchRequest)
+    if idempotency_key is not None and len(idempotency_key) > BATCH_KEY_MAX_LENGTH:
+        raise ValidationFailed(
+            f"The Idempotency-Key of a batch request is at most {BATCH_KEY_MAX_LENGTH} "
+            "characters (each operation's own key is derived from it).",
+            errors=[{"loc": ["header", idempotency.HEADER], "message": "too long"}],
+        )
+    items = [
+        (item.wallet_uuid, Operation(kind=item.operation, amount=item.amount))
+        for item in body.operations
+    ]
+    fingerprint = (
+        idempotency.fingerprint("POST", BATCH_PATH, body.canonical())
+        if idempotency_key is not None
+        else ""
+    )
+    service = wallet_service(request)
+    if body.atomic:
+        result = await service.apply_all_or_none(
+            items, idempotency_key=idempotency_key, fingerprint=fingerprint
+        )
+        if isinstance(result, Replay):
+            return result.response()
+        if isinstance(result, AtomicRefusal):
+            document = refusal_document(result)
+            return problem_response(
+                status=result.error.status,
+                code=result.error.code,
+                title=result.error.title,
+                detail=document["detail"],
+                extra={"index": result.index},
+            )
+        return Response(atomic_response(result)[1], media_type="application/json")
+    outcomes, replayed = await service.apply_many(
+        items, idempotency_key=idempotency_key, fingerprint=fingerprint
+    )
+    return Response(
+        batch_body([result_of(outcome) for outcome in outcomes]),
+        media_type="application/json",
+        headers={idempotency.REPLAYED_HEADER: "true"} if replayed else None,
+    )

@@ -12,10 +12,13 @@ import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from wallet_api.core.errors import AppError, error_document
+from wallet_api.core.idempotency import Replay
 from wallet_api.core.money import MAX_MINOR_UNITS, format_minor_units, to_minor_units
 from wallet_api.core.responses import json_number
 from wallet_api.wallets.cursors import encode_cursor
 from wallet_api.wallets.models import OperationType
+from wallet_api.wallets.plan import Atomic, AtomicRefusal
 from wallet_api.wallets.repository import LedgerEntry
 
 
@@ -163,3 +166,133 @@ def history_body(entries: Sequence[LedgerEntry], next_id: int | None) -> str:
         items.append(item)
     next_cursor = encode_cursor(next_id) if next_id is not None else None
     return orjson.dumps({"items": items, "next_cursor": next_cursor}).decode()
+
+
+#: Operations one batch request may carry.
+BATCH_MAX_OPERATIONS = 1000
+
+
+class BatchOperation(BaseModel):
+    """One operation of a batch: the single endpoint's body, and the wallet it is for."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    wallet_uuid: UUID
+    operation: OperationType
+    amount: Amount
+
+
+class BatchRequest(BaseModel):
+    """Up to 1,000 operations on any wallets, applied in order per wallet."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "operations": [
+                        {
+                            "wallet_uuid": "3f0a0c1e-5e55-4b1f-9d0e-1d6b2f0c9a47",
+                            "operation": "DEPOSIT",
+                            "amount": 100,
+                        },
+                        {
+                            "wallet_uuid": "8d2f4b6a-1c3e-4f5a-9b7d-0e2c4a6b8d1f",
+                            "operation": "WITHDRAW",
+                            "amount": "12.50",
+                        },
+                    ],
+                    "atomic": False,
+                }
+            ]
+        },
+    )
+
+    operations: list[BatchOperation] = Field(
+        min_length=1, max_length=BATCH_MAX_OPERATIONS, description="1 to 1,000 operations."
+    )
+    atomic: bool = Field(
+        False,
+        description=(
+            "All applied, or none: the first refused operation (by position) refuses the "
+            "whole batch, with its problem document and its `index`."
+        ),
+    )
+
+    def canonical(self) -> str:
+        """What makes two batch requests the same (for their Idempotency-Key): `100` and
+        `"100.00"` are one amount."""
+        lines = [
+            f"{item.wallet_uuid} {item.operation.value} {item.amount}" for item in self.operations
+        ]
+        return "\n".join([f"atomic={self.atomic}", *lines])
+
+
+class BatchResult(BaseModel):
+    """What the single endpoint would have answered for that operation."""
+
+    status: int = Field(description="200, or the problem document's status.")
+    body: OperationResult | dict[str, Any] = Field(
+        description="The single endpoint's body: the balance right after the operation, or "
+        "a problem document (without `request_id`: the batch's response header carries it)."
+    )
+
+
+class BatchResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "results": [
+                        {"status": 200, "body": {"status": "success", "balance": 1100}},
+                        {
+                            "status": 400,
+                            "body": {
+                                "type": "urn:wallet-api:problem:insufficient_funds",
+                                "title": "Insufficient funds",
+                                "status": 400,
+                                "detail": "Cannot withdraw 12.5: the balance is 3.",
+                                "code": "insufficient_funds",
+                            },
+                        },
+                    ]
+                }
+            ]
+        }
+    )
+
+    results: list[BatchResult] = Field(description="One per operation, in the request's order.")
+
+
+def batch_body(results: Sequence[tuple[int, str]]) -> str:
+    """The 200 body of a batch: each operation's (status, JSON body), in order."""
+    return orjson.dumps(
+        {"results": [{"status": status, "body": orjson.Fragment(body)} for status, body in results]}
+    ).decode()
+
+
+def result_of(outcome: int | AppError | Replay) -> tuple[int, str]:
+    """(status, body) the single endpoint answers for an outcome (a problem document
+    without its request id)."""
+    if isinstance(outcome, Replay):
+        return outcome.status, outcome.body
+    if isinstance(outcome, AppError):
+        return outcome.status, orjson.dumps(error_document(outcome)).decode()
+    return 200, operation_body(outcome)
+
+
+def refusal_document(refusal: AtomicRefusal) -> dict[str, Any]:
+    """The problem document of an atomic batch refused as a whole: its first refused
+    operation's, saying which (`index`)."""
+    document = error_document(refusal.error)
+    document["detail"] = f"Operation {refusal.index}: {refusal.error.detail}"
+    document["index"] = refusal.index
+    return document
+
+
+def atomic_response(result: Atomic) -> tuple[int, str]:
+    """(status, body) of an atomic batch's response, as kept for its Idempotency-Key."""
+    if isinstance(result, AtomicRefusal):
+        return result.error.status, orjson.dumps(refusal_document(result)).decode()
+    return 200, batch_body([(200, operation_body(balance)) for balance in result])

@@ -14,8 +14,14 @@ import uuid
 from collections.abc import Sequence
 from uuid import UUID
 
+from wallet_api.core import idempotency
 from wallet_api.core.config import Settings
-from wallet_api.core.database import Database, UniqueViolation, is_key_conflict
+from wallet_api.core.database import (
+    Database,
+    UniqueViolation,
+    is_key_conflict,
+    is_transient_error,
+)
 from wallet_api.core.errors import (
     AppError,
     DatabaseUnavailable,
@@ -40,8 +46,8 @@ from wallet_api.wallets.exceptions import (
     WalletNotFound,
 )
 from wallet_api.wallets.models import OperationType
-from wallet_api.wallets.plan import Operation
-from wallet_api.wallets.schemas import created_body
+from wallet_api.wallets.plan import Atomic, Operation
+from wallet_api.wallets.schemas import atomic_response, created_body
 from wallet_api.wallets.writer import KEY_RACE_ATTEMPTS, BatchWriter, Outcome, committing, replay
 
 logger = logging.getLogger(__name__)
@@ -170,15 +176,110 @@ class WalletService:
         except Exception:
             operation_outcomes(kind, "error").inc()
             raise
+        _count(kind, outcome)
         if isinstance(outcome, AppError):
-            operation_outcomes(kind, outcome.code).inc()
             raise outcome
-        if isinstance(outcome, Replay):
-            operation_outcomes(kind, "replayed").inc()
-            IDEMPOTENT_REPLAYS.labels("operation").inc()
-        else:
-            operation_outcomes(kind, "applied").inc()
         return outcome
+
+    async def apply_many(
+        self,
+        items: Sequence[tuple[UUID, Operation]],
+        *,
+        idempotency_key: str | None,
+        fingerprint: str,
+    ) -> tuple[list[Outcome], bool]:
+        """Apply each item as the single endpoint would; the outcomes in the items' order,
+        and whether this was a replay (the key's request seen before).
+
+        The items are written together, one batch for the whole request (each wallet's in
+        order) when possible; if that batch fails for a reason of its own, each goes
+        through the queue on its own, so only the one that broke it fails. With a key, the
+        key is claimed first (a key of another request is refused), and each item gets a
+        key of its own derived from it (`KEY#index`): a retry replays what was applied
+        and applies what was not.
+        """
+        replayed = False
+        if idempotency_key is not None:
+            replayed = not await self._claim_key(idempotency_key, fingerprint)
+            items = [
+                (
+                    wallet_id,
+                    Operation(
+                        kind=operation.kind,
+                        amount=operation.amount,
+                        idempotency_key=f"{idempotency_key}#{index}",
+                        fingerprint=idempotency.fingerprint("ITEM", str(index), fingerprint),
+                    ),
+                )
+                for index, (wallet_id, operation) in enumerate(items)
+            ]
+        places: dict[UUID, list[int]] = {}
+        for index, (wallet_id, _) in enumerate(items):
+            places.setdefault(wallet_id, []).append(index)
+        groups = [
+            (wallet_id, [items[i][1] for i in indexes]) for wallet_id, indexes in places.items()
+        ]
+        try:
+            results: Sequence[Sequence[Outcome]] = await self._writer.apply(
+                groups, optimistic=self._writes is not None
+            )
+        except OutcomeUnknown:
+            results = [[OutcomeUnknown() for _ in operations] for _, operations in groups]
+        except Exception as exc:
+            if is_transient_error(exc):
+                raise
+            logger.warning("a batch request failed, applying its items one by one: %r", exc)
+            one_by_one = await asyncio.gather(
+                *(self._apply_one(wallet_id, operation) for wallet_id, operation in items)
+            )
+            return list(one_by_one), replayed
+        outcomes: list[Outcome | None] = [None] * len(items)
+        for indexes, group_outcomes in zip(places.values(), results, strict=True):
+            for index, outcome in zip(indexes, group_outcomes, strict=True):
+                outcomes[index] = outcome
+        finished = [outcome for outcome in outcomes if outcome is not None]
+        for (_, operation), outcome in zip(items, finished, strict=True):
+            _count(operation.kind.value, outcome)
+        return finished, replayed
+
+    async def _apply_one(self, wallet_id: UUID, operation: Operation) -> Outcome:
+        try:
+            return await self.apply_operation(wallet_id, operation)
+        except AppError as error:
+            return error
+
+    async def apply_all_or_none(
+        self,
+        items: Sequence[tuple[UUID, Operation]],
+        *,
+        idempotency_key: str | None,
+        fingerprint: str,
+    ) -> Atomic | Replay:
+        """Apply every item or none (see `BatchWriter.apply_atomic`); with a key, a
+        retry gets the stored response. Raises IdempotencyKeyReused for a key used by
+        another request."""
+        result = await self._writer.apply_atomic(
+            items, key=idempotency_key, fingerprint=fingerprint, render=atomic_response
+        )
+        if isinstance(result, AppError):
+            raise result
+        if isinstance(result, list):
+            for (_, operation), balance in zip(items, result, strict=True):
+                _count(operation.kind.value, balance)
+        return result
+
+    async def _claim_key(self, key: str, fingerprint: str) -> bool:
+        """Claim `key` for this request: true if it is the key's first request; raise
+        IdempotencyKeyReused if another request used it."""
+        async with self._database.autocommit() as connection:
+            if await repository.claim_key(
+                connection, key, fingerprint=fingerprint, status=202, body=""
+            ):
+                return True
+            stored = await repository.stored_responses(connection, {key})
+        if stored[key].fingerprint != fingerprint:
+            raise IdempotencyKeyReused()
+        return False
 
     async def history(
         self, wallet_id: UUID, *, limit: int, before_id: int | None
@@ -239,3 +340,14 @@ class WalletService:
         for queue in (self._writes, self._reads):
             if queue is not None:
                 await queue.close()
+
+
+def _count(kind: str, outcome: Outcome) -> None:
+    """Count an operation's outcome (wallet_operations_total)."""
+    if isinstance(outcome, AppError):
+        operation_outcomes(kind, outcome.code).inc()
+    elif isinstance(outcome, Replay):
+        operation_outcomes(kind, "replayed").inc()
+        IDEMPOTENT_REPLAYS.labels("operation").inc()
+    else:
+        operation_outcomes(kind, "applied").inc()

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
-import orjson
 
 from wallet_api.core.database import (
     Connection,
@@ -39,12 +38,12 @@ from wallet_api.core.database import (
     is_key_conflict,
     is_outcome_unknown,
 )
-from wallet_api.core.errors import AppError, OutcomeUnknown, error_document
+from wallet_api.core.errors import AppError, OutcomeUnknown
 from wallet_api.core.idempotency import Replay
 from wallet_api.wallets import repository
 from wallet_api.wallets.exceptions import IdempotencyKeyReused, WalletNotFound
-from wallet_api.wallets.plan import BatchPlan, Operation, plan_batch
-from wallet_api.wallets.schemas import operation_body
+from wallet_api.wallets.plan import Atomic, BatchPlan, Operation, atomic_outcome, plan_batch
+from wallet_api.wallets.schemas import result_of
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +202,48 @@ class BatchWriter:
                 self._remember(wallet_id, plan.balance)
                 results[wallet_id] = plan.outcomes
         return results
+
+    async def apply_atomic(
+        self,
+        items: Sequence[tuple[UUID, Operation]],
+        *,
+        key: str | None,
+        fingerprint: str,
+        render: Callable[[Atomic], tuple[int, str]],
+    ) -> Atomic | Replay | AppError:
+        """Apply every item, or none: in one transaction holding the rows' locks (taken in
+        id order), planned on the exact balances, each wallet's items in order. With a
+        key, the key is claimed first in the same transaction and the response `render`
+        gives is kept with it: a key used before gets its stored response instead."""
+        async with committing(self._database, transaction=True) as commit:
+            connection = commit.connection
+            if key is not None:
+                claimed = await repository.claim_key(
+                    connection, key, fingerprint=fingerprint, status=202, body=""
+                )
+                if not claimed:
+                    stored = await repository.stored_responses(connection, {key})
+                    return replay(stored[key], fingerprint)
+            runs: dict[UUID, list[Operation]] = {}
+            for wallet_id, operation in items:
+                runs.setdefault(wallet_id, []).append(operation)
+            balances = await repository.lock_balances(connection, sorted(runs))
+            plans = {
+                wallet_id: plan_batch(balances[wallet_id], operations)
+                for wallet_id, operations in runs.items()
+                if wallet_id in balances
+            }
+            result = atomic_outcome(items, plans)
+            commit.sent = isinstance(result, list) or key is not None  # the commit may land
+            if isinstance(result, list):
+                await repository.write_batch(connection, _batch_write(plans, runs, exact=True))
+            if key is not None:
+                status, body = render(result)
+                await repository.keep_response(connection, key, status=status, body=body)
+        if isinstance(result, list):
+            for wallet_id, plan in plans.items():
+                self._remember(wallet_id, plan.balance)
+        return result
 
     async def _write(self, batch: repository.BatchWrite) -> dict[UUID, repository.WalletWrite]:
         async with committing(self._database) as commit:
@@ -366,9 +407,7 @@ def _is_keyed_refusal(operation: Operation, outcome: int | AppError) -> bool:
 
 def _stored_form(outcome: int | AppError) -> tuple[int, str]:
     """(status, body) of the response an outcome gets, as kept for replays."""
-    if isinstance(outcome, AppError):
-        return outcome.status, orjson.dumps(error_document(outcome)).decode()
-    return 200, operation_body(outcome)
+    return result_of(outcome)
 
 
 def _repeat(first: Operation, first_outcome: Outcome, repeat: Operation) -> Outcome:

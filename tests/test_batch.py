@@ -1,0 +1,270 @@
+"""The batch endpoint, `POST /api/v1/operations/batch`: one result per operation, in order,
+each what the single endpoint answers; all or nothing with `atomic`; limits and malformed
+items named; an Idempotency-Key replays the whole batch. Coalescing on and off."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import OPERATION_PATH, TestDatabase, assert_ledger_consistent, operation
+from tests.test_wallet_contract import assert_problem
+from wallet_api.devtools.server import ServiceProcess
+
+BATCH = "/api/v1/operations/batch"
+
+
+@pytest.fixture
+def any_client(any_service: ServiceProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=any_service.base_url, timeout=60) as client:
+        yield client
+
+
+def new_wallet(client: httpx.Client) -> str:
+    return str(client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"])
+
+
+def item(wallet: str, kind: str, amount: object) -> dict[str, object]:
+    return {"wallet_uuid": wallet, **operation(kind, amount)}
+
+
+def without_wallet_ids(body: dict[str, Any], *wallets: str) -> str:
+    """A body's text with the wallet ids replaced, to compare answers on two wallets."""
+    text = httpx.Response(200, json=body).text
+    for n, wallet in enumerate(wallets):
+        text = text.replace(wallet, f"wallet-{n}")
+    return text
+
+
+def test_each_result_is_what_the_single_endpoint_answers_in_order(
+    any_client: httpx.Client, database: TestDatabase
+) -> None:
+    """The same operations, on two new wallets: one through the batch endpoint, the other
+    one request at a time. Same statuses, same bodies, same ledgers."""
+    steps = [
+        ("DEPOSIT", 10),
+        ("WITHDRAW", 20),  # refused: the balance is 10
+        ("WITHDRAW", "2.50"),
+        ("DEPOSIT", "9999999999999.99"),  # refused: past the largest balance
+        ("DEPOSIT", 0.1),
+        ("WITHDRAW", "7.60"),
+    ]
+    batched, single = new_wallet(any_client), new_wallet(any_client)
+    other = new_wallet(any_client)
+    items = []
+    for kind, amount in steps:  # another wallet's operations interleaved with them
+        items += [item(batched, kind, amount), item(other, "DEPOSIT", 1)]
+    response = any_client.post(BATCH, json={"operations": items})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert len(results) == len(items)
+    assert [r["body"]["balance"] for r in results[1::2]] == [1, 2, 3, 4, 5, 6]
+
+    for (kind, amount), result in zip(steps, results[0::2], strict=True):
+        alone = any_client.post(OPERATION_PATH.format(single), json=operation(kind, amount))
+        assert result["status"] == alone.status_code
+        expected = alone.json()
+        expected.pop("request_id", None)
+        assert without_wallet_ids(result["body"], batched) == without_wallet_ids(expected, single)
+    assert [
+        (r["operation"], r["amount"], r["balance_after"]) for r in database.ledger(batched)
+    ] == [(r["operation"], r["amount"], r["balance_after"]) for r in database.ledger(single)]
+    assert_ledger_consistent(database, batched)
+    assert_ledger_consistent(database, other)
+
+
+def test_an_unknown_wallet_is_a_404_for_its_operations_only(any_client: httpx.Client) -> None:
+    wallet, unknown = new_wallet(any_client), str(uuid.uuid4())
+    response = any_client.post(
+        BATCH,
+        json={
+            "operations": [
+                item(wallet, "DEPOSIT", 5),
+                item(unknown, "DEPOSIT", 5),
+                item(wallet, "WITHDRAW", 2),
+            ]
+        },
+    )
+    assert response.status_code == 200
+    statuses = [result["status"] for result in response.json()["results"]]
+    assert statuses == [200, 404, 200]
+    assert response.json()["results"][1]["body"]["code"] == "wallet_not_found"
+    assert any_client.get(f"/api/v1/wallets/{wallet}").json() == {"balance": 3}
+
+
+def test_an_atomic_batch_applies_all_its_operations(
+    any_client: httpx.Client, database: TestDatabase
+) -> None:
+    payer, payee = new_wallet(any_client), new_wallet(any_client)
+    any_client.post(OPERATION_PATH.format(payer), json=operation("DEPOSIT", 100))
+    response = any_client.post(
+        BATCH,
+        json={
+            "atomic": True,
+            "operations": [item(payer, "WITHDRAW", 30), item(payee, "DEPOSIT", 30)],
+        },
+    )
+    assert response.status_code == 200, response.text
+    assert [r["body"] for r in response.json()["results"]] == [
+        {"status": "success", "balance": 70},
+        {"status": "success", "balance": 30},
+    ]
+    assert database.stored_balance(payer) == 7000
+    assert database.stored_balance(payee) == 3000
+
+
+def test_an_atomic_batch_with_a_refusal_applies_nothing_and_names_it(
+    any_client: httpx.Client, database: TestDatabase
+) -> None:
+    payer, payee = new_wallet(any_client), new_wallet(any_client)
+    any_client.post(OPERATION_PATH.format(payer), json=operation("DEPOSIT", 100))
+    operations = [
+        item(payee, "DEPOSIT", 50),
+        item(payer, "WITHDRAW", 60),
+        item(payer, "WITHDRAW", 60),  # refused: 40 left after the first
+        item(payee, "WITHDRAW", 1000),  # refused too, but later
+    ]
+    response = any_client.post(BATCH, json={"atomic": True, "operations": operations})
+    problem = assert_problem(response, 400, "insufficient_funds")
+    assert problem["index"] == 2
+    assert problem["detail"] == "Operation 2: Cannot withdraw 60: the balance is 40."
+    assert database.stored_balance(payer) == 10000
+    assert database.stored_balance(payee) == 0
+    assert len(database.ledger(payee)) == 0
+
+    missing = str(uuid.uuid4())
+    response = any_client.post(
+        BATCH,
+        json={
+            "atomic": True,
+            "operations": [item(payee, "DEPOSIT", 1), item(missing, "DEPOSIT", 1)],
+        },
+    )
+    assert assert_problem(response, 404, "wallet_not_found")["index"] == 1
+    assert database.stored_balance(payee) == 0
+
+
+@pytest.mark.parametrize("atomic", [False, True])
+def test_a_key_replays_the_whole_batch_and_applies_it_once(
+    any_client: httpx.Client, database: TestDatabase, atomic: bool
+) -> None:
+    first, second = new_wallet(any_client), new_wallet(any_client)
+    body: dict[str, Any] = {
+        "atomic": atomic,
+        "operations": [
+            item(first, "DEPOSIT", 10),
+            item(second, "DEPOSIT", "5.00"),
+            item(first, "WITHDRAW", 3),
+        ],
+    }
+    key = {"Idempotency-Key": f"batch-{uuid.uuid4()}"}
+    original = any_client.post(BATCH, json=body, headers=key)
+    assert original.status_code == 200, original.text
+    assert [result["status"] for result in original.json()["results"]] == [200] * 3
+    assert "idempotent-replayed" not in original.headers
+    any_client.post(OPERATION_PATH.format(first), json=operation("DEPOSIT", 100))
+
+    same = {
+        **body,
+        "operations": [{**op, "amount": str(op["amount"])} for op in body["operations"]],
+    }
+    replay = any_client.post(BATCH, json=same, headers=key)
+    assert replay.status_code == 200
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.json() == original.json()
+    assert len(database.ledger(first)) == 3
+    assert len(database.ledger(second)) == 1
+
+    other = {**body, "operations": body["operations"][:2]}
+    reused = any_client.post(BATCH, json=other, headers=key)
+    assert_problem(reused, 422, "idempotency_key_reused")
+    assert len(database.ledger(first)) == 3
+
+
+def test_a_refused_atomic_batch_stays_refused_on_replay(
+    any_client: httpx.Client, database: TestDatabase
+) -> None:
+    wallet = new_wallet(any_client)
+    body = {"atomic": True, "operations": [item(wallet, "WITHDRAW", 5)]}
+    key = {"Idempotency-Key": f"batch-{uuid.uuid4()}"}
+    refused = any_client.post(BATCH, json=body, headers=key)
+    assert_problem(refused, 400, "insufficient_funds")
+    any_client.post(OPERATION_PATH.format(wallet), json=operation("DEPOSIT", 100))
+    replay = any_client.post(BATCH, json=body, headers=key)
+    assert replay.status_code == 400
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.json()["index"] == 0
+    assert database.stored_balance(wallet) == 10000
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"operations": []}, ["body", "operations"]),
+        ({}, ["body", "operations"]),
+        (
+            {"operations": [{"wallet_uuid": "x", "operation": "DEPOSIT", "amount": 1}]},
+            ["body", "operations", 0, "wallet_uuid"],
+        ),
+        (
+            {"operations": [{"operation": "DEPOSIT", "amount": 1}]},
+            ["body", "operations", 0, "wallet_uuid"],
+        ),
+        ({"operations": "all"}, ["body", "operations"]),
+        ({"operations": [], "extra": 1}, ["body", "extra"]),
+    ],
+)
+def test_an_empty_or_malformed_batch_is_a_422_that_names_the_item(
+    client: httpx.Client, body: dict[str, object], where: list[object]
+) -> None:
+    problem = assert_problem(client.post(BATCH, json=body), 422, "validation_error")
+    errors: list[dict[str, object]] = problem["errors"]  # type: ignore[assignment]
+    assert where in [error["loc"] for error in errors]
+
+
+def test_a_malformed_item_among_good_ones_changes_nothing(
+    client: httpx.Client, wallet: str, database: TestDatabase
+) -> None:
+    operations = [item(wallet, "DEPOSIT", 1)] * 5 + [item(wallet, "DEPOSIT", "1.001")]
+    problem = assert_problem(
+        client.post(BATCH, json={"operations": operations}), 422, "validation_error"
+    )
+    assert problem["errors"] == [
+        {
+            "loc": ["body", "operations", 5, "amount"],
+            "message": "amount must be a plain decimal such as 100 or 12.50",
+        }
+    ]
+    assert database.ledger(wallet) == []
+
+
+def test_more_than_a_thousand_operations_or_too_large_a_body_is_refused(
+    client: httpx.Client, wallet: str, database: TestDatabase
+) -> None:
+    too_many = [item(wallet, "DEPOSIT", 1)] * 1001
+    problem = assert_problem(
+        client.post(BATCH, json={"operations": too_many}), 422, "validation_error"
+    )
+    errors: list[dict[str, object]] = problem["errors"]  # type: ignore[assignment]
+    assert errors[0]["loc"] == ["body", "operations"]
+    huge = {"operations": [item(wallet, "DEPOSIT", "1" * 12)] * 1000, "padding": "x" * 300_000}
+    assert_problem(client.post(BATCH, json=huge), 413, "body_too_large")
+    assert database.ledger(wallet) == []
+    thousand = client.post(BATCH, json={"operations": [item(wallet, "DEPOSIT", 1)] * 1000})
+    assert thousand.status_code == 200
+    assert thousand.json()["results"][-1]["body"] == {"status": "success", "balance": 1000}
+
+
+def test_a_batch_key_too_long_to_derive_item_keys_from_is_a_422(
+    client: httpx.Client, wallet: str
+) -> None:
+    response = client.post(
+        BATCH,
+        json={"operations": [item(wallet, "DEPOSIT", 1)]},
+        headers={"Idempotency-Key": "k" * 251},
+    )
+    assert_problem(response, 422, "validation_error")
