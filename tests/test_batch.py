@@ -216,6 +216,15 @@ def test_a_refused_atomic_batch_stays_refused_on_replay(
         ),
         ({"operations": "all"}, ["body", "operations"]),
         ({"operations": [], "extra": 1}, ["body", "extra"]),
+        ({"operations": [], "atomic": 0}, ["body", "atomic"]),
+        (
+            {
+                "operations": [
+                    {"wallet_uuid": uuid.uuid4().hex, "operation": "DEPOSIT", "amount": 1}
+                ]
+            },
+            ["body", "operations", 0, "wallet_uuid"],
+        ),
     ],
 )
 def test_an_empty_or_malformed_batch_is_a_422_that_names_the_item(

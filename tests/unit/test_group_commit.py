@@ -23,7 +23,7 @@ from wallet_api.core.errors import (
     OutcomeUnknown,
     ServiceUnavailable,
 )
-from wallet_api.posting.queue import Group, GroupCommitQueue
+from wallet_api.posting.queue import STALLED_AFTER_SECONDS, Group, GroupCommitQueue
 
 #: Longer than any of these scenarios takes: a caller still waiting then is left waiting.
 PATIENCE_SECONDS = 2.0
@@ -125,25 +125,38 @@ def test_a_wallet_is_in_one_batch_at_a_time_and_keeps_its_order() -> None:
     assert applied[cold] == [n for n in range(30) if not n % 3]
 
 
-def test_no_more_batches_run_at_once_than_allowed() -> None:
-    running = 0
-    most = 0
+def most_at_once(seconds_per_batch: float, *, requests: int = 20) -> tuple[int, int]:
+    """Run `requests` one-request batches, each taking `seconds_per_batch`: the most that
+    ran at once, and how many batches there were (max_batch 5, max_in_flight 3)."""
+    running = most = batches = 0
 
     async def apply(groups: Sequence[Group[int]]) -> list[list[str]]:
-        nonlocal running, most
+        nonlocal running, most, batches
         running += 1
+        batches += 1
         most = max(most, running)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(seconds_per_batch)
         running -= 1
         return [["ok"] * len(operations) for _, operations in groups]
 
     async def scenario() -> list[str | BaseException]:
-        group_commit = queue(apply, max_batch=1, max_in_flight=3)
+        group_commit = queue(apply, max_batch=5, max_in_flight=3)
         return await answers(
-            [asyncio.create_task(group_commit.submit(uuid4(), n)) for n in range(20)]
+            [asyncio.create_task(group_commit.submit(uuid4(), n)) for n in range(requests)]
         )
 
-    assert asyncio.run(scenario()) == ["ok"] * 20
+    assert asyncio.run(scenario()) == ["ok"] * requests
+    return most, batches
+
+
+def test_quick_batches_run_one_at_a_time_and_gather_what_arrives() -> None:
+    most, batches = most_at_once(STALLED_AFTER_SECONDS / 4)
+    assert most == 1
+    assert batches == 5  # the first request alone, then batches of five (the last of four)
+
+
+def test_stalled_batches_let_others_run_beside_them_up_to_the_limit() -> None:
+    most, _ = most_at_once(STALLED_AFTER_SECONDS * 5)
     assert most == 3
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -9,7 +10,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from wallet_api.core.errors import AppError, error_document
@@ -172,12 +173,23 @@ def history_body(entries: Sequence[LedgerEntry], next_id: int | None) -> str:
 BATCH_MAX_OPERATIONS = 1000
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+
+
+def _canonical_uuid(value: object) -> object:
+    """A UUID in its canonical hyphenated form only (JSON Schema's `uuid` format), not the
+    other forms Python's UUID would also read (32 digits, braces, a URN)."""
+    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value) is None:
+        raise PydanticCustomError("uuid", "Input should be a UUID in its hyphenated form")
+    return value
+
+
 class BatchOperation(BaseModel):
     """One operation of a batch: the single endpoint's body, and the wallet it is for."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    wallet_uuid: UUID
+    wallet_uuid: Annotated[UUID, BeforeValidator(_canonical_uuid)]
     operation: OperationType
     amount: Amount
 
@@ -212,7 +224,7 @@ class BatchRequest(BaseModel):
     operations: list[BatchOperation] = Field(
         min_length=1, max_length=BATCH_MAX_OPERATIONS, description="1 to 1,000 operations."
     )
-    atomic: bool = Field(
+    atomic: StrictBool = Field(
         False,
         description=(
             "All applied, or none: the first refused operation (by position) refuses the "
