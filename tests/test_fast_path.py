@@ -88,3 +88,29 @@ def test_the_two_forms_take_different_paths() -> None:
     assert OperationFastPath._plain_operation(scope(wallet.hex)) is None
     keyed = scope(str(wallet), (b"idempotency-key", b"k-1"))
     assert OperationFastPath._plain_operation(keyed) is None
+
+
+def test_a_balance_read_is_the_same_both_ways(client: httpx.Client) -> None:
+    created = client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"]
+    client.post(f"/api/v1/wallets/{created}/operation", json=operation("DEPOSIT", "10.5"))
+    fast = client.get(f"/api/v1/wallets/{created}")
+    route = client.get(f"/api/v1/wallets/{uuid.UUID(created).hex}")
+    assert fast.text == route.text == '{"balance":10.5}'
+    assert comparable(fast) == comparable(route)
+    missing = uuid.uuid4()
+    fast = client.get(f"/api/v1/wallets/{missing}")
+    route = client.get(f"/api/v1/wallets/{missing.hex}")
+    assert fast.status_code == 404
+    assert comparable(fast) == comparable(route)
+
+
+def test_only_a_canonical_balance_read_takes_the_fast_path() -> None:
+    wallet = uuid.uuid4()
+
+    def scope(method: str, path: str) -> dict[str, object]:
+        return {"type": "http", "method": method, "path": path, "headers": []}
+
+    assert OperationFastPath._plain_balance(scope("GET", f"/api/v1/wallets/{wallet}")) == wallet
+    assert OperationFastPath._plain_balance(scope("GET", f"/api/v1/wallets/{wallet.hex}")) is None
+    assert OperationFastPath._plain_balance(scope("POST", f"/api/v1/wallets/{wallet}")) is None
+    assert OperationFastPath._plain_balance(scope("GET", "/api/v1/wallets/create_wallet")) is None

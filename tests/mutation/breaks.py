@@ -59,8 +59,8 @@ BREAKS = [
         "lost-race-acknowledged",
         "an operation is acknowledged only when its write was applied",
         WRITER,
-        "                    start = _start_found(plan, write, pending[wallet_id])\n",
-        "                    start = _start_found(plan, write, pending[wallet_id]) or plan.start\n",
+        "                    start = _start_found(plan, write, operations)\n",
+        "                    start = _start_found(plan, write, operations) or plan.start\n",
         ("tests/test_serial_history.py", "tests/test_concurrency.py"),
     ),
     Break(

@@ -14,7 +14,7 @@ from wallet_api.core.errors import AppError
 from wallet_api.core.money import MAX_MINOR_UNITS, format_minor_units
 from wallet_api.wallets.exceptions import BalanceLimitExceeded
 from wallet_api.wallets.models import OperationType
-from wallet_api.wallets.plan import Operation, plan_batch
+from wallet_api.wallets.plan import Operation, hopeful_start, plan_batch
 
 
 def decisions(start: int, operations: list[Operation]) -> list[str]:
@@ -115,3 +115,23 @@ def test_a_refusal_in_the_middle_bounds_the_range_from_above() -> None:
 
     assert decisions(300, operations) == ["applied", "insufficient_funds", "applied"]
     assert (plan.lowest, plan.highest) == (0, 399)  # from 400 on, the 500 would apply
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_the_hopeful_start_is_the_lowest_balance_at_which_all_apply(seed: int) -> None:
+    rng = random.Random(seed)
+    operations = random_batch(rng, 1000)
+    start = hopeful_start(operations)
+    assert all(isinstance(o, int) for o in plan_batch(start, operations).outcomes)
+    if start > 0:
+        assert any(isinstance(o, AppError) for o in plan_batch(start - 1, operations).outcomes)
+
+
+def test_the_hopeful_start_of_deposits_only_is_zero() -> None:
+    deposit, withdraw = OperationType.DEPOSIT, OperationType.WITHDRAW
+    assert hopeful_start([Operation(deposit, 5), Operation(deposit, 7)]) == 0
+    assert hopeful_start([Operation(withdraw, 5), Operation(deposit, 7)]) == 5
+    assert hopeful_start([Operation(deposit, 7), Operation(withdraw, 10)]) == 3
+    assert (
+        hopeful_start([Operation(withdraw, 2), Operation(deposit, 1), Operation(withdraw, 4)]) == 5
+    )

@@ -1,4 +1,4 @@
-"""The operation endpoint's fast path: the hot request served without FastAPI's routing.
+"""The fast path: the hot requests served without FastAPI's routing.
 
 `POST /api/v1/wallets/{wallet_uuid}/operation` is the request a hot wallet receives
 thousands of times a second, and FastAPI's per-request machinery (routing, parameter and
@@ -10,6 +10,9 @@ apply), answers the plain form of that request itself: a canonical UUID in the p
 JSON content type, no `Idempotency-Key`. It parses the body with the route's parser, calls
 the same service method, and renders the same body, or the same problem document through
 the application's one error mapping (`core.errors.exception_response`).
+
+It also answers `GET /api/v1/wallets/{wallet_uuid}` (a canonical UUID), the balance read,
+with the route's body or problem document.
 
 Everything else (a keyed request, another content type, a malformed path, any other
 route) goes on to FastAPI unchanged. The route in `wallets/router.py` stays the
@@ -28,34 +31,41 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from wallet_api.core.errors import ANSWERED_ERRORS, exception_response
 from wallet_api.core.requests import is_json_media_type, parse_json_body
 from wallet_api.wallets.plan import Operation
-from wallet_api.wallets.router import OPERATION_PATH, router
-from wallet_api.wallets.schemas import OperationRequest, operation_body
+from wallet_api.wallets.router import OPERATION_PATH, WALLET_PATH, router
+from wallet_api.wallets.schemas import OperationRequest, balance_body, operation_body
 from wallet_api.wallets.service import WalletService
 
 _HEX = "[0-9A-Fa-f]"
-_CANONICAL_OPERATION_PATH = re.compile(
-    OPERATION_PATH.replace(
-        "{wallet_uuid}", f"({_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}})"
-    )
-)
+_CANONICAL_UUID = f"({_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}})"
+_CANONICAL_OPERATION_PATH = re.compile(OPERATION_PATH.replace("{wallet_uuid}", _CANONICAL_UUID))
+_CANONICAL_WALLET_PATH = re.compile(WALLET_PATH.replace("{wallet_uuid}", _CANONICAL_UUID))
 _IDEMPOTENCY_KEY = b"idempotency-key"
 _CONTENT_TYPE = b"content-type"
 
 
+def _route(path: str, method: str) -> object:
+    """The route a fast path stands in for: metrics and the access log label with it."""
+    return next(
+        route
+        for route in router.routes
+        if getattr(route, "path", None) == path and method in getattr(route, "methods", ())
+    )
+
+
 class OperationFastPath:
-    """Serve plain `POST …/operation` requests directly; pass everything else on."""
+    """Serve plain `POST …/operation` and `GET …/{uuid}` requests directly; pass
+    everything else on."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        # The route it stands in for: metrics and the access log label requests with it.
-        self._route = next(
-            route
-            for route in router.routes
-            if getattr(route, "path", None) == OPERATION_PATH
-            and "POST" in getattr(route, "methods", ())
-        )
+        self._route = _route(OPERATION_PATH, "POST")
+        self._balance_route = _route(WALLET_PATH, "GET")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        balance_of = self._plain_balance(scope)
+        if balance_of is not None:
+            await self._answer_balance(balance_of, scope, receive, send)
+            return
         wallet_id = self._plain_operation(scope)
         if wallet_id is None:
             await self.app(scope, receive, send)
@@ -75,6 +85,26 @@ class OperationFastPath:
         # Any other exception goes up to Starlette's server-error middleware, as it would
         # from the route: the same 500 document, then the server logs it.
         await response(scope, receive, send)
+
+    async def _answer_balance(
+        self, wallet_id: UUID, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        scope["route"] = self._balance_route
+        try:
+            service: WalletService = scope["app"].state.wallet_service
+            balance = await service.get_balance(wallet_id)
+            response = Response(balance_body(balance), media_type="application/json")
+        except ANSWERED_ERRORS as exc:
+            response = exception_response(exc)
+        await response(scope, receive, send)
+
+    @staticmethod
+    def _plain_balance(scope: Scope) -> UUID | None:
+        """The wallet id of a balance read this path serves (a canonical UUID), else None."""
+        if scope["type"] != "http" or scope["method"] != "GET":
+            return None
+        match = _CANONICAL_WALLET_PATH.fullmatch(scope["path"])
+        return None if match is None else UUID(match.group(1))
 
     @staticmethod
     def _plain_operation(scope: Scope) -> UUID | None:

@@ -75,6 +75,20 @@ def plan_batch(balance: int, operations: Sequence[Operation]) -> BatchPlan:
     return BatchPlan(start, outcomes, balance, applied, lowest, highest)
 
 
+def hopeful_start(operations: Sequence[Operation]) -> int:
+    """The lowest balance at which every one of `operations` applies, in order (the
+    deposits' limit aside): what a wallet whose balance is not known is planned on, so
+    that its batch is written at once if its balance allows them all."""
+    net = needed = 0
+    for operation in operations:
+        if operation.kind is OperationType.DEPOSIT:
+            net += operation.amount
+        else:
+            net -= operation.amount
+            needed = max(needed, -net)
+    return needed
+
+
 @dataclass(frozen=True, slots=True)
 class AtomicRefusal:
     """An atomic batch refused as a whole: the first refused operation and why."""

@@ -22,7 +22,6 @@ from wallet_api.core.errors import (
 from wallet_api.core.idempotency import Replay
 from wallet_api.core.openapi import error_responses, json_request_body, replayed_success
 from wallet_api.core.requests import read_json_body
-from wallet_api.core.responses import json_number, json_response
 from wallet_api.wallets.cursors import CURSOR_PATTERN, decode_cursor
 from wallet_api.wallets.dependencies import WalletServiceDep, wallet_service
 from wallet_api.wallets.exceptions import (
@@ -43,6 +42,7 @@ from wallet_api.wallets.schemas import (
     WalletBalance,
     WalletCreated,
     atomic_response,
+    balance_body,
     batch_body,
     created_body,
     history_body,
@@ -56,6 +56,8 @@ router = APIRouter(prefix="/api/v1/wallets", tags=["wallets"])
 _OPERATION = "/{wallet_uuid}/operation"
 #: The operation endpoint's full path (also served by `wallets/fast_path.py`).
 OPERATION_PATH = router.prefix + _OPERATION
+#: The balance endpoint's full path (also served by `wallets/fast_path.py`).
+WALLET_PATH = router.prefix + "/{wallet_uuid}"
 
 #: For the stateful tests of client tools: where a created wallet's id goes next.
 _CREATED_LINKS = {
@@ -137,7 +139,7 @@ async def create_wallet_other_methods() -> None:
 async def get_wallet(wallet_uuid: UUID, service: WalletServiceDep) -> Response:
     """Read a wallet's current balance."""
     balance = await service.get_balance(wallet_uuid)
-    return json_response({"balance": json_number(balance)})
+    return Response(balance_body(balance), media_type="application/json")
 
 
 @router.post(

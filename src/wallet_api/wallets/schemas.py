@@ -99,6 +99,11 @@ class OperationResult(BaseModel):
     balance: Money
 
 
+def balance_body(balance: int) -> str:
+    """The 200 body of a balance read."""
+    return orjson.dumps({"balance": json_number(balance)}).decode()
+
+
 def operation_body(balance: int) -> str:
     """The 200 body of an applied operation (also stored for idempotent replays)."""
     return orjson.dumps({"status": "success", "balance": json_number(balance)}).decode()

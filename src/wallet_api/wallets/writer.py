@@ -42,7 +42,14 @@ from wallet_api.core.errors import AppError, OutcomeUnknown
 from wallet_api.core.idempotency import Replay
 from wallet_api.wallets import repository
 from wallet_api.wallets.exceptions import IdempotencyKeyReused, WalletNotFound
-from wallet_api.wallets.plan import Atomic, BatchPlan, Operation, atomic_outcome, plan_batch
+from wallet_api.wallets.plan import (
+    Atomic,
+    BatchPlan,
+    Operation,
+    atomic_outcome,
+    hopeful_start,
+    plan_batch,
+)
 from wallet_api.wallets.schemas import result_of
 
 logger = logging.getLogger(__name__)
@@ -131,14 +138,21 @@ class BatchWriter:
     async def _write_optimistically(
         self, runs: dict[UUID, list[Operation]]
     ) -> dict[UUID, list[int | AppError]]:
-        """Plan each wallet on the balance last seen (read now if unknown), write them all
-        in one statement on the condition that each balance still gives its plan's
-        decisions; plan again, on the balance found, only the wallets that did not."""
+        """Plan each wallet on the balance last seen, write them all in one statement on
+        the condition that each balance still gives its plan's decisions; plan again, on
+        the balance found, only the wallets that did not.
+
+        A wallet this process has not seen is planned on a balance at which all its
+        operations apply (no read first): if its balance gives the same decisions, as it
+        mostly does, it is written at once; if not, the statement reports its balance.
+        A plan of refusals only, on a balance the statement found under the row lock, is
+        settled without another round trip: that balance was the wallet's at that point
+        of the serial order, after the requests arrived."""
         results: dict[UUID, list[int | AppError]] = {}
-        guesses = {wallet_id: self._known_balances.get(wallet_id) for wallet_id in runs}
-        unknown = [wallet_id for wallet_id, guess in guesses.items() if guess is None]
-        if unknown:
-            guesses.update(await self._read_balances(unknown))
+        guesses: dict[UUID, int | None] = {
+            wallet_id: self._known_balances.get(wallet_id, hopeful_start(operations))
+            for wallet_id, operations in runs.items()
+        }
         pending = dict(runs)
         for _ in range(OPTIMISTIC_ATTEMPTS):
             plans: dict[UUID, BatchPlan] = {}
@@ -157,11 +171,16 @@ class BatchWriter:
                 if write is None:
                     results[wallet_id] = [WalletNotFound(wallet_id) for _ in plan.outcomes]
                 else:
-                    start = _start_found(plan, write, pending[wallet_id])
+                    operations = pending[wallet_id]
+                    held = plan
+                    start = _start_found(plan, write, operations)
                     if start is None:  # the balance moved out of the plan's range
-                        guesses[wallet_id] = write.balance
-                        continue
-                    results[wallet_id] = self._settle(wallet_id, plan, start, pending[wallet_id])
+                        held = plan_batch(write.balance, operations)
+                        if not _only_refusals(held, operations):
+                            guesses[wallet_id] = write.balance
+                            continue
+                        start = write.balance
+                    results[wallet_id] = self._settle(wallet_id, held, start, operations)
                 del pending[wallet_id]
             if not pending:
                 return results
@@ -249,10 +268,6 @@ class BatchWriter:
         async with committing(self._database) as commit:
             commit.sent = bool(batch.wallets)  # one statement: it writes and commits
             return await repository.write_batch(commit.connection, batch)
-
-    async def _read_balances(self, wallet_ids: Sequence[UUID]) -> dict[UUID, int]:
-        async with self._database.autocommit() as connection:
-            return await repository.read_balances(connection, wallet_ids)
 
     async def _stored_responses(self, keys: set[str]) -> dict[str, repository.StoredResponse]:
         async with self._database.autocommit() as connection:
