@@ -1,11 +1,13 @@
-"""Hot-wallet benchmark: one wallet under 64 connections, with its baselines side by side.
+"""The service's benchmark: a hot wallet, spread traffic and batches, with baselines.
 
 Runs, in one invocation and on one PostgreSQL (embedded by default, or the one DB_HOST
-names): pgbench's single-row UPDATE ceiling; then the service under Gunicorn with 2
-workers: the hot wallet, the same load over many wallets, GET balance, GET /health/live
-(the HTTP ceiling); then the hot wallet again with coalescing off. After every write run
-it reconciles the ledger with what the clients saw. Prints one JSON document and writes
-it to bench/results/. See docs/PERFORMANCE.md.
+names): pgbench's ceilings (a single-row UPDATE; an UPDATE of a random row of many plus a
+ledger INSERT, one commit each); then the service under Gunicorn with 2 workers and 64
+connections: one hot wallet (plain and with Idempotency-Keys), the same load over 10,000
+and over 100,000 wallets, the batch endpoint (1,000 operations a request, 8 connections),
+GET balance, GET /health/live (the HTTP ceiling); then the hot wallet again with
+coalescing off. After every write run it reconciles the ledger with what the clients saw.
+Prints one JSON document and writes it to bench/results/. See docs/PERFORMANCE.md.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ from wallet_api.devtools.server import ServiceProcess, run_alembic
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk.lua"
+WRK_BATCH_SCRIPT = Path(__file__).resolve().parent / "wrk_batch.lua"
+#: The batch endpoint's run: operations per request, and connections.
+BATCH_SIZE = 1000
+BATCH_CONNECTIONS = 8
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 START_BALANCE = 100_000_000  # minor units: 1,000,000.00, so withdrawals of 1.00 never fail
 
@@ -245,6 +251,53 @@ def run_wrk(
     }
 
 
+def batch_run(
+    bench: Bench, service: ServiceProcess, wallets: list[str], *, duration: int
+) -> dict[str, Any]:
+    """The batch endpoint: 1,000-operation batches over `wallets` from 8 connections, then
+    the same reconciliation of the ledger as the other write runs."""
+    wallets_file = bench.workdir / f"batch-wallets-{len(wallets)}.txt"
+    wallets_file.write_text("\n".join(wallets) + "\n")
+    _wait_until_idle(bench, 0)
+    bench.sql("DROP TABLE IF EXISTS bench_snapshot")
+    bench.sql("CREATE TABLE bench_snapshot AS SELECT id, balance FROM wallets")
+    (row,) = bench.sql("SELECT coalesce(max(id), 0) AS last FROM wallet_operations")
+    last_id = int(row["last"])
+    result = subprocess.run(
+        [
+            "wrk",
+            "--threads=1",
+            f"--connections={BATCH_CONNECTIONS}",
+            f"--duration={duration}s",
+            "--timeout=30s",
+            f"--script={WRK_BATCH_SCRIPT}",
+            service.base_url,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "WALLETS_FILE": str(wallets_file), "BATCH_SIZE": str(BATCH_SIZE)},
+        check=True,
+        timeout=duration + 120,
+    )
+    line = next(x for x in result.stdout.splitlines() if x.startswith("BENCH_JSON "))
+    raw: dict[str, Any] = json.loads(line.removeprefix("BENCH_JSON "))
+    seconds = raw["duration_us"] / 1e6
+    run = {
+        "ops_per_s": round(raw["applied"] / seconds, 1),
+        "requests_per_s": round(raw["responses"] / seconds, 1),
+        "operations_per_request": BATCH_SIZE,
+        "connections": BATCH_CONNECTIONS,
+        "latency_ms": {k: round(v / 1000, 2) for k, v in raw["latency_us"].items()},
+        "errors": raw["not_2xx_3xx"] + sum(raw["socket_errors"].values()),
+        "acknowledged": raw["applied"],
+        "unanswered_at_stop": (raw["sent"] - raw["responses"]) * BATCH_SIZE,
+        "seconds": round(seconds, 2),
+    }
+    _wait_until_idle(bench, last_id)
+    run["ledger"] = reconcile(bench, last_id, run)
+    return run
+
+
 def write_run(
     bench: Bench,
     service: ServiceProcess,
@@ -402,6 +455,8 @@ def measure(bench: Bench, args: argparse.Namespace) -> tuple[dict[str, Any], str
         )
         print(f"bench: {len(spread)} wallets, coalescing on", file=sys.stderr)
         results["spread_wallets"] = write_run(bench, service, spread, duration=args.duration)
+        print(f"bench: batch endpoint, {BATCH_SIZE} operations a request", file=sys.stderr)
+        results["batch_endpoint"] = batch_run(bench, service, spread, duration=args.duration)
         print(f"bench: {len(spread_large)} wallets, coalescing on", file=sys.stderr)
         results["spread_wallets_large"] = write_run(
             bench, service, spread_large, duration=args.duration

@@ -191,8 +191,14 @@ class BatchWriter:
         self, wallet_id: UUID, plan: BatchPlan, start: int, operations: Sequence[Operation]
     ) -> list[int | AppError]:
         """The outcomes of a plan that held on `start` (same decisions, shifted balances)."""
-        if start != plan.start:
-            plan = plan_batch(start, operations)
+        if start == plan.start:
+            self._remember(wallet_id, plan.balance)
+            return plan.outcomes
+        if len(plan.applied) == len(operations):  # no refusal quotes a balance: shift them
+            shift = start - plan.start
+            self._remember(wallet_id, plan.balance + shift)
+            return [balance + shift for _, balance in plan.applied]
+        plan = plan_batch(start, operations)
         self._remember(wallet_id, plan.balance)
         return plan.outcomes
 
