@@ -67,8 +67,8 @@ BREAKS = [
         "no-row-lock",
         "the one-transaction-per-operation path holds the wallet's row lock",
         REPOSITORY,
-        '_LOCK_BALANCES = """\n    SELECT id, balance FROM wallets WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE\n',
-        '_LOCK_BALANCES = """\n    SELECT id, balance FROM wallets WHERE id = ANY($1::uuid[]) ORDER BY id\n',
+        "    ORDER BY w.id FOR UPDATE OF w\n\"\"\"",
+        "    ORDER BY w.id\n\"\"\"",
         ("tests/test_concurrency.py",),
     ),
     Break(

@@ -69,11 +69,18 @@ class LedgerEntry:
     idempotency_key: str | None
 
 
-_READ_BALANCES = "SELECT id, balance FROM wallets WHERE id = ANY($1::uuid[])"
+# Wallets are looked up by joining the array of their ids (`unnest`), never with
+# `id = ANY($1)`: under a generic plan (plan_cache_mode, core/database.py) that filter is
+# not hashed, and a scan tested every row against every id (a 1,000-wallet batch took
+# 200-350 ms instead of under 20).
+_READ_BALANCES = """
+    SELECT w.id, w.balance FROM unnest($1::uuid[]) AS t(id) JOIN wallets w ON w.id = t.id
+"""
 # Rows locked in one order (by id) by every writer, so that two transactions locking
 # overlapping sets of wallets never deadlock.
 _LOCK_BALANCES = """
-    SELECT id, balance FROM wallets WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+    SELECT w.id, w.balance FROM unnest($1::uuid[]) AS t(id) JOIN wallets w ON w.id = t.id
+    ORDER BY w.id FOR UPDATE OF w
 """
 # One statement (one round trip, its own commit): the wallet, and with an Idempotency-Key
 # ($2) the response to replay for it.
@@ -102,16 +109,17 @@ _OPERATION_BODY = (
 # (unique violation of the key's primary key), and nothing is written: the index is the
 # check, so a batch of new keys pays no look-up.
 _WRITE_BATCH = f"""
-    WITH input AS (
-        SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[])
-            AS t(id, delta, low, high)
-    ), locked AS (
-        SELECT id, balance FROM wallets WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+    WITH locked AS (
+        SELECT w.id, w.balance, i.delta, i.low, i.high
+        FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[])
+            AS i(id, delta, low, high)
+        JOIN wallets w ON w.id = i.id
+        ORDER BY w.id FOR UPDATE OF w
     ), updated AS (
-        UPDATE wallets w SET balance = w.balance + i.delta
-        FROM input i JOIN locked l ON l.id = i.id
-        WHERE w.id = i.id AND w.balance BETWEEN i.low AND i.high
-        RETURNING w.id, w.balance - i.delta AS start
+        UPDATE wallets w SET balance = w.balance + l.delta
+        FROM locked l
+        WHERE w.id = l.id AND w.balance BETWEEN l.low AND l.high
+        RETURNING w.id, w.balance - l.delta AS start
     ), inserted AS (
         INSERT INTO wallet_operations
             (wallet_id, operation, amount, balance_after, idempotency_key)
@@ -131,7 +139,7 @@ _WRITE_BATCH = f"""
     )
     SELECT l.id, u.start, l.balance FROM locked l LEFT JOIN updated u ON u.id = l.id
     UNION ALL
-    SELECT id, NULL, balance FROM wallets WHERE id = ANY($16::uuid[])
+    SELECT w.id, NULL, w.balance FROM unnest($16::uuid[]) AS c(id) JOIN wallets w ON w.id = c.id
 """
 
 # Claims an Idempotency-Key for a batch request, in the caller's transaction or its own
@@ -152,7 +160,7 @@ _KEEP_RESPONSE = """
 
 _STORED_RESPONSES = """
     SELECT key, fingerprint, response_status, response_body
-    FROM idempotency_keys WHERE key = ANY($1::text[])
+    FROM unnest($1::text[]) AS t(key) JOIN idempotency_keys USING (key)
 """
 
 _HISTORY = """
