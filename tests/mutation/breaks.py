@@ -67,8 +67,8 @@ BREAKS = [
         "no-row-lock",
         "the one-transaction-per-operation path holds the wallet's row lock",
         REPOSITORY,
-        "    ORDER BY w.id FOR UPDATE OF w\n\"\"\"",
-        "    ORDER BY w.id\n\"\"\"",
+        '    ORDER BY w.id FOR UPDATE OF w\n"""',
+        '    ORDER BY w.id\n"""',
         ("tests/test_concurrency.py",),
     ),
     Break(
