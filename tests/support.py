@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import subprocess
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+import tempfile
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +18,11 @@ from uuid import UUID
 import asyncpg
 import httpx
 
-from wallet_api.devtools.postgres import PostgresAddress
+from wallet_api.devtools.postgres import (
+    PostgresAddress,
+    RestartableEmbeddedPostgres,
+    ensure_database,
+)
 from wallet_api.devtools.server import ServiceProcess, run_alembic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,6 +91,20 @@ class TestDatabase:
     def stored_balance(self, wallet_id: str) -> int:
         (row,) = self.fetch("SELECT balance FROM wallets WHERE id = $1", UUID(wallet_id))
         return int(row["balance"])
+
+
+@contextmanager
+def private_postgres(name: str) -> Iterator[tuple[RestartableEmbeddedPostgres, TestDatabase]]:
+    """A PostgreSQL of the caller's own (to stop, freeze or reconfigure without disturbing
+    the session's server) and a migrated database `name` on it; deleted afterwards."""
+    parent = Path(tempfile.mkdtemp(prefix=f"wallet-api-test-{name}-"))
+    try:
+        with RestartableEmbeddedPostgres(parent / "pgdata") as server:
+            database = TestDatabase(server.address, name)
+            ensure_database(server.address, database.name)
+            yield server, migrated(database)
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 def launch_service(

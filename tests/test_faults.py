@@ -35,13 +35,13 @@ from tests.support import (
     assert_ledger_consistent,
     is_coalesced,
     launch_service,
-    migrated,
     operation,
+    private_postgres,
     queued_operations,
     worker_of,
 )
 from tests.test_wallet_contract import assert_problem
-from wallet_api.devtools.postgres import RestartableEmbeddedPostgres, ensure_database
+from wallet_api.devtools.postgres import RestartableEmbeddedPostgres
 from wallet_api.devtools.server import ServiceProcess
 
 #: Operations queued behind a batch give up after this long: short, so that a queue that is
@@ -50,21 +50,22 @@ DEADLINE_SECONDS = 3
 
 
 @pytest.fixture(scope="module")
-def own_postgres() -> Iterator[RestartableEmbeddedPostgres]:
-    parent = Path(tempfile.mkdtemp(prefix="wallet-api-test-faults-"))
-    try:
-        with RestartableEmbeddedPostgres(parent / "pgdata") as server:
-            yield server
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
+def own_server() -> Iterator[tuple[RestartableEmbeddedPostgres, TestDatabase]]:
+    with private_postgres("wallet_api_faults") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
-def database(own_postgres: RestartableEmbeddedPostgres) -> TestDatabase:
+def own_postgres(
+    own_server: tuple[RestartableEmbeddedPostgres, TestDatabase],
+) -> RestartableEmbeddedPostgres:
+    return own_server[0]
+
+
+@pytest.fixture(scope="module")
+def database(own_server: tuple[RestartableEmbeddedPostgres, TestDatabase]) -> TestDatabase:
     """The module's database, reached directly (the tests' own queries)."""
-    database = TestDatabase(own_postgres.address, "wallet_api_faults")
-    ensure_database(own_postgres.address, database.name)
-    return migrated(database)
+    return own_server[1]
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,9 @@ and stops it as a crash would (`pg_ctl stop -m immediate`), then starts it again
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,13 +21,13 @@ from tests.support import (
     TestDatabase,
     assert_ledger_consistent,
     launch_service,
-    migrated,
     money,
     operation,
+    private_postgres,
     send_concurrently,
 )
 from tests.test_wallet_contract import assert_problem
-from wallet_api.devtools.postgres import RestartableEmbeddedPostgres, ensure_database
+from wallet_api.devtools.postgres import RestartableEmbeddedPostgres
 from wallet_api.devtools.server import ServiceProcess
 
 #: Settings under test: give up on a connection attempt after 1 s, on a pool slot after 2 s.
@@ -54,20 +51,21 @@ BURST = 24
 
 
 @pytest.fixture(scope="module")
-def own_postgres() -> Iterator[RestartableEmbeddedPostgres]:
-    parent = Path(tempfile.mkdtemp(prefix="wallet-api-test-outage-"))
-    try:
-        with RestartableEmbeddedPostgres(parent / "pgdata") as server:
-            yield server
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
+def own_server() -> Iterator[tuple[RestartableEmbeddedPostgres, TestDatabase]]:
+    with private_postgres("wallet_api_outage") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
-def own_database(own_postgres: RestartableEmbeddedPostgres) -> TestDatabase:
-    database = TestDatabase(own_postgres.address, "wallet_api_outage")
-    ensure_database(own_postgres.address, database.name)
-    return migrated(database)
+def own_postgres(
+    own_server: tuple[RestartableEmbeddedPostgres, TestDatabase],
+) -> RestartableEmbeddedPostgres:
+    return own_server[0]
+
+
+@pytest.fixture(scope="module")
+def own_database(own_server: tuple[RestartableEmbeddedPostgres, TestDatabase]) -> TestDatabase:
+    return own_server[1]
 
 
 @pytest.fixture(scope="module")

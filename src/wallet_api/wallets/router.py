@@ -32,6 +32,7 @@ from wallet_api.wallets.exceptions import (
 )
 from wallet_api.wallets.plan import AtomicRefusal, Operation
 from wallet_api.wallets.schemas import (
+    BATCH_REQUEST_EXAMPLES,
     HISTORY_LIMIT_DEFAULT,
     HISTORY_LIMIT_MAX,
     BatchRequest,
@@ -71,6 +72,19 @@ _CREATED_LINKS = {
         ("ListOperations", "list_operations"),
     )
 }
+
+#: What a write (an operation, a batch of them) may be answered besides its success.
+_WRITE_ERRORS = (
+    InsufficientFunds,
+    BalanceLimitExceeded,
+    WalletNotFound,
+    BodyTooLarge,
+    ValidationFailed,
+    IdempotencyKeyReused,
+    OutcomeUnknown,
+    InternalError,
+    DatabaseUnavailable,
+)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -147,20 +161,7 @@ async def get_wallet(wallet_uuid: UUID, service: WalletServiceDep) -> Response:
     response_model=OperationResult,
     responses={
         **replayed_success(200),
-        **error_responses(
-            InsufficientFunds,
-            BalanceLimitExceeded,
-            WalletNotFound,
-            BodyTooLarge,
-            ValidationFailed,
-            IdempotencyKeyReused,
-            OutcomeUnknown,
-            InternalError,
-            WalletBusy,
-            DatabaseUnavailable,
-            ServiceUnavailable,
-            replayed=(400,),
-        ),
+        **error_responses(*_WRITE_ERRORS, WalletBusy, ServiceUnavailable, replayed=(400,)),
     },
     openapi_extra=json_request_body(
         OperationRequest,
@@ -240,53 +241,9 @@ BATCH_KEY_MAX_LENGTH = 250
     response_model=BatchResponse,
     responses={
         **replayed_success(200),
-        **error_responses(
-            InsufficientFunds,
-            BalanceLimitExceeded,
-            WalletNotFound,
-            BodyTooLarge,
-            ValidationFailed,
-            IdempotencyKeyReused,
-            OutcomeUnknown,
-            InternalError,
-            DatabaseUnavailable,
-            replayed=(400, 404),
-        ),
+        **error_responses(*_WRITE_ERRORS, replayed=(400, 404)),
     },
-    openapi_extra=json_request_body(
-        BatchRequest,
-        {
-            "operations on several wallets": {
-                "operations": [
-                    {
-                        "wallet_uuid": "3f0a0c1e-5e55-4b1f-9d0e-1d6b2f0c9a47",
-                        "operation": "DEPOSIT",
-                        "amount": 100,
-                    },
-                    {
-                        "wallet_uuid": "8d2f4b6a-1c3e-4f5a-9b7d-0e2c4a6b8d1f",
-                        "operation": "WITHDRAW",
-                        "amount": "12.50",
-                    },
-                ]
-            },
-            "all or nothing": {
-                "operations": [
-                    {
-                        "wallet_uuid": "3f0a0c1e-5e55-4b1f-9d0e-1d6b2f0c9a47",
-                        "operation": "WITHDRAW",
-                        "amount": 30,
-                    },
-                    {
-                        "wallet_uuid": "8d2f4b6a-1c3e-4f5a-9b7d-0e2c4a6b8d1f",
-                        "operation": "DEPOSIT",
-                        "amount": 30,
-                    },
-                ],
-                "atomic": True,
-            },
-        },
-    ),
+    openapi_extra=json_request_body(BatchRequest, BATCH_REQUEST_EXAMPLES),
 )
 async def apply_batch(request: Request, idempotency_key: IdempotencyKey = None) -> Response:
     """Apply up to 1,000 operations on any wallets; one result per operation, in order.

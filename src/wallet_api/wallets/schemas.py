@@ -199,31 +199,47 @@ class BatchOperation(BaseModel):
     amount: Amount
 
 
+#: Named examples of batch requests (the published contract's).
+BATCH_REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
+    "operations on several wallets": {
+        "operations": [
+            {
+                "wallet_uuid": "3f0a0c1e-5e55-4b1f-9d0e-1d6b2f0c9a47",
+                "operation": "DEPOSIT",
+                "amount": 100,
+            },
+            {
+                "wallet_uuid": "8d2f4b6a-1c3e-4f5a-9b7d-0e2c4a6b8d1f",
+                "operation": "WITHDRAW",
+                "amount": "12.50",
+            },
+        ]
+    },
+    "all or nothing": {
+        "operations": [
+            {
+                "wallet_uuid": "3f0a0c1e-5e55-4b1f-9d0e-1d6b2f0c9a47",
+                "operation": "WITHDRAW",
+                "amount": 30,
+            },
+            {
+                "wallet_uuid": "8d2f4b6a-1c3e-4f5a-9b7d-0e2c4a6b8d1f",
+                "operation": "DEPOSIT",
+                "amount": 30,
+            },
+        ],
+        "atomic": True,
+    },
+}
+
+
 class BatchRequest(BaseModel):
     """Up to 1,000 operations on any wallets, applied in order per wallet."""
 
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "operations": [
-                        {
-                            "wallet_uuid": "3f0a0c1e-5e55-4b1f-9d0e-1d6b2f0c9a47",
-                            "operation": "DEPOSIT",
-                            "amount": 100,
-                        },
-                        {
-                            "wallet_uuid": "8d2f4b6a-1c3e-4f5a-9b7d-0e2c4a6b8d1f",
-                            "operation": "WITHDRAW",
-                            "amount": "12.50",
-                        },
-                    ],
-                    "atomic": False,
-                }
-            ]
-        },
+        json_schema_extra={"examples": list(BATCH_REQUEST_EXAMPLES.values())},
     )
 
     operations: list[BatchOperation] = Field(
