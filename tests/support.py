@@ -115,7 +115,14 @@ def launch_service(
     Pools are kept small (at most 2 x 8 connections a service) so that the services a
     test module runs at once stay well inside PostgreSQL's default max_connections (100).
     """
-    defaults = {"LOG_LEVEL": "info", "DB_POOL_SIZE": "4", "DB_MAX_OVERFLOW": "4"}
+    defaults = {
+        "LOG_LEVEL": "info",
+        "DB_POOL_SIZE": "4",
+        "DB_MAX_OVERFLOW": "4",
+        # Tests hold row locks for seconds on purpose (to pile requests up): the service
+        # waits for them. test_coalescing.py tests the production lock timeout's split.
+        "DB_LOCK_TIMEOUT_MS": "30000",
+    }
     return ServiceProcess(ROOT, {**database.environment(), **defaults, **settings}, log_path)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -270,3 +272,113 @@ def test_operations_on_many_wallets_commit_together_and_a_poisoned_one_fails_alo
     assert max(wallets_per_transaction.values()) >= 10, wallets_per_transaction
     assert sum(transactions.values()) == 57
     assert "retrying it in halves" in one_batch_at_a_time.log_text()
+
+
+def test_a_wallet_committed_in_an_earlier_round_is_not_written_again_when_a_later_one_fails(
+    one_batch_at_a_time: ServiceProcess, database: TestDatabase, client: httpx.Client
+) -> None:
+    """A batch can commit in rounds: the wallets whose balance moved are written again in a
+    round of their own. Here the second round fails (a retried request's key was stored
+    before), and the batch is tried again: the wallet the first round committed must keep
+    its one deposit, and its caller the answer of that commit."""
+    payee, retried, blocker = (
+        str(client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"]) for _ in range(3)
+    )
+    key = {"Idempotency-Key": f"retried-{uuid.uuid4()}"}
+    with httpx.Client(base_url=one_batch_at_a_time.base_url, timeout=30) as http:
+        # The worker sees the retried wallet at 5, and a keyed withdrawal of 10 refused.
+        http.post(f"/api/v1/wallets/{retried}/operation", json=operation("DEPOSIT", 5))
+        first = http.post(
+            f"/api/v1/wallets/{retried}/operation", json=operation("WITHDRAW", 10), headers=key
+        )
+        assert_problem(first, 400, "insufficient_funds")
+    # Behind the worker's back the wallet receives 95 (a consistent ledger row with it):
+    # its plan on 5 (a stored refusal, written only on exactly 5) misses the first round.
+    database.fetch(
+        "WITH moved AS (UPDATE wallets SET balance = 10000 WHERE id = $1 RETURNING id) "
+        "INSERT INTO wallet_operations (wallet_id, operation, amount, balance_after) "
+        "SELECT id, 'DEPOSIT', 9500, 10000 FROM moved",
+        uuid.UUID(retried),
+    )
+
+    async def scenario() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=3)
+        async with httpx.AsyncClient(
+            base_url=one_batch_at_a_time.base_url, limits=limits, timeout=30
+        ) as http:
+            async with database.row_locked(blocker):
+                held = asyncio.create_task(
+                    http.post(f"/api/v1/wallets/{blocker}/operation", json=operation("DEPOSIT", 1))
+                )
+                await asyncio.sleep(0.5)  # the blocker's batch is in flight, held
+                together = [
+                    asyncio.create_task(
+                        http.post(
+                            f"/api/v1/wallets/{payee}/operation", json=operation("DEPOSIT", 10)
+                        )
+                    ),
+                    asyncio.create_task(
+                        http.post(
+                            f"/api/v1/wallets/{retried}/operation",
+                            json=operation("WITHDRAW", 10),
+                            headers=key,
+                        )
+                    ),
+                ]
+                await asyncio.sleep(0.5)  # both queued: they form the next batch
+            return [await held, *await asyncio.gather(*together)]
+
+    _, deposit, retry = asyncio.run(scenario())
+    assert deposit.json() == {"status": "success", "balance": 10}
+    assert database.stored_balance(payee) == 1000
+    assert len(assert_ledger_consistent(database, payee)) == 1
+    assert retry.status_code == 400  # the stored refusal, replayed: the key applies once
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert retry.text == first.text.replace(f',"request_id":"{first.json()["request_id"]}"', "")
+    assert database.stored_balance(retried) == 10000
+
+
+@pytest.fixture(scope="module")
+def impatient_for_locks(start_service: Callable[..., ServiceProcess]) -> ServiceProcess:
+    return start_service(WORKERS_COUNT="1", COALESCING_MAX_IN_FLIGHT="1", DB_LOCK_TIMEOUT_MS="500")
+
+
+def test_a_wallet_held_by_another_transaction_does_not_hold_up_the_others_in_its_batch(
+    impatient_for_locks: ServiceProcess, database: TestDatabase, client: httpx.Client
+) -> None:
+    """Another transaction holds one wallet's row for seconds. The batch that includes it
+    gives up on that lock after DB_LOCK_TIMEOUT_MS and is split: the other wallets'
+    operations are applied, the held one's is answered 503 `wallet_busy`, not applied."""
+    held, blocker, *others = (
+        str(client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"]) for _ in range(5)
+    )
+
+    async def scenario() -> tuple[list[httpx.Response], float]:
+        limits = httpx.Limits(max_connections=5)
+        async with httpx.AsyncClient(
+            base_url=impatient_for_locks.base_url, limits=limits, timeout=30
+        ) as http:
+
+            def deposit(wallet: str) -> asyncio.Task[httpx.Response]:
+                path = f"/api/v1/wallets/{wallet}/operation"
+                return asyncio.create_task(http.post(path, json=operation("DEPOSIT", 1)))
+
+            async with database.row_locked(held):
+                async with database.row_locked(blocker):
+                    first = deposit(blocker)
+                    await asyncio.sleep(0.3)
+                    together = [deposit(held), *(deposit(wallet) for wallet in others)]
+                    await asyncio.sleep(0.3)  # queued behind the blocker: the next batch
+                started = time.monotonic()
+                answers = await asyncio.gather(*together)
+                elapsed = time.monotonic() - started
+                await first
+            return answers, elapsed
+
+    (held_answer, *other_answers), elapsed = asyncio.run(scenario())
+    assert [r.json() for r in other_answers] == [{"status": "success", "balance": 1}] * 3
+    problem = assert_problem(held_answer, 503, "wallet_busy")
+    assert "Another transaction holds the wallet" in str(problem["detail"])
+    assert elapsed < 5  # not the whole statement timeout, let alone the 30 s lock above
+    assert database.ledger(held) == []
+    assert "retrying it in halves" in impatient_for_locks.log_text()

@@ -23,7 +23,7 @@ from wallet_api.core.errors import (
     OutcomeUnknown,
     ServiceUnavailable,
 )
-from wallet_api.posting.queue import STALLED_AFTER_SECONDS, Group, GroupCommitQueue
+from wallet_api.posting.queue import STALLED_AFTER_SECONDS, Group, GroupCommitQueue, Settle
 
 #: Longer than any of these scenarios takes: a caller still waiting then is left waiting.
 PATIENCE_SECONDS = 2.0
@@ -48,7 +48,7 @@ def queue(
 def recorder(batches: Batches, delay: float = 0.01) -> object:
     """A batch function that records each batch and applies every operation."""
 
-    async def apply(groups: Sequence[Group[int]]) -> list[list[str]]:
+    async def apply(groups: Sequence[Group[int]], _: object = None) -> list[list[str]]:
         batches.append([(wallet, list(operations)) for wallet, operations in groups])
         await asyncio.sleep(delay)
         return [[f"applied {operation}" for operation in operations] for _, operations in groups]
@@ -92,7 +92,7 @@ def test_a_wallet_is_in_one_batch_at_a_time_and_keeps_its_order() -> None:
     in_flight: set[UUID] = set()
     overlaps: list[UUID] = []
 
-    async def apply(groups: Sequence[Group[int]]) -> list[list[str]]:
+    async def apply(groups: Sequence[Group[int]], _: object = None) -> list[list[str]]:
         for wallet, _ in groups:
             if wallet in in_flight:
                 overlaps.append(wallet)
@@ -130,7 +130,7 @@ def most_at_once(seconds_per_batch: float, *, requests: int = 20) -> tuple[int, 
     ran at once, and how many batches there were (max_batch 5, max_in_flight 3)."""
     running = most = batches = 0
 
-    async def apply(groups: Sequence[Group[int]]) -> list[list[str]]:
+    async def apply(groups: Sequence[Group[int]], _: object = None) -> list[list[str]]:
         nonlocal running, most, batches
         running += 1
         batches += 1
@@ -166,7 +166,7 @@ def test_a_batch_that_breaks_on_one_request_fails_only_that_request() -> None:
     wallets = [uuid4() for _ in range(4)]
     applied: list[int] = []
 
-    async def apply(groups: Sequence[Group[int]]) -> list[list[str]]:
+    async def apply(groups: Sequence[Group[int]], _: object = None) -> list[list[str]]:
         await asyncio.sleep(0)
         if any(13 in operations for _, operations in groups):
             raise asyncpg.RaiseError("poisoned")
@@ -193,7 +193,7 @@ def test_a_batch_that_breaks_on_one_request_fails_only_that_request() -> None:
 
 
 def test_an_unavailable_database_fails_the_whole_batch_as_not_applied() -> None:
-    async def apply(groups: Sequence[Group[int]]) -> list[list[str]]:
+    async def apply(groups: Sequence[Group[int]], _: object = None) -> list[list[str]]:
         await asyncio.sleep(0)
         raise ConnectionRefusedError("down")
 
@@ -213,7 +213,7 @@ def test_callers_of_a_cancelled_batch_are_answered_not_left_waiting() -> None:
     async def scenario() -> list[str | BaseException]:
         started = asyncio.Event()
 
-        async def apply(groups: Sequence[Group[int]]) -> list[list[str]]:
+        async def apply(groups: Sequence[Group[int]], _: object = None) -> list[list[str]]:
             started.set()
             await asyncio.Event().wait()  # a commit that never answers
             return []
@@ -241,7 +241,7 @@ def test_an_error_of_ours_after_a_batch_fails_that_batch_only_and_the_queue_goes
     async def scenario() -> list[str | BaseException]:
         calls: list[list[int]] = []
 
-        async def apply(groups: Sequence[Group[int]]) -> list[list[str]]:
+        async def apply(groups: Sequence[Group[int]], _: object = None) -> list[list[str]]:
             ((_, operations),) = groups
             calls.append(list(operations))
             await asyncio.sleep(0.01)
@@ -268,7 +268,7 @@ def test_a_batch_whose_outcome_is_unknown_fails_only_itself(
     async def scenario() -> list[str | BaseException]:
         calls: list[list[int]] = []
 
-        async def apply(groups: Sequence[Group[int]]) -> list[list[str]]:
+        async def apply(groups: Sequence[Group[int]], _: object = None) -> list[list[str]]:
             ((_, operations),) = groups
             calls.append(list(operations))
             await asyncio.sleep(0.01)
@@ -286,3 +286,48 @@ def test_a_batch_whose_outcome_is_unknown_fails_only_itself(
     assert isinstance(results[0], OutcomeUnknown)
     assert results[1:] == ["applied 1", "applied 2", "applied 3", "applied 4"]
     assert not caplog.records
+
+
+def test_groups_settled_before_a_failure_keep_their_answers_and_are_not_run_again() -> None:
+    """A batch that commits in rounds hands over each wallet's outcomes as they commit; if
+    a later round fails, only the wallets not settled are answered with the failure, or
+    tried again (never the ones whose write committed)."""
+    first, second, third = uuid4(), uuid4(), uuid4()
+    runs: list[list[UUID]] = []
+
+    async def apply(groups: Sequence[Group[int]], settle: Settle[str]) -> list[list[str]]:
+        runs.append([wallet for wallet, _ in groups])
+        await asyncio.sleep(0.01)
+        if len(groups) == 3:
+            settle(first, ["committed 0"])
+            raise asyncpg.RaiseError("the second round failed")
+        return [[f"applied {operation}" for operation in operations] for _, operations in groups]
+
+    results = asyncio.run(behind_a_blocker(apply, [first, second, third]))
+    assert results == ["applied 99", "committed 0", "applied 1", "applied 2"]
+    assert runs[1:] == [[first, second, third], [second], [third]]  # never the first again
+
+
+def test_groups_settled_before_an_unavailable_database_are_not_told_not_applied() -> None:
+    first, second = uuid4(), uuid4()
+
+    async def apply(groups: Sequence[Group[int]], settle: Settle[str]) -> list[list[str]]:
+        await asyncio.sleep(0.01)
+        if len(groups) == 1:
+            return [["applied"]]
+        settle(first, ["committed"])
+        raise ConnectionResetError("the connection broke before the second round")
+
+    results = asyncio.run(behind_a_blocker(apply, [first, second]))
+    assert results[:2] == ["applied", "committed"]
+    assert isinstance(results[2], DatabaseUnavailable)
+
+
+async def behind_a_blocker(apply: object, wallets: list[UUID]) -> list[str | BaseException]:
+    """One request on a wallet of its own, then one on each of `wallets` while it runs:
+    those form the next batch, together."""
+    group_commit = queue(apply, max_batch=10)
+    blocker = asyncio.create_task(group_commit.submit(uuid4(), 99))
+    await asyncio.sleep(0)
+    callers = [asyncio.create_task(group_commit.submit(w, n)) for n, w in enumerate(wallets)]
+    return await answers([blocker, *callers])

@@ -50,6 +50,14 @@ class Settings(BaseSettings):
         ge=0,
         description="PostgreSQL statement_timeout for the service's sessions; 0 is none.",
     )
+    db_lock_timeout_ms: int = Field(
+        2000,
+        ge=0,
+        description=(
+            "PostgreSQL lock_timeout of the service's sessions: how long a write waits for a "
+            "row lock held elsewhere before its batch is split (0 none)."
+        ),
+    )
     db_client_timeout: float | None = Field(
         None,
         gt=0,

@@ -76,6 +76,11 @@ class Database:
             # and often after, costs 0.3 ms of planning for a batch write that executes in
             # 0.5 ms (docs/PERFORMANCE.md).
             server_settings["plan_cache_mode"] = "force_generic_plan"
+        if not settings.db_pgbouncer and not unbounded:
+            # A batch spans many wallets: one whose row another transaction holds (an
+            # operator's session, a stuck client) must not hold up the others for the whole
+            # statement timeout. The batch is split instead (posting/queue.py).
+            server_settings["lock_timeout"] = str(settings.db_lock_timeout_ms)
         if unbounded and not settings.db_pgbouncer:
             server_settings["statement_timeout"] = "0"
         elif settings.db_statement_timeout_ms and not settings.db_pgbouncer:
@@ -263,11 +268,22 @@ def server_went_away(exc: BaseException) -> bool:
     ) or (is_connection_lost(exc) and not isinstance(exc, asyncpg.InterfaceError))
 
 
+#: A lock wait ran past lock_timeout: another transaction holds a row the statement needs.
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """True when `exc` is a statement that gave up waiting for a row lock held elsewhere
+    (nothing of it was applied)."""
+    return getattr(exc, "sqlstate", None) == _LOCK_NOT_AVAILABLE
+
+
 def is_transient_error(exc: BaseException) -> bool:
     """True when `exc` means the database is unreachable, overloaded or shutting down, or
     the statement should simply be tried again (its cached plan went stale)."""
     return (
         is_connection_lost(exc)
+        or is_lock_timeout(exc)
         or isinstance(exc, asyncpg.OutdatedSchemaCacheError)
         or _sqlstate_class(exc) in _TRANSIENT_SQLSTATE_CLASSES
     )

@@ -15,10 +15,14 @@ held up (a row lock held elsewhere, a slow disk), and the next one starts beside
 to `max_in_flight`: one stuck wallet does not stop the others.
 
 Whatever becomes of a batch, every caller is answered: a batch that fails as a whole is
-answered with the failure it maps to; one that fails for a reason of its own is split in
-halves and retried (bisection), so only the request that broke it gets the error; one
-interrupted by an error of ours or a cancellation is answered `interrupted()` (for writes:
-the outcome is unknown); requests still queued when the event loop closes get 503.
+answered with the failure it maps to; one that fails for a reason of its own, or that
+waited past the database's lock_timeout for a row another transaction holds, is split in
+halves and retried (bisection), so only the request that broke it gets the error (500, or
+503 `wallet_busy` for the held wallet); one interrupted by an error of ours or a
+cancellation is answered `interrupted()` (for writes: the outcome is unknown); requests
+still queued when the event loop closes get 503. A batch may commit in parts (the writer
+hands over each wallet's outcomes as they commit): those are answered, and never failed
+or run again.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from uuid import UUID
 
-from wallet_api.core.database import is_transient_error
+from wallet_api.core.database import is_lock_timeout, is_transient_error
 from wallet_api.core.errors import (
     AppError,
     DatabaseUnavailable,
@@ -52,9 +56,15 @@ Op = TypeVar("Op")
 Outcome = TypeVar("Outcome")
 #: A wallet and its requests, in arrival order.
 Group = tuple[UUID, Sequence[Op]]
-#: Runs a batch as one unit and returns, for each group, one outcome per request; or
-#: raises having applied none of it (OutcomeUnknown when it cannot tell).
-BatchApplier = Callable[[Sequence[Group[Op]]], Awaitable[Sequence[Sequence[Outcome]]]]
+#: Receives one wallet's outcomes, one per request, as soon as they are final.
+Settle = Callable[[UUID, Sequence[Outcome]], None]
+#: Runs a batch and returns, for each group, one outcome per request; or raises (with
+#: OutcomeUnknown when it cannot tell whether what it sent committed). A batch may commit
+#: in parts: the groups it hands to `settle` before it raises are final, and only the
+#: others are answered with the failure (or tried again).
+BatchApplier = Callable[
+    [Sequence[Group[Op]], Settle[Outcome]], Awaitable[Sequence[Sequence[Outcome]]]
+]
 
 
 @dataclass(slots=True, eq=False)
@@ -223,29 +233,43 @@ class GroupCommitQueue(Generic[Op, Outcome]):
 
     async def _apply(self, batch: _Batch[Op, Outcome]) -> None:
         groups = [(wallet_id, [item.operation for item in items]) for wallet_id, items in batch]
+        settled: set[UUID] = set()
+        items_of = dict(batch)
+
+        def settle(wallet_id: UUID, outcomes: Sequence[Outcome]) -> None:
+            settled.add(wallet_id)
+            for item, outcome in zip(items_of[wallet_id], outcomes, strict=True):
+                if not item.future.done():
+                    item.future.set_result(outcome)
+
         try:
-            outcomes = await self._apply_batch(groups)
+            outcomes = await self._apply_batch(groups, settle)
         except OutcomeUnknown as exc:
-            # The batch may have been committed: neither "not applied" nor a retry is safe.
+            # What was in flight may have been committed: neither "not applied" nor a
+            # retry is safe (for the groups not settled; the others have their answers).
             _fail(_items(batch), exc, OutcomeUnknown)
             return
         except Exception as exc:
-            size = len(_items(batch))
-            if is_transient_error(exc):
+            # The settled groups committed: they are answered, and never run again.
+            left = [(wallet_id, items) for wallet_id, items in batch if wallet_id not in settled]
+            size = len(_items(left))
+            if is_transient_error(exc) and not is_lock_timeout(exc):
                 logger.warning("database unavailable for a batch of %d: %r", size, exc)
-                _fail(_items(batch), exc, _database_unavailable)
+                _fail(_items(left), exc, _database_unavailable)
             elif size > 1:
-                # Nothing was committed. Find the culprit: each half on its own, in order.
+                # Nothing of it was committed. Find the culprit (a failing request, or a
+                # wallet whose row another transaction holds): each half on its own.
                 logger.warning("batch of %d failed, retrying it in halves: %r", size, exc)
-                for half in _halves(batch):
+                for half in _halves(left):
                     await self._apply(half)
+            elif is_lock_timeout(exc):
+                _fail(_items(left), exc, _wallet_locked)
             else:
-                _fail(_items(batch), exc, _internal_error)
+                _fail(_items(left), exc, _internal_error)
             return
-        for (_, items), group_outcomes in zip(batch, outcomes, strict=True):
-            for item, outcome in zip(items, group_outcomes, strict=True):
-                if not item.future.done():
-                    item.future.set_result(outcome)
+        for (wallet_id, _), group_outcomes in zip(batch, outcomes, strict=True):
+            if wallet_id not in settled:
+                settle(wallet_id, group_outcomes)
 
 
 def _items(batch: _Batch[Op, Outcome]) -> list[_Pending[Op, Outcome]]:
@@ -276,6 +300,12 @@ def _fail(
 
 def _database_unavailable() -> AppError:
     return DatabaseUnavailable("The database is unavailable; the operation was not applied.")
+
+
+def _wallet_locked() -> AppError:
+    return WalletBusy(
+        "Another transaction holds the wallet; the operation was not applied. Retry shortly."
+    )
 
 
 def _internal_error() -> AppError:

@@ -232,7 +232,7 @@ async def list_operations(
 batch_router = APIRouter(prefix="/api/v1/operations", tags=["wallets"])
 #: The batch endpoint's full path (a larger body limit applies to it: main.py).
 BATCH_PATH = batch_router.prefix + "/batch"
-#: Derived per-operation keys (`KEY#index`) must fit the 255 characters a key may have.
+#: Derived per-operation keys (`KEY #index`) must fit the 255 characters a key may have.
 BATCH_KEY_MAX_LENGTH = 250
 
 

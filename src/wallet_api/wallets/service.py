@@ -36,7 +36,7 @@ from wallet_api.core.metrics import (
     declare_operation_outcomes,
     operation_outcomes,
 )
-from wallet_api.posting.queue import Group, GroupCommitQueue
+from wallet_api.posting.queue import Group, GroupCommitQueue, Settle
 from wallet_api.wallets import repository
 from wallet_api.wallets.cursors import MAX_LEDGER_ID
 from wallet_api.wallets.exceptions import (
@@ -86,7 +86,7 @@ class WalletService:
         self._reads: GroupCommitQueue[None, int | None] | None = None
         if settings.coalescing_enabled:
             self._writes = GroupCommitQueue(
-                self._writer.apply,
+                self._write_groups,
                 kind="write",
                 max_batch=settings.coalescing_max_batch,
                 max_in_flight=settings.coalescing_max_in_flight,
@@ -151,7 +151,14 @@ class WalletService:
             raise WalletNotFound(wallet_id)
         return balance
 
-    async def _read_groups(self, groups: Sequence[Group[None]]) -> list[list[int | None]]:
+    async def _write_groups(
+        self, groups: Sequence[Group[Operation]], settle: Settle[Outcome]
+    ) -> list[list[Outcome]]:
+        return await self._writer.apply(groups, on_settled=settle)
+
+    async def _read_groups(
+        self, groups: Sequence[Group[None]], _: object = None
+    ) -> list[list[int | None]]:
         """One query for every wallet of the batch; each reader gets its wallet's balance."""
         async with self._database.autocommit() as connection:
             balances = await repository.read_balances(connection, [wallet for wallet, _ in groups])
@@ -195,7 +202,8 @@ class WalletService:
         order) when possible; if that batch fails for a reason of its own, each goes
         through the queue on its own, so only the one that broke it fails. With a key, the
         key is claimed first (a key of another request is refused), and each item gets a
-        key of its own derived from it (`KEY#index`): a retry replays what was applied
+        key of its own derived from it (`KEY #index`, with a space no client key can
+        hold): a retry replays what was applied
         and applies what was not.
         """
         replayed = False
@@ -207,7 +215,7 @@ class WalletService:
                     Operation(
                         kind=operation.kind,
                         amount=operation.amount,
-                        idempotency_key=f"{idempotency_key}#{index}",
+                        idempotency_key=f"{idempotency_key} #{index}",
                         fingerprint=idempotency.fingerprint("ITEM", str(index), fingerprint),
                     ),
                 )
@@ -216,31 +224,43 @@ class WalletService:
         places: dict[UUID, list[int]] = {}
         for index, (wallet_id, _) in enumerate(items):
             places.setdefault(wallet_id, []).append(index)
-        groups = [
-            (wallet_id, [items[i][1] for i in indexes]) for wallet_id, indexes in places.items()
-        ]
-        try:
-            results: Sequence[Sequence[Outcome]] = await self._writer.apply(
-                groups, optimistic=self._writes is not None
-            )
-        except OutcomeUnknown:
-            results = [[OutcomeUnknown() for _ in operations] for _, operations in groups]
-        except Exception as exc:
-            if is_transient_error(exc):
-                raise
-            logger.warning("a batch request failed, applying its items one by one: %r", exc)
-            one_by_one = await asyncio.gather(
-                *(self._apply_one(wallet_id, operation) for wallet_id, operation in items)
-            )
-            return list(one_by_one), replayed
         outcomes: list[Outcome | None] = [None] * len(items)
-        for indexes, group_outcomes in zip(places.values(), results, strict=True):
-            for index, outcome in zip(indexes, group_outcomes, strict=True):
+
+        def settle(wallet_id: UUID, wallet_outcomes: Sequence[Outcome]) -> None:
+            for index, outcome in zip(places[wallet_id], wallet_outcomes, strict=True):
                 outcomes[index] = outcome
-        finished = [outcome for outcome in outcomes if outcome is not None]
-        for (_, operation), outcome in zip(items, finished, strict=True):
-            _count(operation.kind.value, outcome)
-        return finished, replayed
+                _count(items[index][1].kind.value, outcome)
+
+        groups = [(w, [items[i][1] for i in indexes]) for w, indexes in places.items()]
+        try:
+            await self._writer.apply(groups, optimistic=self._writes is not None, on_settled=settle)
+        except Exception as exc:
+            # What committed before the failure keeps its outcomes; the rest is answered.
+            left = {w: [i for i in indexes if outcomes[i] is None] for w, indexes in places.items()}
+            left = {w: indexes for w, indexes in left.items() if indexes}
+            if isinstance(exc, OutcomeUnknown) or is_transient_error(exc):
+                if len(left) == len(places):
+                    raise  # nothing of the request was applied, or all of it is unknown
+                failure = _unknown if isinstance(exc, OutcomeUnknown) else _not_applied
+                for indexes in left.values():
+                    for index in indexes:
+                        outcomes[index] = failure()
+            else:
+                logger.warning("a batch request failed, applying the rest one by one: %r", exc)
+                await asyncio.gather(
+                    *(self._one_by_one(items, indexes, outcomes) for indexes in left.values())
+                )
+        return [outcome for outcome in outcomes if outcome is not None], replayed
+
+    async def _one_by_one(
+        self,
+        items: Sequence[tuple[UUID, Operation]],
+        indexes: list[int],
+        outcomes: list[Outcome | None],
+    ) -> None:
+        """One wallet's items, in order, each as the single endpoint applies it."""
+        for index in indexes:
+            outcomes[index] = await self._apply_one(*items[index])
 
     async def _apply_one(self, wallet_id: UUID, operation: Operation) -> Outcome:
         try:
@@ -272,14 +292,17 @@ class WalletService:
         """Claim `key` for this request: true if it is the key's first request; raise
         IdempotencyKeyReused if another request used it."""
         async with self._database.autocommit() as connection:
-            if await repository.claim_key(
-                connection, key, fingerprint=fingerprint, status=202, body=""
-            ):
-                return True
-            stored = await repository.stored_responses(connection, {key})
-        if stored[key].fingerprint != fingerprint:
-            raise IdempotencyKeyReused()
-        return False
+            for _ in range(KEY_RACE_ATTEMPTS):
+                if await repository.claim_key(
+                    connection, key, fingerprint=fingerprint, status=202, body=""
+                ):
+                    return True
+                stored = await repository.stored_responses(connection, {key})
+                if key in stored:  # else purged meanwhile (past its retention): claim again
+                    if stored[key].fingerprint != fingerprint:
+                        raise IdempotencyKeyReused()
+                    return False
+        raise AssertionError("unreachable: a key cannot keep vanishing")
 
     async def history(
         self, wallet_id: UUID, *, limit: int, before_id: int | None
@@ -351,3 +374,11 @@ def _count(kind: str, outcome: Outcome) -> None:
         IDEMPOTENT_REPLAYS.labels("operation").inc()
     else:
         operation_outcomes(kind, "applied").inc()
+
+
+def _unknown() -> AppError:
+    return OutcomeUnknown()
+
+
+def _not_applied() -> AppError:
+    return DatabaseUnavailable("The database is unavailable; the operation was not applied.")

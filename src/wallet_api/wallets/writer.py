@@ -38,7 +38,7 @@ from wallet_api.core.database import (
     is_key_conflict,
     is_outcome_unknown,
 )
-from wallet_api.core.errors import AppError, OutcomeUnknown
+from wallet_api.core.errors import AppError, DatabaseUnavailable, OutcomeUnknown
 from wallet_api.core.idempotency import Replay
 from wallet_api.wallets import repository
 from wallet_api.wallets.exceptions import IdempotencyKeyReused, WalletNotFound
@@ -59,6 +59,8 @@ logger = logging.getLogger(__name__)
 Outcome = int | AppError | Replay
 #: A wallet and its operations, in arrival order.
 Group = tuple[UUID, Sequence[Operation]]
+#: Receives a wallet's outcomes as soon as they are final (its write committed).
+Settled = Callable[[UUID, list[Outcome]], None]
 
 #: Statements tried before the wallets that keep losing races fall back to a transaction
 #: that holds their row locks.
@@ -91,16 +93,34 @@ class BatchWriter:
         self._known_balances: OrderedDict[UUID, int] = OrderedDict()
 
     async def apply(
-        self, groups: Sequence[Group], *, optimistic: bool = True
+        self,
+        groups: Sequence[Group],
+        *,
+        optimistic: bool = True,
+        on_settled: Settled | None = None,
     ) -> list[list[Outcome]]:
-        """One outcome per operation of each group. Without `optimistic`, the batch runs
-        in a transaction holding its rows' locks (one transaction per operation, when the
-        queue is off)."""
+        """One outcome per operation of each group (one group per wallet). Without
+        `optimistic`, the batch runs in a transaction holding its rows' locks (one
+        transaction per operation, when the queue is off).
+
+        A batch may commit in several statements (the wallets that lost a race are
+        written again, each in a round of its own): each wallet's outcomes are handed to
+        `on_settled` as soon as they are final, and a retry (a key used before, a
+        deadlock) runs only the wallets not yet settled. If a later round fails, the
+        exception propagates, and the settled wallets keep the outcomes already handed
+        over: the caller must not run them again, nor answer them with the failure."""
+        settled: dict[UUID, list[Outcome]] = {}
+
+        def settle(wallet_id: UUID, outcomes: list[Outcome]) -> None:
+            settled[wallet_id] = outcomes
+            if on_settled is not None:
+                on_settled(wallet_id, outcomes)
+
         look_up = not optimistic  # a failure there would cost a whole transaction
         key_races = aborted = 0
-        while True:
+        while remaining := [(w, ops) for w, ops in groups if w not in settled]:
             try:
-                return await self._apply(groups, optimistic=optimistic, look_up=look_up)
+                await self._apply(remaining, optimistic=optimistic, look_up=look_up, settle=settle)
             except UniqueViolation as exc:
                 # A key was used before, or another transaction stored it first: the next
                 # try looks the keys up and replays them.
@@ -115,10 +135,16 @@ class BatchWriter:
                     logger.warning("batch aborted by the database, retrying: %r", exc)
                     continue
                 raise
+        return [settled[wallet_id] for wallet_id, _ in groups]
 
     async def _apply(
-        self, groups: Sequence[Group], *, optimistic: bool, look_up: bool
-    ) -> list[list[Outcome]]:
+        self,
+        groups: Sequence[Group],
+        *,
+        optimistic: bool,
+        look_up: bool,
+        settle: Settled,
+    ) -> None:
         keys = {
             operation.idempotency_key
             for _, operations in groups
@@ -127,17 +153,24 @@ class BatchWriter:
         }
         stored = await self._stored_responses(keys) if keys and look_up else {}
         triage = _Triage(groups, stored)
+
+        def record(results: dict[UUID, list[int | AppError]]) -> None:
+            triage.record(results)
+            for wallet_id, outcomes in triage.complete_groups():
+                settle(wallet_id, outcomes)
+
+        record({})  # groups that run nothing (replays only) are complete already
         if triage.runs:
             if optimistic:
-                results = await self._write_optimistically(triage.runs)
+                await self._write_optimistically(triage.runs, record)
             else:
-                results = await self._write_locked(triage.runs)
-            triage.record(results)
-        return triage.outcomes()
+                record(await self._write_locked(triage.runs))
 
     async def _write_optimistically(
-        self, runs: dict[UUID, list[Operation]]
-    ) -> dict[UUID, list[int | AppError]]:
+        self,
+        runs: dict[UUID, list[Operation]],
+        record: Callable[[dict[UUID, list[int | AppError]]], None],
+    ) -> None:
         """Plan each wallet on the balance last seen, write them all in one statement on
         the condition that each balance still gives its plan's decisions; plan again, on
         the balance found, only the wallets that did not.
@@ -147,24 +180,19 @@ class BatchWriter:
         mostly does, it is written at once; if not, the statement reports its balance.
         A plan of refusals only, on a balance the statement found under the row lock, is
         settled without another round trip: that balance was the wallet's at that point
-        of the serial order, after the requests arrived."""
-        results: dict[UUID, list[int | AppError]] = {}
-        guesses: dict[UUID, int | None] = {
+        of the serial order, after the requests arrived.
+
+        Each round's results go to `record` as soon as the round committed."""
+        guesses: dict[UUID, int] = {
             wallet_id: self._known_balances.get(wallet_id, hopeful_start(operations))
             for wallet_id, operations in runs.items()
         }
         pending = dict(runs)
         for _ in range(OPTIMISTIC_ATTEMPTS):
+            results: dict[UUID, list[int | AppError]] = {}
             plans: dict[UUID, BatchPlan] = {}
-            for wallet_id, operations in list(pending.items()):
-                guess = guesses.get(wallet_id)
-                if guess is None:
-                    results[wallet_id] = [WalletNotFound(wallet_id) for _ in operations]
-                    del pending[wallet_id]
-                else:
-                    plans[wallet_id] = plan_batch(guess, operations)
-            if not plans:
-                return results
+            for wallet_id, operations in pending.items():
+                plans[wallet_id] = plan_batch(guesses[wallet_id], operations)
             found = await self._write(_batch_write(plans, pending, exact=False))
             for wallet_id, plan in plans.items():
                 write = found.get(wallet_id)
@@ -182,10 +210,10 @@ class BatchWriter:
                         start = write.balance
                     results[wallet_id] = self._settle(wallet_id, held, start, operations)
                 del pending[wallet_id]
+            record(results)  # committed: final, whatever happens to the rounds after it
             if not pending:
-                return results
-        results.update(await self._write_locked(pending))
-        return results
+                return
+        record(await self._write_locked(pending))
 
     def _settle(
         self, wallet_id: UUID, plan: BatchPlan, start: int, operations: Sequence[Operation]
@@ -248,6 +276,8 @@ class BatchWriter:
                 )
                 if not claimed:
                     stored = await repository.stored_responses(connection, {key})
+                    if key not in stored:  # purged past its retention meanwhile: try again
+                        raise DatabaseUnavailable("The request met a key being purged; retry.")
                     return replay(stored[key], fingerprint)
             runs: dict[UUID, list[Operation]] = {}
             for wallet_id, operation in items:
@@ -368,6 +398,7 @@ class _Triage:
         self._outcomes: list[list[Outcome | None]] = [[None] * len(ops) for _, ops in groups]
         self._first_with_key: dict[str, tuple[int, int]] = {}
         self._places: dict[UUID, list[tuple[int, int]]] = {}
+        self._emitted: set[int] = set()
         for g, (wallet_id, operations) in enumerate(groups):
             for i, operation in enumerate(operations):
                 key = operation.idempotency_key
@@ -384,25 +415,40 @@ class _Triage:
         }
 
     def record(self, results: dict[UUID, list[int | AppError]]) -> None:
-        for wallet_id, places in self._places.items():
-            for (g, i), result in zip(places, results[wallet_id], strict=True):
+        """The outcomes of the operations that ran, for the wallets in `results`."""
+        for wallet_id, wallet_results in results.items():
+            places = self._places[wallet_id]
+            for (g, i), result in zip(places, wallet_results, strict=True):
                 self._outcomes[g][i] = result
 
-    def outcomes(self) -> list[list[Outcome]]:
-        finished: list[list[Outcome]] = []
-        for (_, operations), outcomes in zip(self._groups, self._outcomes, strict=True):
-            group: list[Outcome] = []
-            for operation, outcome in zip(operations, outcomes, strict=True):
-                if outcome is None:  # a repeat, in this batch, of a key first used in it
-                    assert operation.idempotency_key is not None
-                    g, i = self._first_with_key[operation.idempotency_key]
-                    first = self._outcomes[g][i]
-                    assert first is not None
-                    group.append(_repeat(self._groups[g][1][i], first, operation))
-                else:
-                    group.append(outcome)
-            finished.append(group)
-        return finished
+    def complete_groups(self) -> list[tuple[UUID, list[Outcome]]]:
+        """The groups whose every outcome is now known, each once."""
+        complete = []
+        for g, (wallet_id, operations) in enumerate(self._groups):
+            if g in self._emitted:
+                continue
+            group = self._group(g, operations)
+            if group is not None:
+                self._emitted.add(g)
+                complete.append((wallet_id, group))
+        return complete
+
+    def _group(self, g: int, operations: Sequence[Operation]) -> list[Outcome] | None:
+        group: list[Outcome] = []
+        for i, (operation, known) in enumerate(zip(operations, self._outcomes[g], strict=True)):
+            if known is not None:
+                group.append(known)
+                continue
+            # Not run yet, or a repeat, in this batch, of a key first used in it.
+            first_place = self._first_with_key.get(operation.idempotency_key or "")
+            if first_place is None or first_place == (g, i):
+                return None
+            first_g, first_i = first_place
+            first = self._outcomes[first_g][first_i]
+            if first is None:
+                return None
+            group.append(_repeat(self._groups[first_g][1][first_i], first, operation))
+        return group
 
 
 def _start_found(
