@@ -51,8 +51,8 @@ BREAKS = [
         "range-write-without-range",
         "a batch is written only while the balance still gives its decisions",
         REPOSITORY,
-        "WHERE w.id = i.id AND w.balance BETWEEN i.low AND i.high",
-        "WHERE w.id = i.id AND i.low <= i.high",
+        "WHERE w.id = l.id AND w.balance BETWEEN l.low AND l.high",
+        "WHERE w.id = l.id AND l.low <= l.high",
         ("tests/test_serial_history.py", "tests/test_concurrency.py"),
     ),
     Break(

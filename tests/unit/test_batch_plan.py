@@ -6,6 +6,7 @@ refuse an applicable one. Pure function; the HTTP tests cover the writes themsel
 from __future__ import annotations
 
 import random
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -14,7 +15,13 @@ from wallet_api.core.errors import AppError
 from wallet_api.core.money import MAX_MINOR_UNITS, format_minor_units
 from wallet_api.wallets.exceptions import BalanceLimitExceeded
 from wallet_api.wallets.models import OperationType
-from wallet_api.wallets.plan import Operation, hopeful_start, plan_batch
+from wallet_api.wallets.plan import (
+    AtomicRefusal,
+    Operation,
+    atomic_outcome,
+    hopeful_start,
+    plan_batch,
+)
 
 
 def decisions(start: int, operations: list[Operation]) -> list[str]:
@@ -135,3 +142,46 @@ def test_the_hopeful_start_of_deposits_only_is_zero() -> None:
     assert (
         hopeful_start([Operation(withdraw, 2), Operation(deposit, 1), Operation(withdraw, 4)]) == 5
     )
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_an_atomic_batch_is_its_items_applied_in_order_or_its_first_refusal(seed: int) -> None:
+    """The reference: the items one at a time over all wallets, stopping at the first
+    refusal (all or nothing); the plans are made per wallet, as the writer makes them."""
+    rng = random.Random(seed)
+    wallets = [uuid.UUID(int=rng.getrandbits(128)) for _ in range(rng.randint(1, 4))]
+    starts = {wallet: rng.randint(0, 1500) for wallet in wallets}
+    missing = uuid.UUID(int=0) if seed % 5 == 0 else None
+    items = [
+        (rng.choice(wallets), Operation(rng.choice(list(OperationType)), rng.randint(1, 1000)))
+        for _ in range(rng.randint(1, 10))
+    ]
+    if missing is not None:
+        items.insert(rng.randint(0, len(items)), (missing, Operation(OperationType.DEPOSIT, 1)))
+    runs: dict[uuid.UUID, list[Operation]] = {}
+    for wallet, operation in items:
+        runs.setdefault(wallet, []).append(operation)
+    plans = {
+        wallet: plan_batch(starts[wallet], runs[wallet]) for wallet in runs if wallet in starts
+    }
+
+    balances, expected = dict(starts), list[int]()
+    refusal: tuple[int, str] | None = None
+    for index, (wallet, operation) in enumerate(items):
+        if wallet not in balances:
+            refusal = (index, "wallet_not_found")
+            break
+        ((result,), balances[wallet]) = serial(balances[wallet], [operation])
+        if isinstance(result, str):
+            refusal = (index, result.split(" ")[0])
+            break
+        expected.append(result)
+
+    outcome = atomic_outcome(items, plans)
+    if refusal is None:
+        assert outcome == expected
+    else:
+        assert isinstance(outcome, AtomicRefusal)
+        assert (outcome.index, outcome.error.code) == refusal
+        if refusal[1] == "wallet_not_found":
+            assert str(missing) in outcome.error.detail

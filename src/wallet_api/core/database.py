@@ -289,6 +289,16 @@ def is_transient_error(exc: BaseException) -> bool:
     )
 
 
+#: SQLSTATEs of a transaction the database rolled back so that another could proceed.
+_ABORTED = frozenset({"40001", "40P01"})
+
+
+def is_aborted(exc: BaseException) -> bool:
+    """True when the database rolled the transaction back to break a deadlock or a
+    serialization conflict: running it again may succeed."""
+    return isinstance(exc, asyncpg.PostgresError) and getattr(exc, "sqlstate", None) in _ABORTED
+
+
 def is_key_conflict(exc: BaseException) -> bool:
     """True when `exc` is a unique violation of an idempotency key stored meanwhile."""
     return (

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from fastapi.responses import Response
 
-from wallet_api.core.errors import PROBLEM_CONTENT_TYPE
+from wallet_api.core.errors import PROBLEM_CONTENT_TYPE, AppError
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -35,3 +35,34 @@ class Replay:
             media_type=media_type,
             headers={REPLAYED_HEADER: "true"},
         )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """What was kept for a key: its first request's fingerprint and response."""
+
+    fingerprint: str
+    status: int
+    body: str
+
+
+class IdempotencyKeyReused(AppError):
+    """The key was first sent with another request (another body, wallet or endpoint)."""
+
+    status = 422
+    code = "idempotency_key_reused"
+    title = "Idempotency key reused"
+    example = (
+        "This Idempotency-Key was already used for a different request; "
+        "use a new key for a new request."
+    )
+
+    def __init__(self) -> None:
+        super().__init__(self.example)
+
+
+def replay(stored: StoredResponse, fingerprint: str) -> Replay | IdempotencyKeyReused:
+    """The stored outcome of a key's first request, for a request with that key."""
+    if stored.fingerprint != fingerprint:
+        return IdempotencyKeyReused()
+    return Replay(stored.status, stored.body)

@@ -44,18 +44,3 @@ class BalanceLimitExceeded(AppError):
             f"Cannot deposit {format_minor_units(amount)}: the balance "
             f"{format_minor_units(balance)} would exceed the limit {format_minor_units(limit)}."
         )
-
-
-class IdempotencyKeyReused(AppError):
-    """The key was first sent with another request (another body, wallet or endpoint)."""
-
-    status = 422
-    code = "idempotency_key_reused"
-    title = "Idempotency key reused"
-    example = (
-        "This Idempotency-Key was already used for a different request; "
-        "use a new key for a new request."
-    )
-
-    def __init__(self) -> None:
-        super().__init__(self.example)

@@ -1,8 +1,9 @@
-"""The tables: a wallet's current balance, and the append-only ledger of applied operations."""
+"""The tables: a wallet's current balance, and the append-only ledger of applied entries."""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 
 from sqlalchemy import (
     BigInteger,
@@ -23,11 +24,23 @@ from sqlalchemy import (
 
 from wallet_api.core.database import metadata
 from wallet_api.core.money import MAX_MINOR_UNITS
+from wallet_api.posting.entries import (
+    DESCRIPTION_MAX_LENGTH,
+    REVERSAL_KINDS,
+    TRANSFER_KINDS,
+    EntryKind,
+)
 
 
 class OperationType(enum.StrEnum):
+    """What the operation endpoint does to one wallet."""
+
     DEPOSIT = "DEPOSIT"
     WITHDRAW = "WITHDRAW"
+
+
+def _one_of(kinds: Iterable[str]) -> str:
+    return "operation IN (" + ", ".join(f"'{kind}'" for kind in kinds) + ")"
 
 
 wallets = Table(
@@ -46,16 +59,54 @@ wallet_operations = Table(
     metadata,
     Column("id", BigInteger, Identity(always=True), primary_key=True),
     Column("wallet_id", Uuid, ForeignKey("wallets.id"), nullable=False),
-    Column("operation", String(8), nullable=False),
+    Column("operation", String(16), nullable=False, comment="The entry's kind (EntryKind)."),
     Column("amount", BigInteger, nullable=False, comment="Minor units, always positive."),
     Column("balance_after", BigInteger, nullable=False, comment="Minor units."),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("idempotency_key", String(255), nullable=True),
-    CheckConstraint("operation IN ('DEPOSIT', 'WITHDRAW')", name="operation_known"),
+    Column("transfer_id", Uuid, nullable=True, comment="Shared by a transfer's two legs."),
+    Column(
+        "counterparty_wallet_id",
+        Uuid,
+        ForeignKey("wallets.id"),
+        nullable=True,
+        comment="The other wallet of a transfer's leg.",
+    ),
+    Column(
+        "reverses_id",
+        BigInteger,
+        ForeignKey("wallet_operations.id"),
+        nullable=True,
+        comment="The entry a reversal compensates.",
+    ),
+    Column("description", String(DESCRIPTION_MAX_LENGTH), nullable=True),
+    CheckConstraint(_one_of(EntryKind), name="operation_known"),
     CheckConstraint("amount > 0", name="amount_positive"),
     CheckConstraint("balance_after >= 0", name="balance_after_not_negative"),
+    CheckConstraint(
+        "(transfer_id IS NULL) = (counterparty_wallet_id IS NULL)", name="transfer_names_both"
+    ),
+    CheckConstraint(
+        f"transfer_id IS NOT NULL OR NOT {_one_of(TRANSFER_KINDS)}", name="transfer_leg_linked"
+    ),
+    CheckConstraint(
+        f"(reverses_id IS NOT NULL) = {_one_of(REVERSAL_KINDS)}", name="reversal_linked"
+    ),
+    CheckConstraint("counterparty_wallet_id <> wallet_id", name="counterparty_is_another"),
     # A wallet's history, newest first, by keyset: (wallet_id, id DESC).
     Index("ix_wallet_operations_wallet_id_id", "wallet_id", "id"),
+    # A transfer's legs; an entry's reversal, at most one (the database's own guarantee).
+    Index(
+        "ix_wallet_operations_transfer_id",
+        "transfer_id",
+        postgresql_where=text("transfer_id IS NOT NULL"),
+    ),
+    Index(
+        "uq_wallet_operations_reverses_id",
+        "reverses_id",
+        unique=True,
+        postgresql_where=text("reverses_id IS NOT NULL"),
+    ),
 )
 
 #: The outcome of every request sent with an Idempotency-Key, stored in the transaction

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
 from wallet_api.core.database import Connection
+from wallet_api.posting.entries import CREDIT_KINDS
 
 
 @dataclass(slots=True)
@@ -53,13 +54,6 @@ class WalletWrite:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredResponse:
-    fingerprint: str
-    status: int
-    body: str
-
-
-@dataclass(frozen=True, slots=True)
 class LedgerEntry:
     id: int
     operation: str
@@ -67,6 +61,11 @@ class LedgerEntry:
     balance_after: int
     created_at: datetime
     idempotency_key: str | None
+    transfer_id: UUID | None
+    counterparty_wallet_id: UUID | None
+    reverses_id: int | None
+    description: str | None
+    reversed_by_id: int | None
 
 
 # Wallets are looked up by joining the array of their ids (`unnest`), never with
@@ -158,16 +157,16 @@ _KEEP_RESPONSE = """
     UPDATE idempotency_keys SET response_status = $2, response_body = $3 WHERE key = $1
 """
 
-_STORED_RESPONSES = """
-    SELECT key, fingerprint, response_status, response_body
-    FROM unnest($1::text[]) AS t(key) JOIN idempotency_keys USING (key)
-"""
 
+# With each row, the reversal that compensates it, if any (at most one: a unique index).
 _HISTORY = """
-    SELECT id, operation, amount, balance_after, created_at, idempotency_key
-    FROM wallet_operations
-    WHERE wallet_id = $1 AND id < $2
-    ORDER BY id DESC
+    SELECT o.id, o.operation, o.amount, o.balance_after, o.created_at, o.idempotency_key,
+           o.transfer_id, o.counterparty_wallet_id, o.reverses_id, o.description,
+           r.id AS reversed_by_id
+    FROM wallet_operations o
+    LEFT JOIN wallet_operations r ON r.reverses_id = o.id
+    WHERE o.wallet_id = $1 AND o.id < $2
+    ORDER BY o.id DESC
     LIMIT $3
 """
 
@@ -248,17 +247,6 @@ async def keep_response(connection: Connection, key: str, *, status: int, body: 
     await connection.execute(_KEEP_RESPONSE, key, status, body)
 
 
-async def stored_responses(
-    connection: Connection, keys: Collection[str]
-) -> dict[str, StoredResponse]:
-    """The responses kept for those of `keys` that were used before."""
-    rows = await connection.fetch(_STORED_RESPONSES, list(keys))
-    return {
-        row["key"]: StoredResponse(row["fingerprint"], row["response_status"], row["response_body"])
-        for row in rows
-    }
-
-
 async def history(
     connection: Connection, wallet_id: UUID, *, before_id: int, limit: int
 ) -> list[LedgerEntry]:
@@ -282,19 +270,29 @@ class LedgerReport:
     balance_mismatches: int
     chain_breaks: int
     negative_balances: int
+    unmatched_transfers: int
+    money_created: int  # minor units: all balances minus what came in and went out
     wallets_to_inspect: list[UUID]
+    transfers_to_inspect: list[UUID]
 
     @property
     def consistent(self) -> bool:
-        return not (self.balance_mismatches or self.chain_breaks or self.negative_balances)
+        return not (
+            self.balance_mismatches
+            or self.chain_breaks
+            or self.negative_balances
+            or self.unmatched_transfers
+            or self.money_created
+        )
 
 
 # One statement (one snapshot, consistent while traffic goes on), set-based: it scales
 # with PostgreSQL's aggregation and sorting, not with a Python loop over rows.
 _VERIFY_LEDGER = """
     WITH signed AS (
-        SELECT wallet_id, id, balance_after,
-               CASE operation WHEN 'DEPOSIT' THEN amount ELSE -amount END AS delta
+        SELECT wallet_id, id, balance_after, transfer_id, counterparty_wallet_id, operation,
+               amount,
+               CASE WHEN operation IN ({credits}) THEN amount ELSE -amount END AS delta
         FROM wallet_operations
     ), sums AS (
         SELECT wallet_id, count(*) AS n, sum(delta) AS total FROM signed GROUP BY wallet_id
@@ -312,24 +310,46 @@ _VERIFY_LEDGER = """
     ), negative AS (
         SELECT id FROM wallets WHERE balance < 0
         UNION SELECT wallet_id FROM wallet_operations WHERE balance_after < 0
+    ), transfers AS (
+        -- Each transfer: one leg out and one in, of one amount, each naming the other's
+        -- wallet; its reversals, if any, net to zero too.
+        SELECT transfer_id,
+               sum(delta) AS net,
+               count(*) FILTER (WHERE operation = 'TRANSFER_OUT') AS outs,
+               count(*) FILTER (WHERE operation = 'TRANSFER_IN') AS ins,
+               count(DISTINCT amount) FILTER (WHERE operation LIKE 'TRANSFER%') AS amounts,
+               bool_and(counterparty_wallet_id <> wallet_id) AS named,
+               array_agg(DISTINCT wallet_id) AS wallets,
+               array_agg(DISTINCT counterparty_wallet_id) AS counterparties
+        FROM signed WHERE transfer_id IS NOT NULL GROUP BY transfer_id
+    ), unmatched AS (
+        SELECT transfer_id FROM transfers
+        WHERE net <> 0 OR outs <> 1 OR ins <> 1 OR amounts <> 1 OR NOT named
+           OR NOT (wallets @> counterparties AND counterparties @> wallets)
     )
     SELECT (SELECT count(*) FROM wallets) AS wallets,
            (SELECT coalesce(sum(n), 0) FROM sums) AS operations,
            (SELECT count(*) FROM mismatched) AS balance_mismatches,
            (SELECT count(*) FROM breaks) AS chain_breaks,
            (SELECT count(*) FROM negative) AS negative_balances,
+           (SELECT count(*) FROM unmatched) AS unmatched_transfers,
+           (SELECT coalesce(sum(balance), 0) FROM wallets)
+           - (SELECT coalesce(sum(delta), 0) FROM signed WHERE transfer_id IS NULL)
+               AS money_created,
+           ARRAY(SELECT transfer_id FROM unmatched ORDER BY 1 LIMIT 20) AS transfers_to_inspect,
            ARRAY(
                SELECT id FROM (
                    SELECT id FROM mismatched UNION SELECT wallet_id FROM breaks
                    UNION SELECT id FROM negative
                ) bad ORDER BY id LIMIT 20
            ) AS wallets_to_inspect
-"""
+""".format(credits=", ".join(f"'{kind}'" for kind in sorted(CREDIT_KINDS)))
 
 
 async def verify_ledger(connection: Connection) -> LedgerReport:
     """Check every wallet: balance = sum of its ledger, each row's balance_after = the one
-    before plus its signed amount, nothing negative."""
+    before plus its signed amount, nothing negative; every transfer's legs match; money
+    changed only by what came in and went out (transfers conserve it)."""
     row = await connection.fetchrow(_VERIFY_LEDGER)
     assert row is not None
     return LedgerReport(
@@ -338,5 +358,8 @@ async def verify_ledger(connection: Connection) -> LedgerReport:
         balance_mismatches=row["balance_mismatches"],
         chain_breaks=row["chain_breaks"],
         negative_balances=row["negative_balances"],
+        unmatched_transfers=row["unmatched_transfers"],
+        money_created=int(row["money_created"]),
         wallets_to_inspect=[UUID(str(wallet)) for wallet in row["wallets_to_inspect"]],
+        transfers_to_inspect=[UUID(str(t)) for t in row["transfers_to_inspect"]],
     )

@@ -19,14 +19,13 @@ from wallet_api.core.errors import (
     WalletBusy,
     problem_response,
 )
-from wallet_api.core.idempotency import Replay
+from wallet_api.core.idempotency import IdempotencyKeyReused, Replay
 from wallet_api.core.openapi import error_responses, json_request_body, replayed_success
 from wallet_api.core.requests import read_json_body
 from wallet_api.wallets.cursors import CURSOR_PATTERN, decode_cursor
 from wallet_api.wallets.dependencies import WalletServiceDep, wallet_service
 from wallet_api.wallets.exceptions import (
     BalanceLimitExceeded,
-    IdempotencyKeyReused,
     InsufficientFunds,
     WalletNotFound,
 )

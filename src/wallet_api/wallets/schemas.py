@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -10,55 +9,17 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, WithJsonSchema
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 
 from wallet_api.core.errors import AppError, error_document
+from wallet_api.core.fields import Amount, CanonicalUUID
 from wallet_api.core.idempotency import Replay
-from wallet_api.core.money import MAX_MINOR_UNITS, format_minor_units, to_minor_units
 from wallet_api.core.responses import json_number
+from wallet_api.posting.entries import EntryKind
 from wallet_api.wallets.cursors import encode_cursor
 from wallet_api.wallets.models import OperationType
 from wallet_api.wallets.plan import Atomic, AtomicRefusal
 from wallet_api.wallets.repository import LedgerEntry
-
-
-def _amount_in_minor_units(value: object) -> int:
-    try:
-        return to_minor_units(value)
-    except ValueError as exc:
-        raise PydanticCustomError("amount", str(exc)) from None
-
-
-_MAX = format_minor_units(MAX_MINOR_UNITS)
-
-#: A positive amount of at most two fractional digits and at most the maximum, as a
-#: string: leading zeros are allowed, an exponent or a sign is not.
-AMOUNT_STRING_PATTERN = r"^0*(?:[1-9][0-9]{0,12}(?:\.[0-9]{1,2})?|0\.(?:[1-9][0-9]?|0[1-9]))$"
-
-Amount = Annotated[
-    int,
-    BeforeValidator(_amount_in_minor_units),
-    WithJsonSchema(
-        {
-            "title": "Amount",
-            "description": (
-                "Positive amount in currency units with at most two fractional digits, "
-                f"as a JSON number or a numeric string; at most {_MAX}. A number is read "
-                "from its exact text (never through a binary float) and must be written "
-                "without an exponent and with at most two fractional digits: `12.5`, not "
-                "`1.25e1` or `12.500`. (The schema's keywords cannot say this of a number "
-                "portably: `multipleOf: 0.01` is computed in binary floating point by "
-                "common validators, which would refuse 0.07; anything else is a 422.)"
-            ),
-            "oneOf": [
-                {"type": "number", "exclusiveMinimum": 0, "maximum": float(_MAX)},
-                {"type": "string", "pattern": AMOUNT_STRING_PATTERN},
-            ],
-            "examples": [1000, 12.5, "100.00"],
-        }
-    ),
-]
 
 Money = Annotated[Decimal, WithJsonSchema({"type": "number", "examples": [1000, 0.3]})]
 
@@ -118,15 +79,39 @@ HISTORY_LIMIT_DEFAULT = 50
 HISTORY_LIMIT_MAX = 100
 
 
+def _present_when(
+    kind: Literal["string", "integer"], when: str, form: str | None = None
+) -> WithJsonSchema:
+    schema: dict[str, Any] = {"type": kind, "description": f"Present {when}."}
+    if form is not None:
+        schema["format"] = form
+    return WithJsonSchema(schema)
+
+
 class OperationItem(BaseModel):
+    """One ledger entry of the wallet: a deposit, a withdrawal, a leg of a transfer (in
+    or out), or a reversal (in or out), with the balance right after it."""
+
     id: int
-    operation: OperationType
+    operation: EntryKind
     amount: Money
     balance_after: Money
     created_at: datetime
-    idempotency_key: Annotated[
-        str | None,
-        WithJsonSchema({"type": "string", "description": "Present when one was given."}),
+    idempotency_key: Annotated[str | None, _present_when("string", "when one was given")] = None
+    transfer_id: Annotated[
+        UUID | None, _present_when("string", "for a transfer's leg and its reversal", "uuid")
+    ] = None
+    counterparty_wallet_uuid: Annotated[
+        UUID | None, _present_when("string", "with `transfer_id`: the other wallet", "uuid")
+    ] = None
+    reverses_entry_id: Annotated[
+        int | None, _present_when("integer", "for a reversal: the entry it compensates")
+    ] = None
+    reversed_by_entry_id: Annotated[
+        int | None, _present_when("integer", "when the entry was reversed: the reversal")
+    ] = None
+    description: Annotated[
+        str | None, _present_when("string", "when the transfer or reversal had one")
     ] = None
 
 
@@ -167,8 +152,15 @@ def history_body(entries: Sequence[LedgerEntry], next_id: int | None) -> str:
             "balance_after": json_number(entry.balance_after),
             "created_at": entry.created_at,
         }
-        if entry.idempotency_key is not None:
-            item["idempotency_key"] = entry.idempotency_key
+        optional = {
+            "idempotency_key": entry.idempotency_key,
+            "transfer_id": entry.transfer_id,
+            "counterparty_wallet_uuid": entry.counterparty_wallet_id,
+            "reverses_entry_id": entry.reverses_id,
+            "reversed_by_entry_id": entry.reversed_by_id,
+            "description": entry.description,
+        }
+        item.update((name, value) for name, value in optional.items() if value is not None)
         items.append(item)
     next_cursor = encode_cursor(next_id) if next_id is not None else None
     return orjson.dumps({"items": items, "next_cursor": next_cursor}).decode()
@@ -178,23 +170,12 @@ def history_body(entries: Sequence[LedgerEntry], next_id: int | None) -> str:
 BATCH_MAX_OPERATIONS = 1000
 
 
-_CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
-
-
-def _canonical_uuid(value: object) -> object:
-    """A UUID in its canonical hyphenated form only (JSON Schema's `uuid` format), not the
-    other forms Python's UUID would also read (32 digits, braces, a URN)."""
-    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value) is None:
-        raise PydanticCustomError("uuid", "Input should be a UUID in its hyphenated form")
-    return value
-
-
 class BatchOperation(BaseModel):
     """One operation of a batch: the single endpoint's body, and the wallet it is for."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    wallet_uuid: Annotated[UUID, BeforeValidator(_canonical_uuid)]
+    wallet_uuid: CanonicalUUID
     operation: OperationType
     amount: Amount
 

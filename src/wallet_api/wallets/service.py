@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from uuid import UUID
 
 from wallet_api.core import idempotency
@@ -30,25 +31,26 @@ from wallet_api.core.errors import (
     ServiceUnavailable,
     WalletBusy,
 )
-from wallet_api.core.idempotency import Replay
+from wallet_api.core.idempotency import IdempotencyKeyReused, Replay, StoredResponse, replay
 from wallet_api.core.metrics import (
     IDEMPOTENT_REPLAYS,
     declare_operation_outcomes,
     operation_outcomes,
 )
+from wallet_api.posting.commit import committing
 from wallet_api.posting.queue import Group, GroupCommitQueue, Settle
+from wallet_api.posting.repository import stored_responses
 from wallet_api.wallets import repository
 from wallet_api.wallets.cursors import MAX_LEDGER_ID
 from wallet_api.wallets.exceptions import (
     BalanceLimitExceeded,
-    IdempotencyKeyReused,
     InsufficientFunds,
     WalletNotFound,
 )
 from wallet_api.wallets.models import OperationType
 from wallet_api.wallets.plan import Atomic, Operation
 from wallet_api.wallets.schemas import atomic_response, created_body
-from wallet_api.wallets.writer import KEY_RACE_ATTEMPTS, BatchWriter, Outcome, committing, replay
+from wallet_api.wallets.writer import KEY_RACE_ATTEMPTS, BatchWriter, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -138,9 +140,9 @@ class WalletService:
             return wallet_id
         raise AssertionError("unreachable")
 
-    async def _stored_responses(self, keys: set[str]) -> dict[str, repository.StoredResponse]:
+    async def _stored_responses(self, keys: set[str]) -> dict[str, StoredResponse]:
         async with self._database.autocommit() as connection:
-            return await repository.stored_responses(connection, keys)
+            return await stored_responses(connection, keys)
 
     async def get_balance(self, wallet_id: UUID) -> int:
         if self._reads is not None:
@@ -199,12 +201,13 @@ class WalletService:
         and whether this was a replay (the key's request seen before).
 
         The items are written together, one batch for the whole request (each wallet's in
-        order) when possible; if that batch fails for a reason of its own, each goes
-        through the queue on its own, so only the one that broke it fails. With a key, the
-        key is claimed first (a key of another request is refused), and each item gets a
-        key of its own derived from it (`KEY #index`, with a space no client key can
-        hold): a retry replays what was applied
-        and applies what was not.
+        order) when possible. What that batch committed keeps its outcomes; if it then
+        fails for a reason of its own, the rest apply one at a time (each wallet's in
+        order), so only the one that broke it fails; an outage answers the rest with the
+        error. With a key, the key is claimed first (a key of another request is
+        refused), and each item gets a key of its own derived from it (`KEY #index`, with
+        a space no client key can hold): a retry replays what was applied and applies
+        what was not.
         """
         replayed = False
         if idempotency_key is not None:
@@ -225,11 +228,13 @@ class WalletService:
         for index, (wallet_id, _) in enumerate(items):
             places.setdefault(wallet_id, []).append(index)
         outcomes: list[Outcome | None] = [None] * len(items)
+        settled: list[int] = []
 
         def settle(wallet_id: UUID, wallet_outcomes: Sequence[Outcome]) -> None:
-            for index, outcome in zip(places[wallet_id], wallet_outcomes, strict=True):
+            indexes = places[wallet_id]
+            settled.extend(indexes)
+            for index, outcome in zip(indexes, wallet_outcomes, strict=True):
                 outcomes[index] = outcome
-                _count(items[index][1].kind.value, outcome)
 
         groups = [(w, [items[i][1] for i in indexes]) for w, indexes in places.items()]
         try:
@@ -250,6 +255,7 @@ class WalletService:
                 await asyncio.gather(
                     *(self._one_by_one(items, indexes, outcomes) for indexes in left.values())
                 )
+        _count_all((items[index][1].kind.value, outcomes[index]) for index in settled)
         return [outcome for outcome in outcomes if outcome is not None], replayed
 
     async def _one_by_one(
@@ -284,8 +290,10 @@ class WalletService:
         if isinstance(result, AppError):
             raise result
         if isinstance(result, list):
-            for (_, operation), balance in zip(items, result, strict=True):
-                _count(operation.kind.value, balance)
+            _count_all(
+                (operation.kind.value, balance)
+                for (_, operation), balance in zip(items, result, strict=True)
+            )
         return result
 
     async def _claim_key(self, key: str, fingerprint: str) -> bool:
@@ -297,7 +305,7 @@ class WalletService:
                     connection, key, fingerprint=fingerprint, status=202, body=""
                 ):
                     return True
-                stored = await repository.stored_responses(connection, {key})
+                stored = await stored_responses(connection, {key})
                 if key in stored:  # else purged meanwhile (past its retention): claim again
                     if stored[key].fingerprint != fingerprint:
                         raise IdempotencyKeyReused()
@@ -367,13 +375,23 @@ class WalletService:
 
 def _count(kind: str, outcome: Outcome) -> None:
     """Count an operation's outcome (wallet_operations_total)."""
-    if isinstance(outcome, AppError):
-        operation_outcomes(kind, outcome.code).inc()
-    elif isinstance(outcome, Replay):
-        operation_outcomes(kind, "replayed").inc()
-        IDEMPOTENT_REPLAYS.labels("operation").inc()
-    else:
-        operation_outcomes(kind, "applied").inc()
+    _count_all([(kind, outcome)])
+
+
+def _count_all(outcomes: Iterable[tuple[str, Outcome | None]]) -> None:
+    """Count operations' outcomes (wallet_operations_total), each series once."""
+    tally: Counter[tuple[str, str]] = Counter()
+    for kind, outcome in outcomes:
+        if isinstance(outcome, AppError):
+            tally[kind, outcome.code] += 1
+        elif isinstance(outcome, Replay):
+            tally[kind, "replayed"] += 1
+        elif outcome is not None:
+            tally[kind, "applied"] += 1
+    for (kind, label), count in tally.items():
+        operation_outcomes(kind, label).inc(count)
+        if label == "replayed":
+            IDEMPOTENT_REPLAYS.labels("operation").inc(count)
 
 
 def _unknown() -> AppError:

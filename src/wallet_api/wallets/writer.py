@@ -24,24 +24,23 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from uuid import UUID
 
 import asyncpg
 
 from wallet_api.core.database import (
-    Connection,
     Database,
     UniqueViolation,
+    is_aborted,
     is_key_conflict,
-    is_outcome_unknown,
 )
-from wallet_api.core.errors import AppError, DatabaseUnavailable, OutcomeUnknown
-from wallet_api.core.idempotency import Replay
+from wallet_api.core.errors import AppError, DatabaseUnavailable
+from wallet_api.core.idempotency import IdempotencyKeyReused, Replay, StoredResponse, replay
+from wallet_api.posting.commit import committing
+from wallet_api.posting.repository import stored_responses
 from wallet_api.wallets import repository
-from wallet_api.wallets.exceptions import IdempotencyKeyReused, WalletNotFound
+from wallet_api.wallets.exceptions import WalletNotFound
 from wallet_api.wallets.plan import (
     Atomic,
     BatchPlan,
@@ -73,16 +72,6 @@ KEY_RACE_ATTEMPTS = 4
 ABORTED_ATTEMPTS = 3
 #: Wallets whose last seen balance a process remembers (a guess, always verified).
 KNOWN_BALANCES_LIMIT = 10_000
-#: SQLSTATEs of a transaction the database rolled back so that another could proceed.
-_ABORTED = frozenset({"40001", "40P01"})
-
-
-@dataclass(slots=True)
-class _Commit:
-    """A batch's connection, and whether its write has been sent (its outcome may land)."""
-
-    connection: Connection
-    sent: bool = False
 
 
 class BatchWriter:
@@ -131,7 +120,7 @@ class BatchWriter:
                 raise
             except asyncpg.PostgresError as exc:
                 aborted += 1
-                if getattr(exc, "sqlstate", None) in _ABORTED and aborted < ABORTED_ATTEMPTS:
+                if is_aborted(exc) and aborted < ABORTED_ATTEMPTS:
                     logger.warning("batch aborted by the database, retrying: %r", exc)
                     continue
                 raise
@@ -275,7 +264,7 @@ class BatchWriter:
                     connection, key, fingerprint=fingerprint, status=202, body=""
                 )
                 if not claimed:
-                    stored = await repository.stored_responses(connection, {key})
+                    stored = await stored_responses(connection, {key})
                     if key not in stored:  # purged past its retention meanwhile: try again
                         raise DatabaseUnavailable("The request met a key being purged; retry.")
                     return replay(stored[key], fingerprint)
@@ -305,37 +294,15 @@ class BatchWriter:
             commit.sent = bool(batch.wallets)  # one statement: it writes and commits
             return await repository.write_batch(commit.connection, batch)
 
-    async def _stored_responses(self, keys: set[str]) -> dict[str, repository.StoredResponse]:
+    async def _stored_responses(self, keys: set[str]) -> dict[str, StoredResponse]:
         async with self._database.autocommit() as connection:
-            return await repository.stored_responses(connection, keys)
+            return await stored_responses(connection, keys)
 
     def _remember(self, wallet_id: UUID, balance: int) -> None:
         self._known_balances[wallet_id] = balance
         self._known_balances.move_to_end(wallet_id)
         if len(self._known_balances) > KNOWN_BALANCES_LIMIT:
             self._known_balances.popitem(last=False)
-
-
-@asynccontextmanager
-async def committing(database: Database, *, transaction: bool = False) -> AsyncIterator[_Commit]:
-    """A connection for the statements that write and commit.
-
-    Once the caller marks the write as sent, a failure that leaves unknown whether the
-    commit landed (the connection broke, the server ended the session, or the client
-    stopped waiting) is reported as OutcomeUnknown, never as "not applied": a client must
-    not retry it blindly.
-    """
-    commit: _Commit | None = None
-    try:
-        opened = database.transaction() if transaction else database.autocommit()
-        async with opened as connection:
-            commit = _Commit(connection)
-            yield commit
-    except Exception as exc:
-        if commit is not None and commit.sent and is_outcome_unknown(exc):
-            logger.error("commit outcome unknown", exc_info=exc)
-            raise OutcomeUnknown() from exc
-        raise
 
 
 def _batch_write(
@@ -393,7 +360,7 @@ class _Triage:
     used in the batch runs; a repeat of it in the batch gets its outcome; a key stored
     before is replayed (or refused, if it came with another request)."""
 
-    def __init__(self, groups: Sequence[Group], stored: dict[str, repository.StoredResponse]):
+    def __init__(self, groups: Sequence[Group], stored: dict[str, StoredResponse]):
         self._groups = groups
         self._outcomes: list[list[Outcome | None]] = [[None] * len(ops) for _, ops in groups]
         self._first_with_key: dict[str, tuple[int, int]] = {}
@@ -484,10 +451,3 @@ def _repeat(first: Operation, first_outcome: Outcome, repeat: Operation) -> Outc
     if isinstance(first_outcome, WalletNotFound | Replay):  # nothing stored for it
         return first_outcome
     return Replay(*_stored_form(first_outcome))
-
-
-def replay(stored: repository.StoredResponse, fingerprint: str) -> Replay | AppError:
-    """The stored outcome of a key's first request, for a request with that key."""
-    if stored.fingerprint != fingerprint:
-        return IdempotencyKeyReused()
-    return Replay(stored.status, stored.body)

@@ -1,0 +1,65 @@
+"""Field types shared by the request bodies of every endpoint: an amount, a wallet id."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+from uuid import UUID
+
+from pydantic import BeforeValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from wallet_api.core.money import MAX_MINOR_UNITS, format_minor_units, to_minor_units
+
+
+def _amount_in_minor_units(value: object) -> int:
+    try:
+        return to_minor_units(value)
+    except ValueError as exc:
+        raise PydanticCustomError("amount", str(exc)) from None
+
+
+_MAX = format_minor_units(MAX_MINOR_UNITS)
+
+#: A positive amount of at most two fractional digits and at most the maximum, as a
+#: string: leading zeros are allowed, an exponent or a sign is not.
+AMOUNT_STRING_PATTERN = r"^0*(?:[1-9][0-9]{0,12}(?:\.[0-9]{1,2})?|0\.(?:[1-9][0-9]?|0[1-9]))$"
+
+Amount = Annotated[
+    int,
+    BeforeValidator(_amount_in_minor_units),
+    WithJsonSchema(
+        {
+            "title": "Amount",
+            "description": (
+                "Positive amount in currency units with at most two fractional digits, "
+                f"as a JSON number or a numeric string; at most {_MAX}. A number is read "
+                "from its exact text (never through a binary float) and must be written "
+                "without an exponent and with at most two fractional digits: `12.5`, not "
+                "`1.25e1` or `12.500`. (The schema's keywords cannot say this of a number "
+                "portably: `multipleOf: 0.01` is computed in binary floating point by "
+                "common validators, which would refuse 0.07; anything else is a 422.)"
+            ),
+            "oneOf": [
+                {"type": "number", "exclusiveMinimum": 0, "maximum": float(_MAX)},
+                {"type": "string", "pattern": AMOUNT_STRING_PATTERN},
+            ],
+            "examples": [1000, 12.5, "100.00"],
+        }
+    ),
+]
+
+
+_CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+
+
+def _canonical_uuid(value: object) -> object:
+    """A UUID in its canonical hyphenated form only (JSON Schema's `uuid` format), not the
+    other forms Python's UUID would also read (32 digits, braces, a URN)."""
+    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value) is None:
+        raise PydanticCustomError("uuid", "Input should be a UUID in its hyphenated form")
+    return value
+
+
+#: A UUID in its canonical hyphenated form.
+CanonicalUUID = Annotated[UUID, BeforeValidator(_canonical_uuid)]
