@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
@@ -63,3 +64,7 @@ def _canonical_uuid(value: object) -> object:
 
 #: A UUID in its canonical hyphenated form.
 CanonicalUUID = Annotated[UUID, BeforeValidator(_canonical_uuid)]
+
+
+#: An amount in a response: a JSON number in currency units, exact (json_number).
+Money = Annotated[Decimal, WithJsonSchema({"type": "number", "examples": [1000, 0.3]})]

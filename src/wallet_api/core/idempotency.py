@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Annotated
 
+from fastapi import Header
 from fastapi.responses import Response
 
 from wallet_api.core.errors import PROBLEM_CONTENT_TYPE, AppError
@@ -13,6 +15,20 @@ HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 #: 1 to 255 visible ASCII characters (no spaces, no control characters).
 KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+
+#: The optional header of every POST endpoint.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=HEADER,
+        pattern=KEY_PATTERN,
+        description=(
+            "1 to 255 visible ASCII characters. The first request with a key is executed and "
+            "its outcome kept; a later one with the same key and the same request gets that "
+            "outcome again (header Idempotent-Replayed: true) and changes nothing."
+        ),
+    ),
+]
 
 
 def fingerprint(method: str, path: str, canonical_body: str) -> str:

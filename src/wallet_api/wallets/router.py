@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from starlette.exceptions import HTTPException
 
 from wallet_api.core import idempotency
@@ -19,7 +19,7 @@ from wallet_api.core.errors import (
     WalletBusy,
     problem_response,
 )
-from wallet_api.core.idempotency import IdempotencyKeyReused, Replay
+from wallet_api.core.idempotency import IdempotencyKey, IdempotencyKeyReused, Replay
 from wallet_api.core.openapi import error_responses, json_request_body, replayed_success
 from wallet_api.core.requests import read_json_body
 from wallet_api.wallets.cursors import CURSOR_PATTERN, decode_cursor
@@ -84,19 +84,6 @@ _WRITE_ERRORS = (
     InternalError,
     DatabaseUnavailable,
 )
-
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias=idempotency.HEADER,
-        pattern=idempotency.KEY_PATTERN,
-        description=(
-            "1 to 255 visible ASCII characters. The first request with a key is executed and "
-            "its outcome kept; a later one with the same key and the same request gets that "
-            "outcome again (header Idempotent-Replayed: true) and changes nothing."
-        ),
-    ),
-]
 
 
 @router.post(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -12,7 +11,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 
 from wallet_api.core.errors import AppError, error_document
-from wallet_api.core.fields import Amount, CanonicalUUID
+from wallet_api.core.fields import Amount, CanonicalUUID, Money
 from wallet_api.core.idempotency import Replay
 from wallet_api.core.responses import json_number
 from wallet_api.posting.entries import EntryKind
@@ -20,8 +19,6 @@ from wallet_api.wallets.cursors import encode_cursor
 from wallet_api.wallets.models import OperationType
 from wallet_api.wallets.plan import Atomic, AtomicRefusal
 from wallet_api.wallets.repository import LedgerEntry
-
-Money = Annotated[Decimal, WithJsonSchema({"type": "number", "examples": [1000, 0.3]})]
 
 
 class OperationRequest(BaseModel):
@@ -142,6 +139,11 @@ class OperationsPage(BaseModel):
     )
 
 
+def _text(value: UUID | None) -> str | None:
+    # asyncpg's UUIDs are a subclass orjson does not serialise.
+    return None if value is None else str(value)
+
+
 def history_body(entries: Sequence[LedgerEntry], next_id: int | None) -> str:
     items = []
     for entry in entries:
@@ -154,8 +156,8 @@ def history_body(entries: Sequence[LedgerEntry], next_id: int | None) -> str:
         }
         optional = {
             "idempotency_key": entry.idempotency_key,
-            "transfer_id": entry.transfer_id,
-            "counterparty_wallet_uuid": entry.counterparty_wallet_id,
+            "transfer_id": _text(entry.transfer_id),
+            "counterparty_wallet_uuid": _text(entry.counterparty_wallet_id),
             "reverses_entry_id": entry.reverses_id,
             "reversed_by_entry_id": entry.reversed_by_id,
             "description": entry.description,

@@ -1,0 +1,1 @@
+"""Transfers: money moved from one wallet to another, both legs or neither."""

@@ -1,0 +1,98 @@
+"""HTTP endpoints for transfers: parse, call the service once, render."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Request, Response, status
+
+from wallet_api.core import idempotency
+from wallet_api.core.errors import (
+    BodyTooLarge,
+    DatabaseUnavailable,
+    InternalError,
+    OutcomeUnknown,
+    ServiceUnavailable,
+    ValidationFailed,
+    WalletBusy,
+)
+from wallet_api.core.idempotency import IdempotencyKey, IdempotencyKeyReused, Replay
+from wallet_api.core.openapi import error_responses, json_request_body, replayed_success
+from wallet_api.core.requests import read_json_body
+from wallet_api.transfers.dependencies import transfer_service
+from wallet_api.transfers.exceptions import (
+    TransferBalanceLimitExceeded,
+    TransferInsufficientFunds,
+    TransferNotFound,
+    TransferWalletNotFound,
+)
+from wallet_api.transfers.schemas import TRANSFER_REQUEST_EXAMPLES, Transfer, TransferRequest
+
+router = APIRouter(prefix="/api/v1/transfers", tags=["transfers"])
+TRANSFERS_PATH = router.prefix
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Transfer,
+    responses={
+        **replayed_success(201),
+        **error_responses(
+            TransferInsufficientFunds,
+            TransferBalanceLimitExceeded,
+            TransferWalletNotFound,
+            BodyTooLarge,
+            ValidationFailed,
+            IdempotencyKeyReused,
+            OutcomeUnknown,
+            InternalError,
+            DatabaseUnavailable,
+            WalletBusy,
+            ServiceUnavailable,
+            replayed=(400, 404),
+        ),
+    },
+    openapi_extra=json_request_body(TransferRequest, TRANSFER_REQUEST_EXAMPLES),
+)
+async def create_transfer(request: Request, idempotency_key: IdempotencyKey = None) -> Response:
+    """Move an amount from one wallet to another: both legs or neither, in one
+    transaction; answer with the transfer and both balances right after it.
+
+    Refused without any change when the source's balance does not cover it
+    (`insufficient_funds`), when the destination would exceed the balance limit
+    (`balance_limit_exceeded`), or when either wallet does not exist (`wallet_not_found`,
+    saying which). The source and the destination must differ.
+    """
+    body = await read_json_body(request, TransferRequest)
+    fingerprint = (
+        idempotency.fingerprint("POST", TRANSFERS_PATH, body.canonical())
+        if idempotency_key is not None
+        else ""
+    )
+    result = await transfer_service(request).transfer(
+        body, idempotency_key=idempotency_key, fingerprint=fingerprint
+    )
+    if isinstance(result, Replay):
+        return result.response()
+    transfer_id, text = result
+    return Response(
+        text,
+        status.HTTP_201_CREATED,
+        media_type="application/json",
+        headers={"Location": f"{TRANSFERS_PATH}/{transfer_id}"},
+    )
+
+
+@router.get(
+    "/{transfer_id}",
+    response_model=Transfer,
+    responses=error_responses(
+        TransferNotFound, ValidationFailed, InternalError, DatabaseUnavailable
+    ),
+)
+async def get_transfer(transfer_id: UUID, request: Request) -> Response:
+    """A transfer: its wallets, amount, the balances right after it, and what was
+    reversed of it."""
+    text = await transfer_service(request).get(transfer_id)
+    return Response(text, media_type="application/json")

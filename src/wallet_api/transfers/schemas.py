@@ -1,0 +1,141 @@
+"""Request and response bodies of the transfer endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Self
+from uuid import UUID
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from wallet_api.core.fields import Amount, CanonicalUUID, Money
+from wallet_api.core.responses import json_number
+from wallet_api.posting.entries import DESCRIPTION_MAX_LENGTH
+
+Description = Annotated[
+    str | None,
+    Field(
+        max_length=DESCRIPTION_MAX_LENGTH,
+        description=f"Free text kept with the ledger rows, at most {DESCRIPTION_MAX_LENGTH} "
+        "characters.",
+    ),
+]
+
+_EXAMPLE_ID = "7c1f3a52-9e1b-4d8e-a1c4-5b2f6d0e8a93"
+_SOURCE = "3f0a0c1e-5e55-4b1f-9d0e-1d6b2f0c9a47"
+_DESTINATION = "8d2f4b6a-1c3e-4f5a-9b7d-0e2c4a6b8d1f"
+
+
+#: Named examples of transfer requests (the published contract's).
+TRANSFER_REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
+    "a transfer": {
+        "from_wallet_uuid": _SOURCE,
+        "to_wallet_uuid": _DESTINATION,
+        "amount": "12.50",
+        "description": "order 42",
+    },
+    "without a description": {
+        "from_wallet_uuid": _SOURCE,
+        "to_wallet_uuid": _DESTINATION,
+        "amount": 100,
+    },
+}
+
+
+class TransferRequest(BaseModel):
+    """Move `amount` from one wallet to another: both legs, or neither."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"examples": list(TRANSFER_REQUEST_EXAMPLES.values())},
+    )
+
+    from_wallet_uuid: CanonicalUUID
+    to_wallet_uuid: CanonicalUUID
+    amount: Amount
+    description: Description = None
+
+    @model_validator(mode="after")
+    def _two_wallets(self) -> Self:
+        if self.from_wallet_uuid == self.to_wallet_uuid:
+            raise PydanticCustomError(
+                "same_wallet", "from_wallet_uuid and to_wallet_uuid must be different wallets"
+            )
+        return self
+
+    def canonical(self) -> str:
+        """What makes two transfer requests the same (for their Idempotency-Key)."""
+        return orjson.dumps(
+            [str(self.from_wallet_uuid), str(self.to_wallet_uuid), self.amount, self.description]
+        ).decode()
+
+
+class TransferReversal(BaseModel):
+    amount: Money
+    reversed_at: datetime
+
+
+class Transfer(BaseModel):
+    """A transfer, with both wallets' balances right after it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "transfer_id": _EXAMPLE_ID,
+                    "from_wallet_uuid": _SOURCE,
+                    "to_wallet_uuid": _DESTINATION,
+                    "amount": 12.5,
+                    "description": "order 42",
+                    "from_balance": 87.5,
+                    "to_balance": 12.5,
+                    "created_at": "2026-11-28T07:15:06.123456+00:00",
+                    "reversal": None,
+                }
+            ]
+        }
+    )
+
+    transfer_id: UUID
+    from_wallet_uuid: UUID
+    to_wallet_uuid: UUID
+    amount: Money
+    description: str | None
+    from_balance: Money = Field(description="The source's balance right after the transfer.")
+    to_balance: Money = Field(description="The destination's balance right after it.")
+    created_at: datetime
+    reversal: TransferReversal | None = Field(
+        description="What was reversed of it, and when; null if nothing (always null in "
+        "the answer to the POST that made it)."
+    )
+
+
+def transfer_body(
+    *,
+    transfer_id: UUID,
+    from_wallet: UUID,
+    to_wallet: UUID,
+    amount: int,
+    description: str | None,
+    balances: tuple[int, int],
+    created_at: datetime,
+    reversal: tuple[int, datetime] | None = None,
+) -> str:
+    """The body of a transfer (201 of the POST, kept for its key; 200 of the GET)."""
+    body: dict[str, Any] = {
+        "transfer_id": str(transfer_id),  # str: orjson does not serialise asyncpg's UUIDs
+        "from_wallet_uuid": str(from_wallet),
+        "to_wallet_uuid": str(to_wallet),
+        "amount": json_number(amount),
+        "description": description,
+        "from_balance": json_number(balances[0]),
+        "to_balance": json_number(balances[1]),
+        "created_at": created_at,
+        "reversal": None
+        if reversal is None
+        else {"amount": json_number(reversal[0]), "reversed_at": reversal[1]},
+    }
+    return orjson.dumps(body).decode()

@@ -1,0 +1,138 @@
+"""Transfers: the business rules, over the entries engine (posting/)."""
+
+from __future__ import annotations
+
+import uuid
+from uuid import UUID
+
+import orjson
+
+from wallet_api.core.config import Settings
+from wallet_api.core.database import Database
+from wallet_api.core.errors import AppError, OutcomeUnknown, error_document
+from wallet_api.core.idempotency import IdempotencyKeyReused, Replay
+from wallet_api.core.metrics import declare_operation_outcomes, operation_outcomes
+from wallet_api.posting.engine import EntryOutcome, EntryWriter
+from wallet_api.posting.entries import Entry, EntryKind, Leg, Posted, Refusal
+from wallet_api.posting.queue import GroupCommitQueue
+from wallet_api.transfers import repository
+from wallet_api.transfers.exceptions import TransferNotFound, refusal_error
+from wallet_api.transfers.schemas import TransferRequest, transfer_body
+
+#: The `operation` label of transfers in wallet_operations_total.
+METRIC_KIND = "TRANSFER"
+
+
+class TransferService:
+    """Moves money between wallets (batched with concurrent transfers unless disabled),
+    and reads transfers back."""
+
+    def __init__(self, database: Database, settings: Settings) -> None:
+        self._database = database
+        self._engine = EntryWriter(database)
+        self._queue: GroupCommitQueue[Entry, EntryOutcome] | None = None
+        if settings.coalescing_enabled:
+            # One lane per source wallet: a payer's transfers keep their order; a batch
+            # spans many lanes, one transaction and one lock per wallet for all of them.
+            self._queue = GroupCommitQueue(
+                self._engine.apply_groups,
+                kind="transfer",
+                max_batch=settings.coalescing_max_batch,
+                max_in_flight=settings.coalescing_max_in_flight,
+                queue_limit=settings.coalescing_queue_limit,
+                deadline=settings.operation_deadline,
+                interrupted=OutcomeUnknown,
+            )
+        declare_operation_outcomes(
+            [METRIC_KIND], ["applied", "replayed", "insufficient_funds", "balance_limit_exceeded"]
+        )
+
+    async def transfer(
+        self, request: TransferRequest, *, idempotency_key: str | None, fingerprint: str
+    ) -> tuple[UUID, str] | Replay:
+        """Move the amount; the new transfer's id and body (status 201), or the replay
+        of the key's first request. Raises the refusal's AppError."""
+        transfer_id = uuid.uuid4()
+        source, destination = request.from_wallet_uuid, request.to_wallet_uuid
+        legs = (
+            Leg(source, EntryKind.TRANSFER_OUT, request.amount, counterparty=destination),
+            Leg(destination, EntryKind.TRANSFER_IN, request.amount, counterparty=source),
+        )
+
+        def render(outcome: Posted | Refusal) -> tuple[int, str]:
+            if isinstance(outcome, Refusal):
+                error = refusal_error(outcome, legs, verb="transfer")
+                return error.status, orjson.dumps(error_document(error)).decode()
+            body = transfer_body(
+                transfer_id=transfer_id,
+                from_wallet=source,
+                to_wallet=destination,
+                amount=request.amount,
+                description=request.description,
+                balances=(outcome.balances[0], outcome.balances[1]),
+                created_at=outcome.at,
+            )
+            return 201, body
+
+        entry = Entry(
+            legs=legs,
+            render=render,
+            transfer_id=transfer_id,
+            description=request.description,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+        )
+        outcome = await self._submit(source, entry)
+        if isinstance(outcome, Replay | IdempotencyKeyReused):
+            _count(outcome)
+            if isinstance(outcome, AppError):
+                raise outcome
+            return outcome
+        if isinstance(outcome, Refusal):
+            error = refusal_error(outcome, legs, verb="transfer")
+            _count(error)
+            raise error
+        _count(outcome)
+        return transfer_id, render(outcome)[1]
+
+    async def _submit(self, lane: UUID, entry: Entry) -> EntryOutcome:
+        if self._queue is not None:
+            return await self._queue.submit(lane, entry)
+        (outcome,) = await self._engine.apply([entry])
+        return outcome
+
+    async def get(self, transfer_id: UUID) -> str:
+        """The transfer's body, with what was reversed of it. Raises TransferNotFound."""
+        async with self._database.autocommit() as connection:
+            rows = await repository.transfer_rows(connection, transfer_id)
+        legs = {row.operation: row for row in rows}
+        out_leg = legs.get(EntryKind.TRANSFER_OUT)
+        in_leg = legs.get(EntryKind.TRANSFER_IN)
+        if out_leg is None or in_leg is None:
+            raise TransferNotFound(transfer_id)
+        reversal = legs.get(EntryKind.REVERSAL_OUT)
+        return transfer_body(
+            transfer_id=transfer_id,
+            from_wallet=out_leg.wallet_id,
+            to_wallet=in_leg.wallet_id,
+            amount=out_leg.amount,
+            description=out_leg.description,
+            balances=(out_leg.balance_after, in_leg.balance_after),
+            created_at=out_leg.created_at,
+            reversal=None if reversal is None else (reversal.amount, reversal.created_at),
+        )
+
+    async def close(self) -> None:
+        """Finish what is queued."""
+        if self._queue is not None:
+            await self._queue.close()
+
+
+def _count(outcome: Posted | Replay | AppError) -> None:
+    if isinstance(outcome, AppError):
+        label = outcome.code
+    elif isinstance(outcome, Replay):
+        label = "replayed"
+    else:
+        label = "applied"
+    operation_outcomes(METRIC_KIND, label).inc()
