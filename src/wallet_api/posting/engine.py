@@ -22,6 +22,7 @@ from uuid import UUID
 import asyncpg
 
 from wallet_api.core.database import Database, is_aborted, is_key_conflict
+from wallet_api.core.errors import AppError
 from wallet_api.core.idempotency import IdempotencyKeyReused, Replay, StoredResponse, replay
 from wallet_api.posting import repository
 from wallet_api.posting.commit import committing
@@ -125,6 +126,13 @@ class EntryWriter:
                 commit.sent = True  # from here on, the commit may land
                 await repository.write_entries(connection, write)
         return [outcome for outcome in outcomes if outcome is not None]
+
+
+def outcome_label(outcome: Posted | Replay | AppError) -> str:
+    """An entry's outcome as the `outcome` label of wallet_operations_total."""
+    if isinstance(outcome, AppError):
+        return outcome.code
+    return "replayed" if isinstance(outcome, Replay) else "applied"
 
 
 def _add_rows(write: repository.EntriesWrite, entry: Entry, posted: Posted) -> None:

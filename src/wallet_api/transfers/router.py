@@ -19,7 +19,6 @@ from wallet_api.core.errors import (
 from wallet_api.core.idempotency import IdempotencyKey, IdempotencyKeyReused, Replay
 from wallet_api.core.openapi import error_responses, json_request_body, replayed_success
 from wallet_api.core.requests import read_json_body
-from wallet_api.transfers.dependencies import transfer_service
 from wallet_api.transfers.exceptions import (
     TransferBalanceLimitExceeded,
     TransferInsufficientFunds,
@@ -27,9 +26,16 @@ from wallet_api.transfers.exceptions import (
     TransferWalletNotFound,
 )
 from wallet_api.transfers.schemas import TRANSFER_REQUEST_EXAMPLES, Transfer, TransferRequest
+from wallet_api.transfers.service import TransferService
 
 router = APIRouter(prefix="/api/v1/transfers", tags=["transfers"])
 TRANSFERS_PATH = router.prefix
+
+
+def transfer_service(request: Request) -> TransferService:
+    """The process's service, made by the application's lifespan."""
+    service: TransferService = request.app.state.transfer_service
+    return service
 
 
 @router.post(

@@ -12,7 +12,7 @@ from wallet_api.core.database import Database
 from wallet_api.core.errors import AppError, OutcomeUnknown, error_document
 from wallet_api.core.idempotency import IdempotencyKeyReused, Replay
 from wallet_api.core.metrics import declare_operation_outcomes, operation_outcomes
-from wallet_api.posting.engine import EntryOutcome, EntryWriter
+from wallet_api.posting.engine import EntryOutcome, EntryWriter, outcome_label
 from wallet_api.posting.entries import Entry, EntryKind, Leg, Posted, Refusal
 from wallet_api.posting.queue import GroupCommitQueue
 from wallet_api.transfers import repository
@@ -129,10 +129,4 @@ class TransferService:
 
 
 def _count(outcome: Posted | Replay | AppError) -> None:
-    if isinstance(outcome, AppError):
-        label = outcome.code
-    elif isinstance(outcome, Replay):
-        label = "replayed"
-    else:
-        label = "applied"
-    operation_outcomes(METRIC_KIND, label).inc()
+    operation_outcomes(METRIC_KIND, outcome_label(outcome)).inc()

@@ -1,0 +1,1 @@
+"""Reversals: a ledger entry corrected by a compensating entry, never by an edit."""

@@ -1,0 +1,131 @@
+"""Reversals: the business rules, over the entries engine (posting/)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import orjson
+
+from wallet_api.core.database import Database
+from wallet_api.core.errors import AppError, error_document
+from wallet_api.core.idempotency import Replay
+from wallet_api.core.metrics import declare_operation_outcomes, operation_outcomes
+from wallet_api.posting.engine import EntryWriter, outcome_label
+from wallet_api.posting.entries import Entry, EntryKind, Leg, Posted, Refusal, Shortfall
+from wallet_api.reversals import repository
+from wallet_api.reversals.exceptions import (
+    AlreadyReversed,
+    EntryNotFound,
+    EntryNotReversible,
+    ReversalExceedsEntry,
+)
+from wallet_api.reversals.schemas import ReversalRequest, reversal_body
+from wallet_api.transfers.exceptions import TransferNotFound, refusal_error
+
+#: The `operation` label of reversals in wallet_operations_total.
+METRIC_KIND = "REVERSAL"
+_COMPENSATION = {
+    EntryKind.DEPOSIT: EntryKind.REVERSAL_OUT,
+    EntryKind.WITHDRAW: EntryKind.REVERSAL_IN,
+    EntryKind.TRANSFER_IN: EntryKind.REVERSAL_OUT,
+    EntryKind.TRANSFER_OUT: EntryKind.REVERSAL_IN,
+}
+
+
+class ReversalService:
+    """Reverses ledger entries, each at most once, by compensating entries."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._engine = EntryWriter(database)
+        declare_operation_outcomes(
+            [METRIC_KIND], ["applied", "replayed", AlreadyReversed.code, "insufficient_funds"]
+        )
+
+    async def reverse(
+        self, request: ReversalRequest, *, idempotency_key: str | None, fingerprint: str
+    ) -> str | Replay:
+        """Write the compensating entry; its body (status 201), or the replay of the
+        key's first request. Raises the refusal's AppError."""
+        try:
+            named, transfer_id, legs = await self._legs(request)
+        except AppError as error:
+            _count(error)
+            raise
+        amount = legs[0].amount
+
+        def error_of(outcome: Refusal) -> AppError:
+            if outcome.reason is Shortfall.ALREADY_REVERSED:
+                return AlreadyReversed(named)
+            return refusal_error(outcome, legs, verb="reverse")
+
+        def render(outcome: Posted | Refusal) -> tuple[int, str]:
+            if isinstance(outcome, Refusal):
+                error = error_of(outcome)
+                return error.status, orjson.dumps(error_document(error)).decode()
+            body = reversal_body(
+                transfer_id=transfer_id,
+                amount=amount,
+                description=request.description,
+                legs=legs,
+                balances=outcome.balances,
+                created_at=outcome.at,
+            )
+            return 201, body
+
+        (outcome,) = await self._engine.apply(
+            [
+                Entry(
+                    legs=legs,
+                    render=render,
+                    transfer_id=transfer_id,
+                    description=request.description,
+                    idempotency_key=idempotency_key,
+                    fingerprint=fingerprint,
+                )
+            ]
+        )
+        result = error_of(outcome) if isinstance(outcome, Refusal) else outcome
+        _count(result)
+        if isinstance(result, AppError):
+            raise result
+        if isinstance(result, Replay):
+            return result
+        return render(result)[1]
+
+    async def _legs(self, request: ReversalRequest) -> tuple[int, UUID | None, tuple[Leg, ...]]:
+        """The entry named (or the transfer's first leg), its transfer if any, and the
+        compensating legs, debits first. Raises when there is nothing to reverse, or not
+        that much."""
+        async with self._database.autocommit() as connection:
+            if request.entry_id is not None:
+                rows = await repository.entry_rows(connection, request.entry_id)
+                if not rows:
+                    raise EntryNotFound(request.entry_id)
+            else:
+                assert request.transfer_id is not None
+                rows = await repository.transfer_rows(connection, request.transfer_id)
+                if not rows:
+                    raise TransferNotFound(request.transfer_id)
+        named = rows[0]
+        if named.operation not in _COMPENSATION:
+            raise EntryNotReversible(named.id)
+        amount = named.amount if request.amount is None else request.amount
+        if amount > named.amount:
+            raise ReversalExceedsEntry(entry_id=named.id, amount=amount, entry_amount=named.amount)
+        legs = [
+            Leg(
+                row.wallet_id,
+                _COMPENSATION[EntryKind(row.operation)],
+                amount,
+                counterparty=row.counterparty_wallet_id,
+                reverses=row.id,
+            )
+            for row in rows
+        ]
+        legs.sort(key=lambda leg: leg.delta)  # the debit first: its refusal is the one told
+        return named.id, named.transfer_id, tuple(legs)
+
+
+def _count(outcome: Posted | Replay | AppError) -> None:
+    operation_outcomes(METRIC_KIND, outcome_label(outcome)).inc()
