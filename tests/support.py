@@ -24,6 +24,7 @@ from wallet_api.devtools.postgres import (
     ensure_database,
 )
 from wallet_api.devtools.server import ServiceProcess, run_alembic
+from wallet_api.posting.entries import CREDIT_KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -176,7 +177,7 @@ def assert_ledger_consistent(database: TestDatabase, wallet_id: str, start: int 
     balance = start
     balances = []
     for row in database.ledger(wallet_id):
-        balance += row["amount"] if row["operation"] == "DEPOSIT" else -row["amount"]
+        balance += row["amount"] if row["operation"] in CREDIT_KINDS else -row["amount"]
         assert balance >= 0
         assert row["balance_after"] == balance
         balances.append(balance)

@@ -44,19 +44,6 @@ def to_minor_units(value: object) -> int:
     Accepts a JSON number (as parsed with the hooks above) or a numeric string in plain
     decimal notation, positive, with at most two fractional digits, at most the maximum.
     """
-    # The common case, an int, needs no Decimal (which gives the same: no mutant of it).
-    if type(value) is int:  # noqa: SIM108  # pragma: no mutate
-        minor = value * MINOR_UNITS_PER_UNIT
-    else:
-        minor = _decimal_to_minor_units(value)
-    if minor <= 0:
-        raise ValueError("amount must be greater than zero")
-    if minor > MAX_MINOR_UNITS:
-        raise ValueError(f"amount must be at most {format_minor_units(MAX_MINOR_UNITS)}")
-    return minor
-
-
-def _decimal_to_minor_units(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
         raise ValueError("amount must be a JSON number or a numeric string")
     if isinstance(value, JsonExponentNumber):
@@ -71,7 +58,12 @@ def _decimal_to_minor_units(value: object) -> int:
         raise ValueError("amount must be a finite number")
     if exponent < -FRACTION_DIGITS:
         raise ValueError(f"amount must have at most {FRACTION_DIGITS} fractional digits")
-    return int(amount * MINOR_UNITS_PER_UNIT)
+    if amount <= 0:
+        raise ValueError("amount must be greater than zero")
+    minor = int(amount * MINOR_UNITS_PER_UNIT)
+    if minor > MAX_MINOR_UNITS:
+        raise ValueError(f"amount must be at most {format_minor_units(MAX_MINOR_UNITS)}")
+    return minor
 
 
 def format_minor_units(minor: int) -> str:

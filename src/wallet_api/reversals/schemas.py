@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Self
+from decimal import Decimal
+from typing import Annotated, Any, Self
 from uuid import UUID
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from wallet_api.core.fields import Amount, CanonicalUUID, Money
@@ -25,6 +26,17 @@ REVERSAL_REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 
+def _whole_number(value: object) -> object:
+    """A JSON number whose value is whole (`42`, `42.0`: JSON Schema's `integer`), not a
+    string; request bodies are parsed with every number an exact Decimal
+    (core/requests.py)."""
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return int(value)
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise PydanticCustomError("int_type", "Input should be an integer")
+
+
 class ReversalRequest(BaseModel):
     """What to reverse: one ledger entry (a deposit, a withdrawal, or either leg of a
     transfer, which reverses the whole transfer) or a transfer, by its id; all of its
@@ -33,10 +45,20 @@ class ReversalRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
-        json_schema_extra={"examples": list(REVERSAL_REQUEST_EXAMPLES.values())},
+        json_schema_extra={
+            "examples": list(REVERSAL_REQUEST_EXAMPLES.values()),
+            # Exactly one of the two targets, given (not null).
+            "oneOf": [
+                {"required": ["entry_id"], "properties": {"entry_id": {"type": "integer"}}},
+                {
+                    "required": ["transfer_id"],
+                    "properties": {"transfer_id": {"type": "string"}},
+                },
+            ],
+        },
     )
 
-    entry_id: int | None = Field(
+    entry_id: Annotated[int | None, BeforeValidator(_whole_number)] = Field(
         None, ge=1, le=MAX_LEDGER_ID, description="A ledger entry's `id` (from the history)."
     )
     transfer_id: CanonicalUUID | None = None

@@ -32,6 +32,19 @@ router = APIRouter(prefix="/api/v1/transfers", tags=["transfers"])
 TRANSFERS_PATH = router.prefix
 
 
+#: For the stateful tests of client tools: where a new transfer's id goes next.
+_CREATED_LINKS = {
+    "GetTransfer": {
+        "operationId": "get_transfer",
+        "parameters": {"transfer_id": "$response.body#/transfer_id"},
+    },
+    "ReverseTransfer": {
+        "operationId": "reverse_entry",
+        "requestBody": {"transfer_id": "$response.body#/transfer_id"},
+    },
+}
+
+
 def transfer_service(request: Request) -> TransferService:
     """The process's service, made by the application's lifespan."""
     service: TransferService = request.app.state.transfer_service
@@ -43,7 +56,7 @@ def transfer_service(request: Request) -> TransferService:
     status_code=status.HTTP_201_CREATED,
     response_model=Transfer,
     responses={
-        **replayed_success(201),
+        201: {"links": _CREATED_LINKS, **replayed_success(201)[201]},
         **error_responses(
             TransferInsufficientFunds,
             TransferBalanceLimitExceeded,

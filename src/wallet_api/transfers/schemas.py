@@ -44,8 +44,13 @@ TRANSFER_REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 
+#: The one rule of a transfer request that its schema states in words only.
+SAME_WALLET_RULE = "from_wallet_uuid and to_wallet_uuid must be different wallets"
+
+
 class TransferRequest(BaseModel):
-    """Move `amount` from one wallet to another: both legs, or neither."""
+    """Move `amount` from one wallet to another: both legs, or neither. The two wallets
+    must differ (a rule JSON Schema cannot state; a 422 `validation_error` otherwise)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -61,9 +66,7 @@ class TransferRequest(BaseModel):
     @model_validator(mode="after")
     def _two_wallets(self) -> Self:
         if self.from_wallet_uuid == self.to_wallet_uuid:
-            raise PydanticCustomError(
-                "same_wallet", "from_wallet_uuid and to_wallet_uuid must be different wallets"
-            )
+            raise PydanticCustomError("same_wallet", SAME_WALLET_RULE)
         return self
 
     def canonical(self) -> str:
@@ -93,7 +96,7 @@ class Transfer(BaseModel):
                     "from_balance": 87.5,
                     "to_balance": 12.5,
                     "created_at": "2026-11-28T07:15:06.123456+00:00",
-                    "reversal": None,
+                    "reversal": {"amount": 5, "reversed_at": "2026-11-28T09:01:12.654321+00:00"},
                 }
             ]
         }
