@@ -170,3 +170,88 @@ def test_database_refuses_a_negative_balance_whatever_writes_it(database: TestDa
         database.fetch("UPDATE wallets SET balance = -1 WHERE id = $1", wallet_id)
     with pytest.raises(asyncpg.CheckViolationError, match="balance_within_limit"):
         database.fetch("UPDATE wallets SET balance = 10^15 WHERE id = $1", wallet_id)
+
+
+def test_the_transfers_migration_upgrades_a_populated_ledger_in_place(
+    empty_database: TestDatabase,
+) -> None:
+    """A database of the schema before transfers, with wallets, ledger rows and kept
+    responses: upgraded, every row is still there as it was, the ledger verifies, and the
+    new rows' constraints hold. Down again is refused while transfers exist (the old schema
+    cannot hold them), and works once they are gone."""
+    database = empty_database
+    assert alembic(database, "upgrade", "d0c19789eea3").returncode == 0
+    wallets = [uuid.uuid4() for _ in range(3)]
+    for wallet in wallets:
+        database.fetch("INSERT INTO wallets (id, balance) VALUES ($1, 700)", wallet)
+        for operation, amount, balance_after, key in [
+            ("DEPOSIT", 1000, 1000, None),
+            ("WITHDRAW", 300, 700, f"key-{wallet}"),
+        ]:
+            database.fetch(
+                "INSERT INTO wallet_operations "
+                "(wallet_id, operation, amount, balance_after, idempotency_key) "
+                "VALUES ($1, $2, $3, $4, $5)",
+                wallet,
+                operation,
+                amount,
+                balance_after,
+                key,
+            )
+        database.fetch(
+            "INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body) "
+            'VALUES ($1, \'f\', 200, \'{"status":"success","balance":7}\')',
+            f"key-{wallet}",
+        )
+    rows_sql = "SELECT * FROM wallet_operations ORDER BY id"
+    before = [dict(row) for row in database.fetch(rows_sql)]
+    keys_before = database.fetch("SELECT * FROM idempotency_keys ORDER BY key")
+
+    upgrade = alembic(database, "upgrade", "head")
+    assert upgrade.returncode == 0, upgrade.stderr
+    after = [dict(row) for row in database.fetch(rows_sql)]
+    new_columns = {"transfer_id", "counterparty_wallet_id", "reverses_id", "description"}
+    assert [{k: v for k, v in row.items() if k not in new_columns} for row in after] == before
+    assert all(row[column] is None for row in after for column in new_columns)
+    assert database.fetch("SELECT * FROM idempotency_keys ORDER BY key") == keys_before
+    assert_verifies(database)
+
+    # A transfer's legs as the service writes them, and rows the constraints refuse.
+    source, destination = wallets[0], wallets[1]
+    transfer_id = uuid.uuid4()
+    database.fetch(
+        "INSERT INTO wallet_operations (wallet_id, operation, amount, balance_after, "
+        "transfer_id, counterparty_wallet_id) VALUES "
+        "($1, 'TRANSFER_OUT', 100, 600, $3, $2), ($2, 'TRANSFER_IN', 100, 800, $3, $1)",
+        source,
+        destination,
+        transfer_id,
+    )
+    for bad in [
+        "($1, 'TRANSFER_OUT', 1, 1, NULL, NULL, NULL)",  # a leg without its transfer
+        "($1, 'TRANSFER_OUT', 1, 1, gen_random_uuid(), $1, NULL)",  # to itself
+        "($1, 'REVERSAL_IN', 1, 1, NULL, NULL, NULL)",  # a reversal of nothing
+        "($1, 'DEPOSIT', 1, 1, gen_random_uuid(), NULL, NULL)",  # half a transfer link
+        "($1, 'REFUND', 1, 1, NULL, NULL, NULL)",  # an unknown kind
+    ]:
+        with pytest.raises(asyncpg.CheckViolationError):
+            database.fetch(
+                "INSERT INTO wallet_operations (wallet_id, operation, amount, balance_after, "
+                f"transfer_id, counterparty_wallet_id, reverses_id) VALUES {bad}",
+                source,
+            )
+
+    refused = alembic(database, "downgrade", "-1")
+    assert refused.returncode != 0
+    assert "transfers or reversals" in refused.stderr
+    database.fetch("DELETE FROM wallet_operations WHERE transfer_id IS NOT NULL")
+    down = alembic(database, "downgrade", "-1")
+    assert down.returncode == 0, down.stderr
+    assert [dict(row) for row in database.fetch(rows_sql)] == before
+
+
+def assert_verifies(database: TestDatabase) -> None:
+    from tests.test_verifier import verify
+
+    report = verify(database)
+    assert report.returncode == 0, report.stdout + report.stderr

@@ -100,3 +100,41 @@ def test_the_verifier_catches_a_negative_balance_that_adds_up(
     assert report["balance_mismatches"] == 0
     assert report["chain_breaks"] == 0
     assert report["wallets_to_inspect"] == [str(wallet)]
+
+
+def test_the_verifier_catches_a_transfer_that_creates_money(
+    client: httpx.Client, database: TestDatabase
+) -> None:
+    """A transfer's credit made larger, with the destination's balance and chain edited to
+    agree: every wallet adds up, only the transfer checks (legs that match, money
+    conserved) can catch it."""
+    source = str(client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"])
+    destination = str(client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"])
+    client.post(f"/api/v1/wallets/{source}/operation", json=operation("DEPOSIT", 10))
+    made = client.post(
+        "/api/v1/transfers",
+        json={"from_wallet_uuid": source, "to_wallet_uuid": destination, "amount": 4},
+    ).json()
+    assert verify(database).returncode == 0
+    edits = [
+        (
+            "UPDATE wallet_operations SET amount = amount {0} 1, balance_after = balance_after "
+            "{0} 1 WHERE transfer_id = $1 AND operation = 'TRANSFER_IN'",
+            uuid.UUID(made["transfer_id"]),
+        ),
+        ("UPDATE wallets SET balance = balance {0} 1 WHERE id = $1", uuid.UUID(destination)),
+    ]
+    for edit, target in edits:
+        database.fetch(edit.format("+"), target)
+    try:
+        broken = verify(database)
+        assert broken.returncode == 1
+        report = json.loads(broken.stdout)
+        assert report["balance_mismatches"] == report["chain_breaks"] == 0
+        assert report["unmatched_transfers"] == 1
+        assert report["money_created"] == 1
+        assert report["transfers_to_inspect"] == [made["transfer_id"]]
+    finally:
+        for edit, target in edits:
+            database.fetch(edit.format("-"), target)
+    assert verify(database).returncode == 0

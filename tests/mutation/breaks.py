@@ -28,6 +28,9 @@ WRITER = "src/wallet_api/wallets/writer.py"
 REPOSITORY = "src/wallet_api/wallets/repository.py"
 DATABASE = "src/wallet_api/core/database.py"
 FIRST_MIGRATION = "migrations/versions/2026_11_26_1447-bcacdfa41efd_wallets_and_ledger.py"
+POSTING_REPOSITORY = "src/wallet_api/posting/repository.py"
+ENGINE = "src/wallet_api/posting/engine.py"
+ENTRIES = "src/wallet_api/posting/entries.py"
 SECOND_MIGRATION = "migrations/versions/2026_11_26_1530-d0c19789eea3_idempotency_keys.py"
 
 BREAKS = [
@@ -227,5 +230,55 @@ BREAKS = [
         'CURSOR_PATTERN = r"^(?:[1-9a-f][0-9a-f]{0,14}|[1-7][0-9a-f]{15})$"',
         'CURSOR_PATTERN = r"^[0-9a-f]{1,16}$"',
         ("tests/test_openapi.py",),
+    ),
+    Break(
+        "transfer-rows-unlocked",
+        "a batch of transfers is planned on balances held under the rows' locks",
+        POSTING_REPOSITORY,
+        "ORDER BY w.id FOR UPDATE OF w",
+        "ORDER BY w.id",
+        ("tests/test_transfers.py",),
+    ),
+    Break(
+        "transfer-one-leg-recorded",
+        "both legs of a transfer are in the ledger",
+        ENGINE,
+        "    for leg, balance in zip(entry.legs, posted.balances, strict=True):\n"
+        "        write.row_wallets.append",
+        "    for leg, balance in list(zip(entry.legs, posted.balances, strict=True))[:1]:\n"
+        "        write.row_wallets.append",
+        ("tests/test_transfers.py",),
+    ),
+    Break(
+        "transfer-overdraws",
+        "a transfer the source cannot cover is refused with 400 and changes nothing",
+        ENTRIES,
+        "        if new < 0:\n",
+        "        if new < -(10**15):\n",
+        ("tests/test_transfers.py",),
+    ),
+    Break(
+        "transfer-key-not-kept",
+        "an Idempotency-Key replays the transfer instead of moving money again",
+        ENGINE,
+        "            stored = await repository.stored_responses(connection, keys) if keys else {}\n",
+        "            stored = {}\n",
+        ("tests/test_transfers.py",),
+    ),
+    Break(
+        "reversal-repeatable",
+        "an entry is reversed at most once, a second reversal answered 409",
+        ENGINE,
+        "await repository.reversed_rows(connection, reversing) if reversing else set()",
+        "set()",
+        ("tests/test_reversals.py",),
+    ),
+    Break(
+        "verify-ignores-transfers",
+        "verify catches a transfer whose legs do not match",
+        REPOSITORY,
+        "(SELECT count(*) FROM unmatched) AS unmatched_transfers",
+        "0 AS unmatched_transfers",
+        ("tests/test_verifier.py",),
     ),
 ]

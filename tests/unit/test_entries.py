@@ -1,0 +1,136 @@
+"""The entries planner: each entry applies whole or not at all, judged in order on the
+balances the entries before it left. Pure function; tests/test_transfers.py and
+tests/test_reversals.py cover the writes."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from wallet_api.core.money import MAX_MINOR_UNITS
+from wallet_api.posting.entries import (
+    Entry,
+    EntryKind,
+    Leg,
+    Posted,
+    Refusal,
+    Shortfall,
+    plan_entries,
+)
+
+AT = datetime(2026, 11, 28, tzinfo=UTC)
+
+
+def entry(*legs: Leg) -> Entry:
+    return Entry(legs=legs, render=lambda _: (200, ""))
+
+
+def transfer(source: uuid.UUID, destination: uuid.UUID, amount: int) -> Entry:
+    return entry(
+        Leg(source, EntryKind.TRANSFER_OUT, amount, counterparty=destination),
+        Leg(destination, EntryKind.TRANSFER_IN, amount, counterparty=source),
+    )
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_entries_apply_in_order_whole_or_not_at_all(seed: int) -> None:
+    """The reference: each entry in turn; if any leg would leave its wallet below zero or
+    above the limit, or names a missing wallet, nothing of it applies."""
+    rng = random.Random(seed)
+    wallets = [uuid.UUID(int=rng.getrandbits(128)) for _ in range(4)]
+    near_limit = seed % 4 == 0
+    balances = {
+        wallet: rng.randint(MAX_MINOR_UNITS - 100, MAX_MINOR_UNITS)
+        if near_limit
+        else rng.randint(0, 100)
+        for wallet in wallets[:3]  # the fourth does not exist
+    }
+    entries = []
+    for _ in range(rng.randint(1, 12)):
+        source, destination = rng.sample(wallets, 2)
+        if rng.random() < 0.7:
+            entries.append(transfer(source, destination, rng.randint(1, 80)))
+        else:
+            kind = rng.choice([EntryKind.DEPOSIT, EntryKind.WITHDRAW])
+            entries.append(entry(Leg(source, kind, rng.randint(1, 80))))
+
+    outcomes = plan_entries(balances, entries, reversed_before=set(), at=AT)
+
+    current = dict(balances)
+    for one, outcome in zip(entries, outcomes, strict=True):
+        missing = [i for i, leg in enumerate(one.legs) if leg.wallet_id not in current]
+        if missing:
+            assert outcome == Refusal(Shortfall.MISSING, missing[0])
+            continue
+        after, expected = dict(current), list[int]()
+        refusal = None
+        for index, leg in enumerate(one.legs):
+            new = after[leg.wallet_id] + leg.delta
+            if not 0 <= new <= MAX_MINOR_UNITS:
+                reason = Shortfall.INSUFFICIENT if new < 0 else Shortfall.OVER_LIMIT
+                refusal = Refusal(reason, index, after[leg.wallet_id])
+                break
+            after[leg.wallet_id] = new
+            expected.append(new)
+        if refusal is not None:
+            assert outcome == refusal
+        else:
+            assert outcome == Posted(tuple(expected), AT)
+            current = after
+    assert sum(current.values()) - sum(balances.values()) == sum(
+        leg.delta
+        for one, outcome in zip(entries, outcomes, strict=True)
+        if isinstance(outcome, Posted)
+        for leg in one.legs
+    )
+
+
+def test_a_row_is_reversed_once_in_a_batch_and_never_after_a_reversal_before_it() -> None:
+    wallet = uuid.uuid4()
+    first = entry(Leg(wallet, EntryKind.REVERSAL_OUT, 5, reverses=7))
+    again = entry(Leg(wallet, EntryKind.REVERSAL_OUT, 1, reverses=7))
+    other = entry(Leg(wallet, EntryKind.REVERSAL_OUT, 1, reverses=8))
+    refused_first = entry(Leg(wallet, EntryKind.REVERSAL_OUT, 500, reverses=9))
+    after_refusal = entry(Leg(wallet, EntryKind.REVERSAL_OUT, 1, reverses=9))
+
+    outcomes = plan_entries(
+        {wallet: 10},
+        [first, again, other, refused_first, after_refusal],
+        reversed_before=set(),
+        at=AT,
+    )
+    assert outcomes == [
+        Posted((5,), AT),
+        Refusal(Shortfall.ALREADY_REVERSED, 0),
+        Posted((4,), AT),
+        Refusal(Shortfall.INSUFFICIENT, 0, 4),
+        Posted((3,), AT),  # a refused reversal reversed nothing
+    ]
+    assert plan_entries({wallet: 10}, [other], reversed_before={8}, at=AT) == [
+        Refusal(Shortfall.ALREADY_REVERSED, 0)
+    ]
+
+
+def test_two_legs_on_one_wallet_are_judged_one_after_the_other() -> None:
+    wallet = uuid.uuid4()
+    both = entry(Leg(wallet, EntryKind.DEPOSIT, 5), Leg(wallet, EntryKind.WITHDRAW, 12))
+    assert plan_entries({wallet: 10}, [both], reversed_before=(), at=AT) == [Posted((15, 3), AT)]
+    assert plan_entries({wallet: 6}, [both], reversed_before=(), at=AT) == [
+        Refusal(Shortfall.INSUFFICIENT, 1, 11)
+    ]
+
+
+def test_credits_and_debits_by_kind() -> None:
+    wallet = uuid.uuid4()
+    signs = {kind: Leg(wallet, kind, 3).delta for kind in EntryKind}
+    assert signs == {
+        EntryKind.DEPOSIT: 3,
+        EntryKind.WITHDRAW: -3,
+        EntryKind.TRANSFER_IN: 3,
+        EntryKind.TRANSFER_OUT: -3,
+        EntryKind.REVERSAL_IN: 3,
+        EntryKind.REVERSAL_OUT: -3,
+    }
