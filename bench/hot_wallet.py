@@ -5,6 +5,7 @@ names): pgbench's ceilings (a single-row UPDATE; an UPDATE of a random row of ma
 ledger INSERT, one commit each); then the service under Gunicorn with 2 workers and 64
 connections: one hot wallet (plain and with Idempotency-Keys), the same load over 10,000
 and over 100,000 wallets, the batch endpoint (1,000 operations a request, 8 connections),
+transfers between random pairs of the 10,000 and from them into one wallet,
 GET balance, GET /health/live (the HTTP ceiling); then the hot wallet again with
 coalescing off. After every write run it reconciles the ledger with what the clients saw.
 Prints one JSON document and writes it to bench/results/. See docs/PERFORMANCE.md.
@@ -41,6 +42,7 @@ from wallet_api.devtools.postgres import (
     ensure_database,
 )
 from wallet_api.devtools.server import ServiceProcess, run_alembic
+from wallet_api.posting.entries import CREDIT_KINDS
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk.lua"
@@ -49,6 +51,8 @@ WRK_BATCH_SCRIPT = Path(__file__).resolve().parent / "wrk_batch.lua"
 BATCH_SIZE = 1000
 BATCH_CONNECTIONS = 8
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: The ledger kinds that add to a balance, as SQL.
+_CREDITS = ", ".join(f"'{kind}'" for kind in sorted(CREDIT_KINDS))
 START_BALANCE = 100_000_000  # minor units: 1,000,000.00, so withdrawals of 1.00 never fail
 
 
@@ -207,12 +211,16 @@ def run_wrk(
     mode: str,
     target: str,
     idempotency_keys: bool = False,
+    transfer_to: str | None = None,
 ) -> dict[str, Any]:
-    """Drive the service with wrk; `target` is a wallets file (operations) or a path (get)."""
+    """Drive the service with wrk; `target` is a wallets file (operations, transfers) or a
+    path (get)."""
     environment = {**os.environ, "BENCH_MODE": mode}
     if idempotency_keys:
         environment["BENCH_KEYS"] = uuid.uuid4().hex
-    if mode == "operations":
+    if transfer_to is not None:
+        environment["TRANSFER_TO"] = transfer_to
+    if mode != "get":
         environment["WALLETS_FILE"] = target
     else:
         environment["BENCH_PATH"] = target
@@ -305,8 +313,11 @@ def write_run(
     *,
     duration: int,
     idempotency_keys: bool = False,
+    transfers: bool = False,
+    transfer_to: str | None = None,
 ) -> dict[str, Any]:
-    """A wrk run of alternating deposits and withdrawals, then a reconciliation of the ledger."""
+    """A wrk run of alternating deposits and withdrawals (or of transfers of 1.00 between
+    random `wallets`, or from them to `transfer_to`), then a reconciliation of the ledger."""
     wallets_file = bench.workdir / f"wallets-{len(wallets)}.txt"
     wallets_file.write_text("\n".join(wallets) + "\n")
     _wait_until_idle(bench, 0)  # nothing of an earlier run is still being applied
@@ -319,12 +330,13 @@ def write_run(
         bench,
         service,
         duration=duration,
-        mode="operations",
+        mode="transfers" if transfers else "operations",
         target=str(wallets_file),
         idempotency_keys=idempotency_keys,
+        transfer_to=transfer_to,
     )
     _wait_until_idle(bench, last_id)
-    result["ledger"] = reconcile(bench, last_id, result)
+    result["ledger"] = reconcile(bench, last_id, result, rows_per_request=2 if transfers else 1)
     return result
 
 
@@ -339,30 +351,39 @@ def _wait_until_idle(bench: Bench, last_id: int) -> None:
         time.sleep(0.5)
 
 
-def reconcile(bench: Bench, last_id: int, run: dict[str, Any]) -> dict[str, Any]:
+def reconcile(
+    bench: Bench, last_id: int, run: dict[str, Any], *, rows_per_request: int = 1
+) -> dict[str, Any]:
     """Every wallet: start balance + its new ledger rows = its balance now; each new row's
-    balance_after follows from the row before it; new rows = acknowledged operations, plus
-    at most the operations wrk wrote but stopped waiting for at its deadline."""
+    balance_after follows from the row before it; new rows = acknowledged requests (times
+    the rows each writes: 2 for a transfer), plus at most those of the requests wrk wrote
+    but stopped waiting for at its deadline; transfers created no money."""
     (row,) = bench.sql(
-        """
+        f"""
         WITH added AS (
             SELECT wallet_id, count(*) AS n,
-                   sum(CASE operation WHEN 'DEPOSIT' THEN amount ELSE -amount END) AS delta
+                   sum(CASE WHEN operation IN ({_CREDITS}) THEN amount ELSE -amount END)
+                       AS delta,
+                   sum(CASE WHEN transfer_id IS NULL THEN 0
+                            WHEN operation IN ({_CREDITS}) THEN amount ELSE -amount END)
+                       AS transferred
             FROM wallet_operations WHERE id > $1 GROUP BY wallet_id
         )
         SELECT count(*) FILTER (WHERE w.balance <> s.balance + coalesce(a.delta, 0))
                    AS balance_mismatches,
-               coalesce(sum(a.n), 0) AS rows_added
+               coalesce(sum(a.n), 0) AS rows_added,
+               coalesce(sum(a.transferred), 0) AS money_created
         FROM wallets w JOIN bench_snapshot s USING (id) LEFT JOIN added a ON a.wallet_id = w.id
         """,
         last_id,
     )
     (chain,) = bench.sql(
-        """
+        f"""
         SELECT count(*) AS breaks FROM (
             SELECT o.balance_after,
                    coalesce(lag(o.balance_after) OVER w, s.balance)
-                   + CASE o.operation WHEN 'DEPOSIT' THEN o.amount ELSE -o.amount END AS expected
+                   + CASE WHEN o.operation IN ({_CREDITS}) THEN o.amount ELSE -o.amount END
+                   AS expected
             FROM wallet_operations o JOIN bench_snapshot s ON s.id = o.wallet_id
             WHERE o.id > $1
             WINDOW w AS (PARTITION BY o.wallet_id ORDER BY o.id)
@@ -371,15 +392,22 @@ def reconcile(bench: Bench, last_id: int, run: dict[str, Any]) -> dict[str, Any]
         last_id,
     )
     rows_added = int(row["rows_added"])
-    applied_unanswered = rows_added - run["acknowledged"]
-    count_ok = 0 <= applied_unanswered <= run["unanswered_at_stop"]
+    applied_unanswered = rows_added // rows_per_request - run["acknowledged"]
+    count_ok = (
+        rows_added % rows_per_request == 0 and 0 <= applied_unanswered <= run["unanswered_at_stop"]
+    )
+    money_created = int(row["money_created"])
     return {
         "rows_added": rows_added,
         "acknowledged": run["acknowledged"],
         "applied_but_unanswered_at_stop": applied_unanswered,
         "balance_mismatches": int(row["balance_mismatches"]),
         "chain_breaks": int(chain["breaks"]),
-        "mismatches": int(row["balance_mismatches"]) + int(chain["breaks"]) + (not count_ok),
+        "money_created": money_created,
+        "mismatches": int(row["balance_mismatches"])
+        + int(chain["breaks"])
+        + (not count_ok)
+        + (money_created != 0),
     }
 
 
@@ -444,6 +472,7 @@ def measure(bench: Bench, args: argparse.Namespace) -> tuple[dict[str, Any], str
     (hot,) = create_wallets(bench, 1)
     spread = create_wallets(bench, args.wallets)
     spread_large = create_wallets(bench, args.large_wallets)
+    (merchant,) = create_wallets(bench, 1)
     warmup = max(2, args.duration // 5)
     with running_service(bench) as service:
         run_wrk(bench, service, duration=warmup, mode="operations", target=_file(bench, [hot]))
@@ -457,6 +486,14 @@ def measure(bench: Bench, args: argparse.Namespace) -> tuple[dict[str, Any], str
         results["spread_wallets"] = write_run(bench, service, spread, duration=args.duration)
         print(f"bench: batch endpoint, {BATCH_SIZE} operations a request", file=sys.stderr)
         results["batch_endpoint"] = batch_run(bench, service, spread, duration=args.duration)
+        print(f"bench: transfers between random pairs of {len(spread)}", file=sys.stderr)
+        results["transfers_random_pairs"] = write_run(
+            bench, service, spread, duration=args.duration, transfers=True
+        )
+        print(f"bench: transfers from {len(spread)} payers into one wallet", file=sys.stderr)
+        results["transfers_into_hot_wallet"] = write_run(
+            bench, service, spread, duration=args.duration, transfers=True, transfer_to=merchant
+        )
         print(f"bench: {len(spread_large)} wallets, coalescing on", file=sys.stderr)
         results["spread_wallets_large"] = write_run(
             bench, service, spread_large, duration=args.duration
@@ -538,6 +575,12 @@ def main() -> None:
             ),
             "spread_large_vs_http_ceiling": _ratio(
                 results["spread_wallets_large"]["ops_per_s"], results["http_ceiling"]
+            ),
+            "transfers_random_pairs_vs_hot_wallet": _ratio(
+                results["transfers_random_pairs"]["ops_per_s"], results["hot_wallet"]
+            ),
+            "transfers_into_hot_wallet_vs_hot_wallet": _ratio(
+                results["transfers_into_hot_wallet"]["ops_per_s"], results["hot_wallet"]
             ),
             "get_balance_vs_http_ceiling": _ratio(
                 results["get_balance_hot_wallet"]["ops_per_s"], results["http_ceiling"]

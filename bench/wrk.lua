@@ -1,6 +1,9 @@
 -- wrk script for bench/hot_wallet.py. Environment:
---   BENCH_MODE     "operations" (POST alternating DEPOSIT/WITHDRAW) or "get" (GET BENCH_PATH)
+--   BENCH_MODE     "operations" (POST alternating DEPOSIT/WITHDRAW), "transfers" (POST a
+--                  transfer of 1.00) or "get" (GET BENCH_PATH)
 --   WALLETS_FILE   one wallet id per line; each request picks one (the only one, for a hot wallet)
+--   TRANSFER_TO    in "transfers" mode, the destination of every transfer (from a random
+--                  wallet of the file); unset, a random other wallet of the file
 --   BENCH_PATH     the path to GET in "get" mode
 --   BENCH_KEYS     when set, a prefix: every operation carries a new Idempotency-Key
 -- It counts the requests written, so that the harness can reconcile what the clients saw
@@ -13,7 +16,9 @@ local path = os.getenv("BENCH_PATH") or "/health/live"
 local wallets = {}
 local threads = {}
 
-if mode == "operations" then
+local transfer_to = os.getenv("TRANSFER_TO")
+
+if mode ~= "get" then
     for line in io.lines(os.getenv("WALLETS_FILE")) do
         wallets[#wallets + 1] = line
     end
@@ -51,10 +56,24 @@ function init(args)
     end
 end
 
+local function transfer()
+    local source = wallets[math.random(#wallets)]
+    local destination = transfer_to
+    while destination == nil or destination == source do
+        destination = wallets[math.random(#wallets)]
+    end
+    return wrk.format("POST", "/api/v1/transfers", headers, string.format(
+        '{"from_wallet_uuid":"%s","to_wallet_uuid":"%s","amount":"1.00"}', source, destination
+    ))
+end
+
 function request()
     sent = sent + 1
     if prebuilt then
         return prebuilt[sent % #prebuilt + 1]
+    end
+    if mode == "transfers" then
+        return transfer()
     end
     local wallet = wallets[1]
     if #wallets > 1 then
