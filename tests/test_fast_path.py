@@ -1,9 +1,11 @@
-"""The operation fast path answers exactly as the FastAPI route does.
+"""The fast paths answer exactly as the FastAPI routes do.
 
 `wallets/fast_path.py` serves `POST …/{uuid}/operation` with a canonical (hyphenated) UUID
 and no Idempotency-Key; the same wallet written as 32 hex digits is a valid UUID to the
 route but not to the fast path, so that form reaches the route. Every scenario is sent both
-ways and must give the same status, headers and body (request ids aside)."""
+ways and must give the same status, headers and body (request ids aside).
+`transfers/fast_path.py` serves a plain `POST /api/v1/transfers`; the same request with an
+Idempotency-Key reaches the route."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import httpx
 import pytest
 
 from tests.support import operation
+from wallet_api.core.requests import is_plain_json_post
 from wallet_api.wallets.fast_path import OperationFastPath
 
 JSON = "application/json"
@@ -114,3 +117,57 @@ def test_only_a_canonical_balance_read_takes_the_fast_path() -> None:
     assert OperationFastPath._plain_balance(scope("GET", f"/api/v1/wallets/{wallet.hex}")) is None
     assert OperationFastPath._plain_balance(scope("POST", f"/api/v1/wallets/{wallet}")) is None
     assert OperationFastPath._plain_balance(scope("GET", "/api/v1/wallets/create_wallet")) is None
+
+
+TRANSFER_SCENARIOS: list[tuple[str, str, str]] = [
+    ("transfer", JSON, '{{"from_wallet_uuid":"{a}","to_wallet_uuid":"{b}","amount":"2.50"}}'),
+    ("overdraft", JSON, '{{"from_wallet_uuid":"{a}","to_wallet_uuid":"{b}","amount":11}}'),
+    ("unknown", JSON, '{{"from_wallet_uuid":"{a}","to_wallet_uuid":"{x}","amount":1}}'),
+    ("itself", JSON, '{{"from_wallet_uuid":"{a}","to_wallet_uuid":"{a}","amount":1}}'),
+    ("bad amount", JSON, '{{"from_wallet_uuid":"{a}","to_wallet_uuid":"{b}","amount":0.001}}'),
+    ("not json", JSON, "{{oops"),
+    ("empty", JSON, ""),
+    ("text", "text/plain", '{{"from_wallet_uuid":"{a}","to_wallet_uuid":"{b}","amount":1}}'),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type", "template"),
+    TRANSFER_SCENARIOS,
+    ids=[s[0] for s in TRANSFER_SCENARIOS],
+)
+def test_a_transfer_is_answered_the_same_by_the_fast_path_and_the_route(
+    client: httpx.Client, name: str, content_type: str, template: str
+) -> None:
+    """A plain transfer takes the fast path; the same request with an Idempotency-Key
+    (executed as it would be without one: its first use) takes the route. Same status,
+    headers and body, ids and times aside."""
+    answers = []
+    for headers in ({}, {"Idempotency-Key": f"fast-path-{uuid.uuid4()}"}):
+        a, b = (client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"] for _ in "ab")
+        client.post(f"/api/v1/wallets/{a}/operation", json=operation("DEPOSIT", 10))
+        unknown = str(uuid.uuid4())
+        response = client.post(
+            "/api/v1/transfers",
+            headers={"Content-Type": content_type, **headers},
+            content=template.format(a=a, b=b, x=unknown),
+        )
+        status, answer_type, body = comparable(response)
+        text = str(body)
+        for value, name_of in ((a, "<a>"), (b, "<b>"), (unknown, "<x>")):
+            text = text.replace(value, name_of)
+        if isinstance(body, dict) and "transfer_id" in body:
+            assert response.headers["location"] == f"/api/v1/transfers/{body['transfer_id']}"
+            text = text.replace(body["transfer_id"], "<id>").replace(body["created_at"], "<t>")
+        answers.append((status, answer_type, text))
+    assert answers[0] == answers[1]
+
+
+def test_only_a_plain_transfer_takes_the_fast_path() -> None:
+    def scope(*headers: tuple[bytes, bytes]) -> dict[str, object]:
+        return {"type": "http", "method": "POST", "path": "/api/v1/transfers", "headers": headers}
+
+    json_body = (b"content-type", b"application/json")
+    assert is_plain_json_post(scope(json_body))
+    assert not is_plain_json_post(scope(json_body, (b"idempotency-key", b"k-1")))
+    assert not is_plain_json_post(scope((b"content-type", b"text/plain")))

@@ -21,6 +21,7 @@ from wallet_api.core.openapi import install_openapi
 from wallet_api.health.router import router as health_router
 from wallet_api.reversals.router import router as reversals_router
 from wallet_api.reversals.service import ReversalService
+from wallet_api.transfers.fast_path import TransferFastPath
 from wallet_api.transfers.router import router as transfers_router
 from wallet_api.transfers.service import TransferService
 from wallet_api.wallets.fast_path import OperationFastPath
@@ -84,8 +85,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     install_error_handlers(app)
     # Outermost last: request id, then metrics and the access log, then the body limit,
-    # then the operation fast path (it answers plain operations without FastAPI's routing).
+    # then the fast paths (they answer plain operations and transfers without FastAPI's
+    # routing).
     app.add_middleware(OperationFastPath)
+    app.add_middleware(TransferFastPath)
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.max_request_body_bytes,

@@ -94,9 +94,13 @@ async def create_transfer(request: Request, idempotency_key: IdempotencyKey = No
     )
     if isinstance(result, Replay):
         return result.response()
-    transfer_id, text = result
+    return created_response(*result)
+
+
+def created_response(transfer_id: UUID, body: str) -> Response:
+    """The 201 of a new transfer (also the fast path's, `transfers/fast_path.py`)."""
     return Response(
-        text,
+        body,
         status.HTTP_201_CREATED,
         media_type="application/json",
         headers={"Location": f"{TRANSFERS_PATH}/{transfer_id}"},
