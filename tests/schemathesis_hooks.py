@@ -14,7 +14,9 @@ from wallet_api.transfers.schemas import SAME_WALLET_RULE
 #: Refusals that a schema-valid request may get from the state it meets, by status.
 STATE_REFUSALS = {
     400: {"insufficient_funds", "balance_limit_exceeded"},
-    422: {"idempotency_key_reused"},
+    # A key first used for another request; a reversal larger than its entry, or of a
+    # reversal (what the entry is, a body cannot say).
+    422: {"idempotency_key_reused", "reversal_exceeds_entry", "entry_not_reversible"},
 }
 #: The one rule of the contract that its schema states in words only (see the amount's
 #: description): a JSON number amount has at most two fractional digits and no exponent.
