@@ -56,7 +56,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     every=settings.idempotency_purge_interval,
                 )
             ),
-            asyncio.create_task(sample_gauges(database.pool_usage, service.queue_depths)),
+            asyncio.create_task(
+                sample_gauges(
+                    database.pool_usage,
+                    lambda: {**service.queue_depths(), **transfers.queue_depths()},
+                )
+            ),
             asyncio.create_task(database.recycle_connections_periodically()),
         ]
         try:

@@ -73,18 +73,19 @@ class ReversalService:
             )
             return 201, body
 
-        (outcome,) = await self._engine.apply(
-            [
-                Entry(
-                    legs=legs,
-                    render=render,
-                    transfer_id=transfer_id,
-                    description=request.description,
-                    idempotency_key=idempotency_key,
-                    fingerprint=fingerprint,
-                )
-            ]
+        entry = Entry(
+            legs=legs,
+            render=render,
+            transfer_id=transfer_id,
+            description=request.description,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
         )
+        try:
+            (outcome,) = await self._engine.apply([entry])
+        except AppError as error:
+            _count(error)
+            raise
         result = error_of(outcome) if isinstance(outcome, Refusal) else outcome
         _count(result)
         if isinstance(result, AppError):

@@ -82,16 +82,20 @@ class TransferService:
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
         )
-        outcome = await self._submit(source, entry)
+        try:
+            outcome = await self._submit(source, entry)
+        except AppError as error:
+            _count(error)
+            raise
         if isinstance(outcome, Replay | IdempotencyKeyReused):
             _count(outcome)
             if isinstance(outcome, AppError):
                 raise outcome
             return outcome
         if isinstance(outcome, Refusal):
-            error = refusal_error(outcome, legs, verb="transfer")
-            _count(error)
-            raise error
+            refused = refusal_error(outcome, legs, verb="transfer")
+            _count(refused)
+            raise refused
         _count(outcome)
         return transfer_id, render(outcome)[1]
 
@@ -121,6 +125,10 @@ class TransferService:
             created_at=out_leg.created_at,
             reversal=None if reversal is None else (reversal.amount, reversal.created_at),
         )
+
+    def queue_depths(self) -> dict[str, int]:
+        """Transfers waiting in this process's queue (kind `transfer`)."""
+        return {} if self._queue is None else {self._queue.kind: self._queue.queue_depth()}
 
     async def close(self) -> None:
         """Finish what is queued."""
