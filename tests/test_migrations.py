@@ -215,6 +215,18 @@ def test_the_transfers_migration_upgrades_a_populated_ledger_in_place(
     assert all(row[column] is None for row in after for column in new_columns)
     assert database.fetch("SELECT * FROM idempotency_keys ORDER BY key") == keys_before
     assert_verifies(database)
+    # Built and validated while the table stayed writable, and usable.
+    (indexes,) = database.fetch(
+        "SELECT count(*) FILTER (WHERE i.indisvalid) AS valid, count(*) AS built "
+        "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname IN "
+        "('ix_wallet_operations_transfer_id', 'uq_wallet_operations_reverses_id')"
+    )
+    assert (indexes["valid"], indexes["built"]) == (2, 2)
+    unvalidated = database.fetch(
+        "SELECT conname FROM pg_constraint WHERE NOT convalidated "
+        "AND conrelid = 'wallet_operations'::regclass"
+    )
+    assert unvalidated == []
 
     # A transfer's legs as the service writes them, and rows the constraints refuse.
     source, destination = wallets[0], wallets[1]
@@ -241,11 +253,11 @@ def test_the_transfers_migration_upgrades_a_populated_ledger_in_place(
                 source,
             )
 
-    refused = alembic(database, "downgrade", "-1")
+    refused = alembic(database, "downgrade", "d0c19789eea3")
     assert refused.returncode != 0
     assert "transfers or reversals" in refused.stderr
     database.fetch("DELETE FROM wallet_operations WHERE transfer_id IS NOT NULL")
-    down = alembic(database, "downgrade", "-1")
+    down = alembic(database, "downgrade", "d0c19789eea3")
     assert down.returncode == 0, down.stderr
     assert [dict(row) for row in database.fetch(rows_sql)] == before
 

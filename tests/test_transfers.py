@@ -115,6 +115,7 @@ def test_a_transfer_moves_the_amount_and_answers_both_balances(
         ("no amount", 422, "validation_error"),
         ("an unknown field", 422, "validation_error"),
         ("a description too long", 422, "validation_error"),
+        ("a NUL in the description", 422, "validation_error"),
     ],
 )
 def test_a_refused_transfer_changes_nothing(
@@ -135,6 +136,7 @@ def test_a_refused_transfer_changes_nothing(
         "no amount": {"from_wallet_uuid": source, "to_wallet_uuid": destination},
         "an unknown field": transfer(source, destination, 1, currency="EUR"),
         "a description too long": transfer(source, destination, 1, description="x" * 501),
+        "a NUL in the description": transfer(source, destination, 1, description="a\u0000b"),
     }[case]
     if case == "past the destination's limit":
         top_up = operation("DEPOSIT", "9999999999998.99")
@@ -173,6 +175,12 @@ def test_an_idempotency_key_replays_the_transfer_and_its_refusal(
     assert "idempotent-replayed" not in first.headers
     assert balance(any_client, source) == 6
     assert len(database.ledger(source)) == 2  # the deposit and one leg
+    # The key is the payer's: on its leg, not in the payee's history.
+    keys = database.fetch(
+        "SELECT wallet_id, idempotency_key FROM wallet_operations WHERE transfer_id = $1",
+        uuid.UUID(first.json()["transfer_id"]),
+    )
+    assert {str(row[0]): row[1] for row in keys} == {source: key, destination: None}
 
     other = any_client.post(
         TRANSFERS, json=transfer(source, destination, 5), headers={"Idempotency-Key": key}
@@ -263,3 +271,49 @@ def test_opposing_concurrent_transfers_conserve_money_and_answer_a_serial_histor
         assert_ledger_consistent(database, wallet, start=0)
     report = verify(database)
     assert report.returncode == 0, report.stdout + report.stderr
+
+
+def test_one_keyed_transfer_sent_many_times_at_once_moves_money_once(
+    any_service: ServiceProcess, any_client: httpx.Client, database: TestDatabase
+) -> None:
+    """The same transfer with the same key, 24 times at once on connections of their own,
+    queued behind transfers from the same wallet that wait on its row lock: in each worker
+    the repeats gather into one batch (a key repeated in a batch is answered from its
+    first use; one stored meanwhile by the other worker makes the batch run again and
+    replay it). One keyed transfer, and every answer is its body."""
+    source, destination = new_wallet(any_client, 100), new_wallet(any_client)
+    key = f"once-{uuid.uuid4()}"
+    body = transfer(source, destination, 7)
+
+    async def send_all() -> tuple[list[httpx.Response], list[httpx.Response]]:
+        limits = httpx.Limits(max_connections=32, max_keepalive_connections=0)
+        async with (
+            httpx.AsyncClient(base_url=any_service.base_url, limits=limits, timeout=60) as client,
+        ):
+            async with database.row_locked(source):
+                blockers = [
+                    asyncio.create_task(
+                        client.post(TRANSFERS, json=transfer(source, destination, 1))
+                    )
+                    for _ in range(4)
+                ]
+                await asyncio.sleep(0.3)  # each worker's lane for the source is now busy
+                keyed = [
+                    asyncio.create_task(
+                        client.post(TRANSFERS, json=body, headers={"Idempotency-Key": key})
+                    )
+                    for _ in range(24)
+                ]
+                await asyncio.sleep(0.5)  # well within the lock timeout (2 s)
+            return await asyncio.gather(*blockers), await asyncio.gather(*keyed)
+
+    blocked, responses = asyncio.run(send_all())
+    assert [r.status_code for r in blocked] == [201] * 4, [r.text for r in blocked]
+    assert [r.status_code for r in responses] == [201] * 24, [r.text for r in responses]
+    assert len({r.text for r in responses}) == 1
+    assert sum("idempotent-replayed" not in r.headers for r in responses) == 1
+    assert (balance(any_client, source), balance(any_client, destination)) == (
+        Decimal(89),
+        Decimal(11),
+    )
+    assert len(database.ledger(destination)) == 5

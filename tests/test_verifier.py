@@ -138,3 +138,22 @@ def test_the_verifier_catches_a_transfer_that_creates_money(
         for edit, target in edits:
             database.fetch(edit.format("-"), target)
     assert verify(database).returncode == 0
+
+
+def test_the_verifier_catches_a_reversal_larger_than_its_entry(
+    client: httpx.Client, wallet: str, database: TestDatabase
+) -> None:
+    client.post(f"/api/v1/wallets/{wallet}/operation", json=operation("DEPOSIT", 10))
+    (deposit,) = database.fetch(
+        "SELECT max(id) AS id FROM wallet_operations WHERE wallet_id = $1", uuid.UUID(wallet)
+    )
+    assert client.post("/api/v1/reversals", json={"entry_id": deposit["id"]}).status_code == 201
+    edit = "UPDATE wallet_operations SET amount = amount {} 1 WHERE reverses_id = $1"
+    database.fetch(edit.format("+"), deposit["id"])
+    try:
+        broken = verify(database)
+        assert broken.returncode == 1
+        assert json.loads(broken.stdout)["bad_reversals"] == 1
+    finally:
+        database.fetch(edit.format("-"), deposit["id"])
+    assert verify(database).returncode == 0

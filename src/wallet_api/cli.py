@@ -91,6 +91,7 @@ def verify() -> int:
                 "chain_breaks": report.chain_breaks,
                 "negative_balances": report.negative_balances,
                 "unmatched_transfers": report.unmatched_transfers,
+                "bad_reversals": report.bad_reversals,
                 "money_created": report.money_created,
                 "wallets_to_inspect": [str(w) for w in report.wallets_to_inspect],
                 "transfers_to_inspect": [str(t) for t in report.transfers_to_inspect],

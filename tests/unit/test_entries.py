@@ -134,3 +134,31 @@ def test_credits_and_debits_by_kind() -> None:
         EntryKind.REVERSAL_IN: 3,
         EntryKind.REVERSAL_OUT: -3,
     }
+
+
+def test_a_batch_of_transfers_with_known_answers() -> None:
+    """Fixed figures, so that the reference above cannot share a mistake with the planner."""
+    a, b, c, gone = (uuid.UUID(int=n) for n in range(1, 5))
+    outcomes = plan_entries(
+        {a: 100, b: 0, c: MAX_MINOR_UNITS - 5},
+        [
+            transfer(a, b, 60),  # applies: a 40, b 60
+            transfer(a, b, 50),  # a has 40: refused on its leg 0, judged on 40
+            transfer(b, a, 60),  # applies: b 0, a 100
+            transfer(a, c, 6),  # c would pass the limit: refused on leg 1, judged on c's
+            transfer(a, gone, 1),  # the destination is missing
+            transfer(gone, a, 1),  # the source is missing
+            transfer(a, c, 5),  # applies: a 95, c at the limit
+        ],
+        reversed_before=(),
+        at=AT,
+    )
+    assert outcomes == [
+        Posted((40, 60), AT),
+        Refusal(Shortfall.INSUFFICIENT, 0, 40),
+        Posted((0, 100), AT),
+        Refusal(Shortfall.OVER_LIMIT, 1, MAX_MINOR_UNITS - 5),
+        Refusal(Shortfall.MISSING, 1),
+        Refusal(Shortfall.MISSING, 0),
+        Posted((95, MAX_MINOR_UNITS), AT),
+    ]

@@ -21,8 +21,8 @@ from uuid import UUID
 
 import asyncpg
 
-from wallet_api.core.database import Database, is_aborted, is_key_conflict
-from wallet_api.core.errors import AppError
+from wallet_api.core.database import Database, is_aborted, is_key_conflict, is_lock_timeout
+from wallet_api.core.errors import AppError, WalletBusy
 from wallet_api.core.idempotency import IdempotencyKeyReused, Replay, StoredResponse, replay
 from wallet_api.posting import repository
 from wallet_api.posting.commit import committing
@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 EntryOutcome = Posted | Refusal | Replay | IdempotencyKeyReused
 #: Runs of a batch: a key stored meanwhile, or an abort by the database, runs it again.
 ATTEMPTS = 4
+#: The unique index that keeps an entry's reversal single (the migration's, models.py's).
+REVERSAL_INDEX = "uq_wallet_operations_reverses_id"
 
 
 class EntryWriter:
@@ -44,15 +46,29 @@ class EntryWriter:
         self._database = database
 
     async def apply(self, entries: Sequence[Entry]) -> list[EntryOutcome]:
-        """One outcome per entry, in order, once they are committed."""
+        """One outcome per entry, in order, once they are committed. Database errors are
+        raised as they are (the queue tells a lock timeout from a failure by them)."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 return await self._apply(entries)
             except asyncpg.PostgresError as exc:
-                if attempt == ATTEMPTS or not (is_key_conflict(exc) or is_aborted(exc)):
+                if attempt == ATTEMPTS or not _runs_again(exc):
                     raise
                 logger.warning("batch of %d entries ran into %r; again", len(entries), exc)
         raise AssertionError("unreachable")
+
+    async def apply_one(self, entry: Entry) -> EntryOutcome:
+        """`apply` for one entry outside the queue: a wallet held by another transaction
+        past the lock timeout is answered 503 `wallet_busy`, as the queue answers it."""
+        try:
+            (outcome,) = await self.apply([entry])
+        except asyncpg.PostgresError as exc:
+            if is_lock_timeout(exc):
+                raise WalletBusy(
+                    "Another transaction holds a wallet of it; it was not applied. Retry shortly."
+                ) from exc
+            raise
+        return outcome
 
     async def apply_groups(
         self, groups: Sequence[Group[Entry]], settle: Settle[EntryOutcome]
@@ -128,6 +144,16 @@ class EntryWriter:
         return [outcome for outcome in outcomes if outcome is not None]
 
 
+def _runs_again(exc: asyncpg.PostgresError) -> bool:
+    """A key or a reversal stored meanwhile by another transaction (the next run replays
+    or refuses it), or a transaction the database aborted to break a deadlock."""
+    return (
+        is_key_conflict(exc)
+        or is_aborted(exc)
+        or getattr(exc, "constraint_name", None) == REVERSAL_INDEX
+    )
+
+
 def outcome_label(outcome: Posted | Replay | AppError) -> str:
     """An entry's outcome as the `outcome` label of wallet_operations_total."""
     if isinstance(outcome, AppError):
@@ -136,12 +162,14 @@ def outcome_label(outcome: Posted | Replay | AppError) -> str:
 
 
 def _add_rows(write: repository.EntriesWrite, entry: Entry, posted: Posted) -> None:
-    for leg, balance in zip(entry.legs, posted.balances, strict=True):
+    for index, (leg, balance) in enumerate(zip(entry.legs, posted.balances, strict=True)):
         write.row_wallets.append(leg.wallet_id)
         write.kinds.append(leg.kind.value)
         write.amounts.append(leg.amount)
         write.balances_after.append(balance)
-        write.row_keys.append(entry.idempotency_key)
+        # The key is the requester's: on the first leg's row (the payer's, for a
+        # transfer), never shown in the other wallet's history.
+        write.row_keys.append(entry.idempotency_key if index == 0 else None)
         write.transfers.append(entry.transfer_id)
         write.counterparties.append(leg.counterparty)
         write.reverses.append(leg.reverses)

@@ -20,13 +20,14 @@ class EntryRow:
 
 
 _COLUMNS = "id, wallet_id, operation, amount, transfer_id, counterparty_wallet_id"
-# The entry, and when it is a transfer's leg, the transfer's other leg.
+# The entry, then, when it is a transfer's leg, the transfer's other leg.
 _ENTRY = f"""
-    SELECT {_COLUMNS} FROM wallet_operations WHERE id = $1
-    UNION ALL
     SELECT {_COLUMNS} FROM wallet_operations
-    WHERE transfer_id = (SELECT transfer_id FROM wallet_operations WHERE id = $1)
-      AND id <> $1 AND operation IN ('TRANSFER_IN', 'TRANSFER_OUT')
+    WHERE id = $1 OR (
+        transfer_id = (SELECT transfer_id FROM wallet_operations WHERE id = $1)
+        AND operation IN ('TRANSFER_IN', 'TRANSFER_OUT')
+    )
+    ORDER BY id <> $1, id
 """
 _TRANSFER = f"""
     SELECT {_COLUMNS} FROM wallet_operations

@@ -82,7 +82,7 @@ class ReversalService:
             fingerprint=fingerprint,
         )
         try:
-            (outcome,) = await self._engine.apply([entry])
+            outcome = await self._engine.apply_one(entry)
         except AppError as error:
             _count(error)
             raise

@@ -18,8 +18,10 @@ Description = Annotated[
     str | None,
     Field(
         max_length=DESCRIPTION_MAX_LENGTH,
+        # PostgreSQL's text cannot hold NUL (pydantic refuses lone surrogates itself).
+        pattern=r"^[^\u0000]*$",
         description=f"Free text kept with the ledger rows, at most {DESCRIPTION_MAX_LENGTH} "
-        "characters.",
+        "characters, without NUL.",
     ),
 ]
 

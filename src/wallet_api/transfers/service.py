@@ -102,8 +102,7 @@ class TransferService:
     async def _submit(self, lane: UUID, entry: Entry) -> EntryOutcome:
         if self._queue is not None:
             return await self._queue.submit(lane, entry)
-        (outcome,) = await self._engine.apply([entry])
-        return outcome
+        return await self._engine.apply_one(entry)
 
     async def get(self, transfer_id: UUID) -> str:
         """The transfer's body, with what was reversed of it. Raises TransferNotFound."""

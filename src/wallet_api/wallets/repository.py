@@ -271,6 +271,7 @@ class LedgerReport:
     chain_breaks: int
     negative_balances: int
     unmatched_transfers: int
+    bad_reversals: int
     money_created: int  # minor units: all balances minus what came in and went out
     wallets_to_inspect: list[UUID]
     transfers_to_inspect: list[UUID]
@@ -282,6 +283,7 @@ class LedgerReport:
             or self.chain_breaks
             or self.negative_balances
             or self.unmatched_transfers
+            or self.bad_reversals
             or self.money_created
         )
 
@@ -322,6 +324,12 @@ _VERIFY_LEDGER = """
                array_agg(DISTINCT wallet_id) AS wallets,
                array_agg(DISTINCT counterparty_wallet_id) AS counterparties
         FROM signed WHERE transfer_id IS NOT NULL GROUP BY transfer_id
+    ), bad_reversals AS (
+        -- A reversal compensates its entry: on the same wallet, in the other direction,
+        -- by at most the entry's amount.
+        SELECT r.id FROM wallet_operations r JOIN wallet_operations o ON o.id = r.reverses_id
+        WHERE r.amount > o.amount OR r.wallet_id <> o.wallet_id
+           OR (r.operation IN ({credits})) = (o.operation IN ({credits}))
     ), unmatched AS (
         SELECT transfer_id FROM transfers
         WHERE net <> 0 OR outs <> 1 OR ins <> 1 OR amounts <> 1 OR NOT named
@@ -333,6 +341,7 @@ _VERIFY_LEDGER = """
            (SELECT count(*) FROM breaks) AS chain_breaks,
            (SELECT count(*) FROM negative) AS negative_balances,
            (SELECT count(*) FROM unmatched) AS unmatched_transfers,
+           (SELECT count(*) FROM bad_reversals) AS bad_reversals,
            (SELECT coalesce(sum(balance), 0) FROM wallets)
            - (SELECT coalesce(sum(delta), 0) FROM signed WHERE transfer_id IS NULL)
                AS money_created,
@@ -349,7 +358,8 @@ _VERIFY_LEDGER = """
 async def verify_ledger(connection: Connection) -> LedgerReport:
     """Check every wallet: balance = sum of its ledger, each row's balance_after = the one
     before plus its signed amount, nothing negative; every transfer's legs match; money
-    changed only by what came in and went out (transfers conserve it)."""
+    changed only by what came in and went out (transfers conserve it); each reversal
+    compensates its entry (same wallet, other direction, at most its amount)."""
     row = await connection.fetchrow(_VERIFY_LEDGER)
     assert row is not None
     return LedgerReport(
@@ -359,6 +369,7 @@ async def verify_ledger(connection: Connection) -> LedgerReport:
         chain_breaks=row["chain_breaks"],
         negative_balances=row["negative_balances"],
         unmatched_transfers=row["unmatched_transfers"],
+        bad_reversals=row["bad_reversals"],
         money_created=int(row["money_created"]),
         wallets_to_inspect=[UUID(str(wallet)) for wallet in row["wallets_to_inspect"]],
         transfers_to_inspect=[UUID(str(t)) for t in row["transfers_to_inspect"]],
