@@ -290,14 +290,4 @@ BREAKS = [
         '            del response.headers["location"]\n',
         ("tests/test_fast_path.py",),
     ),
-    Break(
-        "transfer-key-repeat-runs",
-        "a key repeated in one batch of transfers is answered from its first use",
-        ENGINE,
-        "                elif key is not None and key in first_with_key:\n",
-        "                elif False:\n",
-        (
-            "tests/test_transfers.py::test_one_keyed_transfer_sent_many_times_at_once_moves_money_once",
-        ),
-    ),
 ]
