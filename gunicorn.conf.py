@@ -1,13 +1,23 @@
 """Gunicorn configuration, from the service's settings (environment and `.env`)."""
 
+import contextlib
 import os
 import shutil
+import sys
 import tempfile
 from typing import Any
 
+# Light modules only: Prometheus's client must not be imported before on_starting.
+from wallet_api.auth.limits import RATE_TABLE_VARIABLE, create_table
 from wallet_api.core.config import load_settings_or_exit
 
 _settings = load_settings_or_exit()  # a bad value stops the server here, before any worker
+if _settings.open_to_network and not _settings.auth_open_to_network:
+    sys.exit(
+        f"wallet-api: AUTH_MODE=none on HOST={_settings.host}: anyone who reaches that "
+        "address could move any wallet's money. Set AUTH_MODE=keys (docs/SECURITY.md), "
+        "listen on a loopback address, or set AUTH_OPEN_TO_NETWORK=true to accept it."
+    )
 
 wsgi_app = "wallet_api.main:app"
 worker_class = "uvicorn_worker.UvicornWorker"  # uvloop and httptools when installed
@@ -66,6 +76,16 @@ def on_starting(server: Any) -> None:
         os.makedirs(directory)
     else:
         os.environ[_METRICS_DIR] = tempfile.mkdtemp(prefix="wallet-api-metrics-")
+    if _settings.auth_mode == "keys":
+        # One rate-limit table for every worker of this instance (auth/limits.py).
+        os.environ[RATE_TABLE_VARIABLE] = create_table()
+    else:
+        server.log.warning(
+            "running without authentication (AUTH_MODE=none): anyone who can reach "
+            "%s:%s can read and move the money of any wallet",
+            _settings.host,
+            _settings.port,
+        )
 
 
 def child_exit(server: Any, worker: Any) -> None:
@@ -76,3 +96,7 @@ def child_exit(server: Any, worker: Any) -> None:
 
 def on_exit(server: Any) -> None:
     shutil.rmtree(os.environ.get(_METRICS_DIR, ""), ignore_errors=True)
+    table = os.environ.get(RATE_TABLE_VARIABLE)
+    if table:
+        with contextlib.suppress(OSError):
+            os.remove(table)

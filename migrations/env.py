@@ -10,7 +10,9 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import wallet_api.wallets.models  # noqa: F401  (registers the tables on the metadata)
+# The models register their tables on the metadata.
+import wallet_api.auth.models
+import wallet_api.wallets.models  # noqa: F401
 from wallet_api.core.config import Settings
 from wallet_api.core.database import metadata
 

@@ -13,11 +13,13 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import wallet_api.wallets.models  # noqa: F401  (registers the tables on the metadata)
+# The models register their tables on the metadata.
+import wallet_api.auth.models
+import wallet_api.wallets.models  # noqa: F401
 from tests.support import TestDatabase, alembic
 from wallet_api.core.database import metadata
 
-SCHEMA_TABLES = ["alembic_version", "idempotency_keys", "wallet_operations", "wallets"]
+SCHEMA_TABLES = ["alembic_version", "api_keys", "idempotency_keys", "wallet_operations", "wallets"]
 TABLES_SQL = (
     "SELECT table_name FROM information_schema.tables "
     "WHERE table_schema = 'public' ORDER BY table_name"
@@ -210,7 +212,13 @@ def test_the_transfers_migration_upgrades_a_populated_ledger_in_place(
     upgrade = alembic(database, "upgrade", "head")
     assert upgrade.returncode == 0, upgrade.stderr
     after = [dict(row) for row in database.fetch(rows_sql)]
-    new_columns = {"transfer_id", "counterparty_wallet_id", "reverses_id", "description"}
+    new_columns = {
+        "transfer_id",
+        "counterparty_wallet_id",
+        "reverses_id",
+        "description",
+        "api_key_id",
+    }
     assert [{k: v for k, v in row.items() if k not in new_columns} for row in after] == before
     assert all(row[column] is None for row in after for column in new_columns)
     assert database.fetch("SELECT * FROM idempotency_keys ORDER BY key") == keys_before

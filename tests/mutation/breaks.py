@@ -32,6 +32,11 @@ POSTING_REPOSITORY = "src/wallet_api/posting/repository.py"
 ENGINE = "src/wallet_api/posting/engine.py"
 ENTRIES = "src/wallet_api/posting/entries.py"
 SECOND_MIGRATION = "migrations/versions/2026_11_26_1530-d0c19789eea3_idempotency_keys.py"
+OWNERS = "src/wallet_api/wallets/owners.py"
+IDEMPOTENCY = "src/wallet_api/core/idempotency.py"
+GATE = "src/wallet_api/auth/gate.py"
+KEY_STORE = "src/wallet_api/auth/store.py"
+TRANSFERS_SERVICE = "src/wallet_api/transfers/service.py"
 
 BREAKS = [
     Break(
@@ -289,5 +294,53 @@ BREAKS = [
         "            response = created_response(*result)\n"
         '            del response.headers["location"]\n',
         ("tests/test_fast_path.py",),
+    ),
+    Break(
+        "owners-unchecked",
+        "a wallet of another owner is answered as an unknown one",
+        OWNERS,
+        "        return {wallet_id for wallet_id in wallet_ids if self._owners.get(wallet_id) != owner}\n",
+        "        return set()\n",
+        ("tests/test_auth.py::test_another_owners_wallet_is_answered_as_an_unknown_one",),
+    ),
+    Break(
+        "transfer-shows-payee-balance",
+        "a payment does not show the payee's balance to the payer",
+        TRANSFERS_SERVICE,
+        "                    None if hide_destination else outcome.balances[1],\n",
+        "                    outcome.balances[1],\n",
+        ("tests/test_auth.py::test_transfers_credit_another_owner_without_showing_their_balance",),
+    ),
+    Break(
+        "idempotency-keys-shared-by-owners",
+        "two owners' equal Idempotency-Keys are two keys",
+        IDEMPOTENCY,
+        '    return f"{owner}\\t{key}"\n',
+        "    return key\n",
+        ("tests/test_auth.py::test_idempotency_keys_are_scoped_per_owner",),
+    ),
+    Break(
+        "revocation-never-refreshed",
+        "a revocation reaches every worker within AUTH_KEYS_REFRESH_SECONDS",
+        KEY_STORE,
+        "                self._keys = {key.id: key for key in keys}\n",
+        "                pass\n",
+        ("tests/test_auth.py::test_revocation_reaches_both_workers_within_the_refresh_interval",),
+    ),
+    Break(
+        "rate-limit-per-worker",
+        "a key's rate limit holds across the workers of an instance",
+        GATE,
+        "    local = LocalLimiter(os.environ.get(RATE_TABLE_VARIABLE))\n",
+        "    local = LocalLimiter(None)\n",
+        ("tests/test_rate_limits.py::test_429_after_the_burst_across_both_workers_then_recovery",),
+    ),
+    Break(
+        "scope-unchecked",
+        "a read-only key cannot write",
+        GATE,
+        "        if needed not in key.scopes:\n",
+        "        if False:\n",
+        ("tests/test_auth.py::test_a_key_without_the_scope_is_refused_with_403",),
     ),
 ]

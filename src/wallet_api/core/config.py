@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from functools import lru_cache
 from typing import Literal
@@ -113,6 +114,44 @@ class Settings(BaseSettings):
     )
     idempotency_purge_interval: float = Field(300.0, gt=0, description="Seconds between purges.")
 
+    # Who may call (see docs/SECURITY.md).
+    auth_mode: Literal["none", "keys"] = Field(
+        "none",
+        description=(
+            "keys: every /api request needs an API key (Authorization: Bearer). none: the "
+            "specification's open contract, allowed only on a loopback HOST unless "
+            "AUTH_OPEN_TO_NETWORK says otherwise."
+        ),
+    )
+    auth_open_to_network: bool = Field(
+        False,
+        description="Allow AUTH_MODE=none on a HOST other than a loopback address.",
+    )
+    auth_keys_refresh_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="How often each worker reads the key table: a revocation's delay.",
+    )
+    rate_limit_rate: float = Field(
+        100.0, gt=0, description="Requests a second per API key, unless the key says."
+    )
+    rate_limit_burst: int = Field(
+        200, ge=1, description="Requests at once per API key, unless the key says."
+    )
+    redis_url: str | None = Field(
+        None,
+        description=(
+            "A Redis server shared by every instance: rate limits hold across instances. "
+            "Unset: across the workers of each instance."
+        ),
+    )
+
+    @property
+    def open_to_network(self) -> bool:
+        """Without authentication on an address other hosts may reach."""
+        return self.auth_mode == "none" and not _is_loopback(self.host)
+
     @model_validator(mode="after")
     def _client_waits_for_the_server(self) -> Settings:
         if (
@@ -155,6 +194,15 @@ class Settings(BaseSettings):
             database=self.db_name,
             query=query,
         )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 @lru_cache(maxsize=1)

@@ -31,6 +31,20 @@ IdempotencyKey = Annotated[
 ]
 
 
+def scoped_key(owner: str | None, key: str | None) -> str | None:
+    """An Idempotency-Key in its owner's namespace, as stored: two owners' equal keys
+    are two keys. A tab separates them (no client key holds one); without an owner (no
+    authentication) the key is kept as sent."""
+    if key is None or owner is None:
+        return key
+    return f"{owner}\t{key}"
+
+
+def client_key(stored: str | None) -> str | None:
+    """A stored key as its client sent it."""
+    return None if stored is None else stored.rpartition("\t")[2]
+
+
 def fingerprint(method: str, path: str, canonical_body: str) -> str:
     """What makes two requests the same request: method, path and canonical body."""
     return hashlib.sha256(f"{method} {path}\n{canonical_body}".encode()).hexdigest()

@@ -136,7 +136,7 @@ def error_responses(
     responses: dict[int | str, dict[str, Any]] = {}
     for status, group in sorted(by_status.items()):
         headers = {REQUEST_ID: {"$ref": HEADERS + REQUEST_ID}}
-        if status == 503:
+        if status in (429, 503):
             headers[RETRY_AFTER] = {"$ref": HEADERS + RETRY_AFTER}
         if status in replayed:
             headers[REPLAYED] = {"$ref": HEADERS + REPLAYED}
@@ -183,8 +183,12 @@ def _example(error: type[AppError]) -> dict[str, Any]:
     return document
 
 
-def install_openapi(app: FastAPI) -> None:
-    """Serve the finished document as the application's `/openapi.json`."""
+def install_openapi(
+    app: FastAPI, *, guarded: tuple[type[AppError], ...] = (), guarded_prefix: str = ""
+) -> None:
+    """Serve the finished document as the application's `/openapi.json`. With
+    `guarded` (the errors of an API key gate), every operation under `guarded_prefix`
+    requires a bearer key and may be refused with those errors."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -196,6 +200,8 @@ def install_openapi(app: FastAPI) -> None:
                 routes=app.routes,
             )
             _finish(document)
+            if guarded:
+                _require_keys(document, guarded, guarded_prefix)
             app.openapi_schema = document
         return app.openapi_schema
 
@@ -220,6 +226,28 @@ def _finish(document: dict[str, Any]) -> None:
                 response.setdefault("headers", {}).setdefault(
                     REQUEST_ID, {"$ref": HEADERS + REQUEST_ID}
                 )
+
+
+def _require_keys(
+    document: dict[str, Any], errors: tuple[type[AppError], ...], prefix: str
+) -> None:
+    components = document["components"]
+    components["securitySchemes"] = {
+        "apiKey": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key from `wallet-api keys create`: "
+            "`Authorization: Bearer wk_<id>_<secret>`.",
+        }
+    }
+    refusals = error_responses(*errors)
+    for path, path_item in document.get("paths", {}).items():
+        if not path.startswith(prefix):
+            continue
+        for operation in path_item.values():
+            operation["security"] = [{"apiKey": []}]
+            for status, response in refusals.items():
+                operation["responses"].setdefault(str(status), response)
 
 
 def _without_null(schema: dict[str, Any]) -> dict[str, Any]:

@@ -170,6 +170,7 @@ def _add_rows(write: repository.EntriesWrite, entry: Entry, posted: Posted) -> N
         # The key is the requester's: on the first leg's row (the payer's, for a
         # transfer), never shown in the other wallet's history.
         write.row_keys.append(entry.idempotency_key if index == 0 else None)
+        write.row_api_keys.append(entry.api_key_id)
         write.transfers.append(entry.transfer_id)
         write.counterparties.append(leg.counterparty)
         write.reverses.append(leg.reverses)

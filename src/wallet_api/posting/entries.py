@@ -90,6 +90,7 @@ class Entry:
     description: str | None = None
     idempotency_key: str | None = None
     fingerprint: str = ""
+    api_key_id: str | None = None  # the key that sent it, kept on its ledger rows
 
 
 def plan_entries(

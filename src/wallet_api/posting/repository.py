@@ -24,6 +24,7 @@ class EntriesWrite:
     amounts: list[int] = field(default_factory=list)
     balances_after: list[int] = field(default_factory=list)
     row_keys: list[str | None] = field(default_factory=list)
+    row_api_keys: list[str | None] = field(default_factory=list)
     transfers: list[UUID | None] = field(default_factory=list)
     counterparties: list[UUID | None] = field(default_factory=list)
     reverses: list[int | None] = field(default_factory=list)
@@ -63,16 +64,16 @@ _WRITE_ENTRIES = """
     ), entered AS (
         INSERT INTO wallet_operations (
             wallet_id, operation, amount, balance_after, idempotency_key,
-            transfer_id, counterparty_wallet_id, reverses_id, description
+            transfer_id, counterparty_wallet_id, reverses_id, description, api_key_id
         )
         SELECT r.wallet_id, r.kind, r.amount, r.balance_after, r.key,
-               r.transfer_id, r.counterparty, r.reverses, r.description
+               r.transfer_id, r.counterparty, r.reverses, r.description, r.api_key
         FROM unnest(
             $3::uuid[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
-            $8::uuid[], $9::uuid[], $10::bigint[], $11::text[]
+            $8::uuid[], $9::uuid[], $10::bigint[], $11::text[], $16::text[]
         ) WITH ORDINALITY AS r(
             wallet_id, kind, amount, balance_after, key,
-            transfer_id, counterparty, reverses, description, n
+            transfer_id, counterparty, reverses, description, api_key, n
         )
         ORDER BY r.n
     )
@@ -127,4 +128,5 @@ async def write_entries(connection: Connection, write: EntriesWrite) -> None:
         write.fingerprints,
         write.statuses,
         write.bodies,
+        write.row_api_keys,
     )

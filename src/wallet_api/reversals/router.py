@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
+from wallet_api.auth.gate import key_id_of, owner_of
 from wallet_api.core import idempotency
 from wallet_api.core.errors import (
     BodyTooLarge,
@@ -12,7 +13,7 @@ from wallet_api.core.errors import (
     OutcomeUnknown,
     ValidationFailed,
 )
-from wallet_api.core.idempotency import IdempotencyKey, IdempotencyKeyReused, Replay
+from wallet_api.core.idempotency import IdempotencyKey, IdempotencyKeyReused, Replay, scoped_key
 from wallet_api.core.openapi import error_responses, json_request_body, replayed_success
 from wallet_api.core.requests import read_json_body
 from wallet_api.reversals.exceptions import (
@@ -76,8 +77,13 @@ async def reverse_entry(request: Request, idempotency_key: IdempotencyKey = None
         if idempotency_key is not None
         else ""
     )
+    owner = owner_of(request.scope)
     result = await reversal_service(request).reverse(
-        body, idempotency_key=idempotency_key, fingerprint=fingerprint
+        body,
+        owner=owner,
+        api_key_id=key_id_of(request.scope),
+        idempotency_key=scoped_key(owner, idempotency_key),
+        fingerprint=fingerprint,
     )
     if isinstance(result, Replay):
         return result.response()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Self
@@ -81,7 +82,10 @@ class ReversalLeg(BaseModel):
     wallet_uuid: UUID
     operation: EntryKind
     amount: Money
-    balance_after: Money
+    balance_after: Money | None = Field(
+        description="The wallet's balance right after it; null for a wallet the caller "
+        "does not own (with API keys)."
+    )
     reverses_entry_id: int
 
 
@@ -132,8 +136,10 @@ def reversal_body(
     legs: tuple[Leg, ...],
     balances: tuple[int, ...],
     created_at: datetime,
+    hidden: Collection[UUID] = (),
 ) -> str:
-    """The 201 body of a reversal (also kept for its key)."""
+    """The 201 body of a reversal (also kept for its key); the balances of the wallets
+    in `hidden` (another owner's) left out."""
     body = {
         "transfer_id": None if transfer_id is None else str(transfer_id),
         "amount": json_number(amount),
@@ -143,7 +149,7 @@ def reversal_body(
                 "wallet_uuid": str(leg.wallet_id),
                 "operation": leg.kind.value,
                 "amount": json_number(leg.amount),
-                "balance_after": json_number(balance),
+                "balance_after": None if leg.wallet_id in hidden else json_number(balance),
                 "reverses_entry_id": leg.reverses,
             }
             for leg, balance in zip(legs, balances, strict=True)

@@ -21,6 +21,7 @@ from wallet_api.reversals.exceptions import (
 )
 from wallet_api.reversals.schemas import ReversalRequest, reversal_body
 from wallet_api.transfers.exceptions import TransferNotFound, refusal_error
+from wallet_api.wallets.owners import WalletOwners
 
 #: The `operation` label of reversals in wallet_operations_total.
 METRIC_KIND = "REVERSAL"
@@ -35,20 +36,37 @@ _COMPENSATION = {
 class ReversalService:
     """Reverses ledger entries, each at most once, by compensating entries."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, owners: WalletOwners) -> None:
         self._database = database
+        self._owners = owners
         self._engine = EntryWriter(database)
         declare_operation_outcomes(
             [METRIC_KIND], ["applied", "replayed", AlreadyReversed.code, "insufficient_funds"]
         )
 
     async def reverse(
-        self, request: ReversalRequest, *, idempotency_key: str | None, fingerprint: str
+        self,
+        request: ReversalRequest,
+        *,
+        owner: str | None = None,
+        api_key_id: str | None = None,
+        idempotency_key: str | None,
+        fingerprint: str,
     ) -> str | Replay:
         """Write the compensating entry; its body (status 201), or the replay of the
-        key's first request. Raises the refusal's AppError."""
+        key's first request. Raises the refusal's AppError.
+
+        With API keys, the entry is reversed by the owner of the wallet its money went
+        to (a deposit's or a withdrawal's wallet, a transfer's destination: a refund is
+        the payee's to give); to anyone else it is an entry that does not exist."""
         try:
             named, transfer_id, legs = await self._legs(request)
+            foreign = await self._owners.foreign(owner, {leg.wallet_id for leg in legs})
+            if _answerable(legs) in foreign:
+                if request.entry_id is not None:
+                    raise EntryNotFound(request.entry_id)
+                assert request.transfer_id is not None
+                raise TransferNotFound(request.transfer_id)
         except AppError as error:
             _count(error)
             raise
@@ -70,6 +88,7 @@ class ReversalService:
                 legs=legs,
                 balances=outcome.balances,
                 created_at=outcome.at,
+                hidden=foreign,
             )
             return 201, body
 
@@ -80,6 +99,7 @@ class ReversalService:
             description=request.description,
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
+            api_key_id=api_key_id,
         )
         try:
             outcome = await self._engine.apply_one(entry)
@@ -126,6 +146,12 @@ class ReversalService:
         ]
         legs.sort(key=lambda leg: leg.delta)  # the debit first: its refusal is the one told
         return named.id, named.transfer_id, tuple(legs)
+
+
+def _answerable(legs: tuple[Leg, ...]) -> UUID:
+    """The wallet whose owner answers for a reversal: the one it debits (the wallet the
+    money went to), or for a withdrawal's (which only credits), its wallet."""
+    return legs[0].wallet_id  # debits first (see _legs); a withdrawal's has one leg
 
 
 def _count(outcome: Posted | Replay | AppError) -> None:

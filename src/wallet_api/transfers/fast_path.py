@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from wallet_api.auth.gate import key_id_of, owner_of
 from wallet_api.core.errors import ANSWERED_ERRORS, exception_response
 from wallet_api.core.idempotency import Replay
 from wallet_api.core.requests import is_plain_json_post, parse_json_body, receive_body, route_of
@@ -37,7 +38,13 @@ class TransferFastPath:
         try:
             request = parse_json_body(await receive_body(receive), TransferRequest)
             service: TransferService = scope["app"].state.transfer_service
-            result = await service.transfer(request, idempotency_key=None, fingerprint="")
+            result = await service.transfer(
+                request,
+                owner=owner_of(scope),
+                api_key_id=key_id_of(scope),
+                idempotency_key=None,
+                fingerprint="",
+            )
             assert not isinstance(result, Replay)  # only a keyed request can be a replay
             response = created_response(*result)
         except ANSWERED_ERRORS as exc:

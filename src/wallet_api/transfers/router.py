@@ -6,6 +6,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Request, Response, status
 
+from wallet_api.auth.gate import key_id_of, owner_of
 from wallet_api.core import idempotency
 from wallet_api.core.errors import (
     BodyTooLarge,
@@ -16,7 +17,7 @@ from wallet_api.core.errors import (
     ValidationFailed,
     WalletBusy,
 )
-from wallet_api.core.idempotency import IdempotencyKey, IdempotencyKeyReused, Replay
+from wallet_api.core.idempotency import IdempotencyKey, IdempotencyKeyReused, Replay, scoped_key
 from wallet_api.core.openapi import error_responses, json_request_body, replayed_success
 from wallet_api.core.requests import read_json_body
 from wallet_api.transfers.exceptions import (
@@ -89,8 +90,13 @@ async def create_transfer(request: Request, idempotency_key: IdempotencyKey = No
         if idempotency_key is not None
         else ""
     )
+    owner = owner_of(request.scope)
     result = await transfer_service(request).transfer(
-        body, idempotency_key=idempotency_key, fingerprint=fingerprint
+        body,
+        owner=owner,
+        api_key_id=key_id_of(request.scope),
+        idempotency_key=scoped_key(owner, idempotency_key),
+        fingerprint=fingerprint,
     )
     if isinstance(result, Replay):
         return result.response()
@@ -117,5 +123,5 @@ def created_response(transfer_id: UUID, body: str) -> Response:
 async def get_transfer(transfer_id: UUID, request: Request) -> Response:
     """A transfer: its wallets, amount, the balances right after it, and what was
     reversed of it."""
-    text = await transfer_service(request).get(transfer_id)
+    text = await transfer_service(request).get(transfer_id, owner=owner_of(request.scope))
     return Response(text, media_type="application/json")

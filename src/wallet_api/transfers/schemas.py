@@ -109,8 +109,15 @@ class Transfer(BaseModel):
     to_wallet_uuid: UUID
     amount: Money
     description: str | None
-    from_balance: Money = Field(description="The source's balance right after the transfer.")
-    to_balance: Money = Field(description="The destination's balance right after it.")
+    from_balance: Money | None = Field(
+        description="The source's balance right after the transfer; null for a caller who "
+        "does not own the source (with API keys)."
+    )
+    to_balance: Money | None = Field(
+        description="The destination's balance right after it; null for a caller who does "
+        "not own the destination (with API keys): a payment does not show the payee's "
+        "balance to the payer."
+    )
     created_at: datetime
     reversal: TransferReversal | None = Field(
         description="What was reversed of it, and when; null if nothing (always null in "
@@ -125,7 +132,7 @@ def transfer_body(
     to_wallet: UUID,
     amount: int,
     description: str | None,
-    balances: tuple[int, int],
+    balances: tuple[int | None, int | None],
     created_at: datetime,
     reversal: tuple[int, datetime] | None = None,
 ) -> str:
@@ -136,8 +143,8 @@ def transfer_body(
         "to_wallet_uuid": str(to_wallet),
         "amount": json_number(amount),
         "description": description,
-        "from_balance": json_number(balances[0]),
-        "to_balance": json_number(balances[1]),
+        "from_balance": None if balances[0] is None else json_number(balances[0]),
+        "to_balance": None if balances[1] is None else json_number(balances[1]),
         "created_at": created_at,
         "reversal": None
         if reversal is None

@@ -16,8 +16,13 @@ from wallet_api.posting.engine import EntryOutcome, EntryWriter, outcome_label
 from wallet_api.posting.entries import Entry, EntryKind, Leg, Posted, Refusal
 from wallet_api.posting.queue import GroupCommitQueue
 from wallet_api.transfers import repository
-from wallet_api.transfers.exceptions import TransferNotFound, refusal_error
+from wallet_api.transfers.exceptions import (
+    TransferNotFound,
+    TransferWalletNotFound,
+    refusal_error,
+)
 from wallet_api.transfers.schemas import TransferRequest, transfer_body
+from wallet_api.wallets.owners import WalletOwners
 
 #: The `operation` label of transfers in wallet_operations_total.
 METRIC_KIND = "TRANSFER"
@@ -27,8 +32,9 @@ class TransferService:
     """Moves money between wallets (batched with concurrent transfers unless disabled),
     and reads transfers back."""
 
-    def __init__(self, database: Database, settings: Settings) -> None:
+    def __init__(self, database: Database, settings: Settings, owners: WalletOwners) -> None:
         self._database = database
+        self._owners = owners
         self._engine = EntryWriter(database)
         self._queue: GroupCommitQueue[Entry, EntryOutcome] | None = None
         if settings.coalescing_enabled:
@@ -48,12 +54,25 @@ class TransferService:
         )
 
     async def transfer(
-        self, request: TransferRequest, *, idempotency_key: str | None, fingerprint: str
+        self,
+        request: TransferRequest,
+        *,
+        owner: str | None = None,
+        api_key_id: str | None = None,
+        idempotency_key: str | None,
+        fingerprint: str,
     ) -> tuple[UUID, str] | Replay:
-        """Move the amount; the new transfer's id and body (status 201), or the replay
-        of the key's first request. Raises the refusal's AppError."""
+        """Move the amount from a wallet of `owner` (to any wallet); the new transfer's
+        id and body (status 201), or the replay of the key's first request. Raises the
+        refusal's AppError."""
         transfer_id = uuid.uuid4()
         source, destination = request.from_wallet_uuid, request.to_wallet_uuid
+        foreign = await self._owners.foreign(owner, (source, destination))
+        if source in foreign:  # answered as an unknown source: existence does not leak
+            unknown = TransferWalletNotFound(source, "source")
+            _count(unknown)
+            raise unknown
+        hide_destination = destination in foreign
         legs = (
             Leg(source, EntryKind.TRANSFER_OUT, request.amount, counterparty=destination),
             Leg(destination, EntryKind.TRANSFER_IN, request.amount, counterparty=source),
@@ -69,7 +88,10 @@ class TransferService:
                 to_wallet=destination,
                 amount=request.amount,
                 description=request.description,
-                balances=(outcome.balances[0], outcome.balances[1]),
+                balances=(
+                    outcome.balances[0],
+                    None if hide_destination else outcome.balances[1],
+                ),
                 created_at=outcome.at,
             )
             return 201, body
@@ -81,6 +103,7 @@ class TransferService:
             description=request.description,
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
+            api_key_id=api_key_id,
         )
         try:
             outcome = await self._submit(source, entry)
@@ -104,14 +127,18 @@ class TransferService:
             return await self._queue.submit(lane, entry)
         return await self._engine.apply_one(entry)
 
-    async def get(self, transfer_id: UUID) -> str:
-        """The transfer's body, with what was reversed of it. Raises TransferNotFound."""
+    async def get(self, transfer_id: UUID, *, owner: str | None = None) -> str:
+        """The transfer's body, with what was reversed of it, for a caller who owns
+        either wallet (the other's balance hidden). Raises TransferNotFound."""
         async with self._database.autocommit() as connection:
             rows = await repository.transfer_rows(connection, transfer_id)
         legs = {row.operation: row for row in rows}
         out_leg = legs.get(EntryKind.TRANSFER_OUT)
         in_leg = legs.get(EntryKind.TRANSFER_IN)
         if out_leg is None or in_leg is None:
+            raise TransferNotFound(transfer_id)
+        foreign = await self._owners.foreign(owner, (out_leg.wallet_id, in_leg.wallet_id))
+        if out_leg.wallet_id in foreign and in_leg.wallet_id in foreign:
             raise TransferNotFound(transfer_id)
         reversal = legs.get(EntryKind.REVERSAL_OUT)
         return transfer_body(
@@ -120,7 +147,10 @@ class TransferService:
             to_wallet=in_leg.wallet_id,
             amount=out_leg.amount,
             description=out_leg.description,
-            balances=(out_leg.balance_after, in_leg.balance_after),
+            balances=(
+                None if out_leg.wallet_id in foreign else out_leg.balance_after,
+                None if in_leg.wallet_id in foreign else in_leg.balance_after,
+            ),
             created_at=out_leg.created_at,
             reversal=None if reversal is None else (reversal.amount, reversal.created_at),
         )

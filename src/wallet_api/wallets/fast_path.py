@@ -27,6 +27,7 @@ from uuid import UUID
 from fastapi import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from wallet_api.auth.gate import key_id_of, owner_of
 from wallet_api.core.errors import ANSWERED_ERRORS, exception_response
 from wallet_api.core.requests import is_plain_json_post, parse_json_body, receive_body, route_of
 from wallet_api.wallets.plan import Operation
@@ -64,7 +65,11 @@ class OperationFastPath:
             request = parse_json_body(body, OperationRequest)
             service: WalletService = scope["app"].state.wallet_service
             outcome = await service.apply_operation(
-                wallet_id, Operation(kind=request.operation, amount=request.amount)
+                wallet_id,
+                Operation(
+                    kind=request.operation, amount=request.amount, api_key_id=key_id_of(scope)
+                ),
+                owner=owner_of(scope),
             )
             assert isinstance(outcome, int)  # only a keyed request can be a replay
             response = Response(operation_body(outcome), media_type="application/json")
@@ -80,7 +85,7 @@ class OperationFastPath:
         scope["route"] = self._balance_route
         try:
             service: WalletService = scope["app"].state.wallet_service
-            balance = await service.get_balance(wallet_id)
+            balance = await service.get_balance(wallet_id, owner=owner_of(scope))
             response = Response(balance_body(balance), media_type="application/json")
         except ANSWERED_ERRORS as exc:
             response = exception_response(exc)

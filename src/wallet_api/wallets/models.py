@@ -31,6 +31,9 @@ from wallet_api.posting.entries import (
     EntryKind,
 )
 
+#: A client's key (255) in its owner's namespace (64 + 1), with a batch item's suffix.
+IDEMPOTENCY_KEY_LENGTH = 400
+
 
 class OperationType(enum.StrEnum):
     """What the operation endpoint does to one wallet."""
@@ -49,6 +52,12 @@ wallets = Table(
     Column("id", Uuid, primary_key=True),
     Column("balance", BigInteger, nullable=False, server_default=text("0"), comment="Minor units."),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column(
+        "owner",
+        String(64),
+        nullable=True,
+        comment="The owner of the API key that created it; NULL: created without keys.",
+    ),
     # The last line of defence: the service never writes these, the database refuses them.
     CheckConstraint("balance >= 0", name="balance_not_negative"),
     CheckConstraint(f"balance <= {MAX_MINOR_UNITS}", name="balance_within_limit"),
@@ -63,7 +72,12 @@ wallet_operations = Table(
     Column("amount", BigInteger, nullable=False, comment="Minor units, always positive."),
     Column("balance_after", BigInteger, nullable=False, comment="Minor units."),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("idempotency_key", String(255), nullable=True),
+    Column(
+        "idempotency_key",
+        String(IDEMPOTENCY_KEY_LENGTH),
+        nullable=True,
+        comment="As stored: in its owner's namespace (auth/keys.py).",
+    ),
     Column("transfer_id", Uuid, nullable=True, comment="Shared by a transfer's two legs."),
     Column(
         "counterparty_wallet_id",
@@ -80,6 +94,12 @@ wallet_operations = Table(
         comment="The entry a reversal compensates.",
     ),
     Column("description", String(DESCRIPTION_MAX_LENGTH), nullable=True),
+    Column(
+        "api_key_id",
+        String(16),
+        nullable=True,
+        comment="The API key that applied it (api_keys.id, never deleted); NULL: no keys.",
+    ),
     CheckConstraint(_one_of(EntryKind), name="operation_known"),
     CheckConstraint("amount > 0", name="amount_positive"),
     CheckConstraint("balance_after >= 0", name="balance_after_not_negative"),
@@ -114,7 +134,7 @@ wallet_operations = Table(
 idempotency_keys = Table(
     "idempotency_keys",
     metadata,
-    Column("key", String(255), primary_key=True),
+    Column("key", String(IDEMPOTENCY_KEY_LENGTH), primary_key=True),
     Column("fingerprint", String(64), nullable=False, comment="sha256 of method, path, body."),
     Column("response_status", SmallInteger, nullable=False),
     Column("response_body", Text, nullable=False),

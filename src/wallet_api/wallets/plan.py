@@ -26,6 +26,7 @@ class Operation:
     amount: int
     idempotency_key: str | None = None
     fingerprint: str = ""  # of the whole request, when it carries a key
+    api_key_id: str | None = None  # the key that sent it, kept on its ledger row
 
 
 @dataclass(frozen=True, slots=True)

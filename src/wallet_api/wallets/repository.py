@@ -32,6 +32,7 @@ class BatchWrite:
     amounts: list[int] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
     row_keys: list[str | None] = field(default_factory=list)
+    row_api_keys: list[str | None] = field(default_factory=list)
     # Responses kept for Idempotency-Keys: a body, or None for the 200 body of an applied
     # operation, rendered from its balance (known only in the statement).
     key_wallets: list[UUID] = field(default_factory=list)
@@ -85,12 +86,15 @@ _LOCK_BALANCES = """
 # ($2) the response to replay for it.
 _INSERT_WALLET = """
     WITH created AS (
-        INSERT INTO wallets (id) VALUES ($1) RETURNING id
+        INSERT INTO wallets (id, owner) VALUES ($1, $5) RETURNING id
     )
     INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body)
     SELECT $2::text, $3::text, 201, $4::text FROM created WHERE $2::text IS NOT NULL
 """
 _WALLET_EXISTS = "SELECT EXISTS (SELECT FROM wallets WHERE id = $1)"
+_WALLET_OWNERS = """
+    SELECT w.id, w.owner FROM unnest($1::uuid[]) AS t(id) JOIN wallets w ON w.id = t.id
+"""
 
 # The 200 body of an applied operation, in SQL, for the keyed operations whose balance is
 # known only in the statement: `schemas.operation_body` renders the same text in Python
@@ -121,10 +125,11 @@ _WRITE_BATCH = f"""
         RETURNING w.id, w.balance - l.delta AS start
     ), inserted AS (
         INSERT INTO wallet_operations
-            (wallet_id, operation, amount, balance_after, idempotency_key)
-        SELECT r.wallet_id, r.operation, r.amount, u.start + r.offset_after, r.key
-        FROM unnest($5::uuid[], $6::text[], $7::bigint[], $8::bigint[], $9::text[])
-            WITH ORDINALITY AS r(wallet_id, operation, amount, offset_after, key, n)
+            (wallet_id, operation, amount, balance_after, idempotency_key, api_key_id)
+        SELECT r.wallet_id, r.operation, r.amount, u.start + r.offset_after, r.key, r.api_key
+        FROM unnest(
+            $5::uuid[], $6::text[], $7::bigint[], $8::bigint[], $9::text[], $17::text[]
+        ) WITH ORDINALITY AS r(wallet_id, operation, amount, offset_after, key, api_key, n)
         JOIN updated u ON u.id = r.wallet_id
         ORDER BY r.n
     ), remembered AS (
@@ -188,10 +193,23 @@ _PURGE_KEYS = """
 
 
 async def insert_wallet(
-    connection: Connection, wallet_id: UUID, *, key: str | None, fingerprint: str, body: str
+    connection: Connection,
+    wallet_id: UUID,
+    *,
+    owner: str | None,
+    key: str | None,
+    fingerprint: str,
+    body: str,
 ) -> None:
     """Insert a wallet, and the response to keep for its Idempotency-Key if it has one."""
-    await connection.execute(_INSERT_WALLET, wallet_id, key, fingerprint, body)
+    await connection.execute(_INSERT_WALLET, wallet_id, key, fingerprint, body, owner)
+
+
+async def wallet_owners(
+    connection: Connection, wallet_ids: Sequence[UUID]
+) -> dict[UUID, str | None]:
+    """The owners of those of `wallet_ids` that exist (None: made without keys)."""
+    return {row["id"]: row["owner"] for row in await connection.fetch(_WALLET_OWNERS, wallet_ids)}
 
 
 async def wallet_exists(connection: Connection, wallet_id: UUID) -> bool:
@@ -231,6 +249,7 @@ async def write_batch(connection: Connection, batch: BatchWrite) -> dict[UUID, W
         batch.bodies,
         batch.key_offsets,
         batch.checked,
+        batch.row_api_keys,
     )
     return {row["id"]: WalletWrite(start=row["start"], balance=row["balance"]) for row in rows}
 

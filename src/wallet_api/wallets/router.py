@@ -8,6 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request, Response, status
 from starlette.exceptions import HTTPException
 
+from wallet_api.auth.gate import key_id_of, owner_of
 from wallet_api.core import idempotency
 from wallet_api.core.errors import (
     BodyTooLarge,
@@ -19,7 +20,7 @@ from wallet_api.core.errors import (
     WalletBusy,
     problem_response,
 )
-from wallet_api.core.idempotency import IdempotencyKey, IdempotencyKeyReused, Replay
+from wallet_api.core.idempotency import IdempotencyKey, IdempotencyKeyReused, Replay, scoped_key
 from wallet_api.core.openapi import error_responses, json_request_body, replayed_success
 from wallet_api.core.requests import read_json_body
 from wallet_api.wallets.cursors import CURSOR_PATTERN, decode_cursor
@@ -103,11 +104,13 @@ _WRITE_ERRORS = (
     },
 )
 async def create_wallet(
-    service: WalletServiceDep, idempotency_key: IdempotencyKey = None
+    request: Request, service: WalletServiceDep, idempotency_key: IdempotencyKey = None
 ) -> Response:
-    """Create a wallet with a zero balance."""
+    """Create a wallet with a zero balance, owned by the API key's owner."""
+    owner = owner_of(request.scope)
     created = await service.create_wallet(
-        idempotency_key=idempotency_key,
+        owner=owner,
+        idempotency_key=scoped_key(owner, idempotency_key),
         fingerprint=idempotency.fingerprint("POST", "/api/v1/wallets/create_wallet", ""),
     )
     if isinstance(created, Replay):
@@ -136,9 +139,9 @@ async def create_wallet_other_methods() -> None:
         ServiceUnavailable,
     ),
 )
-async def get_wallet(wallet_uuid: UUID, service: WalletServiceDep) -> Response:
+async def get_wallet(wallet_uuid: UUID, request: Request, service: WalletServiceDep) -> Response:
     """Read a wallet's current balance."""
-    balance = await service.get_balance(wallet_uuid)
+    balance = await service.get_balance(wallet_uuid, owner=owner_of(request.scope))
     return Response(balance_body(balance), media_type="application/json")
 
 
@@ -169,10 +172,12 @@ async def operate(
     # dependencies: FastAPI's dependency resolution costs more than this endpoint's work.
     body = await read_json_body(request, OperationRequest)
     service = wallet_service(request)
+    owner = owner_of(request.scope)
     operation = Operation(
         kind=body.operation,
         amount=body.amount,
-        idempotency_key=idempotency_key,
+        idempotency_key=scoped_key(owner, idempotency_key),
+        api_key_id=key_id_of(request.scope),
         fingerprint=idempotency.fingerprint(
             "POST",
             f"/api/v1/wallets/{wallet_uuid}/operation",
@@ -181,7 +186,7 @@ async def operate(
         if idempotency_key is not None
         else "",
     )
-    outcome = await service.apply_operation(wallet_uuid, operation)
+    outcome = await service.apply_operation(wallet_uuid, operation, owner=owner)
     if isinstance(outcome, Replay):
         return outcome.response()
     return Response(operation_body(outcome), media_type="application/json")
@@ -196,6 +201,7 @@ async def operate(
 )
 async def list_operations(
     wallet_uuid: UUID,
+    request: Request,
     service: WalletServiceDep,
     limit: Annotated[
         int, Query(ge=1, le=HISTORY_LIMIT_MAX, description="Items per page.")
@@ -210,7 +216,10 @@ async def list_operations(
 ) -> Response:
     """The wallet's applied operations, newest first, a page at a time."""
     entries, next_id = await service.history(
-        wallet_uuid, limit=limit, before_id=None if cursor is None else decode_cursor(cursor)
+        wallet_uuid,
+        owner=owner_of(request.scope),
+        limit=limit,
+        before_id=None if cursor is None else decode_cursor(cursor),
     )
     return Response(history_body(entries, next_id), media_type="application/json")
 
@@ -246,10 +255,15 @@ async def apply_batch(request: Request, idempotency_key: IdempotencyKey = None) 
             "characters (each operation's own key is derived from it).",
             errors=[{"loc": ["header", idempotency.HEADER], "message": "too long"}],
         )
+    owner, api_key_id = owner_of(request.scope), key_id_of(request.scope)
     items = [
-        (item.wallet_uuid, Operation(kind=item.operation, amount=item.amount))
+        (
+            item.wallet_uuid,
+            Operation(kind=item.operation, amount=item.amount, api_key_id=api_key_id),
+        )
         for item in body.operations
     ]
+    idempotency_key = scoped_key(owner, idempotency_key)
     fingerprint = (
         idempotency.fingerprint("POST", BATCH_PATH, body.canonical())
         if idempotency_key is not None
@@ -258,7 +272,7 @@ async def apply_batch(request: Request, idempotency_key: IdempotencyKey = None) 
     service = wallet_service(request)
     if body.atomic:
         result = await service.apply_all_or_none(
-            items, idempotency_key=idempotency_key, fingerprint=fingerprint
+            items, owner=owner, idempotency_key=idempotency_key, fingerprint=fingerprint
         )
         if isinstance(result, Replay):
             return result.response()
@@ -273,7 +287,7 @@ async def apply_batch(request: Request, idempotency_key: IdempotencyKey = None) 
             )
         return Response(atomic_response(result)[1], media_type="application/json")
     outcomes, replayed = await service.apply_many(
-        items, idempotency_key=idempotency_key, fingerprint=fingerprint
+        items, owner=owner, idempotency_key=idempotency_key, fingerprint=fingerprint
     )
     return Response(
         batch_body([result_of(outcome) for outcome in outcomes]),

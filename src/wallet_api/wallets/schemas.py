@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 
 from wallet_api.core.errors import AppError, error_document
 from wallet_api.core.fields import Amount, CanonicalUUID, Money
-from wallet_api.core.idempotency import Replay
+from wallet_api.core.idempotency import Replay, client_key
 from wallet_api.core.responses import json_number
 from wallet_api.posting.entries import EntryKind
 from wallet_api.wallets.cursors import encode_cursor
@@ -155,7 +155,7 @@ def history_body(entries: Sequence[LedgerEntry], next_id: int | None) -> str:
             "created_at": entry.created_at,
         }
         optional = {
-            "idempotency_key": entry.idempotency_key,
+            "idempotency_key": client_key(entry.idempotency_key),
             "transfer_id": _text(entry.transfer_id),
             "counterparty_wallet_uuid": _text(entry.counterparty_wallet_id),
             "reverses_entry_id": entry.reverses_id,

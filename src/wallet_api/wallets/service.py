@@ -13,6 +13,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from uuid import UUID
 
 from wallet_api.core import idempotency
@@ -48,6 +49,7 @@ from wallet_api.wallets.exceptions import (
     WalletNotFound,
 )
 from wallet_api.wallets.models import OperationType
+from wallet_api.wallets.owners import WalletOwners
 from wallet_api.wallets.plan import Atomic, Operation
 from wallet_api.wallets.schemas import atomic_response, created_body
 from wallet_api.wallets.writer import KEY_RACE_ATTEMPTS, BatchWriter, Outcome
@@ -84,6 +86,8 @@ class WalletService:
     def __init__(self, database: Database, settings: Settings) -> None:
         self._database = database
         self._writer = BatchWriter(database)
+        #: Whose each wallet is (checked for callers with an API key).
+        self.owners = WalletOwners(database)
         self._writes: GroupCommitQueue[Operation, Outcome] | None = None
         self._reads: GroupCommitQueue[None, int | None] | None = None
         if settings.coalescing_enabled:
@@ -110,9 +114,14 @@ class WalletService:
         declare_operation_outcomes([kind.value for kind in OperationType], OPERATION_OUTCOMES)
 
     async def create_wallet(
-        self, *, idempotency_key: str | None = None, fingerprint: str = ""
+        self,
+        *,
+        owner: str | None = None,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
     ) -> UUID | Replay:
-        """Create a wallet; with a key, only the first request with that key does."""
+        """Create a wallet of `owner`; with a key, only the first request with that key
+        does."""
         for attempt in range(KEY_RACE_ATTEMPTS):
             if idempotency_key is not None:
                 stored = await self._stored_responses({idempotency_key})
@@ -129,6 +138,7 @@ class WalletService:
                     await repository.insert_wallet(
                         commit.connection,
                         wallet_id,
+                        owner=owner,
                         key=idempotency_key,
                         fingerprint=fingerprint,
                         body=created_body(wallet_id),
@@ -137,6 +147,7 @@ class WalletService:
                 if attempt + 1 < KEY_RACE_ATTEMPTS and is_key_conflict(exc):
                     continue
                 raise
+            self.owners.remember(wallet_id, owner)
             return wallet_id
         raise AssertionError("unreachable")
 
@@ -144,7 +155,8 @@ class WalletService:
         async with self._database.autocommit() as connection:
             return await stored_responses(connection, keys)
 
-    async def get_balance(self, wallet_id: UUID) -> int:
+    async def get_balance(self, wallet_id: UUID, *, owner: str | None = None) -> int:
+        await self.owners.check(owner, wallet_id)
         if self._reads is not None:
             balance = await self._reads.submit(wallet_id, None)
         else:
@@ -166,11 +178,14 @@ class WalletService:
             balances = await repository.read_balances(connection, [wallet for wallet, _ in groups])
         return [[balances.get(wallet_id)] * len(readers) for wallet_id, readers in groups]
 
-    async def apply_operation(self, wallet_id: UUID, operation: Operation) -> int | Replay:
-        """Apply one operation; return the balance right after it (or the replay of the
-        earlier request with its key), or raise its refusal."""
+    async def apply_operation(
+        self, wallet_id: UUID, operation: Operation, *, owner: str | None = None
+    ) -> int | Replay:
+        """Apply one operation to a wallet of `owner`; return the balance right after it
+        (or the replay of the earlier request with its key), or raise its refusal."""
         kind = operation.kind.value
         try:
+            await self.owners.check(owner, wallet_id)
             if self._writes is not None:
                 outcome = await self._writes.submit(wallet_id, operation)
             else:
@@ -194,6 +209,7 @@ class WalletService:
         self,
         items: Sequence[tuple[UUID, Operation]],
         *,
+        owner: str | None = None,
         idempotency_key: str | None,
         fingerprint: str,
     ) -> tuple[list[Outcome], bool]:
@@ -215,19 +231,24 @@ class WalletService:
             items = [
                 (
                     wallet_id,
-                    Operation(
-                        kind=operation.kind,
-                        amount=operation.amount,
+                    replace(
+                        operation,
                         idempotency_key=f"{idempotency_key} #{index}",
                         fingerprint=idempotency.fingerprint("ITEM", str(index), fingerprint),
                     ),
                 )
                 for index, (wallet_id, operation) in enumerate(items)
             ]
+        # Each item is checked on its own: one on another owner's wallet is refused as
+        # on an unknown wallet, the others apply.
+        foreign = await self.owners.foreign(owner, {wallet_id for wallet_id, _ in items})
+        outcomes: list[Outcome | None] = [None] * len(items)
         places: dict[UUID, list[int]] = {}
         for index, (wallet_id, _) in enumerate(items):
-            places.setdefault(wallet_id, []).append(index)
-        outcomes: list[Outcome | None] = [None] * len(items)
+            if wallet_id in foreign:
+                outcomes[index] = WalletNotFound(wallet_id)
+            else:
+                places.setdefault(wallet_id, []).append(index)
         settled: list[int] = []
 
         def settle(wallet_id: UUID, wallet_outcomes: Sequence[Outcome]) -> None:
@@ -238,7 +259,10 @@ class WalletService:
 
         groups = [(w, [items[i][1] for i in indexes]) for w, indexes in places.items()]
         try:
-            await self._writer.apply(groups, optimistic=self._writes is not None, on_settled=settle)
+            if groups:
+                await self._writer.apply(
+                    groups, optimistic=self._writes is not None, on_settled=settle
+                )
         except Exception as exc:
             # What committed before the failure keeps its outcomes; the rest is answered.
             left = {w: [i for i in indexes if outcomes[i] is None] for w, indexes in places.items()}
@@ -278,14 +302,20 @@ class WalletService:
         self,
         items: Sequence[tuple[UUID, Operation]],
         *,
+        owner: str | None = None,
         idempotency_key: str | None,
         fingerprint: str,
     ) -> Atomic | Replay:
         """Apply every item or none (see `BatchWriter.apply_atomic`); with a key, a
         retry gets the stored response. Raises IdempotencyKeyReused for a key used by
         another request."""
+        foreign = await self.owners.foreign(owner, {wallet_id for wallet_id, _ in items})
         result = await self._writer.apply_atomic(
-            items, key=idempotency_key, fingerprint=fingerprint, render=atomic_response
+            items,
+            key=idempotency_key,
+            fingerprint=fingerprint,
+            render=atomic_response,
+            unknown=foreign,
         )
         if isinstance(result, AppError):
             raise result
@@ -313,10 +343,11 @@ class WalletService:
         raise AssertionError("unreachable: a key cannot keep vanishing")
 
     async def history(
-        self, wallet_id: UUID, *, limit: int, before_id: int | None
+        self, wallet_id: UUID, *, owner: str | None = None, limit: int, before_id: int | None
     ) -> tuple[list[repository.LedgerEntry], int | None]:
         """A page of the wallet's ledger, newest first, and the id the next page starts
         below (None on the last page). Keyset pagination: stable while rows are added."""
+        await self.owners.check(owner, wallet_id)
         async with self._database.autocommit() as connection:
             entries = await repository.history(
                 connection,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from uuid import UUID
 
 import asyncpg
@@ -252,11 +252,13 @@ class BatchWriter:
         key: str | None,
         fingerprint: str,
         render: Callable[[Atomic], tuple[int, str]],
+        unknown: Collection[UUID] = (),
     ) -> Atomic | Replay | AppError:
         """Apply every item, or none: in one transaction holding the rows' locks (taken in
         id order), planned on the exact balances, each wallet's items in order. With a
         key, the key is claimed first in the same transaction and the response `render`
-        gives is kept with it: a key used before gets its stored response instead."""
+        gives is kept with it: a key used before gets its stored response instead. Wallets in
+        `unknown` (another owner's) are refused as wallets that do not exist."""
         async with committing(self._database, transaction=True) as commit:
             connection = commit.connection
             if key is not None:
@@ -275,7 +277,7 @@ class BatchWriter:
             plans = {
                 wallet_id: plan_batch(balances[wallet_id], operations)
                 for wallet_id, operations in runs.items()
-                if wallet_id in balances
+                if wallet_id in balances and wallet_id not in unknown
             }
             result = atomic_outcome(items, plans)
             commit.sent = isinstance(result, list) or key is not None  # the commit may land
@@ -337,6 +339,7 @@ def _batch_write(
             batch.amounts.append(operation.amount)
             batch.offsets.append(balance - plan.start)
             batch.row_keys.append(operation.idempotency_key)
+            batch.row_api_keys.append(operation.api_key_id)
         for operation, outcome in zip(operations, plan.outcomes, strict=True):
             if operation.idempotency_key is None:
                 continue

@@ -1,0 +1,1 @@
+"""Who the caller is: API keys, their owners and scopes, rate limits."""

@@ -1,0 +1,152 @@
+"""`wallet-api keys create|list|revoke`: the operator's commands for API keys.
+
+A key is printed once, by `create`, and never again: only its secret's hash is stored.
+Every command prints JSON on standard output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from wallet_api.auth import repository
+from wallet_api.auth.keys import OWNER_PATTERN, ApiKey, Scope, new_key
+from wallet_api.core.config import load_settings_or_exit
+from wallet_api.core.database import Connection, Database
+
+T = TypeVar("T")
+_DURATION = re.compile(r"(\d+)([dhm])")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def add_commands(commands: Any) -> None:
+    """The `keys` command and its subcommands, on the CLI's subparsers."""
+    keys = commands.add_parser("keys", help="create, list and revoke API keys")
+    actions = keys.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("--owner", required=True, type=_owner, help="who the key acts for")
+    create.add_argument(
+        "--scope",
+        action="append",
+        choices=[scope.value for scope in Scope],
+        help="read (GET) or write (POST); repeat for both (the default)",
+    )
+    create.add_argument(
+        "--expires",
+        type=_expiry,
+        help="when the key stops working: a duration (30d, 12h, 15m) or an ISO 8601 time",
+    )
+    create.add_argument("--rate", type=_positive(float), help="requests a second")
+    create.add_argument("--burst", type=_positive(int), help="requests at once")
+    actions.add_parser("list", help="every key, without secrets")
+    revoke = actions.add_parser("revoke", help="revoke a key by its id (the wk_<id>_ part)")
+    revoke.add_argument("key_id")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the `keys` subcommand; the process's exit status."""
+    if args.action == "create":
+        key, key_id, secret_sha256 = new_key()
+        created = _with_connection(
+            lambda connection: repository.insert_key(
+                connection,
+                key_id=key_id,
+                owner=args.owner,
+                scopes=[Scope(scope) for scope in (args.scope or [s.value for s in Scope])],
+                secret_sha256=secret_sha256,
+                rate=args.rate,
+                burst=args.burst,
+                expires_at=args.expires,
+            )
+        )
+        print(json.dumps({"key": key, **_shown(created)}, indent=2))
+        print("wallet-api: the key is shown this once; keep it now.", file=sys.stderr)
+        return 0
+    if args.action == "list":
+        keys = _with_connection(repository.all_keys)
+        print(json.dumps([_shown(key) for key in sorted(keys, key=lambda k: k.created_at)]))
+        return 0
+    revoked = _with_connection(lambda connection: repository.revoke_key(connection, args.key_id))
+    if revoked is None:
+        print(f"wallet-api: no API key with the id {args.key_id!r}", file=sys.stderr)
+        return 1
+    print(json.dumps(_shown(revoked), indent=2))
+    return 0
+
+
+def _with_connection(work: Callable[[Connection], Awaitable[T]]) -> T:
+    settings = load_settings_or_exit()
+
+    async def go() -> T:
+        database = Database(settings)
+        try:
+            async with database.autocommit() as connection:
+                return await work(connection)
+        finally:
+            await database.dispose()
+
+    return asyncio.run(go())
+
+
+def _shown(key: ApiKey) -> dict[str, Any]:
+    """A key as `list` shows it: everything but its secret's hash."""
+    now = datetime.now(UTC)
+    status = (
+        "revoked"
+        if key.revoked_at is not None
+        else "expired"
+        if key.expires_at is not None and key.expires_at <= now
+        else "active"
+    )
+    return {
+        "id": key.id,
+        "owner": key.owner,
+        "scopes": sorted(scope.value for scope in key.scopes),
+        "rate": key.rate,
+        "burst": key.burst,
+        "status": status,
+        "created_at": key.created_at.isoformat(),
+        "expires_at": None if key.expires_at is None else key.expires_at.isoformat(),
+        "revoked_at": None if key.revoked_at is None else key.revoked_at.isoformat(),
+    }
+
+
+def _owner(text: str) -> str:
+    if not re.fullmatch(OWNER_PATTERN, text):
+        raise argparse.ArgumentTypeError(
+            "1 to 64 characters: letters, digits and . _ @ - (not first)"
+        )
+    return text
+
+
+def _expiry(text: str) -> datetime:
+    duration = _DURATION.fullmatch(text)
+    if duration is not None:
+        amount, unit = int(duration.group(1)), _UNITS[duration.group(2)]
+        return datetime.now(UTC) + timedelta(**{unit: amount})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "a duration such as 30d, 12h or 15m, or an ISO 8601 time"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
+    def parse(text: str) -> T:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:  # type: ignore[operator]
+            raise argparse.ArgumentTypeError("must be greater than 0")
+        return value
+
+    return parse

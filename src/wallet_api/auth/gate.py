@@ -1,0 +1,184 @@
+"""The gate every `/api/` request passes when keys are required: who the caller is (a
+verified key), whether the key's scopes allow the request, and whether the key is within
+its rate limit. Pure ASGI, before the fast paths, so that they are guarded too.
+
+The verified caller is left in the ASGI scope for the routes (`principal_of`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from wallet_api.auth import repository
+from wallet_api.auth.exceptions import (
+    ApiKeyExpired,
+    ApiKeyRequired,
+    ApiKeyRevoked,
+    InsufficientScope,
+    InvalidApiKey,
+    RateLimited,
+)
+from wallet_api.auth.keys import ApiKey, Principal, parse_key, secret_matches
+from wallet_api.auth.keys import Scope as KeyScope
+from wallet_api.auth.limits import (
+    RATE_TABLE_VARIABLE,
+    Limiter,
+    LocalLimiter,
+    RedisLimiter,
+    rate_limit_headers,
+)
+from wallet_api.auth.store import KeyStore
+from wallet_api.core.config import Settings
+from wallet_api.core.database import Database
+from wallet_api.core.errors import ANSWERED_ERRORS, exception_response
+
+API_PREFIX = "/api/"
+_PRINCIPAL = "wallet_api.principal"
+_AUTHORIZATION = b"authorization"
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class Gate:
+    """Admit a request or raise the refusal (401, 403, 429)."""
+
+    def __init__(
+        self,
+        keys: KeyStore,
+        limiter: Limiter,
+        local: LocalLimiter,
+        *,
+        default_rate: float,
+        default_burst: int,
+    ) -> None:
+        """`limiter`: `local` (the instance's table), or Redis falling back to it."""
+        self.keys = keys
+        self._limiter = limiter
+        self._local = local
+        self._default_rate = default_rate
+        self._default_burst = default_burst
+
+    async def close(self) -> None:
+        await self._limiter.aclose()
+        if self._local is not self._limiter:
+            await self._local.aclose()
+
+    async def admit(self, scope: Scope) -> tuple[Principal, list[tuple[bytes, bytes]]]:
+        """The caller, and the rate-limit headers for its response."""
+        token = _bearer_token(scope)
+        parsed = parse_key(token)
+        if parsed is None:
+            raise InvalidApiKey()
+        key_id, secret = parsed
+        key = await self.keys.lookup(key_id)
+        if key is None or not secret_matches(secret, key.secret_sha256):
+            raise InvalidApiKey()
+        if key.revoked_at is not None:
+            raise ApiKeyRevoked()
+        if key.expires_at is not None and key.expires_at.timestamp() <= time.time():
+            raise ApiKeyExpired()
+        needed = KeyScope.READ if scope["method"] in _READS else KeyScope.WRITE
+        if needed not in key.scopes:
+            raise InsufficientScope(needed.value)
+        rate = key.rate or self._default_rate
+        burst = key.burst or self._default_burst
+        decision = await self._limiter.acquire(key.id, rate, burst)
+        headers = rate_limit_headers(decision, rate, burst)
+        if not decision.allowed:
+            raise RateLimited(
+                f"This API key sent more requests than its limit ({rate:g} a second, "
+                f"{burst} at once); retry after the Retry-After seconds.",
+                headers,
+            )
+        return Principal(owner=key.owner, key_id=key.id), headers
+
+
+def open_gate(settings: Settings, database: Database) -> Gate:
+    """The gate of one worker: its copy of the key table, and the rate limiter shared
+    with the other workers of the instance (or, with REDIS_URL, with every instance)."""
+
+    async def load_all() -> list[ApiKey]:
+        async with database.autocommit() as connection:
+            return await repository.all_keys(connection)
+
+    async def load_one(key_id: str) -> ApiKey | None:
+        async with database.autocommit() as connection:
+            return await repository.find_key(connection, key_id)
+
+    local = LocalLimiter(os.environ.get(RATE_TABLE_VARIABLE))
+    limiter = local if settings.redis_url is None else RedisLimiter(settings.redis_url, local)
+    return Gate(
+        KeyStore(load_all, load_one, refresh_every=settings.auth_keys_refresh_seconds),
+        limiter,
+        local,
+        default_rate=settings.rate_limit_rate,
+        default_burst=settings.rate_limit_burst,
+    )
+
+
+def _bearer_token(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == _AUTHORIZATION:
+            header: str = value.decode("latin-1")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise InvalidApiKey()
+            return token.strip()
+    raise ApiKeyRequired()
+
+
+class GateMiddleware:
+    """Run the gate on `/api/` requests; everything else (health, metrics, the
+    document) passes. The gate lives on `app.state.gate` (set by the lifespan)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        gate: Gate = scope["app"].state.gate
+        try:
+            principal, headers = await gate.admit(scope)
+        except ANSWERED_ERRORS as refusal:  # a 401, 403, 429; 503 if the keys are unreadable
+            await exception_response(refusal)(scope, receive, send)
+            return
+        scope[_PRINCIPAL] = principal
+
+        async def send_with_limits(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)
+
+
+def principal_of(scope: Scope) -> Principal | None:
+    """The verified caller of a request; None when keys are not required."""
+    principal: Principal | None = scope.get(_PRINCIPAL)
+    return principal
+
+
+def owner_of(scope: Scope) -> str | None:
+    """The owner the request acts for; None when keys are not required."""
+    principal = principal_of(scope)
+    return None if principal is None else principal.owner
+
+
+def key_id_of(scope: Scope) -> str | None:
+    """The id of the API key that sent the request (kept on its ledger rows)."""
+    principal = principal_of(scope)
+    return None if principal is None else principal.key_id
+
+
+def _caller(request: Request) -> Principal | None:
+    return principal_of(request.scope)
+
+
+#: A route's caller: None when the service runs without authentication.
+Caller = Annotated[Principal | None, Depends(_caller)]

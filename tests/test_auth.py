@@ -1,0 +1,508 @@
+"""API keys, owner-scoped wallets and rate limits, over HTTP, against a service running
+with AUTH_MODE=keys (2 workers, real PostgreSQL); keys made with the operator's CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import TestDatabase, worker_of
+from wallet_api.devtools.server import ServiceProcess
+
+WALLETS = "/api/v1/wallets"
+TRANSFERS = "/api/v1/transfers"
+REVERSALS = "/api/v1/reversals"
+BATCH = "/api/v1/operations/batch"
+#: How often the service under test reads the key table (a revocation's delay).
+REFRESH_SECONDS = 1.0
+
+
+def keys_cli(database: TestDatabase, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wallet_api.cli", "keys", *args],
+        env={**os.environ, **database.environment()},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+@dataclass(frozen=True)
+class Key:
+    token: str
+    id: str
+    owner: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def create_key(database: TestDatabase, owner: str, *options: str) -> Key:
+    result = keys_cli(database, "create", "--owner", owner, *options)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    return Key(shown["key"], shown["id"], owner)
+
+
+@pytest.fixture(scope="module")
+def keyed(start_service: Callable[..., ServiceProcess]) -> ServiceProcess:
+    return start_service(
+        AUTH_MODE="keys",
+        AUTH_KEYS_REFRESH_SECONDS=str(REFRESH_SECONDS),
+        RATE_LIMIT_RATE="10000",
+        RATE_LIMIT_BURST="10000",
+    )
+
+
+@pytest.fixture(scope="module")
+def keys(database: TestDatabase) -> dict[str, Key]:
+    run = uuid.uuid4().hex[:8]  # owners of their own: the database is the session's
+    made = {
+        "alice": create_key(database, f"alice-{run}"),
+        "alice_read": create_key(database, f"alice-{run}", "--scope", "read"),
+        "alice_write": create_key(database, f"alice-{run}", "--scope", "write"),
+        "bob": create_key(database, f"bob-{run}"),
+        "revoked": create_key(database, f"alice-{run}"),
+        "expired": create_key(database, f"alice-{run}", "--expires", "2020-01-01T00:00:00Z"),
+    }
+    assert keys_cli(database, "revoke", made["revoked"].id).returncode == 0
+    return made
+
+
+@pytest.fixture
+def http(keyed: ServiceProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=keyed.base_url, timeout=30) as client:
+        yield client
+
+
+def new_wallet(http: httpx.Client, key: Key, balance: int = 0) -> str:
+    response = http.post(f"{WALLETS}/create_wallet", headers=key.headers)
+    assert response.status_code == 201, response.text
+    wallet = str(response.json()["wallet_uuid"])
+    if balance:
+        deposit = http.post(
+            f"{WALLETS}/{wallet}/operation",
+            json={"operation": "DEPOSIT", "amount": balance},
+            headers=key.headers,
+        )
+        assert deposit.status_code == 200, deposit.text
+    return wallet
+
+
+@dataclass(frozen=True)
+class Target:
+    """Alice's things, which the matrix's requests aim at."""
+
+    wallet: str
+    other: str
+    entry: int
+    transfer: str
+
+
+@pytest.fixture(scope="module")
+def target(keyed: ServiceProcess, keys: dict[str, Key]) -> Target:
+    alice = keys["alice"]
+    with httpx.Client(base_url=keyed.base_url, timeout=30) as http:
+        wallet, other = new_wallet(http, alice, 100), new_wallet(http, alice)
+        moved = http.post(
+            TRANSFERS,
+            json={"from_wallet_uuid": wallet, "to_wallet_uuid": other, "amount": 10},
+            headers=alice.headers,
+        )
+        assert moved.status_code == 201, moved.text
+        history = http.get(f"{WALLETS}/{wallet}/operations", headers=alice.headers)
+        entry = next(i["id"] for i in history.json()["items"] if i["operation"] == "DEPOSIT")
+    return Target(wallet, other, entry, moved.json()["transfer_id"])
+
+
+#: Every endpoint under /api: (name, method, path, body, Idempotency-Key?). Bodies aim at
+#: Alice's wallets; `{wallet}` and the like are filled from the target.
+ENDPOINTS: list[tuple[str, str, str, dict[str, Any] | None, bool]] = [
+    ("create_wallet", "POST", f"{WALLETS}/create_wallet", None, False),
+    ("get_wallet", "GET", f"{WALLETS}/{{wallet}}", None, False),
+    (
+        "operate (fast path)",
+        "POST",
+        f"{WALLETS}/{{wallet}}/operation",
+        {"operation": "WITHDRAW", "amount": 1},
+        False,
+    ),
+    (
+        "operate (keyed)",
+        "POST",
+        f"{WALLETS}/{{wallet}}/operation",
+        {"operation": "WITHDRAW", "amount": 1},
+        True,
+    ),
+    ("list_operations", "GET", f"{WALLETS}/{{wallet}}/operations", None, False),
+    (
+        "apply_batch",
+        "POST",
+        BATCH,
+        {"operations": [{"wallet_uuid": "{wallet}", "operation": "WITHDRAW", "amount": 1}]},
+        False,
+    ),
+    (
+        "apply_batch (atomic)",
+        "POST",
+        BATCH,
+        {
+            "atomic": True,
+            "operations": [{"wallet_uuid": "{wallet}", "operation": "WITHDRAW", "amount": 1}],
+        },
+        False,
+    ),
+    (
+        "create_transfer (fast path)",
+        "POST",
+        TRANSFERS,
+        {"from_wallet_uuid": "{wallet}", "to_wallet_uuid": "{other}", "amount": 1},
+        False,
+    ),
+    (
+        "create_transfer (keyed)",
+        "POST",
+        TRANSFERS,
+        {"from_wallet_uuid": "{wallet}", "to_wallet_uuid": "{other}", "amount": 1},
+        True,
+    ),
+    ("get_transfer", "GET", f"{TRANSFERS}/{{transfer}}", None, False),
+    ("reverse_entry", "POST", REVERSALS, {"entry_id": "{entry}", "amount": 1}, False),
+    ("reverse_transfer", "POST", REVERSALS, {"transfer_id": "{transfer}", "amount": 1}, False),
+]
+
+
+def _fill(value: Any, target: Target) -> Any:
+    if isinstance(value, dict):
+        return {k: _fill(v, target) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, target) for v in value]
+    if value == "{entry}":
+        return target.entry
+    if isinstance(value, str):
+        return value.format(wallet=target.wallet, other=target.other, transfer=target.transfer)
+    return value
+
+
+def send(
+    http: httpx.Client,
+    endpoint: tuple[str, str, str, dict[str, Any] | None, bool],
+    target: Target,
+    headers: dict[str, str],
+) -> httpx.Response:
+    _, method, path, body, keyed = endpoint
+    if keyed:
+        headers = {**headers, "Idempotency-Key": f"matrix-{uuid.uuid4()}"}
+    return http.request(method, _fill(path, target), json=_fill(body, target), headers=headers)
+
+
+def snapshot(database: TestDatabase) -> tuple[int, int, int]:
+    """What a refused request must not change: wallets, ledger rows, stored keys."""
+    (row,) = database.fetch(
+        "SELECT (SELECT count(*) FROM wallets) AS w, "
+        "(SELECT count(*) FROM wallet_operations) AS o, "
+        "(SELECT count(*) FROM idempotency_keys) AS k"
+    )
+    return row["w"], row["o"], row["k"]
+
+
+CREDENTIALS: list[tuple[str, Callable[[dict[str, Key]], dict[str, str]], int, str]] = [
+    ("no key", lambda keys: {}, 401, "api_key_required"),
+    (
+        "not bearer",
+        lambda keys: {"Authorization": "Basic YWxpY2U6c2VjcmV0"},
+        401,
+        "invalid_api_key",
+    ),
+    ("malformed", lambda keys: {"Authorization": "Bearer wk_nope"}, 401, "invalid_api_key"),
+    (
+        "unknown",
+        lambda keys: {"Authorization": f"Bearer wk_{'0' * 12}_{'A' * 43}"},
+        401,
+        "invalid_api_key",
+    ),
+    (
+        "wrong secret",
+        lambda keys: {"Authorization": f"Bearer wk_{keys['alice'].id}_{'A' * 43}"},
+        401,
+        "invalid_api_key",
+    ),
+    ("revoked", lambda keys: keys["revoked"].headers, 401, "api_key_revoked"),
+    ("expired", lambda keys: keys["expired"].headers, 401, "api_key_expired"),
+]
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[e[0] for e in ENDPOINTS])
+@pytest.mark.parametrize("credential", CREDENTIALS, ids=[c[0] for c in CREDENTIALS])
+def test_a_request_without_a_valid_key_is_refused_and_changes_nothing(
+    *,
+    http: httpx.Client,
+    keys: dict[str, Key],
+    target: Target,
+    database: TestDatabase,
+    endpoint: tuple[str, str, str, dict[str, Any] | None, bool],
+    credential: tuple[str, Callable[[dict[str, Key]], dict[str, str]], int, str],
+) -> None:
+    _, headers_of, status, code = credential
+    before = snapshot(database)
+    response = send(http, endpoint, target, headers_of(keys))
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == code
+    challenge = response.headers["www-authenticate"]
+    assert challenge.startswith('Bearer realm="wallet-api"')
+    assert ('error="invalid_token"' in challenge) == (code != "api_key_required")
+    sent = headers_of(keys).get("Authorization", "").partition(" ")[2]
+    assert not sent or sent not in response.text  # no key material in the problem document
+    assert snapshot(database) == before
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[e[0] for e in ENDPOINTS])
+def test_a_key_without_the_scope_is_refused_with_403(
+    http: httpx.Client,
+    keys: dict[str, Key],
+    target: Target,
+    database: TestDatabase,
+    endpoint: tuple[str, str, str, dict[str, Any] | None, bool],
+) -> None:
+    method = endpoint[1]
+    key, needed = (
+        (keys["alice_write"], "read") if method == "GET" else (keys["alice_read"], "write")
+    )
+    before = snapshot(database)
+    response = send(http, endpoint, target, key.headers)
+    assert response.status_code == 403, response.text
+    assert response.json()["code"] == "insufficient_scope"
+    assert f'scope="{needed}"' in response.headers["www-authenticate"]
+    assert snapshot(database) == before
+
+
+#: What another owner gets for each of Alice's things: exactly what an unknown one gets.
+FOREIGN = {
+    "get_wallet": (404, "wallet_not_found"),
+    "operate (fast path)": (404, "wallet_not_found"),
+    "operate (keyed)": (404, "wallet_not_found"),
+    "list_operations": (404, "wallet_not_found"),
+    "apply_batch (atomic)": (404, "wallet_not_found"),
+    "create_transfer (fast path)": (404, "wallet_not_found"),
+    "create_transfer (keyed)": (404, "wallet_not_found"),
+    "get_transfer": (404, "transfer_not_found"),
+    "reverse_entry": (404, "entry_not_found"),
+    "reverse_transfer": (404, "transfer_not_found"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FOREIGN))
+def test_another_owners_wallet_is_answered_as_an_unknown_one(
+    http: httpx.Client,
+    keys: dict[str, Key],
+    target: Target,
+    database: TestDatabase,
+    name: str,
+) -> None:
+    endpoint = next(e for e in ENDPOINTS if e[0] == name)
+    status, code = FOREIGN[name]
+    before = snapshot(database)
+    as_bob = send(http, endpoint, target, keys["bob"].headers)
+    assert (as_bob.status_code, as_bob.json()["code"]) == (status, code), as_bob.text
+    # The same request about things that do not exist gets the same answer, word for word
+    # but for the id.
+    unknown = Target(str(uuid.uuid4()), target.other, 2**62, str(uuid.uuid4()))
+    as_nobody = send(http, endpoint, unknown, keys["bob"].headers)
+    assert as_nobody.status_code == status
+    assert as_nobody.json()["code"] == code
+
+    def anonymised(text: str, things: Target) -> str:
+        for thing in (things.wallet, things.transfer, str(things.entry)):
+            text = text.replace(thing, "…")
+        return text
+
+    assert anonymised(as_bob.json()["detail"], target) == anonymised(
+        as_nobody.json()["detail"], unknown
+    )
+    assert snapshot(database) == before
+
+
+def test_batch_items_are_checked_one_by_one(
+    http: httpx.Client, keys: dict[str, Key], target: Target, database: TestDatabase
+) -> None:
+    bob = keys["bob"]
+    own = new_wallet(http, bob)
+    response = http.post(
+        BATCH,
+        json={
+            "operations": [
+                {"wallet_uuid": own, "operation": "DEPOSIT", "amount": 3},
+                {"wallet_uuid": target.wallet, "operation": "WITHDRAW", "amount": 1},
+                {"wallet_uuid": own, "operation": "DEPOSIT", "amount": 4},
+            ]
+        },
+        headers=bob.headers,
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [200, 404, 200]
+    assert results[1]["body"]["code"] == "wallet_not_found"
+    assert http.get(f"{WALLETS}/{own}", headers=bob.headers).json()["balance"] == 7
+
+
+def test_transfers_credit_another_owner_without_showing_their_balance(
+    http: httpx.Client, keys: dict[str, Key], target: Target, database: TestDatabase
+) -> None:
+    bob, alice = keys["bob"], keys["alice"]
+    payer = new_wallet(http, bob, 20)
+    paid = http.post(
+        TRANSFERS,
+        json={"from_wallet_uuid": payer, "to_wallet_uuid": target.other, "amount": 5},
+        headers=bob.headers,
+    )
+    assert paid.status_code == 201, paid.text
+    assert paid.json()["from_balance"] == 15
+    assert paid.json()["to_balance"] is None  # the payee's balance is not the payer's to see
+    transfer = paid.json()["transfer_id"]
+    as_payer = http.get(f"{TRANSFERS}/{transfer}", headers=bob.headers).json()
+    as_payee = http.get(f"{TRANSFERS}/{transfer}", headers=alice.headers).json()
+    assert (as_payer["from_balance"], as_payer["to_balance"]) == (15, None)
+    assert as_payee["from_balance"] is None
+    assert Decimal(str(as_payee["to_balance"])) > 0
+    # A refund is the payee's to give; to the payer the transfer cannot be reversed.
+    by_payer = http.post(REVERSALS, json={"transfer_id": transfer}, headers=bob.headers)
+    assert (by_payer.status_code, by_payer.json()["code"]) == (404, "transfer_not_found")
+    refund = http.post(REVERSALS, json={"transfer_id": transfer}, headers=alice.headers)
+    assert refund.status_code == 201, refund.text
+    balances = {leg["wallet_uuid"]: leg["balance_after"] for leg in refund.json()["legs"]}
+    assert balances[payer] is None  # the payer's balance is not the payee's to see
+    assert http.get(f"{WALLETS}/{payer}", headers=bob.headers).json()["balance"] == 20
+
+
+def test_the_ledger_records_the_key_of_each_operation(
+    http: httpx.Client, keys: dict[str, Key], database: TestDatabase
+) -> None:
+    alice, alice_write = keys["alice"], keys["alice_write"]
+    wallet = new_wallet(http, alice, 5)  # the deposit by `alice`
+    http.post(
+        f"{WALLETS}/{wallet}/operation",
+        json={"operation": "WITHDRAW", "amount": 2},
+        headers={**alice_write.headers, "Idempotency-Key": f"k-{uuid.uuid4()}"},
+    )
+    rows = database.fetch(
+        "SELECT operation, api_key_id FROM wallet_operations WHERE wallet_id = $1 ORDER BY id",
+        uuid.UUID(wallet),
+    )
+    assert [(r["operation"], r["api_key_id"]) for r in rows] == [
+        ("DEPOSIT", alice.id),
+        ("WITHDRAW", alice_write.id),
+    ]
+    (owner,) = database.fetch("SELECT owner FROM wallets WHERE id = $1", uuid.UUID(wallet))
+    assert owner["owner"] == alice.owner
+
+
+def test_idempotency_keys_are_scoped_per_owner(http: httpx.Client, keys: dict[str, Key]) -> None:
+    alice, bob = keys["alice"], keys["bob"]
+    shared = {"Idempotency-Key": f"shared-{uuid.uuid4()}"}
+    first = http.post(f"{WALLETS}/create_wallet", headers={**alice.headers, **shared})
+    other = http.post(f"{WALLETS}/create_wallet", headers={**bob.headers, **shared})
+    again = http.post(f"{WALLETS}/create_wallet", headers={**alice.headers, **shared})
+    assert first.status_code == other.status_code == again.status_code == 201
+    assert "idempotent-replayed" not in other.headers  # Bob's request ran: his own key
+    assert other.json() != first.json()
+    assert again.headers["idempotent-replayed"] == "true"  # Alice's replay is Alice's
+    assert again.json() == first.json()
+    # The same key on an operation: each owner's is applied once, on their own wallet,
+    # and the history shows the key as it was sent.
+    wallets = {name: new_wallet(http, key) for name, key in (("alice", alice), ("bob", bob))}
+    key = {"Idempotency-Key": f"op-{uuid.uuid4()}"}
+    for name, owner_key in (("alice", alice), ("bob", bob)):
+        for _ in range(2):
+            applied = http.post(
+                f"{WALLETS}/{wallets[name]}/operation",
+                json={"operation": "DEPOSIT", "amount": 1},
+                headers={**owner_key.headers, **key},
+            )
+            assert applied.status_code == 200, applied.text
+        history = http.get(f"{WALLETS}/{wallets[name]}/operations", headers=owner_key.headers)
+        assert [i["idempotency_key"] for i in history.json()["items"]] == [key["Idempotency-Key"]]
+
+
+def test_revocation_reaches_both_workers_within_the_refresh_interval(
+    keyed: ServiceProcess, database: TestDatabase
+) -> None:
+    key = create_key(database, f"carol-{uuid.uuid4().hex[:8]}")
+
+    def status_by_worker(count: int) -> dict[str, set[int]]:
+        seen: dict[str, set[int]] = {}
+        for _ in range(count):  # a new connection each: both workers answer
+            with httpx.Client(base_url=keyed.base_url, timeout=10) as fresh:
+                response = fresh.post(f"{WALLETS}/create_wallet", headers=key.headers)
+            seen.setdefault(worker_of(response), set()).add(response.status_code)
+        return seen
+
+    before = status_by_worker(16)
+    assert len(before) == 2
+    assert all(statuses == {201} for statuses in before.values())
+    assert keys_cli(database, "revoke", key.id).returncode == 0
+    revoked_at = time.monotonic()
+    time.sleep(REFRESH_SECONDS + 0.5)  # the documented bound, and the time to read the table
+    after = status_by_worker(16)
+    assert len(after) == 2
+    assert all(statuses == {401} for statuses in after.values()), after
+    assert time.monotonic() - revoked_at < REFRESH_SECONDS + 5
+
+
+def test_a_new_key_works_at_once(keyed: ServiceProcess, database: TestDatabase) -> None:
+    key = create_key(database, f"dave-{uuid.uuid4().hex[:8]}")
+    with httpx.Client(base_url=keyed.base_url, timeout=10) as http:
+        assert http.post(f"{WALLETS}/create_wallet", headers=key.headers).status_code == 201
+
+
+def test_the_keys_cli_lists_without_secrets_and_refuses_bad_input(
+    database: TestDatabase, keys: dict[str, Key]
+) -> None:
+    listed = keys_cli(database, "list")
+    assert listed.returncode == 0
+    shown = {key["id"]: key for key in json.loads(listed.stdout)}
+    assert shown[keys["revoked"].id]["status"] == "revoked"
+    assert shown[keys["expired"].id]["status"] == "expired"
+    assert shown[keys["alice_read"].id]["scopes"] == ["read"]
+    assert shown[keys["alice"].id]["scopes"] == ["read", "write"]
+    for key in keys.values():
+        assert key.token.rpartition("_")[2] not in listed.stdout
+    assert keys_cli(database, "revoke", "000000000000").returncode == 1
+    assert keys_cli(database, "create", "--owner", "has space").returncode == 2
+    assert keys_cli(database, "create", "--owner", "x", "--rate", "0").returncode == 2
+
+
+def test_no_key_material_in_the_service_log(
+    keyed: ServiceProcess, keys: dict[str, Key], http: httpx.Client, target: Target
+) -> None:
+    for key in keys.values():  # every kind of answer: applied, refused, each 401
+        for endpoint in ENDPOINTS:
+            send(http, endpoint, target, key.headers)
+    log = keyed.log_text()
+    assert "request" in log  # the access log was written
+    for key in keys.values():
+        secret = key.token.rpartition("_")[2]
+        assert secret not in log
+        assert key.token not in log
+
+
+def test_the_document_requires_a_bearer_key(http: httpx.Client) -> None:
+    document = http.get("/openapi.json").json()
+    assert document["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    operation = document["paths"]["/api/v1/wallets/{wallet_uuid}"]["get"]
+    assert operation["security"] == [{"apiKey": []}]
+    assert {"401", "403", "429"} <= set(operation["responses"])
+    assert "security" not in document["paths"]["/health/live"]["get"]
