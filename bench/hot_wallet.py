@@ -7,7 +7,8 @@ connections: one hot wallet (plain and with Idempotency-Keys), the same load ove
 and over 100,000 wallets, the batch endpoint (1,000 operations a request, 8 connections),
 transfers between random pairs of the 10,000 and from them into one wallet,
 GET balance, GET /health/live (the HTTP ceiling); then the hot wallet again with
-coalescing off. After every write run it reconciles the ledger with what the clients saw.
+coalescing off, and with API keys required. After every write run it reconciles the ledger
+with what the clients saw.
 Prints one JSON document and writes it to bench/results/. See docs/PERFORMANCE.md.
 """
 
@@ -212,10 +213,13 @@ def run_wrk(
     target: str,
     idempotency_keys: bool = False,
     transfer_to: str | None = None,
+    api_key: str | None = None,
 ) -> dict[str, Any]:
     """Drive the service with wrk; `target` is a wallets file (operations, transfers) or a
     path (get)."""
     environment = {**os.environ, "BENCH_MODE": mode}
+    if api_key is not None:
+        environment["BENCH_API_KEY"] = api_key
     if idempotency_keys:
         environment["BENCH_KEYS"] = uuid.uuid4().hex
     if transfer_to is not None:
@@ -315,6 +319,7 @@ def write_run(
     idempotency_keys: bool = False,
     transfers: bool = False,
     transfer_to: str | None = None,
+    api_key: str | None = None,
 ) -> dict[str, Any]:
     """A wrk run of alternating deposits and withdrawals (or of transfers of 1.00 between
     random `wallets`, or from them to `transfer_to`), then a reconciliation of the ledger."""
@@ -334,6 +339,7 @@ def write_run(
         target=str(wallets_file),
         idempotency_keys=idempotency_keys,
         transfer_to=transfer_to,
+        api_key=api_key,
     )
     _wait_until_idle(bench, last_id)
     result["ledger"] = reconcile(bench, last_id, result, rows_per_request=2 if transfers else 1)
@@ -516,8 +522,43 @@ def measure(bench: Bench, args: argparse.Namespace) -> tuple[dict[str, Any], str
         results["hot_wallet_coalescing_off"] = write_run(
             bench, service, [hot], duration=args.duration
         )
+    # The same hot-wallet load with API keys required: one key, verified from each
+    # worker's copy of the key table, its rate limit counted in the shared table.
+    api_key = create_api_key(bench, owner="bench", wallets=[hot])
+    with running_service(bench, AUTH_MODE="keys") as service:
+        run_wrk(
+            bench,
+            service,
+            duration=warmup,
+            mode="operations",
+            target=_file(bench, [hot]),
+            api_key=api_key,
+        )
+        print("bench: hot wallet, API keys required", file=sys.stderr)
+        results["hot_wallet_keys"] = write_run(
+            bench, service, [hot], duration=args.duration, api_key=api_key
+        )
     results["verify"] = verify_ledger(bench)
     return results, str(version["server_version"])
+
+
+def create_api_key(bench: Bench, *, owner: str, wallets: list[str]) -> str:
+    """A key of `owner` with a limit no benchmark reaches, and `wallets` made its owner's."""
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "wallet_api.cli", "keys", "create", "--owner", owner),
+            *("--rate", "1000000000", "--burst", "1000000000"),
+        ],
+        cwd=PROJECT_DIR,
+        env={**os.environ, **bench.address.environment(bench.database)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    bench.sql("UPDATE wallets SET owner = $1 WHERE id = ANY($2::uuid[])", owner, wallets)
+    key: str = json.loads(result.stdout)["key"]
+    return key
 
 
 def main() -> None:
@@ -566,6 +607,9 @@ def main() -> None:
             "hot_wallet_vs_coalescing_off": _ratio(hot_ops, results["hot_wallet_coalescing_off"]),
             "hot_wallet_vs_pgbench_row_ceiling": _ratio(hot_ops, results["pgbench_row_ceiling"]),
             "hot_wallet_vs_http_ceiling": _ratio(hot_ops, results["http_ceiling"]),
+            "keys_vs_hot_wallet": _ratio(
+                results["hot_wallet_keys"]["ops_per_s"], results["hot_wallet"]
+            ),
             "idempotent_vs_hot_wallet": _ratio(
                 results["hot_wallet_idempotent"]["ops_per_s"], results["hot_wallet"]
             ),

@@ -6,6 +6,7 @@
 --                  wallet of the file); unset, a random other wallet of the file
 --   BENCH_PATH     the path to GET in "get" mode
 --   BENCH_KEYS     when set, a prefix: every operation carries a new Idempotency-Key
+--   BENCH_API_KEY  when set, every request carries it (Authorization: Bearer)
 -- It counts the requests written, so that the harness can reconcile what the clients saw
 -- with what the ledger holds, and prints one JSON line at the end. No response() callback:
 -- handing every response to Lua would cost the generator CPU the server needs; wrk itself
@@ -26,6 +27,10 @@ end
 
 local key_prefix = os.getenv("BENCH_KEYS")
 local headers = { ["Content-Type"] = "application/json" }
+local api_key = os.getenv("BENCH_API_KEY")
+if api_key then
+    headers["Authorization"] = "Bearer " .. api_key
+end
 local bodies = {
     '{"operation":"DEPOSIT","amount":"1.00"}',
     '{"operation":"WITHDRAW","amount":"1.00"}',
