@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from openapi_spec_validator import validate
 
 from tests.support import ROOT, TestDatabase, worker_of
 from wallet_api.devtools.server import ServiceProcess
@@ -502,6 +503,7 @@ def test_no_key_material_in_the_service_log(
 
 def test_the_document_requires_a_bearer_key(http: httpx.Client) -> None:
     document = http.get("/openapi.json").json()
+    validate(document)  # raises on any violation of the OpenAPI 3.1 schema
     assert document["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
     operation = document["paths"]["/api/v1/wallets/{wallet_uuid}"]["get"]
     assert operation["security"] == [{"apiKey": []}]
