@@ -11,7 +11,9 @@ from wallet_api.core.idempotency import (
     KEY_PATTERN,
     REPLAYED_HEADER,
     Replay,
+    client_key,
     fingerprint,
+    scoped_key,
 )
 
 PATH = "/api/v1/wallets/3f0a0c1e-5e55-4b1f-9d0e-1d6b2f0c9a47/operation"
@@ -56,3 +58,17 @@ def test_a_key_is_1_to_255_visible_ascii_characters() -> None:
         assert re.fullmatch(KEY_PATTERN, key), key
     for key in ("", "a" * 256, "has space", "tab\there", "ключ", "\x7f"):
         assert re.fullmatch(KEY_PATTERN, key) is None, key
+
+
+def test_an_owner_scopes_a_key_and_the_client_gets_it_back_as_sent() -> None:
+    assert scoped_key(None, "order-42") == "order-42"
+    assert scoped_key("acme", None) is None
+    assert scoped_key(None, None) is None
+    scoped = scoped_key("acme", "order-42")
+    assert scoped == "acme\torder-42"
+    assert scoped != scoped_key("globex", "order-42")
+    assert client_key(scoped) == "order-42"
+    assert client_key("order-42") == "order-42"
+    assert client_key(None) is None
+    # A batch item's derived key keeps its suffix.
+    assert client_key(f"{scoped} #3") == "order-42 #3"
