@@ -9,15 +9,9 @@ from typing import Any
 
 # Light modules only: Prometheus's client must not be imported before on_starting.
 from wallet_api.auth.limits import RATE_TABLE_VARIABLE, create_table
-from wallet_api.core.config import load_settings_or_exit
+from wallet_api.core.config import is_loopback, load_settings_or_exit
 
 _settings = load_settings_or_exit()  # a bad value stops the server here, before any worker
-if _settings.open_to_network and not _settings.auth_open_to_network:
-    sys.exit(
-        f"wallet-api: AUTH_MODE=none on HOST={_settings.host}: anyone who reaches that "
-        "address could move any wallet's money. Set AUTH_MODE=keys (docs/SECURITY.md), "
-        "listen on a loopback address, or set AUTH_OPEN_TO_NETWORK=true to accept it."
-    )
 
 wsgi_app = "wallet_api.main:app"
 worker_class = "uvicorn_worker.UvicornWorker"  # uvloop and httptools when installed
@@ -69,7 +63,37 @@ logconfig_dict: dict[str, Any] = {
 _METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
+def _refuse_to_serve_everyone(server: Any) -> None:
+    """Without authentication, listen on loopback addresses only, unless allowed: the
+    addresses Gunicorn will bind are checked (HOST, or -b / GUNICORN_CMD_ARGS)."""
+    if _settings.auth_mode != "none":
+        return
+    exposed = [address for address in server.cfg.bind if not _is_local(address)]
+    if not exposed:
+        return
+    if _settings.auth_open_to_network:
+        server.log.warning(
+            "running without authentication (AUTH_MODE=none) on %s: anyone who can reach "
+            "it can read and move the money of any wallet",
+            ", ".join(exposed),
+        )
+        return
+    sys.exit(
+        f"wallet-api: AUTH_MODE=none on {', '.join(exposed)}: anyone who reaches that "
+        "address could move any wallet's money. Set AUTH_MODE=keys (docs/SECURITY.md), "
+        "listen on a loopback address, or set AUTH_OPEN_TO_NETWORK=true to accept it."
+    )
+
+
+def _is_local(address: str) -> bool:
+    if address.startswith(("unix:", "fd://")):
+        return True
+    host = address.rpartition(":")[0] if ":" in address else address
+    return is_loopback(host)
+
+
 def on_starting(server: Any) -> None:
+    _refuse_to_serve_everyone(server)
     directory = os.environ.get(_METRICS_DIR)
     if directory:
         shutil.rmtree(directory, ignore_errors=True)
@@ -79,12 +103,11 @@ def on_starting(server: Any) -> None:
     if _settings.auth_mode == "keys":
         # One rate-limit table for every worker of this instance (auth/limits.py).
         os.environ[RATE_TABLE_VARIABLE] = create_table()
-    else:
+    elif not any(not _is_local(address) for address in server.cfg.bind):
         server.log.warning(
             "running without authentication (AUTH_MODE=none): anyone who can reach "
-            "%s:%s can read and move the money of any wallet",
-            _settings.host,
-            _settings.port,
+            "%s can read and move the money of any wallet",
+            ", ".join(server.cfg.bind),
         )
 
 

@@ -3,6 +3,7 @@ with AUTH_MODE=keys (2 workers, real PostgreSQL); keys made with the operator's 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -338,6 +339,80 @@ def test_another_owners_wallet_is_answered_as_an_unknown_one(
     assert snapshot(database) == before
 
 
+def test_nothing_of_another_owners_entry_is_told_before_the_404(
+    http: httpx.Client, keys: dict[str, Key], target: Target
+) -> None:
+    """A reversal asked of another owner's entry is refused as a missing entry whatever
+    it asks: not `reversal_exceeds_entry` (which would tell the entry's amount), not
+    `entry_not_reversible` (which would tell what it is)."""
+    alice, bob = keys["alice"], keys["bob"]
+    history = http.get(f"{WALLETS}/{target.other}/operations", headers=alice.headers).json()
+    incoming = next(i["id"] for i in history["items"] if i["operation"] == "TRANSFER_IN")
+    for body in (
+        {"entry_id": target.entry, "amount": "9999999999999.99"},
+        {"transfer_id": target.transfer, "amount": "9999999999999.99"},
+        {"entry_id": incoming, "amount": "9999999999999.99"},
+    ):
+        refused = http.post(REVERSALS, json=body, headers=bob.headers)
+        assert refused.status_code == 404, refused.text
+        assert "amount" not in refused.json()["detail"]
+
+
+def test_a_refused_payment_does_not_tell_the_payees_balance(
+    http: httpx.Client, keys: dict[str, Key], target: Target
+) -> None:
+    bob, alice = keys["bob"], keys["alice"]
+    payee_balance = http.get(f"{WALLETS}/{target.other}", headers=alice.headers).json()
+    rich = new_wallet(http, bob, 9_999_999_999_999)
+    over = http.post(
+        TRANSFERS,
+        json={
+            "from_wallet_uuid": rich,
+            "to_wallet_uuid": target.other,
+            "amount": 9_999_999_999_999,
+        },
+        headers={**bob.headers, "Idempotency-Key": f"over-{uuid.uuid4()}"},
+    )
+    assert (over.status_code, over.json()["code"]) == (400, "balance_limit_exceeded")
+    assert f"balance {payee_balance['balance']}" not in over.json()["detail"]
+    assert "its balance would exceed the limit" in over.json()["detail"]
+    # The payer's own shortfall is still told in full.
+    poor = new_wallet(http, bob, 1)
+    short = http.post(
+        TRANSFERS,
+        json={"from_wallet_uuid": poor, "to_wallet_uuid": target.other, "amount": 2},
+        headers=bob.headers,
+    )
+    assert short.json()["detail"].endswith("its balance is 1.")
+
+
+def test_an_atomic_batch_does_not_lock_another_owners_wallet(
+    keyed: ServiceProcess, keys: dict[str, Key], target: Target, database: TestDatabase
+) -> None:
+    """Refused as missing without waiting for the row: another owner's wallet is not
+    locked (nor held up) by a batch that names it."""
+    bob = keys["bob"]
+
+    async def send() -> httpx.Response:
+        async with (
+            httpx.AsyncClient(base_url=keyed.base_url, timeout=3) as client,
+            database.row_locked(target.wallet),
+        ):
+            return await client.post(
+                BATCH,
+                json={
+                    "atomic": True,
+                    "operations": [
+                        {"wallet_uuid": target.wallet, "operation": "DEPOSIT", "amount": 1}
+                    ],
+                },
+                headers=bob.headers,
+            )
+
+    response = asyncio.run(send())
+    assert response.status_code == 404, response.text
+
+
 def test_batch_items_are_checked_one_by_one(
     http: httpx.Client, keys: dict[str, Key], target: Target, database: TestDatabase
 ) -> None:
@@ -520,7 +595,7 @@ def test_no_authentication_off_loopback_is_refused_unless_allowed(
     )
     try:
         assert refused.process.wait(timeout=30) != 0
-        assert "AUTH_MODE=none on HOST=0.0.0.0" in refused.log_text()
+        assert "AUTH_MODE=none on 0.0.0.0:" in refused.log_text()
     finally:
         refused.stop()
     allowed = start_service(HOST=everywhere, AUTH_OPEN_TO_NETWORK="true")

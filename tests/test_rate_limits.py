@@ -51,25 +51,25 @@ def test_429_after_the_burst_across_both_workers_then_recovery(
     start_service: Callable[..., ServiceProcess], database: TestDatabase
 ) -> None:
     service = start_service(AUTH_MODE="keys")
-    # One request a second, 10 at once; its wallet made by another key of the owner.
+    # One request each 5 seconds, 10 at once; its wallet made by another key of the owner.
     owner = f"erin-{uuid.uuid4().hex[:8]}"
     wallet = new_wallet(service, create_key(database, owner))
-    key = create_key(database, owner, "--rate", "1", "--burst", "10")
+    key = create_key(database, owner, "--rate", "0.2", "--burst", "10")
     started = time.monotonic()
     passed = spend_burst([service], key, wallet, 10)
     assert [r.status_code for r in passed] == [200] * 10, [r.text for r in passed]
     assert len({worker_of(r) for r in passed}) == 2  # the bucket is shared by the workers
-    assert passed[0].headers["ratelimit-policy"] == '"burst";q=10;w=10'
+    assert passed[0].headers["ratelimit-policy"] == '"burst";q=10;w=50'
     assert passed[-1].headers["ratelimit"].startswith('"burst";r=')
     refused = read(service, key, wallet)
-    if time.monotonic() - started < 1:  # no token came back meanwhile
-        assert refused.status_code == 429, refused.text
-        assert refused.json()["code"] == "rate_limited"
-        assert refused.headers["content-type"] == "application/problem+json"
-        assert int(refused.headers["retry-after"]) >= 1
-        assert refused.headers["ratelimit"].startswith('"burst";r=0;t=')
-        assert refused.headers["ratelimit-policy"] == '"burst";q=10;w=10'
-        time.sleep(int(refused.headers["retry-after"]))
+    assert time.monotonic() - started < 5  # no token came back meanwhile (one each 5 s)
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["code"] == "rate_limited"
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(refused.headers["retry-after"]) <= 5
+    assert refused.headers["ratelimit"].startswith('"burst";r=0;t=')
+    assert refused.headers["ratelimit-policy"] == '"burst";q=10;w=50'
+    time.sleep(int(refused.headers["retry-after"]))
     recovered = read(service, key, wallet)
     assert recovered.status_code == 200, recovered.text
 

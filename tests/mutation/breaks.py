@@ -343,4 +343,20 @@ BREAKS = [
         "        if False:\n",
         ("tests/test_auth.py::test_a_key_without_the_scope_is_refused_with_403",),
     ),
+    Break(
+        "refusal-tells-payee-balance",
+        "a refused payment does not tell the payee's balance",
+        "src/wallet_api/transfers/exceptions.py",
+        "    balance = None if leg.wallet_id in hidden else refusal.balance\n",
+        "    balance = refusal.balance\n",
+        ("tests/test_auth.py::test_a_refused_payment_does_not_tell_the_payees_balance",),
+    ),
+    Break(
+        "atomic-batch-locks-foreign-wallets",
+        "an atomic batch does not lock another owner's wallet",
+        WRITER,
+        "            mine = sorted(wallet_id for wallet_id in runs if wallet_id not in unknown)\n",
+        "            mine = sorted(runs)\n",
+        ("tests/test_auth.py::test_an_atomic_batch_does_not_lock_another_owners_wallet",),
+    ),
 ]

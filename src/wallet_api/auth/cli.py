@@ -17,10 +17,11 @@ from typing import Any, TypeVar
 
 from wallet_api.auth import repository
 from wallet_api.auth.keys import OWNER_PATTERN, ApiKey, Scope, new_key
-from wallet_api.core.config import load_settings_or_exit
+from wallet_api.core.config import BURST_MAX, RATE_RANGE, load_settings_or_exit
 from wallet_api.core.database import Connection, Database
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 _DURATION = re.compile(r"(\d+)([dhm])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
@@ -42,8 +43,16 @@ def add_commands(commands: Any) -> None:
         type=_expiry,
         help="when the key stops working: a duration (30d, 12h, 15m) or an ISO 8601 time",
     )
-    create.add_argument("--rate", type=_positive(float), help="requests a second")
-    create.add_argument("--burst", type=_positive(int), help="requests at once")
+    create.add_argument(
+        "--rate",
+        type=_within(float, *RATE_RANGE),
+        help="requests a second (default: RATE_LIMIT_RATE)",
+    )
+    create.add_argument(
+        "--burst",
+        type=_within(int, 1, BURST_MAX),
+        help="requests at once (default: RATE_LIMIT_BURST)",
+    )
     actions.add_parser("list", help="every key, without secrets")
     revoke = actions.add_parser("revoke", help="revoke a key by its id (the wk_<id>_ part)")
     revoke.add_argument("key_id")
@@ -139,14 +148,14 @@ def _expiry(text: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
-    def parse(text: str) -> T:
+def _within(kind: Callable[[str], N], low: float, high: float) -> Callable[[str], N]:
+    def parse(text: str) -> N:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not value > 0:  # type: ignore[operator]
-            raise argparse.ArgumentTypeError("must be greater than 0")
+        if not low <= value <= high:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}")
         return value
 
     return parse

@@ -18,6 +18,9 @@ DEFAULT_STATEMENT_TIMEOUT_MS = 10_000
 #: server cancels a slow statement itself, and the client gives up only on a server that
 #: does not answer at all.
 CLIENT_TIMEOUT_MARGIN_SECONDS = 2.0
+#: Rate limits: requests a second (one an hour and a half at least), and at once.
+RATE_RANGE = (0.0002, 1e9)
+BURST_MAX = 1_000_000_000
 
 
 class Settings(BaseSettings):
@@ -134,10 +137,17 @@ class Settings(BaseSettings):
         description="How often each worker reads the key table: a revocation's delay.",
     )
     rate_limit_rate: float = Field(
-        100.0, gt=0, description="Requests a second per API key, unless the key says."
+        100.0,
+        ge=RATE_RANGE[0],
+        le=RATE_RANGE[1],
+        allow_inf_nan=False,
+        description="Requests a second per API key, unless the key says.",
     )
     rate_limit_burst: int = Field(
-        200, ge=1, description="Requests at once per API key, unless the key says."
+        200,
+        ge=1,
+        le=BURST_MAX,
+        description="Requests at once per API key, unless the key says.",
     )
     redis_url: str | None = Field(
         None,
@@ -146,11 +156,6 @@ class Settings(BaseSettings):
             "Unset: across the workers of each instance."
         ),
     )
-
-    @property
-    def open_to_network(self) -> bool:
-        """Without authentication on an address other hosts may reach."""
-        return self.auth_mode == "none" and not _is_loopback(self.host)
 
     @model_validator(mode="after")
     def _client_waits_for_the_server(self) -> Settings:
@@ -196,7 +201,8 @@ class Settings(BaseSettings):
         )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """A loopback address (`localhost`, 127.0.0.0/8, ::1); a name may be anything."""
     if host == "localhost":
         return True
     try:

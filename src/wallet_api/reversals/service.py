@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from uuid import UUID
 
 import orjson
@@ -19,6 +20,7 @@ from wallet_api.reversals.exceptions import (
     EntryNotReversible,
     ReversalExceedsEntry,
 )
+from wallet_api.reversals.repository import EntryRow
 from wallet_api.reversals.schemas import ReversalRequest, reversal_body
 from wallet_api.transfers.exceptions import TransferNotFound, refusal_error
 from wallet_api.wallets.owners import WalletOwners
@@ -60,13 +62,7 @@ class ReversalService:
         to (a deposit's or a withdrawal's wallet, a transfer's destination: a refund is
         the payee's to give); to anyone else it is an entry that does not exist."""
         try:
-            named, transfer_id, legs = await self._legs(request)
-            foreign = await self._owners.foreign(owner, {leg.wallet_id for leg in legs})
-            if _answerable(legs) in foreign:
-                if request.entry_id is not None:
-                    raise EntryNotFound(request.entry_id)
-                assert request.transfer_id is not None
-                raise TransferNotFound(request.transfer_id)
+            named, transfer_id, legs, foreign = await self._legs(request, owner)
         except AppError as error:
             _count(error)
             raise
@@ -75,7 +71,7 @@ class ReversalService:
         def error_of(outcome: Refusal) -> AppError:
             if outcome.reason is Shortfall.ALREADY_REVERSED:
                 return AlreadyReversed(named)
-            return refusal_error(outcome, legs, verb="reverse")
+            return refusal_error(outcome, legs, verb="reverse", hidden=foreign)
 
         def render(outcome: Posted | Refusal) -> tuple[int, str]:
             if isinstance(outcome, Refusal):
@@ -114,10 +110,13 @@ class ReversalService:
             return result
         return render(result)[1]
 
-    async def _legs(self, request: ReversalRequest) -> tuple[int, UUID | None, tuple[Leg, ...]]:
-        """The entry named (or the transfer's first leg), its transfer if any, and the
-        compensating legs, debits first. Raises when there is nothing to reverse, or not
-        that much."""
+    async def _legs(
+        self, request: ReversalRequest, owner: str | None
+    ) -> tuple[int, UUID | None, tuple[Leg, ...], set[UUID]]:
+        """The entry named (or the transfer's first leg), its transfer if any, the
+        compensating legs, debits first, and which of their wallets are another owner's.
+        Raises when there is nothing `owner` may reverse (before anything else is told
+        about the entry), or not that much."""
         async with self._database.autocommit() as connection:
             if request.entry_id is not None:
                 rows = await repository.entry_rows(connection, request.entry_id)
@@ -129,6 +128,12 @@ class ReversalService:
                 if not rows:
                     raise TransferNotFound(request.transfer_id)
         named = rows[0]
+        foreign = await self._owners.foreign(owner, {row.wallet_id for row in rows})
+        if _answerable(named, rows) in foreign:
+            if request.entry_id is not None:
+                raise EntryNotFound(request.entry_id)
+            assert request.transfer_id is not None
+            raise TransferNotFound(request.transfer_id)
         if named.operation not in _COMPENSATION:
             raise EntryNotReversible(named.id)
         amount = named.amount if request.amount is None else request.amount
@@ -145,13 +150,19 @@ class ReversalService:
             for row in rows
         ]
         legs.sort(key=lambda leg: leg.delta)  # the debit first: its refusal is the one told
-        return named.id, named.transfer_id, tuple(legs)
+        return named.id, named.transfer_id, tuple(legs), foreign
 
 
-def _answerable(legs: tuple[Leg, ...]) -> UUID:
-    """The wallet whose owner answers for a reversal: the one it debits (the wallet the
-    money went to), or for a withdrawal's (which only credits), its wallet."""
-    return legs[0].wallet_id  # debits first (see _legs); a withdrawal's has one leg
+def _answerable(named: EntryRow, rows: Sequence[EntryRow]) -> UUID:
+    """The wallet whose owner may reverse the entry: a transfer's destination (the money
+    went there: a refund is the payee's to give), else the entry's own wallet (also for
+    a reversal, which its owner may see, and is told cannot be reversed)."""
+    if named.operation not in _COMPENSATION:
+        return named.wallet_id
+    return next(
+        (row.wallet_id for row in rows if row.operation == EntryKind.TRANSFER_IN),
+        named.wallet_id,
+    )
 
 
 def _count(outcome: Posted | Replay | AppError) -> None:

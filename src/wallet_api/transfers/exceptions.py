@@ -3,7 +3,7 @@ wallet, and a transfer that does not exist."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from uuid import UUID
 
 from wallet_api.core.errors import AppError
@@ -24,11 +24,15 @@ class TransferInsufficientFunds(InsufficientFunds):
         "Cannot transfer 5 from wallet 3f0a0c1e-5e55-4b1f-9d0e-1d6b2f0c9a47: its balance is 0.3."
     )
 
-    def __init__(self, *, wallet_id: UUID, balance: int, amount: int, verb: str) -> None:
+    def __init__(self, *, wallet_id: UUID, balance: int | None, amount: int, verb: str) -> None:
         AppError.__init__(
             self,
             f"Cannot {verb} {format_minor_units(amount)} from wallet {wallet_id}: "
-            f"its balance is {format_minor_units(balance)}.",
+            + (
+                "its balance does not cover it."  # another owner's: its balance is not told
+                if balance is None
+                else f"its balance is {format_minor_units(balance)}."
+            ),
         )
 
 
@@ -38,12 +42,16 @@ class TransferBalanceLimitExceeded(BalanceLimitExceeded):
         "9999999999999.99 would exceed the limit 9999999999999.99."
     )
 
-    def __init__(self, *, wallet_id: UUID, balance: int, amount: int, verb: str) -> None:
+    def __init__(self, *, wallet_id: UUID, balance: int | None, amount: int, verb: str) -> None:
         AppError.__init__(
             self,
-            f"Cannot {verb} {format_minor_units(amount)} to wallet {wallet_id}: its balance "
-            f"{format_minor_units(balance)} would exceed the limit "
-            f"{format_minor_units(MAX_MINOR_UNITS)}.",
+            f"Cannot {verb} {format_minor_units(amount)} to wallet {wallet_id}: "
+            + (
+                "its balance would exceed the limit "  # another owner's: not told
+                if balance is None
+                else f"its balance {format_minor_units(balance)} would exceed the limit "
+            )
+            + f"{format_minor_units(MAX_MINOR_UNITS)}.",
         )
 
 
@@ -57,20 +65,24 @@ class TransferNotFound(AppError):
         super().__init__(f"Transfer {transfer_id} does not exist.")
 
 
-def refusal_error(refusal: Refusal, legs: Sequence[Leg], *, verb: str) -> AppError:
-    """The problem an entry's refusal is answered with: which wallet, and why. (A leg
-    reversing a row reversed before is the reversal endpoint's own refusal.)"""
+def refusal_error(
+    refusal: Refusal, legs: Sequence[Leg], *, verb: str, hidden: Collection[UUID] = ()
+) -> AppError:
+    """The problem an entry's refusal is answered with: which wallet, and why, without
+    the balance of a wallet in `hidden` (another owner's). (A leg reversing a row reversed
+    before is the reversal endpoint's own refusal.)"""
     leg = legs[refusal.leg]
     if refusal.reason is Shortfall.MISSING:
         side = "source" if leg.delta < 0 else "destination"
         return TransferWalletNotFound(leg.wallet_id, side)
     assert refusal.balance is not None
+    balance = None if leg.wallet_id in hidden else refusal.balance
     if refusal.reason is Shortfall.INSUFFICIENT:
         return TransferInsufficientFunds(
-            wallet_id=leg.wallet_id, balance=refusal.balance, amount=leg.amount, verb=verb
+            wallet_id=leg.wallet_id, balance=balance, amount=leg.amount, verb=verb
         )
     if refusal.reason is Shortfall.OVER_LIMIT:
         return TransferBalanceLimitExceeded(
-            wallet_id=leg.wallet_id, balance=refusal.balance, amount=leg.amount, verb=verb
+            wallet_id=leg.wallet_id, balance=balance, amount=leg.amount, verb=verb
         )
     raise ValueError(f"not a refusal of a transfer: {refusal}")

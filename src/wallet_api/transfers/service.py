@@ -80,7 +80,7 @@ class TransferService:
 
         def render(outcome: Posted | Refusal) -> tuple[int, str]:
             if isinstance(outcome, Refusal):
-                error = refusal_error(outcome, legs, verb="transfer")
+                error = refusal_error(outcome, legs, verb="transfer", hidden=foreign)
                 return error.status, orjson.dumps(error_document(error)).decode()
             body = transfer_body(
                 transfer_id=transfer_id,
@@ -116,7 +116,7 @@ class TransferService:
                 raise outcome
             return outcome
         if isinstance(outcome, Refusal):
-            refused = refusal_error(outcome, legs, verb="transfer")
+            refused = refusal_error(outcome, legs, verb="transfer", hidden=foreign)
             _count(refused)
             raise refused
         _count(outcome)

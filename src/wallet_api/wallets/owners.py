@@ -1,39 +1,59 @@
 """Whose each wallet is, for callers with an API key: a wallet of another owner is
 answered as an unknown one (404 wallet_not_found), so that its existence does not leak.
 
-A wallet's owner never changes, so each worker keeps what it has read (a bounded map,
-the least recently used forgotten first): the hot path asks the database once per
-wallet, not once per request. Without authentication (owner None) nothing is checked.
+A wallet's owner, once set, never changes, so each worker keeps what it has read (a
+bounded map, the first remembered forgotten first): the hot path asks the database once
+per wallet, not once per request. A wallet without an owner (made without keys; an
+operator may give it one) is not remembered, and an id found nowhere is remembered as
+unknown for a few seconds, so that a known wallet of another owner and a missing one
+take the same time to refuse. Without authentication (owner None) nothing is checked.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from uuid import UUID
 
 from wallet_api.core.database import Database
 from wallet_api.wallets import repository
 from wallet_api.wallets.exceptions import WalletNotFound
 
-#: Wallets whose owner a worker remembers (about 100 bytes each).
-REMEMBERED_OWNERS = 200_000
+#: Wallets whose owner a worker remembers (about 250 bytes each: 25 MB).
+REMEMBERED_OWNERS = 100_000
+#: How long an id found nowhere is taken as unknown (ids are random: one that is probed
+#: before it exists is a guess that does not come true).
+UNKNOWN_SECONDS = 5.0
 
 
 class WalletOwners:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._database = database
-        self._owners: OrderedDict[UUID, str | None] = OrderedDict()
+        self._clock = clock
+        self._owners: OrderedDict[UUID, str] = OrderedDict()
+        self._unknown: OrderedDict[UUID, float] = OrderedDict()
 
     async def foreign(self, owner: str | None, wallet_ids: Collection[UUID]) -> set[UUID]:
         """Those of `wallet_ids` that `owner` may not touch: another owner's, one made
         without keys, or none at all. Empty when owner is None (no authentication)."""
         if owner is None:
             return set()
-        unseen = [wallet_id for wallet_id in wallet_ids if wallet_id not in self._owners]
+        now = self._clock()
+        unseen = [
+            wallet_id
+            for wallet_id in wallet_ids
+            if wallet_id not in self._owners
+            and now - self._unknown.get(wallet_id, -UNKNOWN_SECONDS) >= UNKNOWN_SECONDS
+        ]
         if unseen:
             async with self._database.autocommit() as connection:
                 found = await repository.wallet_owners(connection, unseen)
+            for wallet_id in unseen:
+                if wallet_id not in found:
+                    self._unknown[wallet_id] = now
+                    if len(self._unknown) > REMEMBERED_OWNERS:
+                        self._unknown.popitem(last=False)
             for wallet_id, wallet_owner in found.items():
                 self.remember(wallet_id, wallet_owner)
         return {wallet_id for wallet_id in wallet_ids if self._owners.get(wallet_id) != owner}
@@ -48,7 +68,10 @@ class WalletOwners:
             raise WalletNotFound(wallet_id)
 
     def remember(self, wallet_id: UUID, owner: str | None) -> None:
+        """Keep a wallet's owner (one without an owner may get one: not kept)."""
+        self._unknown.pop(wallet_id, None)
+        if owner is None:
+            return
         self._owners[wallet_id] = owner
-        self._owners.move_to_end(wallet_id)
         if len(self._owners) > REMEMBERED_OWNERS:
             self._owners.popitem(last=False)

@@ -273,11 +273,13 @@ class BatchWriter:
             runs: dict[UUID, list[Operation]] = {}
             for wallet_id, operation in items:
                 runs.setdefault(wallet_id, []).append(operation)
-            balances = await repository.lock_balances(connection, sorted(runs))
+            # Another owner's wallets are not even locked: refused as if they did not exist.
+            mine = sorted(wallet_id for wallet_id in runs if wallet_id not in unknown)
+            balances = await repository.lock_balances(connection, mine)
             plans = {
                 wallet_id: plan_batch(balances[wallet_id], operations)
                 for wallet_id, operations in runs.items()
-                if wallet_id in balances and wallet_id not in unknown
+                if wallet_id in balances
             }
             result = atomic_outcome(items, plans)
             commit.sent = isinstance(result, list) or key is not None  # the commit may land
