@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -27,6 +28,7 @@ from wallet_api.auth.keys import ApiKey, Principal, parse_key, secret_matches
 from wallet_api.auth.keys import Scope as KeyScope
 from wallet_api.auth.limits import (
     RATE_TABLE_VARIABLE,
+    Decision,
     Limiter,
     LocalLimiter,
     RedisLimiter,
@@ -38,6 +40,14 @@ from wallet_api.core.database import Database
 from wallet_api.core.errors import ANSWERED_ERRORS, exception_response
 
 API_PREFIX = "/api/"
+#: A worker takes a key's tokens from the shared bucket a lease at a time (at most 1/100 of
+#: the burst, at most 64, kept at most a second): the shared table is locked once per
+#: lease, not once per request. A small burst (under 200) leases one token: exact.
+LEASE_SHARE = 100
+LEASE_MAX = 64
+LEASE_SECONDS = 1.0
+#: Verified Authorization headers a worker remembers (forgotten all at once when full).
+VERIFIED_KEPT = 10_000
 _PRINCIPAL = "wallet_api.principal"
 _AUTHORIZATION = b"authorization"
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -59,6 +69,10 @@ class Gate:
         self.keys = keys
         self._limiter = limiter
         self._local = local
+        self._leases: dict[str, _Lease] = {}
+        #: Authorization headers verified, with their key's row as it was then: used while
+        #: that row is the store's current one (a refresh or a revocation replaces it).
+        self._verified: dict[bytes, tuple[ApiKey, Principal]] = {}
         self._default_rate = default_rate
         self._default_burst = default_burst
 
@@ -69,14 +83,16 @@ class Gate:
 
     async def admit(self, scope: Scope) -> tuple[Principal, list[tuple[bytes, bytes]]]:
         """The caller, and the rate-limit headers for its response."""
-        token = _bearer_token(scope)
-        parsed = parse_key(token)
-        if parsed is None:
-            raise InvalidApiKey()
-        key_id, secret = parsed
-        key = await self.keys.lookup(key_id)
-        if key is None or not secret_matches(secret, key.secret_sha256):
-            raise InvalidApiKey()
+        authorization = _authorization(scope)
+        verified = self._verified.get(authorization)
+        if verified is not None and self.keys.is_current(verified[0]):
+            key, principal = verified  # this header was verified against this very row
+        else:
+            key = await self._verify(authorization)
+            principal = Principal(owner=key.owner, key_id=key.id)
+            if len(self._verified) >= VERIFIED_KEPT:
+                self._verified.clear()
+            self._verified[authorization] = (key, principal)
         if key.revoked_at is not None:
             raise ApiKeyRevoked()
         if key.expires_at is not None and key.expires_at.timestamp() <= time.time():
@@ -86,7 +102,7 @@ class Gate:
             raise InsufficientScope(needed.value)
         rate = key.rate or self._default_rate
         burst = key.burst or self._default_burst
-        decision = await self._limiter.acquire(key.id, rate, burst)
+        decision = await self._count(key.id, rate, burst)
         headers = rate_limit_headers(decision, rate, burst)
         if not decision.allowed:
             raise RateLimited(
@@ -94,7 +110,48 @@ class Gate:
                 f"{burst} at once); retry after the Retry-After seconds.",
                 headers,
             )
-        return Principal(owner=key.owner, key_id=key.id), headers
+        return principal, headers
+
+    async def _verify(self, authorization: bytes) -> ApiKey:
+        """The key an Authorization header names, if its secret is the key's."""
+        scheme, _, token = authorization.decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer":
+            raise InvalidApiKey()
+        parsed = parse_key(token.strip())
+        if parsed is None:
+            raise InvalidApiKey()
+        key_id, secret = parsed
+        key = await self.keys.lookup(key_id)
+        if key is None or not secret_matches(secret, key.secret_sha256):
+            raise InvalidApiKey()
+        return key
+
+    async def _count(self, key_id: str, rate: float, burst: int) -> Decision:
+        """Count one request of the key: from this worker's lease of its tokens while it
+        lasts, else from the shared bucket (a new lease when the bucket has room for it)."""
+        size = max(1, min(LEASE_MAX, burst // LEASE_SHARE))
+        if size == 1:
+            return await self._limiter.acquire(key_id, rate, burst)
+        now = time.monotonic()
+        lease = self._leases.get(key_id)
+        if lease is not None and lease.tokens > 0 and now < lease.until:
+            lease.tokens -= 1
+            leased = lease.decision
+            return Decision(True, leased.remaining + lease.tokens, leased.reset, 0.0)
+        decision = await self._limiter.acquire(key_id, rate, burst, cost=size)
+        if not decision.allowed:  # no room for a lease: one request, or the refusal
+            return await self._limiter.acquire(key_id, rate, burst)
+        self._leases[key_id] = _Lease(size - 1, now + LEASE_SECONDS, decision)
+        return Decision(True, decision.remaining + size - 1, decision.reset, 0.0)
+
+
+@dataclass(slots=True)
+class _Lease:
+    """Tokens of a key taken from the shared bucket, for this worker to spend."""
+
+    tokens: int
+    until: float
+    decision: Decision
 
 
 def open_gate(settings: Settings, database: Database) -> Gate:
@@ -120,14 +177,11 @@ def open_gate(settings: Settings, database: Database) -> Gate:
     )
 
 
-def _bearer_token(scope: Scope) -> str:
+def _authorization(scope: Scope) -> bytes:
     for name, value in scope["headers"]:
         if name == _AUTHORIZATION:
-            header: str = value.decode("latin-1")
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise InvalidApiKey()
-            return token.strip()
+            found: bytes = value
+            return found
     raise ApiKeyRequired()
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import hashlib
 import logging
 import math
@@ -89,8 +90,9 @@ class Decision:
 class Limiter(Protocol):
     """What the middleware uses: one decision per request, `aclose` when the worker stops."""
 
-    async def acquire(self, key_id: str, rate: float, burst: int) -> Decision:
-        """Count a request of `key_id` against `burst` at once, then `rate` a second."""
+    async def acquire(self, key_id: str, rate: float, burst: int, cost: int = 1) -> Decision:
+        """Count `cost` requests of `key_id` (all or none) against `burst` at once, then
+        `rate` a second."""
         ...
 
     async def aclose(self) -> None:
@@ -108,15 +110,18 @@ def _interval(rate: float, burst: int) -> int:
     return max(1, round(MICROS / rate))
 
 
-def _gcra(tat: int, now: int, interval: int, burst: int) -> tuple[Decision, int | None]:
-    """The decision on a request at `now` for a key whose TAT is `tat` (microseconds; 0 or
-    any past time for an idle key), and the TAT to store (None: store nothing)."""
+def _gcra(
+    tat: int, now: int, interval: int, burst: int, cost: int = 1
+) -> tuple[Decision, int | None]:
+    """The decision on `cost` requests at `now` (all pass or none) for a key whose TAT is
+    `tat` (microseconds; 0 or any past time for an idle key), and the TAT to store (None:
+    store nothing)."""
     limit = burst * interval
     # A TAT further ahead than a whole burst cannot come from this arithmetic: the clock
     # stepped back, or the key's burst was lowered. Capped (and the cap stored, even on a
     # refusal), the key waits at most one refill of its bucket, not as long as the jump.
     capped = min(max(tat, now), now + limit)
-    new_tat = capped + interval
+    new_tat = capped + cost * interval
     ahead = new_tat - now
     if ahead <= limit:
         return Decision(True, (limit - ahead) // interval, ahead / MICROS, 0.0), new_tat
@@ -125,6 +130,7 @@ def _gcra(tat: int, now: int, interval: int, burst: int) -> tuple[Decision, int 
     return refusal, (capped if capped < tat else None)
 
 
+@functools.lru_cache(maxsize=4096)
 def _key_hash(key_id: str) -> int:
     """A key id's 64-bit hash, never 0 (0 marks an empty slot). That any two of a million
     ids share a hash, and so a limit, has a probability of about 3e-8: negligible."""
@@ -187,8 +193,9 @@ class LocalLimiter:
             raise
         self._descriptor = descriptor
 
-    def acquire_now(self, key_id: str, rate: float, burst: int) -> Decision:
-        """Count a request of `key_id`: `burst` at once from idle, then `rate` a second."""
+    def acquire_now(self, key_id: str, rate: float, burst: int, cost: int = 1) -> Decision:
+        """Count `cost` requests of `key_id` (all or none): `burst` at once from idle, then
+        `rate` a second."""
         interval = _interval(rate, burst)
         key = _key_hash(key_id)
         with _THREADS:
@@ -199,7 +206,7 @@ class LocalLimiter:
                 # Read inside the lock, so that TATs are written in the order of their `now`.
                 now = round(self._clock() * MICROS)
                 offset, tat = self._slot(key)
-                decision, new_tat = _gcra(tat, now, interval, burst)
+                decision, new_tat = _gcra(tat, now, interval, burst, cost)
                 if new_tat is not None:
                     _SLOT.pack_into(self._table, offset, key, new_tat)
             finally:
@@ -207,9 +214,9 @@ class LocalLimiter:
                     fcntl.lockf(descriptor, fcntl.LOCK_UN)
         return decision
 
-    async def acquire(self, key_id: str, rate: float, burst: int) -> Decision:
+    async def acquire(self, key_id: str, rate: float, burst: int, cost: int = 1) -> Decision:
         """`acquire_now`, for the `Limiter` protocol."""
-        return self.acquire_now(key_id, rate, burst)
+        return self.acquire_now(key_id, rate, burst, cost)
 
     def _slot(self, key: int) -> tuple[int, int]:
         """The offset of the slot for `key`, and its TAT (0 for a slot it takes over)."""
@@ -256,12 +263,14 @@ def _size_table(descriptor: int, path: str) -> None:
 
 
 # KEYS[1] holds a key's TAT in microseconds of Redis's clock; ARGV: the emission interval in
-# microseconds, the burst. The script decides and stores atomically, as `_gcra` does, and
-# returns the time and the TAT it found (0: none): the caller derives the decision from them
-# with `_gcra` itself. string.format("%d") because Lua writes large numbers as 1.7e+15.
+# microseconds, the burst, the requests counted (all or none). The script decides and
+# stores atomically, as `_gcra` does, and returns the time and the TAT it found (0: none):
+# the caller derives the decision from them with `_gcra` itself. string.format("%d")
+# because Lua writes large numbers as 1.7e+15.
 _GCRA_SCRIPT = """
 local interval = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2]) * interval
+local step = tonumber(ARGV[3]) * interval
 local clock = redis.call("TIME")
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local stored = tonumber(redis.call("GET", KEYS[1]))
@@ -270,8 +279,8 @@ local function store(value)
     redis.call("SET", KEYS[1], string.format("%d", value),
                "PX", string.format("%d", math.ceil((value - now) / 1000)))
 end
-if tat + interval - now <= limit then
-    store(tat + interval)
+if tat + step - now <= limit then
+    store(tat + step)
 elseif stored and tat < stored then
     store(tat)
 end
@@ -320,19 +329,21 @@ class RedisLimiter:
         self._next_warning = -math.inf
         self._unreported = 0
 
-    async def acquire(self, key_id: str, rate: float, burst: int) -> Decision:
-        """Count a request of `key_id` in Redis; in the fallback while Redis fails."""
+    async def acquire(self, key_id: str, rate: float, burst: int, cost: int = 1) -> Decision:
+        """Count `cost` requests of `key_id` in Redis; in the fallback while Redis fails."""
         interval = _interval(rate, burst)
         if self._monotonic() >= self._paused_until:
             try:
                 async with asyncio.timeout(self._timeout):
-                    reply = await self._script(keys=[self._prefix + key_id], args=[interval, burst])
+                    reply = await self._script(
+                        keys=[self._prefix + key_id], args=[interval, burst, cost]
+                    )
                 now, tat = (int(value) for value in reply)
-                return _gcra(tat, now, interval, burst)[0]
+                return _gcra(tat, now, interval, burst, cost)[0]
             # Anything: a rate limiter that fails requests would be an outage of its own.
             except Exception as error:
                 self._failed(error)
-        return self._fallback.acquire_now(key_id, rate, burst)
+        return self._fallback.acquire_now(key_id, rate, burst, cost)
 
     def _failed(self, error: Exception) -> None:
         now = self._monotonic()
@@ -360,16 +371,21 @@ def _whole_seconds(seconds: float) -> int:
     return max(0, math.ceil(seconds - 1e-9))
 
 
+@functools.lru_cache(maxsize=1024)
+def _policy(rate: float, burst: int) -> bytes:
+    window = max(1, _whole_seconds(burst / rate))
+    return f'"burst";q={burst};w={window}'.encode()
+
+
 def rate_limit_headers(decision: Decision, rate: float, burst: int) -> list[tuple[bytes, bytes]]:
     """The headers of the IETF httpapi RateLimit draft (draft-ietf-httpapi-ratelimit-
     headers-10 structured-field form): `RateLimit-Policy: "burst";q=<burst>;w=<seconds to
     refill the whole burst, rounded up, at least 1>` and `RateLimit: "burst";r=<remaining>;
     t=<seconds until full, rounded up>`; plus `Retry-After: <whole seconds, rounded up, at
     least 1>` when not allowed. Header names lowercase bytes (ASGI)."""
-    window = max(1, _whole_seconds(burst / rate))
     reset = _whole_seconds(decision.reset)
     headers = [
-        (b"ratelimit-policy", f'"burst";q={burst};w={window}'.encode()),
+        (b"ratelimit-policy", _policy(rate, burst)),
         (b"ratelimit", f'"burst";r={decision.remaining};t={reset}'.encode()),
     ]
     if not decision.allowed:

@@ -52,6 +52,14 @@ class KeyStore:
         #: When each key was last read on its own (while the copy is stale).
         self._checked_at: dict[str, float] = {}
 
+    def is_current(self, key: ApiKey) -> bool:
+        """Whether `key` is the copy's row for its id, and the copy is trusted: what
+        was verified against it holds without a look-up."""
+        return (
+            self._keys.get(key.id) is key
+            and self._clock() - self._refreshed_at <= STALE_AFTER * self._refresh_every
+        )
+
     async def lookup(self, key_id: str) -> ApiKey | None:
         """The key with this id, as of at most `refresh_every` seconds ago; None if there
         is none. A database error reading an id not yet known is raised."""

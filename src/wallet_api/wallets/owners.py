@@ -58,6 +58,11 @@ class WalletOwners:
                 self.remember(wallet_id, wallet_owner)
         return {wallet_id for wallet_id in wallet_ids if self._owners.get(wallet_id) != owner}
 
+    def surely_owns(self, owner: str | None, wallet_id: UUID) -> bool:
+        """True if `owner` may touch the wallet as far as this worker knows without
+        asking (no owner: no authentication); False means: `check`."""
+        return owner is None or self._owners.get(wallet_id) == owner
+
     async def check(self, owner: str | None, wallet_id: UUID) -> None:
         """Raise WalletNotFound unless `owner` may touch the wallet."""
         if (
