@@ -419,17 +419,22 @@ def reconcile(
 
 def verify_ledger(bench: Bench) -> dict[str, Any]:
     """`wallet-api verify` over the whole benchmark database, after every run."""
+    report: dict[str, Any] = json.loads(_cli(bench, "verify", timeout=600))
+    return report
+
+
+def _cli(bench: Bench, *args: str, timeout: int) -> str:
+    """What `wallet-api ARGS` prints, run on the benchmark database."""
     result = subprocess.run(
-        [sys.executable, "-m", "wallet_api.cli", "verify"],
+        [sys.executable, "-m", "wallet_api.cli", *args],
         cwd=PROJECT_DIR,
         env={**os.environ, **bench.address.environment(bench.database)},
         capture_output=True,
         text=True,
         check=False,
-        timeout=600,
+        timeout=timeout,
     )
-    report: dict[str, Any] = json.loads(result.stdout)
-    return report
+    return result.stdout
 
 
 def create_wallets(bench: Bench, count: int) -> list[str]:
@@ -571,20 +576,13 @@ def _combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def create_api_key(bench: Bench, *, owner: str, wallets: list[str]) -> str:
     """A key of `owner` with a limit no benchmark reaches, and `wallets` made its owner's."""
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "wallet_api.cli", "keys", "create", "--owner", owner),
-            *("--rate", "1000000000", "--burst", "1000000000"),
-        ],
-        cwd=PROJECT_DIR,
-        env={**os.environ, **bench.address.environment(bench.database)},
-        capture_output=True,
-        text=True,
-        check=True,
+    created = _cli(
+        bench,
+        *("keys", "create", "--owner", owner, "--rate", "1000000000", "--burst", "1000000000"),
         timeout=60,
     )
     bench.sql("UPDATE wallets SET owner = $1 WHERE id = ANY($2::uuid[])", owner, wallets)
-    key: str = json.loads(result.stdout)["key"]
+    key: str = json.loads(created)["key"]
     return key
 
 

@@ -19,6 +19,8 @@ from wallet_api.posting.entries import (
     Refusal,
     Shortfall,
     plan_entries,
+    plan_in_range,
+    posted_in_range,
 )
 
 AT = datetime(2026, 11, 28, tzinfo=UTC)
@@ -162,3 +164,62 @@ def test_a_batch_of_transfers_with_known_answers() -> None:
         Refusal(Shortfall.MISSING, 0),
         Posted((95, MAX_MINOR_UNITS), AT),
     ]
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_a_range_plan_posts_what_plan_entries_posts_on_any_start_within_it(seed: int) -> None:
+    """On every start inside each wallet's [low, high] every entry applies, with the
+    balances plan_entries gives; one unit outside a wallet's range, plan_entries refuses
+    something (so the range is exactly the starts on which all apply)."""
+    rng = random.Random(seed)
+    wallets = [uuid.UUID(int=rng.getrandbits(128)) for _ in range(4)]
+    entries = []
+    for _ in range(rng.randint(1, 12)):
+        source, destination = rng.sample(wallets, 2)
+        kind = rng.random()
+        if kind < 0.6:
+            entries.append(transfer(source, destination, rng.randint(1, 50)))
+        elif kind < 0.8:
+            entries.append(entry(Leg(source, EntryKind.DEPOSIT, rng.randint(1, 50))))
+        else:
+            entries.append(entry(Leg(source, EntryKind.WITHDRAW, rng.randint(1, 50))))
+    plan = plan_in_range(entries)
+    assert plan is not None
+    ranges = dict(zip(plan.wallets, zip(plan.lows, plan.highs, strict=True), strict=True))
+    near_limit = seed % 3 == 0
+    starts = {
+        wallet: high - rng.randint(0, 20) if near_limit else low + rng.randint(0, 20)
+        for wallet, (low, high) in ranges.items()
+    }
+    starts = {w: max(ranges[w][0], min(ranges[w][1], s)) for w, s in starts.items()}
+    expected = plan_entries(starts, entries, reversed_before=(), at=AT)
+    assert all(isinstance(outcome, Posted) for outcome in expected)
+    assert posted_in_range(entries, plan, starts, AT) == expected
+    last: dict[uuid.UUID, int] = {}
+    for each, outcome in zip(entries, expected, strict=True):
+        assert isinstance(outcome, Posted)
+        last.update(zip((leg.wallet_id for leg in each.legs), outcome.balances, strict=True))
+    assert last == {w: starts[w] + d for w, d in zip(plan.wallets, plan.deltas, strict=True)}
+    for wallet, (low, high) in ranges.items():
+        for outside in (low - 1, high + 1):
+            if 0 <= outside <= MAX_MINOR_UNITS:
+                moved = {**starts, wallet: outside}
+                judged = plan_entries(moved, entries, reversed_before=(), at=AT)
+                assert any(isinstance(outcome, Refusal) for outcome in judged)
+
+
+def test_no_range_plan_when_the_legs_need_more_room_than_the_limit() -> None:
+    wallet = uuid.uuid4()
+    entries = [
+        entry(Leg(wallet, EntryKind.DEPOSIT, MAX_MINOR_UNITS)),
+        entry(Leg(wallet, EntryKind.DEPOSIT, 1)),
+    ]
+    assert plan_in_range(entries) is None
+    fits = plan_in_range(entries[:1])
+    assert fits is not None
+    assert (fits.lows, fits.highs, fits.deltas, fits.offsets) == (
+        (0,),
+        (0,),
+        (MAX_MINOR_UNITS,),
+        (MAX_MINOR_UNITS,),
+    )

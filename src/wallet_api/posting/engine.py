@@ -26,7 +26,14 @@ from wallet_api.core.errors import AppError, WalletBusy
 from wallet_api.core.idempotency import IdempotencyKeyReused, Replay, StoredResponse, replay
 from wallet_api.posting import repository
 from wallet_api.posting.commit import committing
-from wallet_api.posting.entries import Entry, Posted, Refusal, plan_entries
+from wallet_api.posting.entries import (
+    Entry,
+    Posted,
+    Refusal,
+    plan_entries,
+    plan_in_range,
+    posted_in_range,
+)
 from wallet_api.posting.queue import Group, Settle
 
 logger = logging.getLogger(__name__)
@@ -82,6 +89,45 @@ class EntryWriter:
         return grouped
 
     async def _apply(self, entries: Sequence[Entry]) -> list[EntryOutcome]:
+        if all(_plain(entry) for entry in entries):
+            posted = await self._apply_in_range(entries)
+            if posted is not None:
+                return list(posted)
+        return await self._apply_locked(entries)
+
+    async def _apply_in_range(self, entries: Sequence[Entry]) -> list[Posted] | None:
+        """The batch in one statement, its own commit, if every entry applies on the
+        balances found (the common case: one round trip, as a batch of operations); None
+        when one may be refused, or a wallet is missing: nothing was written, and the
+        batch is judged under the rows' locks instead."""
+        plan = plan_in_range(entries)
+        if plan is None:
+            return None
+        write = repository.RangeWrite(
+            wallets=list(plan.wallets),
+            lows=list(plan.lows),
+            highs=list(plan.highs),
+            deltas=list(plan.deltas),
+            offsets=list(plan.offsets),
+        )
+        for entry in entries:
+            for leg in entry.legs:
+                write.row_wallets.append(leg.wallet_id)
+                write.kinds.append(leg.kind.value)
+                write.amounts.append(leg.amount)
+                write.transfers.append(entry.transfer_id)
+                write.counterparties.append(leg.counterparty)
+                write.descriptions.append(entry.description)
+                write.row_api_keys.append(entry.api_key_id)
+        async with committing(self._database) as commit:
+            commit.sent = True  # one statement: it writes and commits
+            found = await repository.write_entries_in_range(commit.connection, write)
+        if found is None:
+            return None
+        starts, at = found
+        return posted_in_range(entries, plan, starts, at)
+
+    async def _apply_locked(self, entries: Sequence[Entry]) -> list[EntryOutcome]:
         async with committing(self._database, transaction=True) as commit:
             connection = commit.connection
             keys = {e.idempotency_key for e in entries if e.idempotency_key is not None}
@@ -142,6 +188,11 @@ class EntryWriter:
                 commit.sent = True  # from here on, the commit may land
                 await repository.write_entries(connection, write)
         return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _plain(entry: Entry) -> bool:
+    """An entry the one-statement path may write: no key to keep, nothing reversed."""
+    return entry.idempotency_key is None and all(leg.reverses is None for leg in entry.legs)
 
 
 def _runs_again(exc: asyncpg.PostgresError) -> bool:

@@ -140,3 +140,51 @@ def _judge(
         after[leg.wallet_id] = new
         result.append(new)
     return Posted(tuple(result), at)
+
+
+@dataclass(frozen=True, slots=True)
+class RangePlan:
+    """A batch of entries planned to apply whole, on any start balances within each
+    wallet's [low, high]: every leg then keeps its wallet within [0, the limit], so
+    `plan_entries` on those balances posts every entry. `deltas`: each wallet's total;
+    `offsets`: each leg's balance after it, less its wallet's start (the legs in order)."""
+
+    wallets: tuple[UUID, ...]
+    lows: tuple[int, ...]
+    highs: tuple[int, ...]
+    deltas: tuple[int, ...]
+    offsets: tuple[int, ...]
+
+
+def plan_in_range(entries: Sequence[Entry]) -> RangePlan | None:
+    """The range plan of a batch, or None when no start balance lets it all apply (a
+    wallet's legs need more room than the limit gives)."""
+    net: dict[UUID, int] = {}
+    lowest: dict[UUID, int] = {}  # the lowest prefix sum of each wallet's legs
+    highest: dict[UUID, int] = {}
+    offsets: list[int] = []
+    for entry in entries:
+        for leg in entry.legs:
+            prefix = net.get(leg.wallet_id, 0) + leg.delta
+            net[leg.wallet_id] = prefix
+            lowest[leg.wallet_id] = min(lowest.get(leg.wallet_id, 0), prefix)
+            highest[leg.wallet_id] = max(highest.get(leg.wallet_id, 0), prefix)
+            offsets.append(prefix)
+    wallets = tuple(net)
+    lows = tuple(-lowest[wallet] for wallet in wallets)
+    highs = tuple(MAX_MINOR_UNITS - highest[wallet] for wallet in wallets)
+    if any(low > high for low, high in zip(lows, highs, strict=True)):
+        return None
+    return RangePlan(wallets, lows, highs, tuple(net[w] for w in wallets), tuple(offsets))
+
+
+def posted_in_range(
+    entries: Sequence[Entry], plan: RangePlan, starts: Mapping[UUID, int], at: datetime
+) -> list[Posted]:
+    """Each entry's outcome once the plan was written on the `starts` found."""
+    outcomes: list[Posted] = []
+    offsets = iter(plan.offsets)
+    for entry in entries:
+        balances = tuple(starts[leg.wallet_id] + next(offsets) for leg in entry.legs)
+        outcomes.append(Posted(balances, at))
+    return outcomes

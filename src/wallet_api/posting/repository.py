@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
+import asyncpg
+
 from wallet_api.core.database import Connection
 from wallet_api.core.idempotency import StoredResponse
 
@@ -80,6 +82,101 @@ _WRITE_ENTRIES = """
     INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body)
     SELECT * FROM unnest($12::text[], $13::text[], $14::smallint[], $15::text[])
 """
+
+
+@dataclass(slots=True)
+class RangeWrite:
+    """A batch of entries written in one statement (entries.RangePlan): each wallet moved
+    by its total if its balance lies in [low, high], the ledger rows at start + offset;
+    nothing at all if any wallet is missing or out of its range."""
+
+    wallets: list[UUID] = field(default_factory=list)
+    lows: list[int] = field(default_factory=list)
+    highs: list[int] = field(default_factory=list)
+    deltas: list[int] = field(default_factory=list)
+    row_wallets: list[UUID] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    amounts: list[int] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    transfers: list[UUID | None] = field(default_factory=list)
+    counterparties: list[UUID | None] = field(default_factory=list)
+    descriptions: list[str | None] = field(default_factory=list)
+    row_api_keys: list[str | None] = field(default_factory=list)
+
+
+# One statement, its own commit: the rows locked in id order (as every writer locks them),
+# each wallet moved by its total if its balance (the current one: the UPDATE re-reads a
+# row a concurrent commit changed) lies in its range, the ledger rows written (identity
+# values in the rows' order; `now()` their created_at). If a wallet is missing or out of
+# its range, `whole` divides by zero: the statement fails and writes nothing, which the
+# caller takes for "judge it under the locks" (a statement cannot roll back half of
+# itself any other way).
+_WRITE_ENTRIES_IN_RANGE = """
+    WITH locked AS (
+        SELECT w.id, i.low, i.high, i.delta
+        FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[])
+            AS i(id, low, high, delta)
+        JOIN wallets w ON w.id = i.id
+        ORDER BY w.id FOR UPDATE OF w
+    ), moved AS (
+        UPDATE wallets w SET balance = w.balance + l.delta
+        FROM locked l
+        WHERE w.id = l.id AND w.balance BETWEEN l.low AND l.high
+        RETURNING w.id, w.balance - l.delta AS start
+    ), whole AS (
+        SELECT 1 / (count(*) = cardinality($1::uuid[]))::int AS ok FROM moved
+    ), entered AS (
+        INSERT INTO wallet_operations (
+            wallet_id, operation, amount, balance_after,
+            transfer_id, counterparty_wallet_id, description, api_key_id
+        )
+        SELECT r.wallet_id, r.kind, r.amount, m.start + r.offset_after,
+               r.transfer_id, r.counterparty, r.description, r.api_key
+        FROM unnest(
+            $5::uuid[], $6::text[], $7::bigint[], $8::bigint[],
+            $9::uuid[], $10::uuid[], $11::text[], $12::text[]
+        ) WITH ORDINALITY AS r(
+            wallet_id, kind, amount, offset_after,
+            transfer_id, counterparty, description, api_key, n
+        )
+        JOIN moved m ON m.id = r.wallet_id
+        ORDER BY r.n
+    )
+    SELECT now() AS at, array_agg(id) AS ids, array_agg(start) AS starts
+    FROM moved, whole WHERE whole.ok = 1
+"""
+
+
+async def write_entries_in_range(
+    connection: Connection, write: RangeWrite
+) -> tuple[dict[UUID, int], datetime] | None:
+    """Write the batch if every wallet fits its range: each wallet's start balance, and
+    the transaction's timestamp; None (nothing written) otherwise."""
+    try:
+        row = await _fetch_in_range(connection, write)
+    except asyncpg.DivisionByZeroError:  # a wallet missing or out of its range
+        return None
+    assert row is not None
+    assert row["ids"] is not None
+    return dict(zip(row["ids"], row["starts"], strict=True)), row["at"]
+
+
+async def _fetch_in_range(connection: Connection, write: RangeWrite) -> asyncpg.Record | None:
+    return await connection.fetchrow(
+        _WRITE_ENTRIES_IN_RANGE,
+        write.wallets,
+        write.lows,
+        write.highs,
+        write.deltas,
+        write.row_wallets,
+        write.kinds,
+        write.amounts,
+        write.offsets,
+        write.transfers,
+        write.counterparties,
+        write.descriptions,
+        write.row_api_keys,
+    )
 
 
 async def lock_wallets(
