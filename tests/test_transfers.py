@@ -108,6 +108,7 @@ def test_a_transfer_moves_the_amount_and_answers_both_balances(
         ("past the destination's limit", 400, "balance_limit_exceeded"),
         ("unknown source", 404, "wallet_not_found"),
         ("unknown destination", 404, "wallet_not_found"),
+        ("both unknown", 404, "wallet_not_found"),
         ("to itself", 422, "validation_error"),
         ("zero", 422, "validation_error"),
         ("three decimals", 422, "validation_error"),
@@ -129,6 +130,7 @@ def test_a_refused_transfer_changes_nothing(
         "past the destination's limit": transfer(source, destination, 1),
         "unknown source": transfer(unknown, destination, 1),
         "unknown destination": transfer(source, unknown, 1),
+        "both unknown": transfer(unknown, str(uuid.uuid4()), 1),
         "to itself": transfer(source, source, 1),
         "zero": transfer(source, destination, 0),
         "three decimals": transfer(source, destination, "1.001"),
@@ -147,7 +149,7 @@ def test_a_refused_transfer_changes_nothing(
     response = any_client.post(TRANSFERS, json=body)
     assert_problem(response, status, code)
     detail = response.json()["detail"]
-    if case == "unknown source":
+    if case in {"unknown source", "both unknown"}:
         assert detail == f"The source wallet {unknown} does not exist."
     if case == "unknown destination":
         assert detail == f"The destination wallet {unknown} does not exist."

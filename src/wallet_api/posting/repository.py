@@ -157,7 +157,8 @@ async def write_entries_in_range(
     except asyncpg.DivisionByZeroError:  # a wallet missing or out of its range
         return None
     assert row is not None
-    assert row["ids"] is not None
+    if row["ids"] is None:  # no wallet moved (then `whole` may not have been evaluated)
+        return None
     return dict(zip(row["ids"], row["starts"], strict=True)), row["at"]
 
 
