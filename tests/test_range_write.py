@@ -1,0 +1,142 @@
+"""The one-statement write of a batch of transfers (posting/repository.py), against real
+PostgreSQL: all of it or nothing, decided on the balances read under the row locks."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from uuid import UUID
+
+import asyncpg
+
+from tests.support import TestDatabase
+from wallet_api.posting.entries import Entry, EntryKind, Leg, plan_in_range
+from wallet_api.posting.repository import RangeWrite, write_entries_in_range
+
+
+def transfer(source: UUID, destination: UUID, amount: int) -> Entry:
+    return Entry(
+        legs=(
+            Leg(source, EntryKind.TRANSFER_OUT, amount, counterparty=destination),
+            Leg(destination, EntryKind.TRANSFER_IN, amount, counterparty=source),
+        ),
+        render=lambda _: (201, ""),
+        transfer_id=uuid.uuid4(),
+    )
+
+
+def range_write(entries: list[Entry]) -> RangeWrite:
+    plan = plan_in_range(entries)
+    assert plan is not None
+    write = RangeWrite(
+        wallets=list(plan.wallets),
+        lows=list(plan.lows),
+        highs=list(plan.highs),
+        deltas=list(plan.deltas),
+        offsets=list(plan.offsets),
+    )
+    for entry in entries:
+        for leg in entry.legs:
+            write.row_wallets.append(leg.wallet_id)
+            write.kinds.append(leg.kind.value)
+            write.amounts.append(leg.amount)
+            write.transfers.append(entry.transfer_id)
+            write.counterparties.append(leg.counterparty)
+            write.descriptions.append(None)
+            write.row_api_keys.append(None)
+    return write
+
+
+def wallets(database: TestDatabase, *balances: int) -> list[UUID]:
+    made = [uuid.uuid4() for _ in balances]
+    for wallet, balance in zip(made, balances, strict=True):
+        database.fetch("INSERT INTO wallets (id, balance) VALUES ($1, $2)", wallet, balance)
+    return made
+
+
+def state(database: TestDatabase, ids: list[UUID]) -> tuple[list[int], int]:
+    rows = database.fetch("SELECT balance FROM wallets WHERE id = ANY($1) ORDER BY id", ids)
+    (count,) = database.fetch(
+        "SELECT count(*) AS n FROM wallet_operations WHERE wallet_id = ANY($1)", ids
+    )
+    return [row["balance"] for row in rows], count["n"]
+
+
+def write(database: TestDatabase, entries: list[Entry]) -> tuple[dict[UUID, int], object] | None:
+    async def run() -> tuple[dict[UUID, int], object] | None:
+        connection = await asyncpg.connect(database.url())
+        try:
+            return await write_entries_in_range(connection, range_write(entries))  # type: ignore[arg-type]
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())
+
+
+def test_a_batch_that_fits_is_written_whole_in_order(database: TestDatabase) -> None:
+    a, b, c = wallets(database, 100, 0, 5)
+    found = write(database, [transfer(a, b, 30), transfer(b, c, 20), transfer(a, c, 70)])
+    assert found is not None
+    starts, _ = found
+    assert starts == {a: 100, b: 0, c: 5}
+    assert state(database, [a, b, c]) == (
+        [dict(zip((a, b, c), (0, 10, 95), strict=True))[w] for w in sorted((a, b, c))],
+        6,
+    )
+    rows = database.fetch(
+        "SELECT wallet_id, balance_after FROM wallet_operations "
+        "WHERE wallet_id = ANY($1) ORDER BY id",
+        [a, b, c],
+    )
+    assert [(r["wallet_id"], r["balance_after"]) for r in rows] == [
+        (a, 70),
+        (b, 30),
+        (b, 10),
+        (c, 25),
+        (a, 0),
+        (c, 95),
+    ]
+
+
+def test_one_wallet_out_of_range_writes_nothing(database: TestDatabase) -> None:
+    a, b, c = wallets(database, 100, 10, 0)
+    before = state(database, [a, b, c])
+    # b cannot pay 20 (it holds 10), though a's transfer alone would fit.
+    assert write(database, [transfer(a, b, 5), transfer(b, c, 20)]) is None
+    assert state(database, [a, b, c]) == before
+
+
+def test_a_missing_wallet_writes_nothing(database: TestDatabase) -> None:
+    (a,) = wallets(database, 100)
+    before = state(database, [a])
+    assert write(database, [transfer(a, uuid.uuid4(), 5)]) is None
+    assert write(database, [transfer(uuid.uuid4(), uuid.uuid4(), 5)]) is None
+    assert state(database, [a]) == before
+
+
+def test_the_balance_is_judged_as_a_concurrent_commit_left_it(database: TestDatabase) -> None:
+    """A transfer that waits for a row lock is judged on the balance the other
+    transaction committed, not on the one its statement started with."""
+    a, b = wallets(database, 10, 0)
+
+    async def run() -> tuple[dict[UUID, int], object] | None:
+        holder = await asyncpg.connect(database.url())
+        writer = await asyncpg.connect(database.url())
+        try:
+            transaction = holder.transaction()
+            await transaction.start()
+            await holder.execute("UPDATE wallets SET balance = 100 WHERE id = $1", a)
+            pending = asyncio.create_task(
+                write_entries_in_range(writer, range_write([transfer(a, b, 50)]))  # type: ignore[arg-type]
+            )
+            await asyncio.sleep(0.3)  # the write now waits for a's row
+            await transaction.commit()
+            return await pending
+        finally:
+            await holder.close()
+            await writer.close()
+
+    found = asyncio.run(run())
+    assert found is not None
+    assert found[0] == {a: 100, b: 0}
+    assert state(database, [a, b])[0] == sorted([50, 50])
