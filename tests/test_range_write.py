@@ -115,28 +115,36 @@ def test_a_missing_wallet_writes_nothing(database: TestDatabase) -> None:
 
 
 def test_the_balance_is_judged_as_a_concurrent_commit_left_it(database: TestDatabase) -> None:
-    """A transfer that waits for a row lock is judged on the balance the other
-    transaction committed, not on the one its statement started with."""
-    a, b = wallets(database, 10, 0)
+    """A transfer that waits for a row lock is judged on, and added to, the balance the
+    other transaction committed, never the one its statement started with: 100 became
+    60 meanwhile, a transfer of 50 leaves 10; another of 50 then does not fit."""
+    a, b = wallets(database, 100, 0)
 
-    async def run() -> tuple[dict[UUID, int], object] | None:
+    async def run() -> list[tuple[dict[UUID, int], object] | None]:
         holder = await asyncpg.connect(database.url())
         writer = await asyncpg.connect(database.url())
         try:
             transaction = holder.transaction()
             await transaction.start()
-            await holder.execute("UPDATE wallets SET balance = 100 WHERE id = $1", a)
+            await holder.execute("UPDATE wallets SET balance = 60 WHERE id = $1", a)
             pending = asyncio.create_task(
                 write_entries_in_range(writer, range_write([transfer(a, b, 50)]))  # type: ignore[arg-type]
             )
             await asyncio.sleep(0.3)  # the write now waits for a's row
             await transaction.commit()
-            return await pending
+            first = await pending
+            second = await write_entries_in_range(writer, range_write([transfer(a, b, 50)]))  # type: ignore[arg-type]
+            return [first, second]
         finally:
             await holder.close()
             await writer.close()
 
-    found = asyncio.run(run())
-    assert found is not None
-    assert found[0] == {a: 100, b: 0}
-    assert state(database, [a, b])[0] == sorted([50, 50])
+    first, second = asyncio.run(run())
+    assert first is not None
+    assert first[0] == {a: 60, b: 0}
+    assert second is None
+    balances = {
+        row["id"]: row["balance"]
+        for row in database.fetch("SELECT id, balance FROM wallets WHERE id = ANY($1)", [a, b])
+    }
+    assert balances == {a: 10, b: 50}

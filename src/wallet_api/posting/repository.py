@@ -3,7 +3,6 @@ transaction, which holds the wallets' row locks from `lock_wallets` until it end
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,8 +12,6 @@ import asyncpg
 
 from wallet_api.core.database import Connection
 from wallet_api.core.idempotency import StoredResponse
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -108,28 +105,24 @@ class RangeWrite:
 
 
 # One statement, its own commit: the rows locked in id order (as every writer locks them),
-# the balances read under the locks (a row a concurrent commit changed is read as it is
-# now), and only if every wallet exists and lies in its range, every wallet moved and the
-# ledger rows written (identity values in the rows' order; `now()` their created_at).
-# `whole` is decided once, before any row is updated. The last line's division is a
-# guard that cannot fire as long as the UPDATE moves every locked row: were it ever to
-# move fewer, the statement fails and writes nothing, rather than half a batch.
+# each wallet moved by its total if its balance lies in its range (the UPDATE checks and
+# adds to the current row version: a row a concurrent commit changed is judged as it is
+# now), and the ledger rows written (identity values in the rows' order; `now()` their
+# created_at). If no wallet moved (one missing, or out of range), nothing was written. If
+# some moved and others did not, the last line divides by zero, once: the statement fails
+# and writes nothing, rather than half a batch.
 _WRITE_ENTRIES_IN_RANGE = """
-    WITH locked AS MATERIALIZED (
-        SELECT w.id, w.balance, i.low, i.high, i.delta
+    WITH locked AS (
+        SELECT w.id, i.low, i.high, i.delta
         FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[])
             AS i(id, low, high, delta)
         JOIN wallets w ON w.id = i.id
         ORDER BY w.id FOR UPDATE OF w
-    ), whole AS (
-        SELECT count(*) FILTER (WHERE balance BETWEEN low AND high)
-               = cardinality($1::uuid[]) AS ok
-        FROM locked
     ), moved AS (
-        UPDATE wallets w SET balance = l.balance + l.delta
+        UPDATE wallets w SET balance = w.balance + l.delta
         FROM locked l
-        WHERE w.id = l.id AND (SELECT ok FROM whole)
-        RETURNING w.id, l.balance AS start
+        WHERE w.id = l.id AND w.balance BETWEEN l.low AND l.high
+        RETURNING w.id, w.balance - l.delta AS start
     ), entered AS (
         INSERT INTO wallet_operations (
             wallet_id, operation, amount, balance_after,
@@ -148,8 +141,7 @@ _WRITE_ENTRIES_IN_RANGE = """
         ORDER BY r.n
     )
     SELECT now() AS at, array_agg(id) AS ids, array_agg(start) AS starts,
-           1 / (count(*) = cardinality($1::uuid[]) OR NOT (SELECT ok FROM whole))::int
-               AS guard
+           1 / (count(*) IN (0, cardinality($1::uuid[])))::int AS whole
     FROM moved
 """
 
@@ -161,11 +153,10 @@ async def write_entries_in_range(
     the transaction's timestamp; None (nothing written) otherwise."""
     try:
         row = await _fetch_in_range(connection, write)
-    except asyncpg.DivisionByZeroError:  # the guard: nothing was written
-        logger.error("a range write moved part of its wallets; judged under the locks")
+    except asyncpg.DivisionByZeroError:  # some wallets fit, others not: nothing written
         return None
     assert row is not None
-    if row["ids"] is None:  # a wallet missing or out of its range: nothing was written
+    if row["ids"] is None:  # no wallet fits (or exists): nothing was written
         return None
     return dict(zip(row["ids"], row["starts"], strict=True)), row["at"]
 
