@@ -1,17 +1,26 @@
 """The one-statement write of a batch of transfers (posting/repository.py), against real
-PostgreSQL: all of it or nothing, decided on the balances read under the row locks."""
+PostgreSQL: all of it or nothing, on the balances as they are under the row locks. On a
+database of its own: its wallets are made with balances and no ledger rows, which the
+session's database (checked by `wallet-api verify`) must not hold."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from uuid import UUID
 
 import asyncpg
+import pytest
 
-from tests.support import TestDatabase
+from tests.support import TestDatabase, migrated
 from wallet_api.posting.entries import Entry, EntryKind, Leg, plan_in_range
 from wallet_api.posting.repository import RangeWrite, write_entries_in_range
+
+
+@pytest.fixture(scope="module")
+def database(make_database: Callable[[], TestDatabase]) -> TestDatabase:
+    return migrated(make_database())
 
 
 def transfer(source: UUID, destination: UUID, amount: int) -> Entry:
