@@ -107,12 +107,7 @@ BREAKS = [
         "commit-failure-answered-as-success",
         "nothing is acknowledged before its commit (the row-locking transaction)",
         DATABASE,
-        "        async with self._connection() as connection, connection.transaction():\n"
-        "            yield connection\n",
-        "        async with self._connection() as connection:\n"
-        "            transaction = connection.transaction()\n"
-        "            await transaction.start()\n"
-        "            yield connection\n"
+        "            await transaction.commit()\n",
         "            try:\n"
         "                await transaction.commit()\n"
         "            except Exception:\n"
@@ -240,18 +235,18 @@ BREAKS = [
         "transfer-rows-unlocked",
         "a batch of transfers is planned on balances held under the rows' locks",
         POSTING_REPOSITORY,
-        "ORDER BY w.id FOR UPDATE OF w",
-        "ORDER BY w.id",
+        "ORDER BY w.id FOR UPDATE OF w\n    )\n    SELECT now() AS at",
+        "ORDER BY w.id\n    )\n    SELECT now() AS at",
         ("tests/test_transfers.py",),
     ),
     Break(
         "transfer-one-leg-recorded",
         "both legs of a transfer are in the ledger",
         ENGINE,
-        "    for leg, balance in zip(entry.legs, posted.balances, strict=True):\n"
-        "        write.row_wallets.append",
-        "    for leg, balance in list(zip(entry.legs, posted.balances, strict=True))[:1]:\n"
-        "        write.row_wallets.append",
+        "    for index, (leg, balance) in enumerate(zip(entry.legs, posted.balances, strict=True)):\n",
+        "    for index, (leg, balance) in list(\n"
+        "        enumerate(zip(entry.legs, posted.balances, strict=True))\n"
+        "    )[:1]:\n",
         ("tests/test_transfers.py",),
     ),
     Break(

@@ -10,9 +10,12 @@ from wallet_api.core.idempotency import (
     HEADER,
     KEY_PATTERN,
     REPLAYED_HEADER,
+    IdempotencyKeyReused,
     Replay,
+    StoredResponse,
     client_key,
     fingerprint,
+    replay,
     scoped_key,
 )
 
@@ -72,3 +75,13 @@ def test_an_owner_scopes_a_key_and_the_client_gets_it_back_as_sent() -> None:
     assert client_key(None) is None
     # A batch item's derived key keeps its suffix.
     assert client_key(f"{scoped} #3") == "order-42 #3"
+
+
+def test_a_key_replays_its_first_request_and_refuses_another() -> None:
+    stored = StoredResponse("f" * 64, 201, '{"wallet_uuid":"x"}')
+    assert replay(stored, "f" * 64) == Replay(201, '{"wallet_uuid":"x"}')
+    reused = replay(stored, "0" * 64)
+    assert isinstance(reused, IdempotencyKeyReused)
+    assert (reused.status, reused.code) == (422, "idempotency_key_reused")
+    assert reused.detail == IdempotencyKeyReused.example
+    assert "different request" in reused.detail
