@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 
 from tests.support import TestDatabase, migrated
+from wallet_api.posting import engine
 from wallet_api.posting.entries import Entry, EntryKind, Leg, plan_in_range
 from wallet_api.posting.repository import RangeWrite, write_entries_in_range
 
@@ -37,23 +38,7 @@ def transfer(source: UUID, destination: UUID, amount: int) -> Entry:
 def range_write(entries: list[Entry]) -> RangeWrite:
     plan = plan_in_range(entries)
     assert plan is not None
-    write = RangeWrite(
-        wallets=list(plan.wallets),
-        lows=list(plan.lows),
-        highs=list(plan.highs),
-        deltas=list(plan.deltas),
-        offsets=list(plan.offsets),
-    )
-    for entry in entries:
-        for leg in entry.legs:
-            write.row_wallets.append(leg.wallet_id)
-            write.kinds.append(leg.kind.value)
-            write.amounts.append(leg.amount)
-            write.transfers.append(entry.transfer_id)
-            write.counterparties.append(leg.counterparty)
-            write.descriptions.append(None)
-            write.row_api_keys.append(None)
-    return write
+    return engine.range_write(entries, plan)
 
 
 def wallets(database: TestDatabase, *balances: int) -> list[UUID]:

@@ -29,6 +29,7 @@ from wallet_api.posting.commit import committing
 from wallet_api.posting.entries import (
     Entry,
     Posted,
+    RangePlan,
     Refusal,
     plan_entries,
     plan_in_range,
@@ -103,22 +104,7 @@ class EntryWriter:
         plan = plan_in_range(entries)
         if plan is None:
             return None
-        write = repository.RangeWrite(
-            wallets=list(plan.wallets),
-            lows=list(plan.lows),
-            highs=list(plan.highs),
-            deltas=list(plan.deltas),
-            offsets=list(plan.offsets),
-        )
-        for entry in entries:
-            for leg in entry.legs:
-                write.row_wallets.append(leg.wallet_id)
-                write.kinds.append(leg.kind.value)
-                write.amounts.append(leg.amount)
-                write.transfers.append(entry.transfer_id)
-                write.counterparties.append(leg.counterparty)
-                write.descriptions.append(entry.description)
-                write.row_api_keys.append(entry.api_key_id)
+        write = range_write(entries, plan)
         async with committing(self._database) as commit:
             commit.sent = True  # one statement: it writes and commits
             found = await repository.write_entries_in_range(commit.connection, write)
@@ -188,6 +174,27 @@ class EntryWriter:
                 commit.sent = True  # from here on, the commit may land
                 await repository.write_entries(connection, write)
         return [outcome for outcome in outcomes if outcome is not None]
+
+
+def range_write(entries: Sequence[Entry], plan: RangePlan) -> repository.RangeWrite:
+    """The one statement's arrays for a batch planned in range."""
+    write = repository.RangeWrite(
+        wallets=list(plan.wallets),
+        lows=list(plan.lows),
+        highs=list(plan.highs),
+        deltas=list(plan.deltas),
+        offsets=list(plan.offsets),
+    )
+    for entry in entries:
+        for leg in entry.legs:
+            write.row_wallets.append(leg.wallet_id)
+            write.kinds.append(leg.kind.value)
+            write.amounts.append(leg.amount)
+            write.transfers.append(entry.transfer_id)
+            write.counterparties.append(leg.counterparty)
+            write.descriptions.append(entry.description)
+            write.row_api_keys.append(entry.api_key_id)
+    return write
 
 
 def _plain(entry: Entry) -> bool:
