@@ -10,9 +10,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Annotated
 
-from fastapi import Depends, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wallet_api.auth import repository
@@ -228,11 +226,3 @@ def key_id_of(scope: Scope) -> str | None:
     """The id of the API key that sent the request (kept on its ledger rows)."""
     principal = principal_of(scope)
     return None if principal is None else principal.key_id
-
-
-def _caller(request: Request) -> Principal | None:
-    return principal_of(request.scope)
-
-
-#: A route's caller: None when the service runs without authentication.
-Caller = Annotated[Principal | None, Depends(_caller)]
