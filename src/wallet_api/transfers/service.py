@@ -78,9 +78,12 @@ class TransferService:
             Leg(destination, EntryKind.TRANSFER_IN, request.amount, counterparty=source),
         )
 
+        def error_of(outcome: Refusal) -> AppError:
+            return refusal_error(outcome, legs, verb="transfer", hidden=foreign)
+
         def render(outcome: Posted | Refusal) -> tuple[int, str]:
             if isinstance(outcome, Refusal):
-                error = refusal_error(outcome, legs, verb="transfer", hidden=foreign)
+                error = error_of(outcome)
                 return error.status, orjson.dumps(error_document(error)).decode()
             body = transfer_body(
                 transfer_id=transfer_id,
@@ -116,7 +119,7 @@ class TransferService:
                 raise outcome
             return outcome
         if isinstance(outcome, Refusal):
-            refused = refusal_error(outcome, legs, verb="transfer", hidden=foreign)
+            refused = error_of(outcome)
             _count(refused)
             raise refused
         _count(outcome)
