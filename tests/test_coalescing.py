@@ -262,14 +262,16 @@ def test_operations_on_many_wallets_commit_together_and_a_poisoned_one_fails_alo
         assert_ledger_consistent(database, wallet)
     assert sum(len(database.ledger(wallet)) for wallet in wallets) == 58
     # The requests that waited behind the blocker were committed together: one transaction
-    # wrote the rows of many wallets.
+    # wrote the rows of many wallets. The batch over 19 wallets failed on the poisoned one
+    # and was retried in halves of whole wallets (9 and 10, in arrival order): the half
+    # without the poisoned wallet committed at once, so one transaction wrote at least 9.
     transactions = Counter(row["txid"] for wallet in wallets[1:] for row in database.ledger(wallet))
     wallets_per_transaction = Counter(
         row["txid"]
         for wallet in wallets[1:]
         for row in {r["txid"]: r for r in database.ledger(wallet)}.values()
     )
-    assert max(wallets_per_transaction.values()) >= 10, wallets_per_transaction
+    assert max(wallets_per_transaction.values()) >= 9, wallets_per_transaction
     assert sum(transactions.values()) == 57
     assert "retrying it in halves" in one_batch_at_a_time.log_text()
 
