@@ -11,6 +11,7 @@ from wallet_api.core.database import (
     is_connection_lost,
     is_key_conflict,
     is_outcome_unknown,
+    is_read_only,
     is_transient_error,
     server_went_away,
 )
@@ -64,3 +65,14 @@ def test_only_the_idempotency_keys_unique_violation_is_a_key_conflict() -> None:
     assert is_key_conflict(conflict)
     assert not is_key_conflict(other)
     assert not is_key_conflict(asyncpg.CheckViolationError("x"))
+
+
+def test_a_write_refused_by_a_read_only_server_is_not_applied_and_costs_the_pool() -> None:
+    """A standby, or a primary demoted under the pool: 503 "not applied" (never outcome
+    unknown: the server answered), and every connection to it replaced."""
+    refused = asyncpg.ReadOnlySQLTransactionError("cannot execute INSERT in a read-only")
+    assert is_transient_error(refused)
+    assert not is_outcome_unknown(refused)
+    assert is_read_only(refused)
+    assert server_went_away(refused)
+    assert not is_read_only(asyncpg.DataError("invalid input"))

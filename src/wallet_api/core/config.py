@@ -32,12 +32,26 @@ class Settings(BaseSettings):
 
     # Database (the specification's names).
     db_host: str = Field(
-        "127.0.0.1", min_length=1, description="Host name, IP, or a Unix socket directory."
+        "127.0.0.1",
+        min_length=1,
+        description=(
+            "Host name, IP, or a Unix socket directory; or several, comma-separated, each "
+            "with an optional :port (libpq style, `pg1:5433,pg2:5433`), tried in order for "
+            "one that accepts writes (see DB_TARGET_SESSION_ATTRS)."
+        ),
     )
     db_port: int = Field(5432, ge=1, le=65535)
     db_name: str = Field("wallets", min_length=1)
     db_user: str = Field("postgres", min_length=1)
     db_password: SecretStr = SecretStr("")
+    db_target_session_attrs: Literal["any", "read-write", "primary"] | None = Field(
+        None,
+        description=(
+            "Which server of DB_HOST's list a connection may stay on (libpq's "
+            "target_session_attrs). Unset: read-write when DB_HOST names several hosts, "
+            "any for one."
+        ),
+    )
 
     # The asyncpg connection pool, per worker process (see README).
     db_pool_size: int = Field(20, ge=1, le=1000)
@@ -178,6 +192,25 @@ class Settings(BaseSettings):
         server_limit = self.db_statement_timeout_ms or DEFAULT_STATEMENT_TIMEOUT_MS
         return server_limit / 1000 + CLIENT_TIMEOUT_MARGIN_SECONDS
 
+    @field_validator("db_host")
+    @classmethod
+    def _hosts_are_well_formed(cls, value: str) -> str:
+        parse_hosts(value, 5432)  # raises ValueError naming what is wrong
+        return value
+
+    @property
+    def db_hosts(self) -> list[tuple[str, int]]:
+        """Every (host, port) DB_HOST names, in order; DB_PORT where a host names none."""
+        return parse_hosts(self.db_host, self.db_port)
+
+    @property
+    def target_session_attrs(self) -> str | None:
+        """DB_TARGET_SESSION_ATTRS, or read-write when DB_HOST names several hosts (the
+        service writes: a standby of the list is of no use to it), else None (any)."""
+        if self.db_target_session_attrs is not None:
+            return self.db_target_session_attrs
+        return "read-write" if len(self.db_hosts) > 1 else None
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_log_level(cls, value: object) -> object:
@@ -186,10 +219,26 @@ class Settings(BaseSettings):
     @property
     def database_url(self) -> URL:
         """The SQLAlchemy URL of the service database (asyncpg driver)."""
-        host, query = self.db_host, {}
+        host, query = self.db_host, dict[str, str | list[str]]()
+        attrs = self.target_session_attrs
+        if attrs is not None:
+            query["target_session_attrs"] = attrs
+        if len(self.db_hosts) > 1:
+            # SQLAlchemy's asyncpg dialect takes several hosts as repeated `host` parameters.
+            query["host"] = [
+                f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
+                for name, port in self.db_hosts
+            ]
+            return URL.create(
+                "postgresql+asyncpg",
+                username=self.db_user,
+                password=self.db_password.get_secret_value() or None,
+                database=self.db_name,
+                query=query,
+            )
         if host.startswith("/"):
             # A Unix socket directory: asyncpg takes it as the host query parameter.
-            host, query = "", {"host": self.db_host}
+            host, query = "", {**query, "host": self.db_host}
         return URL.create(
             "postgresql+asyncpg",
             username=self.db_user,
@@ -199,6 +248,29 @@ class Settings(BaseSettings):
             database=self.db_name,
             query=query,
         )
+
+
+def parse_hosts(value: str, default_port: int) -> list[tuple[str, int]]:
+    """`h1:p1,h2,/socket/dir` as [(h1, p1), (h2, default_port), ("/socket/dir", default_port)].
+
+    A Unix socket directory takes DB_PORT (its socket file's number); an IPv6 address with a
+    port is written in brackets (`[::1]:5433`)."""
+    hosts = []
+    for item in value.split(","):
+        entry = item.strip()
+        host, port = entry, default_port
+        if not entry.startswith("/") and (
+            entry.count(":") == 1 or (entry.startswith("[") and "]:" in entry)
+        ):
+            host, _, port_text = entry.rpartition(":")
+            if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+                raise ValueError(f"{entry!r}: the port must be a number from 1 to 65535")
+            port = int(port_text)
+        host = host.strip("[]") if host.startswith("[") else host
+        if not host:
+            raise ValueError(f"{value!r}: an empty host name")
+        hosts.append((host, port))
+    return hosts
 
 
 def is_loopback(host: str) -> bool:

@@ -89,6 +89,10 @@ class Database:
         self._pool_options: dict[str, Any] = {
             "host": settings.db_host,  # a directory for a Unix socket
             "port": settings.db_port,
+            # Which server of several a connection may stay on: with read-write, each new
+            # connection tries DB_HOST's hosts in order and keeps the first primary, so a
+            # pool refilled after a failover finds the new primary by itself.
+            "target_session_attrs": settings.target_session_attrs,
             "user": settings.db_user,
             "password": settings.db_password.get_secret_value() or None,
             "database": settings.db_name,
@@ -104,6 +108,9 @@ class Database:
             "max_inactive_connection_lifetime": IDLE_CONNECTION_LIFETIME_SECONDS,
             "reset": _keep_session,
         }
+        if len(settings.db_hosts) > 1:
+            self._pool_options["host"] = [host for host, _ in settings.db_hosts]
+            self._pool_options["port"] = [port for _, port in settings.db_hosts]
         # The client's own limit, always set (DB_CLIENT_TIMEOUT): a database that stops
         # answering (hung, or a network that drops packets) cancels nothing itself.
         if not unbounded:
@@ -139,10 +146,11 @@ class Database:
         try:
             yield connection
         except Exception as exc:
-            if is_connection_lost(exc):
+            if is_connection_lost(exc) or is_read_only(exc):
                 # Of no use to anyone: its session is gone, its protocol state is unknown
                 # (a server's FATAL error can reach an idle connection before the socket
-                # closes), or the server stopped answering on it.
+                # closes), the server stopped answering on it, or the server is no longer
+                # the primary (a demoted one, a standby the connection was let onto).
                 connection.terminate()
                 if server_went_away(exc):
                     # The others probably went the same way (a restart, a failover, every
@@ -263,9 +271,21 @@ def server_went_away(exc: BaseException) -> bool:
     not gone, and reconnecting everything would add to its load)."""
     if isinstance(exc, TimeoutError):
         return False
+    if is_read_only(exc):
+        return True  # it is no longer the primary: its other connections cannot write either
     return isinstance(
         exc, OSError | asyncpg.ConnectionDoesNotExistError | asyncpg.InternalClientError
     ) or (is_connection_lost(exc) and not isinstance(exc, asyncpg.InterfaceError))
+
+
+#: A write on a server that accepts none: a standby, or a primary demoted under the pool.
+_READ_ONLY_TRANSACTION = "25006"
+
+
+def is_read_only(exc: BaseException) -> bool:
+    """True when `exc` is the server refusing a write because it is read-only (nothing of
+    the statement was applied; a primary elsewhere may take it)."""
+    return getattr(exc, "sqlstate", None) == _READ_ONLY_TRANSACTION
 
 
 #: A lock wait ran past lock_timeout: another transaction holds a row the statement needs.
@@ -283,6 +303,7 @@ def is_transient_error(exc: BaseException) -> bool:
     the statement should simply be tried again (its cached plan went stale)."""
     return (
         is_connection_lost(exc)
+        or is_read_only(exc)
         or is_lock_timeout(exc)
         or isinstance(exc, asyncpg.OutdatedSchemaCacheError)
         or _sqlstate_class(exc) in _TRANSIENT_SQLSTATE_CLASSES
