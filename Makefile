@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test lint format typecheck check migrate bench loadtest lock clean pgbouncer mutate
+.PHONY: cluster cluster-down cluster-packages chaos
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -64,7 +65,7 @@ loadtest: $(STAMP) ## Headless Locust against a running server (HOST_URL, defaul
 
 lock: $(STAMP) ## Re-resolve requirements.lock from pyproject.toml
 	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra cluster --universal --python-version 3.11 -o requirements.lock
 
 # The tests start a private PgBouncer of their own (tests/test_pgbouncer.py); /usr/sbin may not
 # be on a normal user's PATH. A system service the package starts is stopped and disabled:
@@ -77,6 +78,26 @@ pgbouncer: ## Install Debian's pgbouncer if missing (needs root and apt)
 	    { systemctl disable --now pgbouncer.service pgbouncer.socket || \
 	      { service pgbouncer stop; update-rc.d pgbouncer disable; }; } >/dev/null 2>&1 || true; \
 	fi
+
+# A highly available deployment on this machine (docs/SCALING.md): etcd, Patroni with three
+# PostgreSQL 15 nodes in synchronous replication, two instances of the service, HAProxy in
+# front (:17000 by wallet id, :17500 the primary). Data and logs in .cluster/.
+cluster-packages: $(STAMP) ## Install what `make cluster` needs: Debian's etcd-server and haproxy (root, apt), Patroni
+	@if ! { command -v etcd && { command -v haproxy || test -x /usr/sbin/haproxy; }; } >/dev/null; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends etcd-server haproxy && \
+	    { for unit in etcd haproxy; do systemctl disable --now $$unit.service || \
+	      { service $$unit stop; update-rc.d $$unit disable; }; done; } >/dev/null 2>&1 || true; \
+	fi
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --constraint requirements.lock --editable '.[dev,cluster]'
+
+cluster: $(STAMP) ## Start the local Patroni cluster, two instances and HAProxy (after `make cluster-packages`)
+	$(BIN)/python -m wallet_api.devtools.cluster up
+
+cluster-down: ## Stop everything `make cluster` (or `make chaos`) started
+	@test ! -x $(BIN)/python || $(BIN)/python -m wallet_api.devtools.cluster down
+
+chaos: $(STAMP) ## Fault suite on a fresh local cluster: every acknowledged operation kept (skips without the packages)
+	$(BIN)/python -m chaos.run $(CHAOS_ARGS)
 
 clean: ## Remove .venv, .data and caches
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache .hypothesis .schemathesis mutants
