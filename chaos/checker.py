@@ -65,6 +65,7 @@ class Report:
     ops: int = 0
     ok: int = 0
     fail: int = 0
+    unavailable: int = 0  # of the fail: 503 (the database or every instance unavailable)
     info: int = 0
     lost: int = 0  # acknowledged (200), not in the ledger
     phantom: int = 0  # refused (fail), yet in the ledger
@@ -117,6 +118,7 @@ def check(
                 flag("misreported balance", op)
         elif op.outcome == "fail":
             report.fail += 1
+            report.unavailable += op.status == 503
             if row is not None:
                 report.phantom += 1
                 flag("phantom", op)

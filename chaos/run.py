@@ -332,9 +332,9 @@ async def open_wallets(count: int) -> list[str]:
 
 
 def print_table(reports: list[Report]) -> None:
-    columns = ("fault", "ops", "ok", "fail", "info", "lost", "phantom", "duplicated",
+    columns = ("fault", "ops", "ok", "fail", "unavailable", "info", "lost", "phantom", "duplicated",
                "misreported", "unsettled", "inconsistent_wallets", "recovery_seconds")  # fmt: skip
-    header = ("fault", "ops", "ok", "fail", "info", "lost", "phantom", "dup", "misrep",
+    header = ("fault", "ops", "ok", "fail", "503", "info", "lost", "phantom", "dup", "misrep",
               "unsettled", "bad ledgers", "first 200 (s)")  # fmt: skip
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
@@ -382,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             reports.append(report)
             print(f"chaos: {fault}: {json.dumps(report.as_dict())}", flush=True)
-            restore(cluster, fault, lost_node)
+            if fault != args.rounds[-1]:
+                restore(cluster, fault, lost_node)
     finally:
         if not args.keep:
             cluster.down()

@@ -3,6 +3,7 @@ is caught, and a history that agrees with its ledger passes."""
 
 from __future__ import annotations
 
+import pytest
 from chaos.checker import LedgerRow, Operation, check, classify, minor_units
 
 
@@ -30,6 +31,10 @@ def test_a_history_that_agrees_with_its_ledger_has_no_violation() -> None:
         fault_end=0.0,
     )
     assert (report.ok, report.fail, report.info) == (1, 1, 2)
+    assert report.unavailable == 0
+    unavailable = op("e", "fail")
+    unavailable.status = 503
+    assert check("f", [unavailable], [], fault_end=0.0).unavailable == 1
     assert report.violations == 0, report
 
 
@@ -79,3 +84,15 @@ def test_outcomes_by_status() -> None:
     assert classify(None, None) == "info"
     assert minor_units("12.34") == 1234
     assert minor_units(5) == 500
+
+
+def test_the_suite_skips_saying_why_on_a_machine_without_the_cluster(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import chaos.run
+
+    monkeypatch.setattr(chaos.run, "missing_requirements", lambda: ["etcd (Debian: etcd-server)"])
+    assert chaos.run.main([]) == 0
+    assert (
+        "chaos: skipped, this machine lacks etcd (Debian: etcd-server)" in capsys.readouterr().out
+    )
