@@ -405,7 +405,9 @@ class Cluster:
         url = f"http://127.0.0.1:{INSTANCE_PORTS[index]}/health/ready"
         _wait(lambda: _get_json(url).get("status") == "ok", timeout, f"instance {index + 1}")
 
-    def haproxy_config(self, instances: int = len(INSTANCE_PORTS)) -> str:
+    def haproxy_config(
+        self, instances: int = len(INSTANCE_PORTS), balance: str = "uri depth 4"
+    ) -> str:
         servers = "\n".join(
             f"    server i{i + 1} 127.0.0.1:{port} check"
             for i, port in enumerate(INSTANCE_PORTS[:instances])
@@ -434,7 +436,7 @@ frontend wallets
 # four path segments (/api/v1/wallets/<id>) are hashed, consistently, so that an instance
 # that leaves moves only its own wallets.
 backend instances
-    balance uri depth 4
+    balance {balance}
     hash-type consistent
     option httpchk GET /health/live
     http-check expect status 200
@@ -457,9 +459,14 @@ listen stats
     stats uri /
 """
 
-    def start_haproxy(self, instances: int = len(INSTANCE_PORTS)) -> None:
+    def start_haproxy(
+        self, instances: int = len(INSTANCE_PORTS), balance: str = "uri depth 4"
+    ) -> None:
+        """Start HAProxy in front of the first `instances` (stopping one that runs);
+        `balance`: HAProxy's algorithm for the service (`roundrobin` to compare)."""
+        self._stop("haproxy")
         config = self.base / "haproxy.cfg"
-        config.write_text(self.haproxy_config(instances))
+        config.write_text(self.haproxy_config(instances, balance))
         self._spawn("haproxy", [str(_which("haproxy")), "-db", "-f", str(config)])
         url = f"http://127.0.0.1:{HTTP_PORT}/health/ready"
         _wait(lambda: _get_json(url).get("status") == "ok", 30, "HAProxy")
