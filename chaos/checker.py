@@ -31,6 +31,7 @@ class Operation:
     outcome: Outcome = "info"
     status: int | None = None  # the HTTP status, None for a transport failure
     balance: int | None = None  # the balance answered with a 200, minor units
+    code: str | None = None  # the problem document's code, for an error
     #: An `info` operation after the retries with its key: what they said.
     settled: Settled | None = None
     settled_balance: int | None = None
@@ -74,6 +75,9 @@ class Report:
     # that says applied (refused) while the ledger says otherwise
     unsettled: int = 0  # info operations no retry could settle
     inconsistent_wallets: int = 0  # ledgers whose balances do not add up (set by the caller)
+    #: 500s other than `outcome_unknown`: a failure the service did not classify (a defect,
+    #: even when the ledger agrees; 502/504 from the router are a lost instance, not this).
+    internal_errors: int = 0
     #: Seconds from the fault's end to the first 200 of a request sent after it.
     recovery_seconds: float | None = None
     examples: list[str] = field(default_factory=list)
@@ -87,6 +91,7 @@ class Report:
             + self.misreported
             + self.unsettled
             + self.inconsistent_wallets
+            + self.internal_errors
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -124,6 +129,9 @@ def check(
                 flag("phantom", op)
         else:
             report.info += 1
+            if op.status == 500 and op.code != "outcome_unknown":
+                report.internal_errors += 1
+                flag(f"500 {op.code}", op)
             if op.settled is None:
                 report.unsettled += 1
                 flag("unsettled", op)

@@ -87,6 +87,7 @@ class Load:
             status, body = await send(http, op)
             op.end = time.monotonic()
             op.status, op.outcome = status, classify(status, body)
+            op.code = str(body.get("code")) if body is not None and status != 200 else None
             if op.outcome == "ok" and body is not None:
                 op.balance = minor_units(body["balance"])
             elif op.outcome != "ok":
@@ -333,9 +334,10 @@ async def open_wallets(count: int) -> list[str]:
 
 def print_table(reports: list[Report]) -> None:
     columns = ("fault", "ops", "ok", "fail", "unavailable", "info", "lost", "phantom", "duplicated",
-               "misreported", "unsettled", "inconsistent_wallets", "recovery_seconds")  # fmt: skip
+               "misreported", "unsettled", "inconsistent_wallets", "internal_errors",
+               "recovery_seconds")  # fmt: skip
     header = ("fault", "ops", "ok", "fail", "503", "info", "lost", "phantom", "dup", "misrep",
-              "unsettled", "bad ledgers", "first 200 (s)")  # fmt: skip
+              "unsettled", "bad ledgers", "other 500s", "first 200 (s)")  # fmt: skip
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     for report in reports:

@@ -69,6 +69,18 @@ def test_a_retry_that_contradicts_the_ledger_is_misreported_and_an_unsettled_one
     assert report.unsettled == 1
 
 
+def test_a_500_other_than_outcome_unknown_is_a_violation_and_a_gateway_error_is_not() -> None:
+    history = []
+    for key, status, code in (("a", 500, "outcome_unknown"), ("b", 500, "internal_error"),
+                              ("c", 502, None), ("d", None, None)):  # fmt: skip
+        operation = op(key, "info")
+        operation.status, operation.code, operation.settled = status, code, "refused"
+        history.append(operation)
+    report = check("f", history, [], fault_end=0.0)
+    assert report.internal_errors == 1
+    assert report.violations == 1
+
+
 def test_recovery_is_the_first_200_of_a_request_sent_after_the_fault() -> None:
     history = [op("a", "ok", balance=1, start=4.0), op("b", "fail", start=10.5)]
     history += [op("c", "ok", balance=1, start=11.0), op("d", "ok", balance=1, start=12.0)]
