@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format typecheck check migrate bench loadtest lock clean pgbouncer mutate
+.PHONY: help install run test lint format typecheck check migrate verify bench loadtest lock clean clean-data pgbouncer mutate
 .PHONY: cluster cluster-down cluster-packages chaos
 
 help: ## List the targets
@@ -54,13 +54,16 @@ mutate: $(STAMP) ## Mutation testing: mutmut on the pure modules, then targeted 
 	echo "mutmut: $$($(BIN)/mutmut results --all true | grep -c ': killed') mutants, every one killed"
 	$(BIN)/python -m tests.mutation.run_breaks $(MUTATE_ARGS)
 
-migrate: $(STAMP) ## Apply migrations to the database DB_* names
+migrate: $(STAMP) ## Apply migrations: to DB_HOST's database, else to the one `make run` runs
 	$(BIN)/wallet-api migrate
 
-bench: $(STAMP) ## Hot-wallet benchmark with its baselines; prints and saves JSON (see docs/PERFORMANCE.md)
+verify: $(STAMP) ## Check the ledger (same database rule as migrate); exit 1 mismatch, 2 unreachable
+	$(BIN)/wallet-api verify
+
+bench: $(STAMP) ## Benchmark on servers of its own (free ports); prints and saves JSON (docs/PERFORMANCE.md)
 	$(BIN)/python -m bench.hot_wallet $(BENCH_ARGS)
 
-loadtest: $(STAMP) ## Headless Locust against a running server (HOST_URL, default http://127.0.0.1:8000)
+loadtest: $(STAMP) ## Headless Locust against `make run` (its HOST and PORT), or HOST_URL
 	$(BIN)/python -m load_tests.run $(LOADTEST_ARGS)
 
 lock: $(STAMP) ## Re-resolve requirements.lock from pyproject.toml
@@ -99,5 +102,11 @@ cluster-down: ## Stop everything `make cluster` (or `make chaos`) started
 chaos: $(STAMP) ## Fault suite on a fresh local cluster: every acknowledged operation kept (skips without the packages)
 	$(BIN)/python -m chaos.run $(CHAOS_ARGS)
 
-clean: ## Remove .venv, .data and caches
-	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache .hypothesis .schemathesis mutants
+clean: ## Remove .venv and caches (keeps .data: the wallets; see clean-data)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .schemathesis mutants
+
+clean-data: ## DELETE .data: the embedded PostgreSQL's data, that is every wallet of `make run`
+	@if test -f .data/postgres/postmaster.pid && kill -0 "$$(head -1 .data/postgres/postmaster.pid)" 2>/dev/null; then \
+	    echo "clean-data: the embedded PostgreSQL of \`make run\` is running on .data; stop it first"; exit 1; fi
+	@echo "clean-data: deleting .data/ (every wallet, ledger entry and API key of \`make run\`)"
+	rm -rf .data

@@ -47,10 +47,13 @@ logconfig_dict: dict[str, Any] = {
             "class": "logging.StreamHandler",
             "formatter": "service",
             "stream": "ext://sys.stderr",
-            "filters": ["request_id"],
+            "filters": ["request_id", "closed_socket"],
         }
     },
-    "filters": {"request_id": {"()": "wallet_api.core.logging.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "wallet_api.core.logging.RequestIdFilter"},
+        "closed_socket": {"()": "wallet_api.core.logging.ClosedSocketNoise"},
+    },
     "root": {"level": "WARNING", "handlers": ["stderr"]},
     "loggers": {
         "gunicorn.error": {"level": _settings.log_level.upper(), "handlers": ["stderr"]},

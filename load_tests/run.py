@@ -73,6 +73,18 @@ def _ratio(text: str) -> float:
     return value
 
 
+def _served_url() -> str:
+    """Where `make run` serves: HOST and PORT from the environment or `.env`, as it reads
+    them (a wildcard HOST is reached on loopback)."""
+    from wallet_api.core.config import load_settings_or_exit
+
+    settings = load_settings_or_exit()
+    wildcard = {"0.0.0.0", "::"}  # noqa: S104 (the addresses a server binds, not bound here)
+    host = "127.0.0.1" if settings.host in wildcard else settings.host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.port}"
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Options, each defaulting to an environment variable and then to a fixed value."""
     env = os.environ.get
@@ -86,8 +98,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     # argparse passes string defaults through `type`, so the environment is validated too.
     parser.add_argument(
         "--host",
-        default=env("HOST_URL", "http://127.0.0.1:8000"),
-        help="base URL of the server (env HOST_URL; default %(default)s)",
+        default=env("HOST_URL") or _served_url(),
+        help=(
+            "base URL of the server (env HOST_URL; default: where `make run` serves, from "
+            "HOST and PORT as it reads them: %(default)s)"
+        ),
     )
     parser.add_argument(
         "--users",

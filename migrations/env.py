@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 # The models register their tables on the metadata.
 import wallet_api.auth.models
 import wallet_api.wallets.models  # noqa: F401
-from wallet_api.core.config import Settings
+from wallet_api.cli.database import database_settings, reported_in_one_line
 from wallet_api.core.database import metadata
 
 config = context.config
@@ -21,6 +21,8 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
     fileConfig(config.config_file_name)
 
 target_metadata = metadata
+#: DB_HOST's server, or with DB_HOST unset the embedded one `make run` runs (one line if none).
+settings = database_settings()
 
 
 def _run_migrations(connection: Connection) -> None:
@@ -35,7 +37,7 @@ def _run_migrations(connection: Connection) -> None:
 
 
 async def _run_async_migrations() -> None:
-    engine = create_async_engine(Settings().database_url, poolclass=pool.NullPool)
+    engine = create_async_engine(settings.database_url, poolclass=pool.NullPool)
     async with engine.connect() as connection:
         await connection.run_sync(_run_migrations)
     await engine.dispose()
@@ -43,7 +45,7 @@ async def _run_async_migrations() -> None:
 
 if context.is_offline_mode():
     context.configure(
-        url=Settings().database_url.render_as_string(hide_password=False),
+        url=settings.database_url.render_as_string(hide_password=False),
         target_metadata=target_metadata,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
@@ -51,4 +53,5 @@ if context.is_offline_mode():
     with context.begin_transaction():
         context.run_migrations()
 else:
-    asyncio.run(_run_async_migrations())
+    with reported_in_one_line(settings):
+        asyncio.run(_run_async_migrations())

@@ -298,4 +298,5 @@ def load_settings_or_exit() -> Settings:
             f"  {'.'.join(map(str, error['loc'])).upper()}={error.get('input')!r}: {error['msg']}"
             for error in exc.errors()
         )
-        sys.exit(f"wallet-api: invalid configuration:\n{problems}")
+        print(f"wallet-api: invalid configuration:\n{problems}", file=sys.stderr)
+        raise SystemExit(2) from None

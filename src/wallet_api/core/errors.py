@@ -180,14 +180,30 @@ def error_response(error: AppError) -> Response:
     )
 
 
+def describe(exc: BaseException) -> str:
+    """An exception in a few words for a log line: its type and message, first line only."""
+    message = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
+
+
 def exception_response(exc: Exception) -> Response:
     """The problem response for any exception a request ended with (and its log line):
     the one mapping behind the application's error handlers, and behind the operation
     fast path (`wallets/fast_path.py`), which answers outside FastAPI's routing."""
+    if isinstance(exc, ServiceUnavailable):
+        # Expected while the database is away, for every request: one line each, its cause
+        # in a few words, the traceback only at LOG_LEVEL=debug.
+        logger.warning(
+            "%s: %s%s",
+            exc.code,
+            exc.detail,
+            f" ({describe(exc.__cause__)})" if exc.__cause__ else "",
+            exc_info=exc.__cause__ if logger.isEnabledFor(logging.DEBUG) else None,
+        )
+        return error_response(exc)
     if isinstance(exc, AppError):
         if exc.status >= 500:
-            level = logging.WARNING if isinstance(exc, ServiceUnavailable) else logging.ERROR
-            logger.log(level, "%s: %s", exc.code, exc.detail, exc_info=exc.__cause__ or exc)
+            logger.error("%s: %s", exc.code, exc.detail, exc_info=exc.__cause__ or exc)
         return error_response(exc)
     if is_transient_error(exc):
         unavailable = DatabaseUnavailable("The database is unavailable; retry shortly.")

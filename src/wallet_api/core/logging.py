@@ -35,6 +35,20 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class ClosedSocketNoise(logging.Filter):
+    """Drop Gunicorn's "Error while closing socket [Errno 9] Bad file descriptor", which
+    every Uvicorn worker logs at every clean stop: the asyncio server owns the listening
+    socket and has closed it already when Gunicorn closes it again (an upstream ordering,
+    gunicorn#3013). Any other error while closing a socket is still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (
+            record.msg == "Error while closing socket %s"
+            and str(args[:1] and args[0]).startswith("[Errno 9]")
+        )
+
+
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return {
         key: value

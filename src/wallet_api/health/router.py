@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from wallet_api.core.database import Database
-from wallet_api.core.errors import BodyTooLarge, DatabaseUnavailable
+from wallet_api.core.errors import BodyTooLarge, DatabaseUnavailable, describe, error_response
 from wallet_api.core.openapi import error_responses
 from wallet_api.core.responses import json_response
 from wallet_api.health import repository
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -41,9 +44,38 @@ async def ready(request: Request) -> Response:
         async with asyncio.timeout(READINESS_TIMEOUT_SECONDS), database.autocommit() as connection:
             await repository.ping(connection)
     except Exception as exc:
-        raise DatabaseUnavailable(
+        unavailable = DatabaseUnavailable(
             f"The database did not answer within {READINESS_TIMEOUT_SECONDS:g} s."
             if isinstance(exc, TimeoutError)
             else "The database is unavailable."
-        ) from exc
+        )
+        _readiness.failed(unavailable.detail, exc)
+        return error_response(unavailable)
+    _readiness.passed()
     return json_response({"status": "ok"})
+
+
+class _Readiness:
+    """This worker's last readiness answer: probes come every few seconds, so a change
+    is logged once (one line, the cause in a few words), not every failed probe."""
+
+    def __init__(self) -> None:
+        self.ready: bool | None = None
+
+    def failed(self, detail: str, cause: Exception) -> None:
+        if self.ready is not False:
+            logger.warning(
+                "not ready: %s (%s)",
+                detail,
+                describe(cause),
+                exc_info=cause if logger.isEnabledFor(logging.DEBUG) else None,
+            )
+        self.ready = False
+
+    def passed(self) -> None:
+        if self.ready is False:
+            logger.info("ready again: the database answers")
+        self.ready = True
+
+
+_readiness = _Readiness()

@@ -1,5 +1,5 @@
 """The `wallet-api` command: `serve` (what `make run` runs), `migrate`, `verify` and
-`keys` (API keys)."""
+`keys` (API keys). Which database the commands use: `cli/database.py`."""
 
 from __future__ import annotations
 
@@ -9,38 +9,51 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
-from pathlib import Path
 from types import FrameType
 
-from wallet_api.auth import cli as auth_cli
-from wallet_api.core.config import load_settings_or_exit
+from wallet_api.cli import keys as keys_command
+from wallet_api.cli.database import (
+    COULD_NOT_CONNECT,
+    EMBEDDED_DATA_DIR,
+    database_settings,
+    reported_in_one_line,
+    server_name,
+)
+from wallet_api.core.config import Settings, load_settings_or_exit
 from wallet_api.core.database import Database
 from wallet_api.wallets.repository import LedgerReport
 from wallet_api.wallets.service import WalletService
 
 logger = logging.getLogger("wallet_api.cli")
 
-#: Where `serve` keeps the embedded PostgreSQL's data, relative to the working directory.
-EMBEDDED_DATA_DIR = Path(".data/postgres")
 
-
-def migrate() -> None:
-    """Apply every Alembic migration to the configured database."""
+def migrate(settings: Settings) -> None:
+    """Apply every Alembic migration to the database `settings` name."""
     from alembic import command
     from alembic.config import Config
 
     config = Config("alembic.ini")
     config.attributes["configure_logger"] = False  # keep this process's logging as it is
-    command.upgrade(config, "head")
+    with reported_in_one_line(settings):
+        command.upgrade(config, "head")
 
 
 def serve() -> int:
     """Migrate, then run Gunicorn in the foreground; with no DB_HOST, on an embedded server."""
     settings = load_settings_or_exit()
+    port_taken = _port_taken(settings.host, settings.port)
+    if port_taken:
+        print(
+            f"wallet-api: cannot listen on {settings.host}:{settings.port} ({port_taken}): "
+            f"stop what listens there (another `make run`?), or set PORT",
+            file=sys.stderr,
+        )
+        return COULD_NOT_CONNECT
     with ExitStack() as stack:
         if "db_host" not in settings.model_fields_set:
             from wallet_api.devtools.postgres import embedded_postgres, ensure_database
@@ -51,7 +64,13 @@ def serve() -> int:
             address = stack.enter_context(embedded_postgres(EMBEDDED_DATA_DIR, keep_data=True))
             ensure_database(address, settings.db_name)
             os.environ.update(address.environment(settings.db_name))
-        migrate()
+            settings = load_settings_or_exit()
+        migrate(settings)
+        logger.info(
+            "database %r on %s, migrated to the latest revision",
+            settings.db_name,
+            server_name(settings),
+        )
         # A terminal reads console lines better than JSON; a LOG_FORMAT set anywhere wins.
         if "log_format" not in settings.model_fields_set:
             os.environ["LOG_FORMAT"] = "console"
@@ -71,9 +90,23 @@ def serve() -> int:
         return gunicorn.wait()
 
 
+def _port_taken(host: str, port: int) -> str | None:
+    """Why Gunicorn could not bind (host, port), or None when it can (the same check it
+    makes, without its five retries and their tracebacks)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 def verify() -> int:
-    """Check the whole ledger; print a summary; non-zero exit status on any mismatch."""
-    settings = load_settings_or_exit()
+    """Check the whole ledger; print a summary. Exit status 0 when it is consistent, 1 on
+    any mismatch, 2 when it could not be checked."""
+    settings = database_settings()
 
     async def run() -> LedgerReport:
         database = Database(settings, unbounded=True)  # one statement over the whole ledger
@@ -82,7 +115,8 @@ def verify() -> int:
         finally:
             await database.dispose()
 
-    report = asyncio.run(run())
+    with reported_in_one_line(settings):
+        report = asyncio.run(run())
     print(
         json.dumps(
             {
@@ -112,21 +146,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     commands.add_parser("migrate", help="apply every migration to the configured database")
     commands.add_parser(
-        "verify", help="check that every balance equals its ledger; exit 1 on any mismatch"
+        "verify",
+        help="check that every balance equals its ledger; exit 1 on a mismatch, 2 if it "
+        "could not check",
     )
-    auth_cli.add_commands(commands)
+    keys_command.add_commands(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="wallet-api: %(message)s")
     for noisy in ("embedded_postgres", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.migration").addFilter(_what_alembic_did)
     if args.command == "serve":
         sys.exit(serve())
     if args.command == "verify":
         sys.exit(verify())
     if args.command == "keys":
-        sys.exit(auth_cli.run(args))
-    load_settings_or_exit()
-    migrate()
+        sys.exit(keys_command.run(args))
+    migrate(database_settings())
+
+
+def _what_alembic_did(record: logging.LogRecord) -> bool:
+    """Alembic's log, without the two lines it prints at every start whatever it does."""
+    return not str(record.msg).startswith(("Context impl", "Will assume"))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 from wallet_api.auth import repository
 from wallet_api.auth.keys import OWNER_PATTERN, ApiKey, Scope, new_key
-from wallet_api.core.config import BURST_MAX, RATE_RANGE, load_settings_or_exit
+from wallet_api.cli.database import database_settings, reported_in_one_line
+from wallet_api.core.config import BURST_MAX, RATE_RANGE
 from wallet_api.core.database import Connection, Database
 
 T = TypeVar("T")
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _with_connection(work: Callable[[Connection], Awaitable[T]]) -> T:
-    settings = load_settings_or_exit()
+    settings = database_settings()
 
     async def go() -> T:
         database = Database(settings)
@@ -100,7 +101,8 @@ def _with_connection(work: Callable[[Connection], Awaitable[T]]) -> T:
         finally:
             await database.dispose()
 
-    return asyncio.run(go())
+    with reported_in_one_line(settings):
+        return asyncio.run(go())
 
 
 def _shown(key: ApiKey) -> dict[str, Any]:
