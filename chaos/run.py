@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -182,12 +183,18 @@ async def read_ledger(cluster: Cluster, prefix: str) -> tuple[list[LedgerRow], i
 # -- faults: each returns the monotonic time the fault ended ----------------------------------
 
 
+def signal_process(pid: int, sig: signal.Signals) -> None:
+    """Send `sig` to `pid`, which may have ended meanwhile (backends come and go)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
 def kill_worker(cluster: Cluster) -> float:
     master = cluster.pid("instance1")
     assert master is not None, "instance 1 is not running"
     workers = children(master)
     assert workers, "instance 1 has no workers"
-    os.kill(workers[0], signal.SIGKILL)
+    signal_process(workers[0], signal.SIGKILL)
     return time.monotonic()
 
 
@@ -204,7 +211,7 @@ def kill_master(cluster: Cluster) -> float:
         time.sleep(0.1)
     for pid in workers:
         if pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
+            signal_process(pid, signal.SIGKILL)
     cluster.start_instance(0)
     return ended
 
@@ -235,13 +242,13 @@ def postgres_processes(cluster: Cluster) -> list[int]:
 def freeze_primary(cluster: Cluster) -> float:
     processes = postgres_processes(cluster)
     for pid in processes:
-        os.kill(pid, signal.SIGSTOP)
+        signal_process(pid, signal.SIGSTOP)
     try:
         time.sleep(FREEZE_SECONDS)
     finally:
         for pid in processes:
             if pid_alive(pid):
-                os.kill(pid, signal.SIGCONT)
+                signal_process(pid, signal.SIGCONT)
     return time.monotonic()
 
 
@@ -269,7 +276,7 @@ def fail_over(cluster: Cluster) -> float:
     patroni = cluster.pid(leader.name)
     processes = postgres_processes(cluster)
     for pid in [*([patroni] if patroni else []), *processes]:
-        os.kill(pid, signal.SIGKILL)
+        signal_process(pid, signal.SIGKILL)
     return time.monotonic()
 
 
