@@ -146,6 +146,8 @@ _CAUSES: list[tuple[Callable[[BaseException], bool], _Explain]] = [
 
 def server_name(settings: Settings) -> str:
     """The server `settings` name, for a person."""
+    if len(settings.db_hosts) > 1:
+        return "PostgreSQL at " + ", ".join(f"{host}:{port}" for host, port in settings.db_hosts)
     host = settings.db_host
     if host.startswith("/"):
         if Path(host).resolve() == EMBEDDED_DATA_DIR.resolve():
