@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format typecheck check migrate bench loadtest lock clean pgbouncer mutate
+.PHONY: help install run test lint format typecheck check migrate bench loadtest lock clean pgbouncer mutate docker-test
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,6 +52,12 @@ mutate: $(STAMP) ## Mutation testing: mutmut on the pure modules, then targeted 
 	fi; \
 	echo "mutmut: $$($(BIN)/mutmut results --all true | grep -c ': killed') mutants, every one killed"
 	$(BIN)/python -m tests.mutation.run_breaks $(MUTATE_ARGS)
+
+# The Docker route, built and run: the images (on a base made from Debian's packages when
+# python:3.13-slim cannot be pulled), the service against PostgreSQL in containers, the
+# `tests` image, the compose file. Needs a running Docker daemon; see tests/docker/run.py.
+docker-test: $(STAMP) ## Build the Docker images and check them running (DOCKER_TEST_ARGS="--help")
+	$(BIN)/python -m tests.docker.run $(DOCKER_TEST_ARGS)
 
 migrate: $(STAMP) ## Apply migrations to the database DB_* names
 	$(BIN)/wallet-api migrate
