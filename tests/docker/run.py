@@ -67,6 +67,8 @@ SUSPECT_FILES = r"\( -name '*.crt' -o -name '*.pem' -o -name 'pip.conf' -o -name
 DATABASE = "wallets"
 #: Concurrent requests in flight during `docker stop`.
 IN_FLIGHT = 6
+#: Seconds the row lock is held after Gunicorn took SIGTERM (GRACEFUL_TIMEOUT is 30).
+HELD_AFTER_SIGTERM = 3
 
 
 class CheckFailed(Exception):
@@ -386,6 +388,9 @@ class Service:
             status = (state.get("Health") or {}).get("Status", "none")
             if status == "healthy":
                 return
+            if status == "unhealthy":
+                log = state["Health"]["Log"][-1]["Output"].strip()
+                raise CheckFailed(f"Docker reports {container} unhealthy: {log[-1000:]}")
             time.sleep(0.5)
         raise CheckFailed(f"{container} not healthy after {timeout:.0f} s ({status})")
 
@@ -569,6 +574,8 @@ def check_graceful_stop(service: Service, wallet: str) -> None:
     wait_for(
         "Gunicorn to take SIGTERM", lambda: "Handling signal: term" in service.logs(service.api), 15
     )
+    # Held a while past SIGTERM: a stop that does not wait for in-flight requests shows here.
+    time.sleep(HELD_AFTER_SIGTERM)
     expect("requests answered before the lock was released", answers, [])
     holder.stdin.write("COMMIT;\n")
     holder.stdin.close()
