@@ -28,8 +28,8 @@ RUN python -m venv /opt/venv
 WORKDIR /build
 
 # Runtime dependencies first, in a layer of their own: rebuilt only when pyproject.toml or the
-# lock changes, not on every code change. (README.md: pyproject.toml names it as the readme.)
-COPY pyproject.toml requirements.lock README.md ./
+# lock changes, not on every code or README change.
+COPY pyproject.toml requirements.lock ./
 RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=pip_ca \
     if [ -f /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
     && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
@@ -37,6 +37,8 @@ RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=pip_ca \
     && pip install --constraint requirements.lock --requirement /tmp/runtime-requirements.txt
 
 # The service itself (a regular, non-editable install; the `dev` extra is not installed).
+# README.md: pyproject.toml names it as the readme.
+COPY README.md ./
 COPY src/ src/
 RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=pip_ca \
     if [ -f /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \

@@ -448,6 +448,14 @@ def check_migrated(service: Service) -> None:
         service.psql(DATABASE, "SELECT version_num FROM alembic_version"),
         head,
     )
+    # Both streams, in the order Docker received their lines (timestamps sort as text).
+    streams = service.docker.run("logs", "--timestamps", service.api)
+    log = "\n".join(sorted((streams.stdout + streams.stderr).splitlines()))
+    upgraded, listening = log.rfind("Running upgrade"), log.find("Listening at:")
+    if not 0 <= upgraded < listening:
+        raise CheckFailed(
+            "the container's log does not show Alembic's upgrade before Gunicorn listens"
+        )
     say(f"migrated: the container brought the schema to head ({head}) before serving")
 
 
