@@ -8,10 +8,10 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test lint format typecheck check migrate verify bench loadtest lock clean clean-data pgbouncer mutate
-.PHONY: cluster cluster-down cluster-packages chaos
+.PHONY: cluster cluster-down cluster-packages chaos docker-test
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is required") if sys.version_info < (3, 11) else None'
@@ -53,6 +53,12 @@ mutate: $(STAMP) ## Mutation testing: mutmut on the pure modules, then targeted 
 	fi; \
 	echo "mutmut: $$($(BIN)/mutmut results --all true | grep -c ': killed') mutants, every one killed"
 	$(BIN)/python -m tests.mutation.run_breaks $(MUTATE_ARGS)
+
+# The Docker route, built and run: the images (on a base made from Debian's packages when
+# python:3.13-slim cannot be pulled), the service against PostgreSQL in containers, the
+# `tests` image, the compose file. Needs a running Docker daemon; see tests/docker/run.py.
+docker-test: $(STAMP) ## Build the Docker images and check them running (DOCKER_TEST_ARGS="--help")
+	$(BIN)/python -m tests.docker.run $(DOCKER_TEST_ARGS)
 
 migrate: $(STAMP) ## Apply migrations: to DB_HOST's database, else to the one `make run` runs
 	$(BIN)/wallet-api migrate
