@@ -42,9 +42,13 @@ def database_settings() -> Settings:
     settings = load_settings_or_exit()
     if "db_host" in settings.model_fields_set:
         return settings
-    from wallet_api.devtools.postgres import running_embedded_postgres
+    try:
+        from wallet_api.devtools.postgres import running_embedded_postgres
 
-    address = running_embedded_postgres(EMBEDDED_DATA_DIR)
+        address = running_embedded_postgres(EMBEDDED_DATA_DIR)
+    except ImportError:  # an installation without the development tools (the image)
+        print("wallet-api: DB_HOST is not set: set it to the database's host", file=sys.stderr)
+        raise SystemExit(COULD_NOT_CONNECT) from None
     if address is None:
         print(
             f"wallet-api: DB_HOST is not set and the embedded PostgreSQL of `make run` is not "
