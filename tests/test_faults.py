@@ -44,6 +44,9 @@ from tests.test_wallet_contract import assert_problem
 from wallet_api.devtools.postgres import RestartableEmbeddedPostgres
 from wallet_api.devtools.server import ServiceProcess
 
+#: Servers of its own, whatever server the suite is given.
+pytestmark = pytest.mark.own_servers
+
 #: Operations queued behind a batch give up after this long: short, so that a queue that is
 #: never served shows as 503 `wallet_busy` quickly.
 DEADLINE_SECONDS = 3

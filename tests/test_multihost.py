@@ -37,6 +37,9 @@ from wallet_api.devtools.postgres import (
 )
 from wallet_api.devtools.server import ServiceProcess
 
+#: Servers of its own, whatever server the suite is given.
+pytestmark = pytest.mark.own_servers
+
 
 def _run_as(user: str | None, *command: str) -> None:
     result = subprocess.run(

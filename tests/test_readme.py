@@ -32,11 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 
 pytestmark = [
-    pytest.mark.skipif(
-        bool(os.environ.get("TEST_DATABASE_URL")),
-        reason="the README runs on the embedded PostgreSQL of `make run` in its own copy; "
-        "the suite's run without TEST_DATABASE_URL covers it",
-    ),
+    pytest.mark.own_servers,  # the embedded PostgreSQL of `make run`, in its own copy
     pytest.mark.skipif(shutil.which("curl") is None, reason="the README's examples use curl"),
     pytest.mark.skipif(
         not (ROOT / ".git").exists() or shutil.which("git") is None,

@@ -30,6 +30,9 @@ from tests.test_wallet_contract import assert_problem
 from wallet_api.devtools.postgres import RestartableEmbeddedPostgres
 from wallet_api.devtools.server import ServiceProcess
 
+#: Servers of its own, whatever server the suite is given.
+pytestmark = pytest.mark.own_servers
+
 #: Settings under test: give up on a connection attempt after 1 s, on a pool slot after 2 s.
 # Short bounds, so that an outage shows within the test's patience: the client gives up on
 # a statement 2 s after DB_STATEMENT_TIMEOUT_MS, a queued operation after OPERATION_DEADLINE.
