@@ -63,7 +63,7 @@ docker-test: $(STAMP) ## Build the Docker images and check them running (DOCKER_
 migrate: $(STAMP) ## Apply migrations: to DB_HOST's database, else to the one `make run` runs
 	$(BIN)/wallet-api migrate
 
-verify: $(STAMP) ## Check the ledger (same database rule as migrate); exit 1 mismatch, 2 unreachable
+verify: $(STAMP) ## Check the ledger, on the database migrate uses (wallet-api verify: 1 mismatch, 2 not checked)
 	$(BIN)/wallet-api verify
 
 bench: $(STAMP) ## Benchmark on servers of its own (free ports); prints and saves JSON (docs/PERFORMANCE.md)

@@ -15,7 +15,12 @@ _settings = load_settings_or_exit()  # a bad value stops the server here, before
 
 wsgi_app = "wallet_api.main:app"
 worker_class = "uvicorn_worker.UvicornWorker"  # uvloop and httptools when installed
-bind = [f"{_settings.host}:{_settings.port}"]
+# An IPv6 literal (`::`, `::1`) is bracketed, as Gunicorn's address parser wants it.
+bind = [
+    f"[{_settings.host}]:{_settings.port}"
+    if ":" in _settings.host
+    else f"{_settings.host}:{_settings.port}"
+]
 workers = _settings.workers_count
 # Uvicorn workers serve every request on one event loop; Gunicorn's `threads` does not
 # apply to them. Kept so that THREADS_COUNT is validated and visible, as the spec lists it.

@@ -98,10 +98,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     # argparse passes string defaults through `type`, so the environment is validated too.
     parser.add_argument(
         "--host",
-        default=env("HOST_URL") or _served_url(),
+        default=env("HOST_URL"),
         help=(
             "base URL of the server (env HOST_URL; default: where `make run` serves, from "
-            "HOST and PORT as it reads them: %(default)s)"
+            "HOST and PORT as it reads them)"
         ),
     )
     parser.add_argument(
@@ -141,7 +141,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="unexpected failures tolerated, as a fraction of requests "
         "(env LOADTEST_MAX_FAILURE_RATIO; default %(default)s)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.host is None:
+        args.host = _served_url()
+    return args
 
 
 def preflight(host: str) -> str | None:

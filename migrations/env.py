@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import wallet_api.auth.models
 import wallet_api.wallets.models  # noqa: F401
 from wallet_api.cli.database import database_settings, reported_in_one_line
+from wallet_api.core.config import load_settings_or_exit
 from wallet_api.core.database import metadata
 
 config = context.config
@@ -21,8 +22,9 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
     fileConfig(config.config_file_name)
 
 target_metadata = metadata
-#: DB_HOST's server, or with DB_HOST unset the embedded one `make run` runs (one line if none).
-settings = database_settings()
+#: DB_HOST's server, or with DB_HOST unset the embedded one `make run` runs (one line if
+#: none). Offline (`--sql`), no server is needed: the settings as they are.
+settings = load_settings_or_exit() if context.is_offline_mode() else database_settings()
 
 
 def _run_migrations(connection: Connection) -> None:
@@ -53,5 +55,5 @@ if context.is_offline_mode():
     with context.begin_transaction():
         context.run_migrations()
 else:
-    with reported_in_one_line(settings):
+    with reported_in_one_line(settings, migrating=True):
         asyncio.run(_run_async_migrations())

@@ -20,7 +20,10 @@ from tests.test_wallet_contract import assert_problem
 from wallet_api.devtools.server import ServiceProcess, free_port
 
 #: The service's settings, kept out of the commands' environment unless a test sets them.
-_SETTINGS = re.compile(r"^(DB_|TEST_DATABASE_URL|PORT$|HOST$|LOG_)")
+_SETTINGS = re.compile(
+    r"^(DB_|TEST_DATABASE_URL|PORT$|HOST$|LOG_|AUTH_|RATE_LIMIT|REDIS_URL|COALESCING_|"
+    r"WORKERS_COUNT|THREADS_COUNT|PROMETHEUS_)"
+)
 
 
 def run(*command: str, cwd: Path, **settings: str) -> subprocess.CompletedProcess[str]:
@@ -144,14 +147,21 @@ def test_serve_on_a_port_in_use_is_one_line_before_anything_starts(
     database: TestDatabase, taken_port: int
 ) -> None:
     result = run(
-        "wallet_api.cli", "serve", cwd=ROOT, PORT=str(taken_port), **database.environment()
+        "wallet_api.cli",
+        "serve",
+        cwd=ROOT,
+        HOST="127.0.0.1",
+        PORT=str(taken_port),
+        **database.environment(),
     )
     assert_one_line(result, f"cannot listen on 127.0.0.1:{taken_port}", "set PORT")
 
 
 def test_serve_with_a_missing_database_is_one_line(database: TestDatabase) -> None:
     settings = {**database.environment(), "DB_NAME": "no_such_database"}
-    result = run("wallet_api.cli", "serve", cwd=ROOT, PORT=str(free_port()), **settings)
+    result = run(
+        "wallet_api.cli", "serve", cwd=ROOT, HOST="127.0.0.1", PORT=str(free_port()), **settings
+    )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]

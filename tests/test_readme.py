@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -40,8 +41,16 @@ pytestmark = [
     ),
 ]
 
-#: Commands of the README's `sh` blocks that are run as well (each must be in the README).
-SH_COMMANDS = ("make verify", ".venv/bin/alembic check", "make migrate")
+#: Commands of the README's `sh` blocks that are run as well (each must be in the README),
+#: with a line their output must hold.
+SH_COMMANDS = {
+    "make verify": '"consistent": true',
+    ".venv/bin/alembic check": "No new upgrade operations detected.",
+    "make migrate": "database 'wallets' on the embedded PostgreSQL of `make run`",
+}
+
+#: How long one command of the README may take.
+STEP_SECONDS = 120
 
 
 @dataclass
@@ -97,22 +106,31 @@ class Shell:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            bufsize=1,
         )
 
     def run(self, command: str) -> tuple[int, list[str]]:
+        """The command's exit status and what it printed (within STEP_SECONDS)."""
         assert self.process.stdin is not None
         assert self.process.stdout is not None
-        self.process.stdin.write(f"{command}\necho; echo {self.MARK} $?\n")
+        # The status is kept before the `echo` that ends an unterminated last line.
+        self.process.stdin.write(f"{command}\n__status=$?; echo; echo {self.MARK} $__status\n")
         self.process.stdin.flush()
-        lines: list[str] = []
-        while True:
-            line = self.process.stdout.readline()
-            assert line, f"the shell ended during {command!r}: {lines}"
-            if line.startswith(self.MARK):
-                if lines and lines[-1] == "":
-                    lines.pop()  # the `echo` that ends an unterminated last line
-                return int(line.split()[1]), lines
-            lines.append(line.rstrip("\n"))
+        output = b""
+        deadline = time.monotonic() + STEP_SECONDS
+        while (self.MARK.encode() + b" ") not in output:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"{command!r} still runs after {STEP_SECONDS} s: {output!r}"
+            ready, _, _ = select.select([self.process.stdout], [], [], remaining)
+            chunk = os.read(self.process.stdout.fileno(), 65536) if ready else b""
+            assert chunk or not ready, f"the shell ended during {command!r}: {output!r}"
+            output += chunk
+        printed, _, status = output.decode().rpartition(self.MARK + " ")
+        # The text before the mark ends with a newline; HTTP headers end with CR LF.
+        lines = [line.rstrip("\r") for line in printed.split("\n")[:-1]]
+        if lines and lines[-1] == "":
+            lines.pop()  # the `echo` that ends an unterminated last line
+        return int(status.split()[0]), lines
 
     def close(self) -> None:
         self.process.kill()
@@ -134,16 +152,16 @@ class Server:
                 start_new_session=True,
             )
         base = f"http://127.0.0.1:{env['PORT']}"
-        deadline = time.monotonic() + 240  # the first start installs .venv and runs initdb
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"{command!r} ended:\n{log.read_text()}"
+        deadline = time.monotonic() + 240  # the first start runs initdb
+        while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 if httpx.get(base + "/health/ready", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        raise AssertionError(f"{command!r} not ready in time:\n{log.read_text()}")
+        self.stop()  # nothing of it left running
+        raise AssertionError(f"{command!r} did not become ready:\n{log.read_text()}")
 
     def stop(self) -> str:
         """Ctrl-C: SIGINT to the terminal's foreground group (bash, make and the server).
@@ -190,7 +208,9 @@ def newcomer_environment(port: int) -> dict[str, str]:
     """This process's environment without the service's settings: a newcomer sets none."""
     service_settings = re.compile(
         r"^(DB_|TEST_DATABASE_URL|WALLET_|AUTH_|RATE_LIMIT|REDIS_URL|COALESCING_|LOG_|HOST$|"
-        r"WORKERS_COUNT|THREADS_COUNT|PROMETHEUS_)"
+        r"WORKERS_COUNT|THREADS_COUNT|PROMETHEUS_|"
+        # ... and what this process's own tools set: make's, a virtualenv's, Python's path.
+        r"MAKEFLAGS$|MAKELEVEL$|MFLAGS$|VIRTUAL_ENV$|PYTHONPATH$|PYTHONHOME$)"
     )
     env = {key: value for key, value in os.environ.items() if not service_settings.match(key)}
     return {**env, "PORT": str(port)}
@@ -223,9 +243,10 @@ def test_the_readme_runs_as_written_from_a_fresh_clone(clone: Path) -> None:
                 + "\nit printed:\n"
                 + "\n".join(printed)
             )
-        for command in SH_COMMANDS:
+        for command, expected in SH_COMMANDS.items():
             status, printed = shell.run(command)
             assert status == 0, f"$ {command}\nexit {status}:\n" + "\n".join(printed)
+            assert any(expected in line for line in printed), f"$ {command}:\n" + "\n".join(printed)
     finally:
         shell.close()
         server.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import traceback
 from collections.abc import Sequence
 from contextlib import ExitStack
 from types import FrameType
@@ -39,18 +41,22 @@ def migrate(settings: Settings) -> None:
 
     config = Config("alembic.ini")
     config.attributes["configure_logger"] = False  # keep this process's logging as it is
-    with reported_in_one_line(settings):
+    with reported_in_one_line(settings, migrating=True):
         command.upgrade(config, "head")
+    logger.info(
+        "database %r on %s: migrated to the latest revision",
+        settings.db_name,
+        server_name(settings),
+    )
 
 
 def serve() -> int:
     """Migrate, then run Gunicorn in the foreground; with no DB_HOST, on an embedded server."""
     settings = load_settings_or_exit()
-    port_taken = _port_taken(settings.host, settings.port)
-    if port_taken:
+    unbindable = _cannot_bind(settings.host, settings.port)
+    if unbindable:
         print(
-            f"wallet-api: cannot listen on {settings.host}:{settings.port} ({port_taken}): "
-            f"stop what listens there (another `make run`?), or set PORT",
+            f"wallet-api: cannot listen on {settings.host}:{settings.port}: {unbindable}",
             file=sys.stderr,
         )
         return COULD_NOT_CONNECT
@@ -66,11 +72,6 @@ def serve() -> int:
             os.environ.update(address.environment(settings.db_name))
             settings = load_settings_or_exit()
         migrate(settings)
-        logger.info(
-            "database %r on %s, migrated to the latest revision",
-            settings.db_name,
-            server_name(settings),
-        )
         # A terminal reads console lines better than JSON; a LOG_FORMAT set anywhere wins.
         if "log_format" not in settings.model_fields_set:
             os.environ["LOG_FORMAT"] = "console"
@@ -90,16 +91,19 @@ def serve() -> int:
         return gunicorn.wait()
 
 
-def _port_taken(host: str, port: int) -> str | None:
-    """Why Gunicorn could not bind (host, port), or None when it can (the same check it
-    makes, without its five retries and their tracebacks)."""
+def _cannot_bind(host: str, port: int) -> str | None:
+    """Why Gunicorn could not bind (host, port), and what to do, or None when it can: the
+    bind it makes (IPv6 for an IPv6 literal, else IPv4, SO_REUSEADDR), without its five
+    retries and their tracebacks."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
+            probe.bind((host.strip("[]"), port))
     except OSError as exc:
-        return exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            return f"{exc.strerror}: stop what listens there (another `make run`?), or set PORT"
+        return f"{exc.strerror or exc}: check HOST and PORT"
     return None
 
 
@@ -115,8 +119,13 @@ def verify() -> int:
         finally:
             await database.dispose()
 
-    with reported_in_one_line(settings):
-        report = asyncio.run(run())
+    try:
+        with reported_in_one_line(settings):
+            report = asyncio.run(run())
+    except Exception:  # not a mismatch: the ledger could not be checked
+        traceback.print_exc()
+        print("wallet-api: the ledger could not be checked (above: why)", file=sys.stderr)
+        return COULD_NOT_CONNECT
     print(
         json.dumps(
             {

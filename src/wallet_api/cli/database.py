@@ -61,14 +61,17 @@ def database_settings() -> Settings:
 
 
 @contextmanager
-def reported_in_one_line(settings: Settings) -> Iterator[None]:
+def reported_in_one_line(settings: Settings, *, migrating: bool = False) -> Iterator[None]:
     """Turn a failure to reach or use the database into one line and exit status 2;
-    anything else propagates as it is."""
+    anything else propagates as it is. `migrating`: a missing table is then the
+    migration's own bug (it propagates), not a database still to be migrated."""
     try:
         yield
     except Exception as exc:
         cause = failure_cause(exc, settings)
-        if cause is None:
+        if cause is None or (
+            migrating and any(isinstance(e, asyncpg.UndefinedTableError) for e in _chain(exc))
+        ):
             raise
         if settings.log_level == "debug":
             traceback.print_exception(exc)
@@ -129,8 +132,8 @@ _CAUSES: list[tuple[Callable[[BaseException], bool], _Explain]] = [
     (
         lambda e: isinstance(e, TimeoutError),
         lambda _, s, where: (
-            f"{where} did not answer within {s.db_connect_timeout:g} s (DB_CONNECT_TIMEOUT): "
-            f"is it reachable?"
+            f"{where} did not answer in time (DB_CONNECT_TIMEOUT {s.db_connect_timeout:g} s, "
+            f"DB_CLIENT_TIMEOUT {s.client_timeout_seconds:g} s): is it reachable?"
         ),
     ),
     (
@@ -170,4 +173,5 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
             continue
         seen.add(id(error))
         yield error
-        todo += [getattr(error, "orig", None), error.__cause__, error.__context__]
+        context = None if error.__suppress_context__ else error.__context__
+        todo += [getattr(error, "orig", None), error.__cause__, context]

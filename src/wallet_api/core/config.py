@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import sys
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -289,14 +289,26 @@ def get_settings() -> Settings:
     return Settings()
 
 
+#: Settings whose values are never printed, not even when they are wrong.
+_SECRET_SETTINGS = frozenset({"db_password", "redis_url"})
+
+
+def _named(error: Any) -> str:
+    """The variable a validation error is about, with its value unless it is a secret; a
+    rule that spans several variables names none (its message does)."""
+    location = ".".join(map(str, error["loc"]))
+    if not location:
+        return "settings"
+    if location in _SECRET_SETTINGS:
+        return location.upper()
+    return f"{location.upper()}={error.get('input')!r}"
+
+
 def load_settings_or_exit() -> Settings:
     """The settings, or exit at once naming each bad environment variable and why."""
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "\n".join(
-            f"  {'.'.join(map(str, error['loc'])).upper()}={error.get('input')!r}: {error['msg']}"
-            for error in exc.errors()
-        )
+        problems = "\n".join(f"  {_named(error)}: {error['msg']}" for error in exc.errors())
         print(f"wallet-api: invalid configuration:\n{problems}", file=sys.stderr)
         raise SystemExit(2) from None

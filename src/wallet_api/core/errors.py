@@ -190,8 +190,9 @@ def exception_response(exc: Exception) -> Response:
     """The problem response for any exception a request ended with (and its log line):
     the one mapping behind the application's error handlers, and behind the operation
     fast path (`wallets/fast_path.py`), which answers outside FastAPI's routing."""
-    if isinstance(exc, ServiceUnavailable):
-        # Expected while the database is away, for every request: one line each, its cause
+    if isinstance(exc, AppError) and exc.status == 503:
+        # Expected while the database is away or a wallet is busy, for every request (they
+        # come in bursts): one line each, its cause
         # in a few words, the traceback only at LOG_LEVEL=debug.
         logger.warning(
             "%s: %s%s",

@@ -83,9 +83,14 @@ def embedded_postgres(data_dir: Path, *, keep_data: bool) -> Iterator[PostgresAd
         )
     finally:
         server.cleanup()
-        logger.info(
-            "embedded PostgreSQL in %s stopped%s", data_dir, "" if keep_data else ", data deleted"
-        )
+        if running_embedded_postgres(data_dir) is None:
+            logger.info(
+                "embedded PostgreSQL in %s stopped%s",
+                data_dir,
+                "" if keep_data else ", data deleted",
+            )
+        else:
+            logger.info("embedded PostgreSQL in %s left running: another process uses it", data_dir)
 
 
 def running_embedded_postgres(data_dir: Path) -> PostgresAddress | None:
