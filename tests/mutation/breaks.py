@@ -134,7 +134,7 @@ BREAKS = [
         "pool-expired-on-any-error",
         "an ordinary error (a key's unique violation) costs no connection",
         DATABASE,
-        "            if is_connection_lost(exc):\n",
+        "            if is_connection_lost(exc) or is_read_only(exc):\n",
         "            if True:\n",
         ("tests/test_idempotency.py",),
     ),
