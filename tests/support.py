@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import subprocess
@@ -125,6 +126,21 @@ def launch_service(
         "DB_LOCK_TIMEOUT_MS": "30000",
     }
     return ServiceProcess(ROOT, {**database.environment(), **defaults, **settings}, log_path)
+
+
+#: The service's settings, and what this process's own tools set (make's variables, a
+#: virtualenv's, Python's path), none of which a newcomer's shell has.
+_SETTINGS_AND_TOOLS = re.compile(
+    r"^(DB_|TEST_DATABASE_URL|WALLET_|AUTH_|RATE_LIMIT|REDIS_URL|COALESCING_|LOG_|HOST$|PORT$|"
+    r"WORKERS_COUNT|THREADS_COUNT|PROMETHEUS_|"
+    r"MAKEFLAGS$|MAKELEVEL$|MFLAGS$|VIRTUAL_ENV$|PYTHONPATH$|PYTHONHOME$)"
+)
+
+
+def plain_environment() -> dict[str, str]:
+    """This process's environment without any of the service's settings or its tools'
+    variables: what a command typed in a fresh shell starts from."""
+    return {key: value for key, value in os.environ.items() if not _SETTINGS_AND_TOOLS.match(key)}
 
 
 OPERATION_PATH = "/api/v1/wallets/{}/operation"

@@ -4,8 +4,6 @@ operator runs them: `wallet-api`, `alembic` and Gunicorn as processes."""
 
 from __future__ import annotations
 
-import os
-import re
 import socket
 import subprocess
 import sys
@@ -15,23 +13,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import ROOT, TestDatabase
+from tests.support import ROOT, TestDatabase, plain_environment
 from tests.test_wallet_contract import assert_problem
 from wallet_api.devtools.server import ServiceProcess, free_port
 
-#: The service's settings, kept out of the commands' environment unless a test sets them.
-_SETTINGS = re.compile(
-    r"^(DB_|TEST_DATABASE_URL|PORT$|HOST$|LOG_|AUTH_|RATE_LIMIT|REDIS_URL|COALESCING_|"
-    r"WORKERS_COUNT|THREADS_COUNT|PROMETHEUS_)"
-)
-
 
 def run(*command: str, cwd: Path, **settings: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not _SETTINGS.match(key)}
     return subprocess.run(
         [sys.executable, "-m", *command],
         cwd=cwd,
-        env={**env, **settings},
+        env={**plain_environment(), **settings},
         capture_output=True,
         text=True,
         timeout=120,

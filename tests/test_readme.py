@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import plain_environment
 from wallet_api.devtools.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,15 +206,8 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def newcomer_environment(port: int) -> dict[str, str]:
-    """This process's environment without the service's settings: a newcomer sets none."""
-    service_settings = re.compile(
-        r"^(DB_|TEST_DATABASE_URL|WALLET_|AUTH_|RATE_LIMIT|REDIS_URL|COALESCING_|LOG_|HOST$|"
-        r"WORKERS_COUNT|THREADS_COUNT|PROMETHEUS_|"
-        # ... and what this process's own tools set: make's, a virtualenv's, Python's path.
-        r"MAKEFLAGS$|MAKELEVEL$|MFLAGS$|VIRTUAL_ENV$|PYTHONPATH$|PYTHONHOME$)"
-    )
-    env = {key: value for key, value in os.environ.items() if not service_settings.match(key)}
-    return {**env, "PORT": str(port)}
+    """A fresh shell's environment (a newcomer sets no setting), with the test's port."""
+    return {**plain_environment(), "PORT": str(port)}
 
 
 def test_the_readme_runs_as_written_from_a_fresh_clone(clone: Path) -> None:
