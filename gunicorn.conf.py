@@ -3,6 +3,7 @@
 import contextlib
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from typing import Any
@@ -71,37 +72,58 @@ logconfig_dict: dict[str, Any] = {
 _METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def _refuse_to_serve_everyone(server: Any) -> None:
-    """Without authentication, listen on loopback addresses only, unless allowed: the
-    addresses Gunicorn will bind are checked (HOST, or -b / GUNICORN_CMD_ARGS)."""
+def _exposed(sockets: list[socket.socket]) -> list[str]:
+    """The addresses among `sockets` that another host could reach: every one but Unix
+    sockets and loopback addresses. Judged on the sockets themselves (`getsockname()`),
+    however they came: `bind`, `-b fd://N`, systemd's `LISTEN_FDS`, a reload, or the
+    workers' own sockets under `reuse_port`."""
+    exposed = []
+    for listener in sockets:
+        if listener.family == socket.AF_UNIX:
+            continue
+        address = listener.getsockname()
+        host, port = (address[0], address[1]) if isinstance(address, tuple) else (address, 0)
+        if not is_loopback(host):
+            exposed.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    return exposed
+
+
+def _refuse_to_serve_everyone(server: Any, sockets: list[socket.socket]) -> bool:
+    """Without authentication, serve on loopback addresses and Unix sockets only, unless
+    allowed. False when `sockets` may not be served (the caller stops); a warning at
+    every start that serves without authentication."""
     if _settings.auth_mode != "none":
-        return
-    exposed = [address for address in server.cfg.bind if not _is_local(address)]
-    if not exposed:
-        return
-    if _settings.auth_open_to_network:
-        server.log.warning(
-            "running without authentication (AUTH_MODE=none) on %s: anyone who can reach "
-            "it can read and move the money of any wallet",
+        return True
+    exposed = _exposed(sockets)
+    if exposed and not _settings.auth_open_to_network:
+        server.log.error(
+            "AUTH_MODE=none on %s: anyone who reaches that address could move any wallet's "
+            "money. Set AUTH_MODE=keys (docs/SECURITY.md), listen on a loopback address, "
+            "or set AUTH_OPEN_TO_NETWORK=true to accept it.",
             ", ".join(exposed),
         )
-        return
-    sys.exit(
-        f"wallet-api: AUTH_MODE=none on {', '.join(exposed)}: anyone who reaches that "
-        "address could move any wallet's money. Set AUTH_MODE=keys (docs/SECURITY.md), "
-        "listen on a loopback address, or set AUTH_OPEN_TO_NETWORK=true to accept it."
+        return False
+    server.log.warning(
+        "running without authentication (AUTH_MODE=none): anyone who can reach %s can "
+        "read and move the money of any wallet",
+        ", ".join(exposed) if exposed else ", ".join(_described(sockets)),
     )
+    return True
 
 
-def _is_local(address: str) -> bool:
-    if address.startswith(("unix:", "fd://")):
-        return True
-    host = address.rpartition(":")[0] if ":" in address else address
-    return is_loopback(host)
+def _described(sockets: list[socket.socket]) -> list[str]:
+    names = []
+    for listener in sockets:
+        address = listener.getsockname()
+        if isinstance(address, tuple):
+            host, port = address[0], address[1]
+            names.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        else:
+            names.append(f"unix:{address}")
+    return names
 
 
 def on_starting(server: Any) -> None:
-    _refuse_to_serve_everyone(server)
     directory = os.environ.get(_METRICS_DIR)
     if directory:
         shutil.rmtree(directory, ignore_errors=True)
@@ -111,12 +133,29 @@ def on_starting(server: Any) -> None:
     if _settings.auth_mode == "keys":
         # One rate-limit table for every worker of this instance (auth/limits.py).
         os.environ[RATE_TABLE_VARIABLE] = create_table()
-    elif not any(not _is_local(address) for address in server.cfg.bind):
-        server.log.warning(
-            "running without authentication (AUTH_MODE=none): anyone who can reach "
-            "%s can read and move the money of any wallet",
-            ", ".join(server.cfg.bind),
-        )
+
+
+def when_ready(server: Any) -> None:
+    # The arbiter's sockets are bound now (under `reuse_port` each worker binds its own:
+    # post_fork judges those).
+    if server.LISTENERS and not _refuse_to_serve_everyone(
+        server, [listener.sock for listener in server.LISTENERS]
+    ):
+        on_exit(server)
+        sys.exit(2)
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    # The sockets this worker will accept on, whatever made them: the arbiter's (checked
+    # in when_ready, but a reload may rebind them without it) or its own (`reuse_port`).
+    # A worker that exits with Gunicorn's boot-error status stops the whole server.
+    if (
+        _settings.auth_mode == "none"
+        and not _settings.auth_open_to_network
+        and _exposed([listener.sock for listener in worker.sockets])
+    ):
+        worker.log.error("AUTH_MODE=none on a network address: this worker refuses to serve")
+        sys.exit(server.WORKER_BOOT_ERROR)
 
 
 def child_exit(server: Any, worker: Any) -> None:

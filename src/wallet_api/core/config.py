@@ -53,7 +53,7 @@ class Settings(BaseSettings):
         ),
     )
 
-    # The asyncpg connection pool, per worker process (see README).
+    # The asyncpg connection pool, per worker process (see docs/CONFIGURATION.md).
     db_pool_size: int = Field(20, ge=1, le=1000)
     db_max_overflow: int = Field(10, ge=0, le=1000)
     db_pool_timeout: float = Field(
@@ -125,7 +125,7 @@ class Settings(BaseSettings):
         5.0, gt=0, le=600, description="Seconds an operation may wait in its wallet's queue."
     )
 
-    # Idempotency-Key retention (see README).
+    # Idempotency-Key retention (see docs/API.md, "Safe retries").
     idempotency_key_ttl: int = Field(
         86_400, ge=1, description="Seconds a key is kept at least (then purged)."
     )
@@ -274,13 +274,17 @@ def parse_hosts(value: str, default_port: int) -> list[tuple[str, int]]:
 
 
 def is_loopback(host: str) -> bool:
-    """A loopback address (`localhost`, 127.0.0.0/8, ::1); a name may be anything."""
-    if host == "localhost":
+    """A loopback address (`localhost` in any case, 127.0.0.0/8, ::1, ::ffff:127.0.0.1);
+    any other name may resolve to anything."""
+    if host.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        return False  # a host name: it may resolve to anything
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 @lru_cache(maxsize=1)
