@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -84,6 +86,23 @@ def assert_unchanged(client: httpx.Client, wallet: str) -> None:
     assert client.get(f"/api/v1/wallets/{wallet}").json() == {"balance": 50}
 
 
+def listed_errors(body: dict[str, object]) -> list[dict[str, Any]]:
+    """The `errors` of a `validation_error`, which lists each problem, as the errors table
+    promises: each a location (a list of names) and a message."""
+    errors = body.get("errors")
+    assert isinstance(errors, list), body
+    assert errors, body
+    for error in errors:
+        assert isinstance(error, dict), body
+        assert set(error) == {"loc", "message"}, body
+        assert isinstance(error["loc"], list), body
+        assert error["loc"], body
+        assert all(isinstance(part, str | int) for part in error["loc"]), body
+        assert isinstance(error["message"], str), body
+        assert error["message"], body
+    return errors
+
+
 @pytest.mark.parametrize("amount", BAD_AMOUNTS, ids=repr)
 @pytest.mark.parametrize("kind", ["DEPOSIT", "WITHDRAW"])
 def test_bad_amount_is_422_and_changes_nothing(
@@ -106,7 +125,8 @@ def test_malformed_body_is_422_and_changes_nothing(
         content=raw,
         headers={"Content-Type": "application/json"},
     )
-    assert_problem(response, 422, "validation_error")
+    errors = listed_errors(assert_problem(response, 422, "validation_error"))
+    assert all(error["loc"][0] == "body" for error in errors), errors
     assert_unchanged(client, funded_wallet)
 
 
@@ -131,7 +151,9 @@ def test_wrong_content_type_is_422(
         content=b'{"operation": "DEPOSIT", "amount": 1}',
         headers=headers,
     )
-    assert_problem(response, 422, "validation_error")
+    errors = listed_errors(assert_problem(response, 422, "validation_error"))
+    # The header at fault, located as FastAPI locates a header parameter's error.
+    assert [error["loc"] for error in errors] == [["header", "content-type"]], errors
     assert_unchanged(client, funded_wallet)
 
 

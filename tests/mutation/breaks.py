@@ -370,4 +370,20 @@ BREAKS = [
         "        WHERE w.id = l.id\n",
         ("tests/test_transfers.py", "tests/test_range_write.py"),
     ),
+    Break(
+        "malformed-json-without-errors",
+        "a body that is not JSON gets a validation_error listing the problem in `errors`",
+        "src/wallet_api/core/requests.py",
+        '            "The request body is not valid JSON.", errors=[_error(["body"], _not_json(exc))]\n',
+        '            "The request body is not valid JSON."\n',
+        ("tests/test_validation.py::test_malformed_body_is_422_and_changes_nothing",),
+    ),
+    Break(
+        "wrong-content-type-without-errors",
+        "a body of another content type gets a validation_error listing the header in `errors`",
+        "src/wallet_api/core/requests.py",
+        '                    ["header", "content-type"],\n',
+        '                    ["body"],\n',
+        ("tests/test_validation.py::test_wrong_content_type_is_422",),
+    ),
 ]

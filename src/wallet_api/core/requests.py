@@ -36,24 +36,55 @@ async def read_json_body(request: Request, model: type[Model]) -> Model:
     """
     content_type = request.headers.get("content-type", "")
     if not is_json_media_type(content_type):
-        raise ValidationFailed("The request body must be JSON (Content-Type: application/json).")
+        raise ValidationFailed(
+            "The request body must be JSON (Content-Type: application/json).",
+            errors=[
+                _error(
+                    ["header", "content-type"],
+                    "must be application/json, or a media type ending in +json",
+                )
+            ],
+        )
     return parse_json_body(await request.body(), model)
 
 
 def parse_json_body(body: bytes, model: type[Model]) -> Model:
     """Parse a JSON request body as `model`, or raise `ValidationFailed`."""
     if not body.strip():
-        raise ValidationFailed("The request body is empty; a JSON object is required.")
+        raise ValidationFailed(
+            "The request body is empty; a JSON object is required.",
+            errors=[_error(["body"], "empty: a JSON object is required")],
+        )
     try:
         data = _DECODER.decode(body.decode("utf-8"))  # JSON on the wire is UTF-8 (RFC 8259)
-    except (ValueError, RecursionError):
-        raise ValidationFailed("The request body is not valid JSON.") from None
+    except (ValueError, RecursionError) as exc:
+        raise ValidationFailed(
+            "The request body is not valid JSON.", errors=[_error(["body"], _not_json(exc))]
+        ) from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ValidationFailed.from_errors(
             [{"loc": ("body", *e["loc"]), "msg": e["msg"]} for e in exc.errors()]
         ) from None
+
+
+def _error(loc: list[str], message: str) -> dict[str, object]:
+    """One item of a problem's `errors`, shaped as `ValidationFailed.from_errors` shapes
+    a model's: the errors table promises the list for every `validation_error`."""
+    return {"loc": loc, "message": message}
+
+
+def _not_json(exc: ValueError | RecursionError) -> str:
+    """Why a body is not JSON, in words that never quote the body back."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not valid JSON: not UTF-8 (byte {exc.start})"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to be read"
+    # The number hooks' own words ("NaN is not valid JSON"); anything else, in none.
+    return str(exc) if str(exc).endswith(" is not valid JSON") else "not valid JSON"
 
 
 _IDEMPOTENCY_KEY = b"idempotency-key"
