@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -151,7 +151,13 @@ class Database:
                 # (a server's FATAL error can reach an idle connection before the socket
                 # closes), the server stopped answering on it, or the server is no longer
                 # the primary (a demoted one, a standby the connection was let onto).
-                connection.terminate()
+                # When asyncpg saw the socket close itself (under a statement in flight, as
+                # in a failover), it has already closed the connection and given its slot
+                # back to the pool, detaching this proxy: terminate() then raises
+                # InterfaceError ("released back to the pool"), which would replace `exc`
+                # and skip expiring the others below. There is nothing left to discard then.
+                with suppress(asyncpg.InterfaceError):
+                    connection.terminate()
                 if server_went_away(exc):
                     # The others probably went the same way (a restart, a failover, every
                     # backend terminated): each idle one is replaced when next acquired,
