@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from openapi_spec_validator import validate
@@ -72,11 +73,14 @@ def keyed(start_service: Callable[..., ServiceProcess]) -> ServiceProcess:
 @pytest.fixture(scope="module")
 def keys(database: TestDatabase) -> dict[str, Key]:
     run = uuid.uuid4().hex[:8]  # owners of their own: the database is the session's
+    every_scope = ("--scope", "read", "--scope", "write", "--scope", "deposit")
     made = {
-        "alice": create_key(database, f"alice-{run}"),
+        "alice": create_key(database, f"alice-{run}", *every_scope),
         "alice_read": create_key(database, f"alice-{run}", "--scope", "read"),
         "alice_write": create_key(database, f"alice-{run}", "--scope", "write"),
-        "bob": create_key(database, f"bob-{run}"),
+        "bob": create_key(database, f"bob-{run}", *every_scope),
+        # Bob's key as `keys create` makes it by default: it may not create money.
+        "bob_plain": create_key(database, f"bob-{run}"),
         "revoked": create_key(database, f"alice-{run}"),
         "expired": create_key(database, f"alice-{run}", "--expires", "2020-01-01T00:00:00Z"),
     }
@@ -290,6 +294,142 @@ def test_a_key_without_the_scope_is_refused_with_403(
     assert response.json()["code"] == "insufficient_scope"
     assert f'scope="{needed}"' in response.headers["www-authenticate"]
     assert snapshot(database) == before
+
+
+#: Every way to create money: the operation (fast path and keyed), batches (both kinds).
+DEPOSITS: list[tuple[str, str, str, dict[str, Any] | None, bool]] = [
+    ("operate (fast path)", "POST", f"{WALLETS}/{{wallet}}/operation", None, False),
+    ("operate (keyed)", "POST", f"{WALLETS}/{{wallet}}/operation", None, True),
+    ("apply_batch", "POST", BATCH, None, False),
+    ("apply_batch (atomic)", "POST", BATCH, None, False),
+]
+
+
+def deposit_request(
+    endpoint: tuple[str, str, str, dict[str, Any] | None, bool], wallet: str
+) -> tuple[str, str, str, dict[str, Any] | None, bool]:
+    name, method, path, _, keyed = endpoint
+    item = {"operation": "DEPOSIT", "amount": 5}
+    if path == BATCH:
+        withdraw = {"wallet_uuid": wallet, "operation": "WITHDRAW", "amount": 1}
+        items = [withdraw, {"wallet_uuid": wallet, **item}]  # one deposit among them
+        body: dict[str, Any] = {"operations": items, "atomic": "atomic" in name}
+    else:
+        body = item
+    return name, method, path.format(wallet=wallet), body, keyed
+
+
+@pytest.mark.parametrize("endpoint", DEPOSITS, ids=[e[0] for e in DEPOSITS])
+def test_creating_money_needs_the_deposit_scope(
+    http: httpx.Client,
+    keys: dict[str, Key],
+    target: Target,
+    database: TestDatabase,
+    endpoint: tuple[str, str, str, dict[str, Any] | None, bool],
+) -> None:
+    """Money an owner could make at will would let it push another owner's wallet to its
+    limit and read that wallet's balance off the refusals (docs/SECURITY.md): a key
+    without `deposit` creates none, on any path, and the whole request changes nothing."""
+    for key in (keys["bob_plain"], keys["alice_write"]):
+        own = new_wallet(http, keys["bob"] if key is keys["bob_plain"] else keys["alice"], 10)
+        before = snapshot(database)
+        response = send(http, deposit_request(endpoint, own), target, key.headers)
+        assert response.status_code == 403, response.text
+        assert response.json()["code"] == "insufficient_scope"
+        assert 'scope="deposit"' in response.headers["www-authenticate"]
+        assert snapshot(database) == before
+    with_scope = send(http, deposit_request(endpoint, own), target, keys["alice"].headers)
+    assert with_scope.status_code == 200, with_scope.text
+
+
+def test_without_the_deposit_scope_another_owners_balance_cannot_be_probed(
+    http: httpx.Client, keys: dict[str, Key], target: Target
+) -> None:
+    """The probe of the review: pay the payee amounts near the limit and watch for
+    `balance_limit_exceeded`. A key that cannot create money holds only what it was paid;
+    its refusals speak of its own wallet."""
+    attacker = keys["bob_plain"]
+    wallet = new_wallet(http, attacker)
+    probe = http.post(
+        TRANSFERS,
+        json={"from_wallet_uuid": wallet, "to_wallet_uuid": target.other, "amount": 9_999_999},
+        headers=attacker.headers,
+    )
+    assert (probe.status_code, probe.json()["code"]) == (400, "insufficient_funds")
+    assert probe.json()["detail"].endswith("its balance is 0.")
+    # What it holds, it may spend and take out: only creating money is refused.
+    paid = http.post(
+        TRANSFERS,
+        json={
+            "from_wallet_uuid": new_wallet(http, keys["bob"], 3),
+            "to_wallet_uuid": wallet,
+            "amount": 3,
+        },
+        headers=keys["bob"].headers,
+    )
+    assert paid.status_code == 201, paid.text
+    taken = http.post(
+        f"{WALLETS}/{wallet}/operation",
+        json={"operation": "WITHDRAW", "amount": 1},
+        headers=attacker.headers,
+    )
+    assert (taken.status_code, taken.json()["balance"]) == (200, 2)
+
+
+WRITES = [e for e in ENDPOINTS if e[1] == "POST"]
+
+
+@pytest.mark.parametrize("endpoint", WRITES, ids=[e[0] for e in WRITES])
+def test_a_write_key_sees_what_its_write_did_to_its_owners_wallets_only(
+    http: httpx.Client,
+    keys: dict[str, Key],
+    database: TestDatabase,
+    endpoint: tuple[str, str, str, dict[str, Any] | None, bool],
+) -> None:
+    """The scopes as documented (docs/SECURITY.md): `write` is answered with the balances
+    its write left in its owner's wallets, as `read` would show them, and with none of
+    another owner's; GET needs `read` (test_a_key_without_the_scope_is_refused_with_403)."""
+    alice, writer = keys["alice"], keys["alice_write"]
+    wallet, other = new_wallet(http, alice, 100), new_wallet(http, alice, 100)
+    moved = http.post(
+        TRANSFERS,
+        json={"from_wallet_uuid": wallet, "to_wallet_uuid": other, "amount": 10},
+        headers=alice.headers,
+    ).json()
+    history = http.get(f"{WALLETS}/{wallet}/operations", headers=alice.headers).json()
+    entry = next(i["id"] for i in history["items"] if i["operation"] == "DEPOSIT")
+    mine = Target(wallet, other, entry, moved["transfer_id"])
+    response = send(http, endpoint, mine, writer.headers)
+    assert response.status_code in (200, 201), response.text
+    shown = _balances_in(endpoint, response.json(), mine)
+    assert shown or endpoint[0] == "create_wallet"
+    for wallet_id, balance in shown:
+        read = http.get(f"{WALLETS}/{wallet_id}", headers=alice.headers).json()["balance"]
+        assert Decimal(str(balance)) == Decimal(str(read)), (wallet_id, response.text)
+    # A payment from a write key into another owner's wallet shows only the payer's side.
+    if endpoint[0].startswith("create_transfer"):
+        foreign = new_wallet(http, keys["bob"])
+        body = {"from_wallet_uuid": wallet, "to_wallet_uuid": foreign, "amount": 1}
+        paid = http.post(TRANSFERS, json=body, headers=writer.headers)
+        assert paid.status_code == 201, paid.text
+        assert paid.json()["to_balance"] is None
+
+
+def _balances_in(
+    endpoint: tuple[str, str, str, dict[str, Any] | None, bool], body: Any, target: Target
+) -> list[tuple[str, Any]]:
+    """(wallet, balance) for each balance an answer shows (operations and batches on the
+    target's wallet, as ENDPOINTS aim them)."""
+    if "results" in body:
+        return [(target.wallet, item["body"]["balance"]) for item in body["results"]]
+    if "balance" in body:
+        return [(target.wallet, body["balance"])]
+    if "from_balance" in body:
+        return [
+            (body["from_wallet_uuid"], body["from_balance"]),
+            (body["to_wallet_uuid"], body["to_balance"]),
+        ]
+    return [(leg["wallet_uuid"], leg["balance_after"]) for leg in body.get("legs", ())]
 
 
 #: What another owner gets for each of Alice's things: exactly what an unknown one gets.
@@ -553,12 +693,16 @@ def test_the_keys_cli_lists_without_secrets_and_refuses_bad_input(
     assert shown[keys["revoked"].id]["status"] == "revoked"
     assert shown[keys["expired"].id]["status"] == "expired"
     assert shown[keys["alice_read"].id]["scopes"] == ["read"]
-    assert shown[keys["alice"].id]["scopes"] == ["read", "write"]
+    assert shown[keys["alice"].id]["scopes"] == ["deposit", "read", "write"]
+    assert shown[keys["bob_plain"].id]["scopes"] == ["read", "write"]  # the default
     for key in keys.values():
         assert key.token.split("_", 2)[2] not in listed.stdout
     assert keys_cli(database, "revoke", "000000000000").returncode == 1
     assert keys_cli(database, "create", "--owner", "has space").returncode == 2
     assert keys_cli(database, "create", "--owner", "x", "--rate", "0").returncode == 2
+    alone = keys_cli(database, "create", "--owner", "x", "--scope", "deposit")
+    assert (alone.returncode, alone.stdout) == (2, "")
+    assert "deposit needs write" in alone.stderr
 
 
 def test_no_key_material_in_the_service_log(
@@ -587,3 +731,42 @@ def test_the_document_requires_a_bearer_key(http: httpx.Client) -> None:
 
 def test_keys_required_start_without_the_warning(keyed: ServiceProcess) -> None:
     assert "running without authentication" not in keyed.log_text()
+
+
+def test_a_wallet_without_an_owner_is_refused_as_a_missing_one_is_without_the_database(
+    keyed: ServiceProcess, keys: dict[str, Key], database: TestDatabase
+) -> None:
+    """Both are remembered as out of reach after the first look (docs/SECURITY.md: both
+    take the same time to refuse). By construction, not by a stopwatch: once each worker
+    has refused both ids, the wallets table is locked against every reader, and both
+    are still refused at once; a worker that asked the database would wait on the lock."""
+    (row,) = database.fetch("INSERT INTO wallets (id) VALUES (gen_random_uuid()) RETURNING id")
+    ownerless, missing = str(row["id"]), str(uuid.uuid4())
+    headers = keys["alice"].headers
+
+    def refused(wallet: str, timeout: float) -> str:
+        with httpx.Client(base_url=keyed.base_url, timeout=timeout) as fresh:  # any worker
+            response = fresh.get(f"{WALLETS}/{wallet}", headers=headers)
+        assert (response.status_code, response.json()["code"]) == (404, "wallet_not_found")
+        return worker_of(response)
+
+    for wallet in (ownerless, missing):
+        seen: set[str] = set()
+        for _ in range(400):
+            seen.add(refused(wallet, 10))
+            if len(seen) == 2:
+                break
+        assert len(seen) == 2, "the requests never reached both workers"
+
+    async def probe_while_locked() -> None:
+        connection = await asyncpg.connect(database.url())
+        try:
+            async with connection.transaction():
+                await connection.execute("LOCK TABLE wallets IN ACCESS EXCLUSIVE MODE")
+                for _ in range(10):
+                    for wallet in (ownerless, missing):
+                        await asyncio.to_thread(refused, wallet, 2)
+        finally:
+            await connection.close()
+
+    asyncio.run(probe_while_locked())

@@ -275,3 +275,20 @@ def assert_verifies(database: TestDatabase) -> None:
 
     report = verify(database)
     assert report.returncode == 0, report.stdout + report.stderr
+
+
+def test_the_deposit_scope_keeps_what_existing_keys_could_do(empty_database: TestDatabase) -> None:
+    """Keys that could write before the `deposit` scope existed keep creating money (no
+    client is cut off by the upgrade); a read-only key gets nothing; the downgrade takes
+    the scope away again."""
+    database = empty_database
+    assert alembic(database, "upgrade", "c4e8b1f2a6d3").returncode == 0
+    insert = "INSERT INTO api_keys (id, owner, scopes, secret_sha256) VALUES ($1, 'o', $2, $3)"
+    for key_id, scopes in (("0000000000aa", ["read", "write"]), ("0000000000bb", ["read"])):
+        database.fetch(insert, key_id, scopes, "0" * 64)
+    assert alembic(database, "upgrade", "7d2b9e4c1a60").returncode == 0
+    rows = database.fetch("SELECT id, scopes FROM api_keys ORDER BY id")
+    assert [sorted(row["scopes"]) for row in rows] == [["deposit", "read", "write"], ["read"]]
+    assert alembic(database, "downgrade", "c4e8b1f2a6d3").returncode == 0
+    rows = database.fetch("SELECT id, scopes FROM api_keys ORDER BY id")
+    assert [sorted(row["scopes"]) for row in rows] == [["read", "write"], ["read"]]

@@ -371,6 +371,27 @@ BREAKS = [
         ("tests/test_transfers.py", "tests/test_range_write.py"),
     ),
     Break(
+        "unknown-env-file-names-unsaid",
+        "a name of `.env` that is not a setting is named in a warning, not ignored silently",
+        "src/wallet_api/core/config.py",
+        "    for name in dotenv:\n",
+        "    for name in ():\n",
+        (
+            "tests/test_command_line.py::"
+            "test_an_unknown_name_in_env_file_is_named_once_with_the_setting_it_resembles",
+        ),
+    ),
+    Break(
+        "unknown-names-said-at-every-load",
+        "the unknown names are said once a start, not by every command or process that loads",
+        "src/wallet_api/core/config.py",
+        "    if os.environ.get(UNKNOWN_REPORTED_VARIABLE):\n",
+        "    if False:\n",
+        (
+            "tests/test_command_line.py::test_serve_names_an_unknown_variable_once_per_start_not_per_worker",
+        ),
+    ),
+    Break(
         "malformed-json-without-errors",
         "a body that is not JSON gets a validation_error listing the problem in `errors`",
         "src/wallet_api/core/requests.py",
@@ -387,6 +408,14 @@ BREAKS = [
         ("tests/test_validation.py::test_wrong_content_type_is_422",),
     ),
     Break(
+        "docs-assets-from-cdn",
+        "/docs and /redoc load nothing from outside the service (they work without internet)",
+        "src/wallet_api/core/docs.py",
+        '            redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",\n',
+        '            redoc_js_url="https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js",\n',
+        ("tests/test_docs_pages.py",),
+    ),
+    Break(
         "terminate-released-connection",
         "a connection cut under a statement is reported lost, and the stale pool replaced with it",
         DATABASE,
@@ -394,5 +423,55 @@ BREAKS = [
         "                    connection.terminate()\n",
         "                connection.terminate()\n",
         ("tests/test_failover_pool.py",),
+    ),
+    Break(
+        "deposit-without-its-scope",
+        "only a key with the scope `deposit` creates money (docs/SECURITY.md)",
+        "src/wallet_api/wallets/fast_path.py",
+        "            if request.operation is OperationType.DEPOSIT:\n",
+        "            if request.operation is OperationType.DEPOSIT and False:\n",
+        ("tests/test_auth.py::test_creating_money_needs_the_deposit_scope",),
+    ),
+    Break(
+        "batch-deposit-without-its-scope",
+        "a batch holding a deposit needs the scope `deposit`, atomic or not",
+        "src/wallet_api/wallets/router.py",
+        "    if any(item.operation is OperationType.DEPOSIT for item in body.operations):\n",
+        "    if body.operations[0].operation is OperationType.DEPOSIT:\n",
+        ("tests/test_auth.py::test_creating_money_needs_the_deposit_scope",),
+    ),
+    Break(
+        "default-key-deposits",
+        "a key made without naming scopes may not create money",
+        "src/wallet_api/auth/keys.py",
+        "DEFAULT_SCOPES = (Scope.READ, Scope.WRITE)\n",
+        "DEFAULT_SCOPES = tuple(Scope)\n",
+        ("tests/test_auth.py::test_creating_money_needs_the_deposit_scope",),
+    ),
+    Break(
+        "ownerless-wallet-asks-the-database",
+        "a wallet without an owner is refused as fast as a missing one (both remembered)",
+        OWNERS,
+        "                if wallet_owner is None:  # missing, or without an owner: out of reach alike\n",
+        "                if wallet_id not in found:\n",
+        (
+            "tests/test_auth.py::test_a_wallet_without_an_owner_is_refused_as_a_missing_one_is_without_the_database",
+        ),
+    ),
+    Break(
+        "localhost-case-sensitive",
+        "LOCALHOST in any case is a loopback name",
+        "src/wallet_api/core/config.py",
+        '    if host.lower() == "localhost":\n',
+        '    if host == "localhost":\n',
+        ("tests/test_listening.py::test_localhost_in_capitals_is_a_loopback_name",),
+    ),
+    Break(
+        "listeners-judged-by-configuration",
+        "without authentication, the sockets Gunicorn listens on are judged, however they came",
+        "gunicorn.conf.py",
+        "    if server.LISTENERS and not _refuse_to_serve_everyone(\n",
+        "    if not server.cfg.bind and not _refuse_to_serve_everyone(\n",
+        ("tests/test_listening.py",),
     ),
 ]

@@ -87,7 +87,9 @@ class Gate:
             key, principal = verified  # this header was verified against this very row
         else:
             key = await self._verify(authorization)
-            principal = Principal(owner=key.owner, key_id=key.id)
+            principal = Principal(
+                owner=key.owner, key_id=key.id, may_deposit=KeyScope.DEPOSIT in key.scopes
+            )
             if len(self._verified) >= VERIFIED_KEPT:
                 self._verified.clear()
             self._verified[authorization] = (key, principal)
@@ -214,6 +216,14 @@ def principal_of(scope: Scope) -> Principal | None:
     """The verified caller of a request; None when keys are not required."""
     principal: Principal | None = scope.get(_PRINCIPAL)
     return principal
+
+
+def require_deposit(scope: Scope) -> None:
+    """Refuse (403) a request that creates money by `DEPOSIT` from a key without the
+    scope `deposit`; with keys not required, anyone may."""
+    principal = principal_of(scope)
+    if principal is not None and not principal.may_deposit:
+        raise InsufficientScope(KeyScope.DEPOSIT.value)
 
 
 def owner_of(scope: Scope) -> str | None:

@@ -24,10 +24,17 @@ _KEY = re.compile(r"wk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 
 
 class Scope(enum.StrEnum):
-    """What a key may do: `read` for GET, `write` for POST."""
+    """What a key may do: `read` for GET; `write` for POST, whose answers show what the
+    write did to the owner's own wallets (their balances); `deposit`, with `write`, to
+    create money by `DEPOSIT` (docs/SECURITY.md)."""
 
     READ = "read"
     WRITE = "write"
+    DEPOSIT = "deposit"
+
+
+#: The scopes of a key created without naming any: everything but creating money.
+DEFAULT_SCOPES = (Scope.READ, Scope.WRITE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +54,12 @@ class ApiKey:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who a request comes from: a verified key's owner and id."""
+    """Who a request comes from: a verified key's owner and id, and whether the key may
+    create money."""
 
     owner: str
     key_id: str
+    may_deposit: bool = False
 
 
 def new_key() -> tuple[str, str, str]:

@@ -30,5 +30,5 @@ api_keys = Table(
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     CheckConstraint("rate IS NULL OR rate > 0", name="rate_positive"),
     CheckConstraint("burst IS NULL OR burst >= 1", name="burst_positive"),
-    CheckConstraint("scopes <@ ARRAY['read', 'write']::varchar[]", name="scopes_known"),
+    CheckConstraint("scopes <@ ARRAY['read', 'write', 'deposit']::varchar[]", name="scopes_known"),
 )

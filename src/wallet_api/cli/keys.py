@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from wallet_api.auth import repository
-from wallet_api.auth.keys import OWNER_PATTERN, ApiKey, Scope, new_key
+from wallet_api.auth.keys import DEFAULT_SCOPES, OWNER_PATTERN, ApiKey, Scope, new_key
 from wallet_api.cli.database import database_settings, reported_in_one_line
 from wallet_api.core.config import BURST_MAX, RATE_RANGE
 from wallet_api.core.database import Connection, Database
@@ -37,7 +37,8 @@ def add_commands(commands: Any) -> None:
         "--scope",
         action="append",
         choices=[scope.value for scope in Scope],
-        help="read (GET) or write (POST); repeat for both (the default)",
+        help="read (GET), write (POST) or deposit (with write: create money by DEPOSIT); "
+        "repeat for several (default: read and write)",
     )
     create.add_argument(
         "--expires",
@@ -62,13 +63,21 @@ def add_commands(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the `keys` subcommand; the process's exit status."""
     if args.action == "create":
+        scopes = [Scope(scope) for scope in args.scope] if args.scope else list(DEFAULT_SCOPES)
+        if Scope.DEPOSIT in scopes and Scope.WRITE not in scopes:
+            print(
+                "wallet-api: the scope deposit needs write too (a deposit is a POST): "
+                "add --scope write",
+                file=sys.stderr,
+            )
+            return 2
         key, key_id, secret_sha256 = new_key()
         created = _with_connection(
             lambda connection: repository.insert_key(
                 connection,
                 key_id=key_id,
                 owner=args.owner,
-                scopes=[Scope(scope) for scope in (args.scope or [s.value for s in Scope])],
+                scopes=scopes,
                 secret_sha256=secret_sha256,
                 rate=args.rate,
                 burst=args.burst,

@@ -27,9 +27,10 @@ from uuid import UUID
 from fastapi import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from wallet_api.auth.gate import key_id_of, owner_of
+from wallet_api.auth.gate import key_id_of, owner_of, require_deposit
 from wallet_api.core.errors import ANSWERED_ERRORS, exception_response
 from wallet_api.core.requests import is_plain_json_post, parse_json_body, receive_body, route_of
+from wallet_api.wallets.models import OperationType
 from wallet_api.wallets.plan import Operation
 from wallet_api.wallets.router import OPERATION_PATH, WALLET_PATH, router
 from wallet_api.wallets.schemas import OperationRequest, balance_body, operation_body
@@ -63,6 +64,8 @@ class OperationFastPath:
         try:
             body = await receive_body(receive)
             request = parse_json_body(body, OperationRequest)
+            if request.operation is OperationType.DEPOSIT:
+                require_deposit(scope)
             service: WalletService = scope["app"].state.wallet_service
             outcome = await service.apply_operation(
                 wallet_id,

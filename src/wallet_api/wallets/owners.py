@@ -3,10 +3,11 @@ answered as an unknown one (404 wallet_not_found), so that its existence does no
 
 A wallet's owner, once set, never changes, so each worker keeps what it has read (a
 bounded map, the first remembered forgotten first): the hot path asks the database once
-per wallet, not once per request. A wallet without an owner (made without keys; an
-operator may give it one) is not remembered, and an id found nowhere is remembered as
-unknown for a few seconds, so that a known wallet of another owner and a missing one
-take the same time to refuse. Without authentication (owner None) nothing is checked.
+per wallet, not once per request. An id found nowhere and a wallet without an owner
+(made without keys; an operator may give it one) are both remembered as out of reach for
+a few seconds, then asked again: a wallet of another owner, one without an owner and a
+missing one all take the same time to refuse (none asks the database again within those
+seconds). Without authentication (owner None) nothing is checked.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from wallet_api.wallets.exceptions import WalletNotFound
 
 #: Wallets whose owner a worker remembers (about 250 bytes each: 25 MB).
 REMEMBERED_OWNERS = 100_000
-#: How long an id found nowhere is taken as unknown (ids are random: one that is probed
-#: before it exists is a guess that does not come true).
+#: How long an id found nowhere, or a wallet without an owner, is taken as out of reach
+#: (ids are random: one that is probed before it exists is a guess that does not come
+#: true; an owner an operator gives a wallet counts within these seconds).
 UNKNOWN_SECONDS = 5.0
 
 
@@ -50,12 +52,13 @@ class WalletOwners:
             async with self._database.autocommit() as connection:
                 found = await repository.wallet_owners(connection, unseen)
             for wallet_id in unseen:
-                if wallet_id not in found:
+                wallet_owner = found.get(wallet_id)
+                if wallet_owner is None:  # missing, or without an owner: out of reach alike
                     self._unknown[wallet_id] = now
                     if len(self._unknown) > REMEMBERED_OWNERS:
                         self._unknown.popitem(last=False)
-            for wallet_id, wallet_owner in found.items():
-                self.remember(wallet_id, wallet_owner)
+                else:
+                    self.remember(wallet_id, wallet_owner)
         return {wallet_id for wallet_id in wallet_ids if self._owners.get(wallet_id) != owner}
 
     def surely_owns(self, owner: str | None, wallet_id: UUID) -> bool:

@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request, Response, status
 from starlette.exceptions import HTTPException
 
-from wallet_api.auth.gate import key_id_of, owner_of
+from wallet_api.auth.gate import key_id_of, owner_of, require_deposit
 from wallet_api.core import idempotency
 from wallet_api.core.errors import (
     BodyTooLarge,
@@ -30,6 +30,7 @@ from wallet_api.wallets.exceptions import (
     InsufficientFunds,
     WalletNotFound,
 )
+from wallet_api.wallets.models import OperationType
 from wallet_api.wallets.plan import AtomicRefusal, Operation
 from wallet_api.wallets.schemas import (
     BATCH_REQUEST_EXAMPLES,
@@ -171,6 +172,8 @@ async def operate(
     # before they reach this route. The body and the service are taken here, not as
     # dependencies: FastAPI's dependency resolution costs more than this endpoint's work.
     body = await read_json_body(request, OperationRequest)
+    if body.operation is OperationType.DEPOSIT:
+        require_deposit(request.scope)
     service = wallet_service(request)
     owner = owner_of(request.scope)
     operation = Operation(
@@ -255,6 +258,8 @@ async def apply_batch(request: Request, idempotency_key: IdempotencyKey = None) 
             "characters (each operation's own key is derived from it).",
             errors=[{"loc": ["header", idempotency.HEADER], "message": "too long"}],
         )
+    if any(item.operation is OperationType.DEPOSIT for item in body.operations):
+        require_deposit(request.scope)
     owner, api_key_id = owner_of(request.scope), key_id_of(request.scope)
     items = [
         (
