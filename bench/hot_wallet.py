@@ -579,6 +579,7 @@ def create_api_key(bench: Bench, *, owner: str, wallets: list[str]) -> str:
     created = _cli(
         bench,
         *("keys", "create", "--owner", owner, "--rate", "1000000000", "--burst", "1000000000"),
+        *("--scope", "read", "--scope", "write", "--scope", "deposit"),  # its load deposits
         timeout=60,
     )
     bench.sql("UPDATE wallets SET owner = $1 WHERE id = ANY($2::uuid[])", owner, wallets)
