@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format typecheck check migrate verify bench loadtest lock clean clean-data pgbouncer mutate
+.PHONY: help install run test lint format typecheck check migrate verify bench loadtest lock clean clean-data pgbouncer browser mutate
 .PHONY: cluster cluster-down cluster-packages chaos docker-test
 
 help: ## List the targets
@@ -86,6 +86,16 @@ pgbouncer: ## Install Debian's pgbouncer if missing (needs root and apt)
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pgbouncer && \
 	    { systemctl disable --now pgbouncer.service pgbouncer.socket || \
 	      { service pgbouncer stop; update-rc.d pgbouncer disable; }; } >/dev/null 2>&1 || true; \
+	fi
+
+# The tests of /docs and /redoc (tests/test_docs_pages.py) open both pages in a headless
+# Chromium that can reach nothing but the service; without one they skip (CI: fail).
+browser: ## Install Debian's chromium if missing, for the docs pages' test (needs root and apt)
+	@if command -v chromium >/dev/null; then \
+	    echo "browser: $$(command -v chromium)"; \
+	else \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium && \
+	    echo "browser: installed Debian's chromium: $$(command -v chromium)"; \
 	fi
 
 # A highly available deployment on this machine (docs/SCALING.md): etcd, Patroni with three

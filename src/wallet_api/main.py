@@ -14,6 +14,7 @@ from wallet_api.auth.exceptions import AUTH_ERRORS
 from wallet_api.auth.gate import API_PREFIX, GateMiddleware, open_gate
 from wallet_api.core.config import Settings, get_settings
 from wallet_api.core.database import Database
+from wallet_api.core.docs import install_docs
 from wallet_api.core.errors import install_error_handlers
 from wallet_api.core.logging import configure_logging
 from wallet_api.core.metrics import MetricsMiddleware, sample_gauges
@@ -94,7 +95,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
         # Operation ids are the endpoint functions' names: what generated clients call.
         generate_unique_id_function=lambda route: route.name,
+        # /docs and /redoc are install_docs's: their assets served by the service itself.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
     if keys_required:
         install_openapi(app, guarded=AUTH_ERRORS, guarded_prefix=API_PREFIX)
     else:
