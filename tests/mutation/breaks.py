@@ -459,14 +459,6 @@ BREAKS = [
         ),
     ),
     Break(
-        "localhost-case-sensitive",
-        "LOCALHOST in any case is a loopback name",
-        "src/wallet_api/core/config.py",
-        '    if host.lower() == "localhost":\n',
-        '    if host == "localhost":\n',
-        ("tests/test_listening.py::test_localhost_in_capitals_is_a_loopback_name",),
-    ),
-    Break(
         "listeners-judged-by-configuration",
         "without authentication, the sockets Gunicorn listens on are judged, however they came",
         "gunicorn.conf.py",
