@@ -12,6 +12,9 @@ if [ "${SKIP_MIGRATIONS:-0}" != "1" ]; then
     delay="${MIGRATION_RETRY_DELAY:-2}"
     attempt=1
     until alembic upgrade head; do
+        # The settings the service does not know were named by the first attempt: not
+        # again by each retry, nor by the command below (src/wallet_api/core/config.py).
+        export WALLET_API_UNKNOWN_SETTINGS_REPORTED=1
         if [ "$attempt" -ge "$attempts" ]; then
             echo "entrypoint: 'alembic upgrade head' failed $attempt times; giving up" >&2
             exit 1
@@ -21,6 +24,7 @@ if [ "${SKIP_MIGRATIONS:-0}" != "1" ]; then
         attempt=$((attempt + 1))
         sleep "$delay"
     done
+    export WALLET_API_UNKNOWN_SETTINGS_REPORTED=1
 fi
 
 exec "$@"

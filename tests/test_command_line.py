@@ -4,25 +4,38 @@ operator runs them: `wallet-api`, `alembic` and Gunicorn as processes."""
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import ROOT, TestDatabase, plain_environment
+from tests.support import ROOT, TestDatabase, plain_environment, worker_of
 from tests.test_wallet_contract import assert_problem
 from wallet_api.devtools.server import ServiceProcess, free_port
+
+
+def command_environment(**settings: str) -> dict[str, str]:
+    """A fresh shell's environment with `settings`, and this run's PYTHONPATH: the mutation
+    runner (tests/mutation/run_breaks.py) points it at the broken copy's `src`, which the
+    commands must run. A newcomer's shell sets none."""
+    path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
+    return {**plain_environment(), **path, **settings}
 
 
 def run(*command: str, cwd: Path, **settings: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", *command],
         cwd=cwd,
-        env={**plain_environment(), **settings},
+        env=command_environment(**settings),
         capture_output=True,
         text=True,
         timeout=120,
@@ -178,3 +191,161 @@ def test_readiness_logs_its_changes_not_every_probe(unready_service: ServiceProc
     log = unready_service.log_text()
     assert log.count("not ready: The database is unavailable.") == 1, log
     assert "Traceback" not in log
+
+
+# --- Names the service does not know: said once, not silently ignored -------------------------
+
+
+def warnings_of(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("wallet-api: warning:")]
+
+
+def test_an_unknown_name_in_env_file_is_named_once_with_the_setting_it_resembles(
+    database: TestDatabase, tmp_path: Path
+) -> None:
+    """Every name of `.env` the service does not know, each once although the command
+    reads its settings twice; the one Compose reads from `.env` is not the service's."""
+    (tmp_path / ".env").write_text(
+        "WORKER_COUNT=4\nDB_PASWORD=secret\nMY_OWN_NOTE=1\nWALLET_DB_HOST=pgbouncer\n"
+        "WORKERS_COUNT=2\n"
+    )
+    result = run("wallet_api.cli", "verify", cwd=tmp_path, **database.environment())
+    assert result.returncode == 0, result.stderr
+    assert warnings_of(result) == [
+        "wallet-api: warning: .env sets WORKER_COUNT, which is not a setting of the service "
+        "(ignored); did you mean WORKERS_COUNT?",
+        "wallet-api: warning: .env sets DB_PASWORD, which is not a setting of the service "
+        "(ignored); did you mean DB_PASSWORD?",
+        "wallet-api: warning: .env sets MY_OWN_NOTE, which is not a setting of the service "
+        "(ignored)",
+    ], result.stderr
+    assert "secret" not in result.stderr
+
+
+def test_an_environment_variable_close_to_a_setting_is_named_other_variables_are_not(
+    database: TestDatabase, elsewhere: Path
+) -> None:
+    result = run(
+        "wallet_api.cli",
+        "verify",
+        cwd=elsewhere,
+        **database.environment(),
+        WORKER_COUNT="4",
+        AUTH_KEY_REFRESH_SECONDS="1",
+        # Another program's, however close to a name of the service's.
+        PGHOST="db",
+        PGPORT="5432",
+        PORT0="31000",
+        HOSTNAME="box",
+        WALLET_DB_HOST="pgbouncer",
+        REDIS_HOST="cache",
+    )
+    assert result.returncode == 0, result.stderr
+    assert warnings_of(result) == [
+        "wallet-api: warning: the environment variable AUTH_KEY_REFRESH_SECONDS is not a "
+        "setting of the service (ignored); did you mean AUTH_KEYS_REFRESH_SECONDS?",
+        "wallet-api: warning: the environment variable WORKER_COUNT is not a setting of the "
+        "service (ignored); did you mean WORKERS_COUNT?",
+    ], result.stderr
+
+
+def test_env_example_is_a_valid_env_file_naming_every_setting_at_its_default(
+    database: TestDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`.env.example` names every setting (set, or commented out where it has no value to
+    show), nothing else, and what it sets is the default, as its first line says."""
+    from wallet_api.core.config import Settings
+
+    example = (ROOT / ".env.example").read_text()
+    named = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=", example, flags=re.MULTILINE))
+    assert named == {name.upper() for name in Settings.model_fields}
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    from_example = Settings(_env_file=ROOT / ".env.example")
+    assert from_example.model_dump() == Settings(_env_file=None).model_dump()
+    # As a `.env`, a command takes it without a word.
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+    result = run("wallet_api.cli", "verify", cwd=tmp_path, **database.environment())
+    assert result.returncode == 0, result.stderr
+    assert warnings_of(result) == [], result.stderr
+
+
+def test_serve_names_an_unknown_variable_once_per_start_not_per_worker(
+    database: TestDatabase, tmp_path: Path
+) -> None:
+    """`wallet-api serve` reads the settings, then Gunicorn does, then each worker: the
+    warning is written once."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as output:
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "wallet_api.cli", "serve"],
+            cwd=ROOT,
+            env=command_environment(
+                **database.environment(),
+                HOST="127.0.0.1",
+                PORT=str(port),
+                WORKERS_COUNT="2",
+                WORKER_COUNT="4",
+                DB_POOL_SIZE="2",
+                DB_MAX_OVERFLOW="2",
+            ),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            workers = wait_for_workers(f"http://127.0.0.1:{port}", serve, log)
+            assert len(workers) == 2, log.read_text()
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            serve.wait(timeout=60)
+    text = log.read_text()
+    assert text.count("WORKER_COUNT is not a setting") == 1, text
+
+
+def wait_for_workers(base_url: str, serve: subprocess.Popen[bytes], log: Path) -> set[str]:
+    """The workers seen answering, once the service is ready (new connections, until both
+    of WORKERS_COUNT=2 answered, or 60 seconds)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(seen) < 2:
+        assert serve.poll() is None, log.read_text()
+        try:
+            response = httpx.get(base_url + "/health/ready", timeout=2)
+        except httpx.TransportError:
+            time.sleep(0.2)
+            continue
+        if response.status_code == 200:
+            seen.add(worker_of(response))
+    return seen
+
+
+def test_the_container_entrypoint_names_an_unknown_variable_once_per_start(
+    database: TestDatabase,
+) -> None:
+    """The image's entrypoint migrates (Alembic reads the settings), then execs Gunicorn,
+    whose configuration reads them again: the warning is written once. Gunicorn is stood
+    in for by the reading of its configuration file, which is where it reads them."""
+    venv_bin = str(Path(sys.executable).parent)  # `alembic`, as the image's PATH has it
+    result = subprocess.run(
+        [
+            "sh",
+            "docker/entrypoint.sh",
+            sys.executable,
+            "-c",
+            "import runpy; runpy.run_path('gunicorn.conf.py')",
+        ],
+        cwd=ROOT,
+        env=command_environment(
+            **database.environment(),
+            PATH=f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
+            WORKER_COUNT="4",
+            MIGRATION_ATTEMPTS="1",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("WORKER_COUNT is not a setting") == 1, result.stderr

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import os
 import sys
+from collections.abc import Mapping
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import URL
@@ -308,8 +313,70 @@ def _named(error: Any) -> str:
     return f"{location.upper()}={error.get('input')!r}"
 
 
+#: Set in the environment once the unknown names were reported, so that the processes a
+#: command starts (Gunicorn under `wallet-api serve`) do not report them again: once a start.
+UNKNOWN_REPORTED_VARIABLE = "WALLET_API_UNKNOWN_SETTINGS_REPORTED"
+#: Names a `.env` may hold for another program: Compose reads WALLET_DB_HOST from it (the
+#: container's DB_HOST, docker-compose.yml).
+_OTHER_PROGRAMS_NAMES = frozenset({"WALLET_DB_HOST"})
+#: How alike a name must be to a setting's to be suggested (difflib's ratio): one letter
+#: more, less or swapped in any name of the service (WORKER_COUNT, LOGLEVEL, DB_PASWORD).
+_SUGGESTION_CUTOFF = 0.75
+#: The environment holds every program's variables: only a near miss of a longer name is
+#: taken for a misspelt setting. Short names (HOST, PORT) resemble too many others (PGHOST,
+#: PGPORT, HOSTNAME, PORT0) to tell a typo from a neighbour.
+_ENVIRONMENT_CUTOFF = 0.85
+_ENVIRONMENT_MIN_LENGTH = 7
+
+
+def unknown_names(environment: Mapping[str, str], dotenv: Mapping[str, object]) -> list[str]:
+    """A warning for each name of `dotenv` (the `.env` file) that is not a setting, and for
+    each variable of `environment` that is not one but is a near miss of one: each names
+    the variable and the setting it resembles, if any. Neither is read: a misspelt
+    WORKERS_COUNT would otherwise leave the default in place without a word."""
+    known = {name.upper() for name in Settings.model_fields}
+    warnings, seen = [], set()
+    for name in dotenv:
+        upper = name.upper()
+        if upper in known or upper in _OTHER_PROGRAMS_NAMES or upper in seen:
+            continue
+        seen.add(upper)
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=_SUGGESTION_CUTOFF)
+        warnings.append(
+            f".env sets {name}, which is not a setting of the service (ignored)"
+            + (f"; did you mean {close[0]}?" if close else "")
+        )
+    longer = [name for name in known if len(name) >= _ENVIRONMENT_MIN_LENGTH]
+    for name in sorted(environment):
+        upper = name.upper()
+        if upper in known or upper in seen or upper in _OTHER_PROGRAMS_NAMES:
+            continue
+        close = difflib.get_close_matches(upper, longer, n=1, cutoff=_ENVIRONMENT_CUTOFF)
+        if close:
+            seen.add(upper)
+            warnings.append(
+                f"the environment variable {name} is not a setting of the service (ignored); "
+                f"did you mean {close[0]}?"
+            )
+    return warnings
+
+
+def _report_unknown_names() -> None:
+    """Write `unknown_names` to stderr, once per start (see UNKNOWN_REPORTED_VARIABLE)."""
+    if os.environ.get(UNKNOWN_REPORTED_VARIABLE):
+        return
+    env_file = Path(str(Settings.model_config.get("env_file")))
+    # Read as pydantic-settings reads it: with python-dotenv, a dependency of its own.
+    dotenv = dotenv_values(env_file, encoding="utf-8") if env_file.is_file() else {}
+    for warning in unknown_names(os.environ, dotenv):
+        print(f"wallet-api: warning: {warning}", file=sys.stderr)
+    os.environ[UNKNOWN_REPORTED_VARIABLE] = "1"
+
+
 def load_settings_or_exit() -> Settings:
-    """The settings, or exit at once naming each bad environment variable and why."""
+    """The settings, or exit at once naming each bad environment variable and why; each
+    name the service does not know is named first (a warning: it is ignored)."""
+    _report_unknown_names()
     try:
         return Settings()
     except ValidationError as exc:
