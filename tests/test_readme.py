@@ -1,10 +1,14 @@
-"""The README, run as a newcomer runs it: in a fresh copy of the repository, with a shell.
+"""The README and the API reference, run as a newcomer runs them: in a fresh copy of the
+repository, with a shell.
 
 The copy holds what a clone holds (the files git tracks, and new ones it does not ignore),
 without `.venv` or `.data`. In it, the test types `make run` and, while it serves, every
-`console` block of the README: each `$ ` line goes to one bash session (so `W=...` carries
-on to the next line), and what it prints is compared with the lines the README shows
-under it. A README that shows a command or an answer the code no longer gives fails here.
+`console` block of the pages in DOCUMENTS, in that order: each `$ ` line goes to one bash
+session (so `W=...` carries on to the next line, and to the next page), and what it prints
+is compared with the lines the page shows under it. A page that shows a command or an
+answer the code no longer gives fails here. A block that restarts the server (a command
+ending in `make run`, such as `AUTH_MODE=keys make run`) changes it for every block after
+it, so such a block comes last.
 
 Matching: `…` stands for anything within a line, and a line of `…` alone for any lines;
 UUIDs and 12-hex key ids are compared by form, not value. The one liberty taken with the
@@ -32,6 +36,8 @@ from wallet_api.devtools.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+#: The pages whose `console` blocks are run, in this order, in one shell session.
+DOCUMENTS = [README, ROOT / "docs" / "API.md"]
 
 pytestmark = [
     pytest.mark.own_servers,  # the embedded PostgreSQL of `make run`, in its own copy
@@ -58,16 +64,17 @@ STEP_SECONDS = 120
 class Step:
     command: str
     expected: list[str] = field(default_factory=list)
+    page: str = "README.md"
 
 
-def console_steps(text: str) -> list[Step]:
-    """Every `$ ` command of the README's `console` blocks, with the lines shown under it.
+def console_steps(text: str, page: str = "README.md") -> list[Step]:
+    """Every `$ ` command of a page's `console` blocks, with the lines shown under it.
     A command goes on over lines that end with a backslash or start indented."""
     steps: list[Step] = []
     for block in re.findall(r"^```console\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL):
         for line in block.splitlines():
             if line.startswith("$ "):
-                steps.append(Step(line[2:]))
+                steps.append(Step(line[2:], page=page))
             elif line.startswith("#"):
                 continue  # a comment for the reader
             elif steps and (steps[-1].command.endswith("\\") or line.startswith(" ")):
@@ -83,9 +90,9 @@ def normalized(line: str) -> str:
 
 
 def matches(expected: list[str], actual: list[str]) -> bool:
-    """The lines shown in the README against those printed (see the module's docstring)."""
+    """The lines a page shows against those printed (see the module's docstring)."""
     if not expected:
-        return True  # the README shows no output for this command
+        return True  # the page shows no output for this command
     pattern = "\n".join(
         r"(?:.*\n)*?.*" if line.strip() == "…" else ".*".join(map(re.escape, line.split("…")))
         for line in map(normalized, expected)
@@ -212,8 +219,13 @@ def newcomer_environment(port: int) -> dict[str, str]:
 
 def test_the_readme_runs_as_written_from_a_fresh_clone(clone: Path) -> None:
     text = README.read_text()
-    steps = console_steps(text)
-    assert len(steps) > 10, "the README's console blocks were not found"
+    steps: list[Step] = []
+    for document in DOCUMENTS:
+        page = str(document.relative_to(ROOT))
+        found = console_steps(document.read_text(), page)
+        assert found, f"{page}: its console blocks were not found"
+        steps += found
+    assert len(steps) > 10, "the console blocks were not found"
     for command in SH_COMMANDS:
         assert command in text, f"{command!r} is no longer in the README"
     port = free_port()
@@ -230,9 +242,10 @@ def test_the_readme_runs_as_written_from_a_fresh_clone(clone: Path) -> None:
                 server = Server(clone, env, command, log)
                 continue
             status, printed = shell.run(command)
-            assert status == 0, f"$ {step.command}\nexit {status}:\n" + "\n".join(printed)
+            where = f"{step.page}: $ {step.command}"
+            assert status == 0, f"{where}\nexit {status}:\n" + "\n".join(printed)
             assert matches(step.expected, printed), (
-                f"$ {step.command}\nthe README shows:\n"
+                f"{where}\nthe page shows:\n"
                 + "\n".join(step.expected)
                 + "\nit printed:\n"
                 + "\n".join(printed)
