@@ -185,6 +185,23 @@ def test_a_key_replays_the_whole_batch_and_applies_it_once(
     assert len(database.ledger(first)) == 3
 
 
+def test_a_replayed_batch_with_an_unknown_wallet_is_still_a_replay(
+    any_client: httpx.Client, database: TestDatabase
+) -> None:
+    """Nothing is stored for an operation on a missing wallet; its retry is refused the
+    same way and changes nothing, so the answer is still the batch's replay."""
+    wallet, unknown = new_wallet(any_client), str(uuid.uuid4())
+    body = {"operations": [item(wallet, "DEPOSIT", 4), item(unknown, "DEPOSIT", 1)]}
+    key = {"Idempotency-Key": f"batch-{uuid.uuid4()}"}
+    original = any_client.post(BATCH, json=body, headers=key)
+    assert [result["status"] for result in original.json()["results"]] == [200, 404]
+    assert "idempotent-replayed" not in original.headers
+    replay = any_client.post(BATCH, json=body, headers=key)
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.json() == original.json()
+    assert len(database.ledger(wallet)) == 1
+
+
 def test_a_refused_atomic_batch_stays_refused_on_replay(
     any_client: httpx.Client, database: TestDatabase
 ) -> None:

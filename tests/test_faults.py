@@ -47,6 +47,8 @@ from wallet_api.devtools.server import ServiceProcess
 #: Servers of its own, whatever server the suite is given.
 pytestmark = pytest.mark.own_servers
 
+BATCH = "/api/v1/operations/batch"
+
 #: Operations queued behind a batch give up after this long: short, so that a queue that is
 #: never served shows as 503 `wallet_busy` quickly.
 DEADLINE_SECONDS = 3
@@ -252,6 +254,65 @@ def test_create_wallet_cut_off_in_flight_is_outcome_unknown_and_its_key_finds_th
         assert retry.headers["idempotent-replayed"] == "true"
         wallet = retry.json()["wallet_uuid"]
         assert client.get(f"/api/v1/wallets/{wallet}").json() == {"balance": 0}
+
+
+def test_a_batch_cut_after_claiming_its_key_is_applied_by_its_retry_not_replayed(
+    start: Callable[..., ServiceProcess], database: TestDatabase, proxy: PostgresProxy
+) -> None:
+    """A keyed non-atomic batch claims its key (a commit of its own), then its write waits
+    for a row lock the test holds, and the connection is cut under it: 503, nothing
+    applied, but the key is stored. Its retry applies every operation for the first time:
+    that answer is not a replay and must not say so. Only the next retry, which changes
+    nothing, is `Idempotent-Replayed: true`, with the same results."""
+    # One transaction per request: the write waits for the lock before anything is sent,
+    # so the cut is "not applied" (503), never an unknown outcome.
+    service = start(WORKERS_COUNT="1", COALESCING_ENABLED="false")
+    with httpx.Client(base_url=service.base_url, timeout=30) as client:
+        first, second = (
+            str(client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"])
+            for _ in range(2)
+        )
+    key = f"batch-cut-{uuid.uuid4()}"
+    body = {
+        "operations": [
+            {"wallet_uuid": first, **operation("DEPOSIT", 5)},
+            {"wallet_uuid": second, **operation("DEPOSIT", 7)},
+            {"wallet_uuid": first, **operation("WITHDRAW", 2)},
+        ]
+    }
+
+    async def scenario() -> httpx.Response:
+        async with (
+            httpx.AsyncClient(base_url=service.base_url, timeout=30) as http,
+            database.row_locked(first),
+        ):
+            batch = asyncio.create_task(
+                http.post(BATCH, json=body, headers={"Idempotency-Key": key})
+            )
+            await asyncio.to_thread(wait_for_backends, database, wait_event_type="Lock")
+            assert proxy.sever() >= 1
+            return await batch
+
+    assert_problem(asyncio.run(scenario()), 503, "database_unavailable")
+    claimed = database.fetch("SELECT response_status FROM idempotency_keys WHERE key = $1", key)
+    assert [row["response_status"] for row in claimed] == [202]  # the claim, and nothing else
+    assert database.ledger(first) == database.ledger(second) == []
+
+    with httpx.Client(base_url=service.base_url, timeout=30) as client:
+        retry = client.post(BATCH, json=body, headers={"Idempotency-Key": key})
+        again = client.post(BATCH, json=body, headers={"Idempotency-Key": key})
+    assert retry.status_code == 200, retry.text
+    assert "idempotent-replayed" not in retry.headers  # applied now, for the first time
+    assert [result["body"] for result in retry.json()["results"]] == [
+        {"status": "success", "balance": 5},
+        {"status": "success", "balance": 7},
+        {"status": "success", "balance": 3},
+    ]
+    assert again.status_code == 200, again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == retry.json()
+    assert ledger_keys(database, first) == [f"{key} #0", f"{key} #2"]
+    assert ledger_keys(database, second) == [f"{key} #1"]
 
 
 def test_a_fatal_error_on_idle_connections_is_never_a_500_and_they_are_all_replaced(

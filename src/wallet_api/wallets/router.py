@@ -249,7 +249,10 @@ async def apply_batch(request: Request, idempotency_key: IdempotencyKey = None) 
     Each result is what the single operation endpoint would have answered (each wallet's
     operations apply in the order given). With `atomic`, all apply or none: the first
     refused operation refuses the batch (its status, its problem document, its `index`).
-    An Idempotency-Key replays the whole batch's outcome.
+    An Idempotency-Key replays the whole batch's outcome. A retry of a non-atomic batch
+    cut off half-way replays what was applied and applies the rest:
+    `Idempotent-Replayed: true` only when that retry applied or refused nothing for the
+    first time.
     """
     body = await read_json_body(request, BatchRequest)
     if idempotency_key is not None and len(idempotency_key) > BATCH_KEY_MAX_LENGTH:

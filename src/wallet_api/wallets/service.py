@@ -216,7 +216,7 @@ class WalletService:
         fingerprint: str,
     ) -> tuple[list[Outcome], bool]:
         """Apply each item as the single endpoint would; the outcomes in the items' order,
-        and whether this was a replay (the key's request seen before).
+        and whether the answer is a replay (`Idempotent-Replayed: true`).
 
         The items are written together, one batch for the whole request (each wallet's in
         order) when possible. What that batch committed keeps its outcomes; if it then
@@ -226,10 +226,18 @@ class WalletService:
         refused), and each item gets a key of its own derived from it (`KEY #index`, with
         a space no client key can hold): a retry replays what was applied and applies
         what was not.
+
+        The answer is a replay only when the key's request was seen before and nothing is
+        judged for the first time now: every item's outcome is the one stored for it, or
+        a `wallet_not_found` (never stored: a missing or another owner's wallet is refused
+        alike on every try). A retry that applies or refuses any item for the first time
+        (its first try was cut off after claiming the key, or half-way) is not a replay,
+        even if some of its items are: the header would tell the client that nothing
+        happened now.
         """
-        replayed = False
+        first_request = True
         if idempotency_key is not None:
-            replayed = not await self._claim_key(idempotency_key, fingerprint)
+            first_request = await self._claim_key(idempotency_key, fingerprint)
             items = [
                 (
                     wallet_id,
@@ -282,7 +290,11 @@ class WalletService:
                     *(self._one_by_one(items, indexes, outcomes) for indexes in left.values())
                 )
         _count_all((items[index][1].kind.value, outcomes[index]) for index in settled)
-        return [outcome for outcome in outcomes if outcome is not None], replayed
+        answered = [outcome for outcome in outcomes if outcome is not None]
+        replayed = not first_request and all(
+            isinstance(outcome, Replay | WalletNotFound) for outcome in answered
+        )
+        return answered, replayed
 
     async def _one_by_one(
         self,
