@@ -122,6 +122,7 @@ def test_create_wallet_with_a_key_creates_one_wallet(
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json()
     assert again.headers[REPLAYED] == "true"
+    assert again.headers.get("location") == first.headers.get("location")
     rows = database.fetch(
         "SELECT count(*) AS n FROM wallets WHERE id = $1", uuid.UUID(first.json()["wallet_uuid"])
     )

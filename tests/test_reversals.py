@@ -155,6 +155,7 @@ def test_an_idempotency_key_replays_the_reversal(client: httpx.Client) -> None:
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json()
     assert again.headers["idempotent-replayed"] == "true"
+    assert again.headers.get("location") == first.headers.get("location")  # none: no GET
     other = client.post(REVERSALS, json={"entry_id": deposit, "amount": 4}, headers=key)
     assert_problem(other, 422, "idempotency_key_reused")
     assert balance(client, wallet) == 7

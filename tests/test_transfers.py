@@ -176,6 +176,9 @@ def test_an_idempotency_key_replays_the_transfer_and_its_refusal(
     assert again.json() == first.json()
     assert again.headers["idempotent-replayed"] == "true"
     assert "idempotent-replayed" not in first.headers
+    # The replay names the created transfer as the first answer did.
+    location = f"{TRANSFERS}/{first.json()['transfer_id']}"
+    assert first.headers["location"] == again.headers["location"] == location
     assert balance(any_client, source) == 6
     assert len(database.ledger(source)) == 2  # the deposit and one leg
     # The key is the payer's: on its leg, not in the payee's history.
@@ -329,6 +332,9 @@ def test_one_keyed_transfer_sent_many_times_at_once_moves_money_once(
     assert {r.status_code for r in responses} == {201}, [r.text for r in responses]
     assert len({r.text for r in responses}) == 1
     assert sum("idempotent-replayed" not in r.headers for r in responses) == 1
+    # Replayed from the store or from the first use in the same batch: the same Location.
+    location = f"{TRANSFERS}/{responses[0].json()['transfer_id']}"
+    assert {r.headers.get("location") for r in responses} == {location}
     assert (balance(any_client, source), balance(any_client, destination)) == (
         Decimal(91),
         Decimal(9),

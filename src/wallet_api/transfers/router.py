@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
+import orjson
 from fastapi import APIRouter, Request, Response, status
 
 from wallet_api.auth.gate import key_id_of, owner_of
@@ -99,7 +100,7 @@ async def create_transfer(request: Request, idempotency_key: IdempotencyKey = No
         fingerprint=fingerprint,
     )
     if isinstance(result, Replay):
-        return result.response()
+        return replayed_response(result)
     return created_response(*result)
 
 
@@ -109,8 +110,23 @@ def created_response(transfer_id: UUID, body: str) -> Response:
         body,
         status.HTTP_201_CREATED,
         media_type="application/json",
-        headers={"Location": f"{TRANSFERS_PATH}/{transfer_id}"},
+        headers={"Location": transfer_location(transfer_id)},
     )
+
+
+def replayed_response(replay: Replay) -> Response:
+    """A stored answer sent again. Only the status and body are stored: a created
+    transfer's `Location` is derived again from its body, so that the replay names the
+    transfer as the first answer did."""
+    response = replay.response()
+    if replay.status == status.HTTP_201_CREATED:
+        transfer_id = UUID(orjson.loads(replay.body)["transfer_id"])
+        response.headers["Location"] = transfer_location(transfer_id)
+    return response
+
+
+def transfer_location(transfer_id: UUID) -> str:
+    return f"{TRANSFERS_PATH}/{transfer_id}"
 
 
 @router.get(
