@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Iterable
 from logging.config import fileConfig
 
 from alembic import context
+from alembic.operations import MigrationScript
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -27,12 +31,29 @@ target_metadata = metadata
 settings = load_settings_or_exit() if context.is_offline_mode() else database_settings()
 
 
+def _no_empty_revision(
+    _: MigrationContext,
+    __: str | Iterable[str | None] | Iterable[str],
+    directives: list[MigrationScript],
+) -> None:
+    """`alembic revision --autogenerate` that found nothing to change writes no file (an
+    empty revision would only lengthen the history), and says so. Alembic's documented
+    way: empty the directives (cookbook, "Don't Generate Empty Migrations")."""
+    if not getattr(config.cmd_opts, "autogenerate", False):
+        return
+    script = directives[0]
+    if script.upgrade_ops is not None and script.upgrade_ops.is_empty():
+        directives[:] = []
+        logging.getLogger("alembic.env").info("No changes in the schema: no revision written")
+
+
 def _run_migrations(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         compare_type=True,
         compare_server_default=True,
+        process_revision_directives=_no_empty_revision,
     )
     with context.begin_transaction():
         context.run_migrations()

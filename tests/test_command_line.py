@@ -4,6 +4,7 @@ operator runs them: `wallet-api`, `alembic` and Gunicorn as processes."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -349,3 +351,79 @@ def test_the_container_entrypoint_names_an_unknown_variable_once_per_start(
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("WORKER_COUNT is not a setting") == 1, result.stderr
+
+
+# --- wallet-api keys: what it refuses, and when a revocation takes effect ----------------
+
+
+def test_keys_create_refuses_an_expiry_that_is_not_to_come(database: TestDatabase) -> None:
+    """A key that would be expired from the start is refused in one line, exit 2, and
+    none is made."""
+    owner = f"expiry-{uuid.uuid4().hex[:8]}"
+    for expires in ("0d", "0h", "0m", "2020-01-01T00:00:00Z", "2020-01-01T00:00:00"):
+        result = run(
+            "wallet_api.cli",
+            "keys",
+            "create",
+            "--owner",
+            owner,
+            "--expires",
+            expires,
+            cwd=ROOT,
+            **database.environment(),
+        )
+        assert_one_line(result, f"--expires {expires!r}", "not in the future")
+        assert result.stdout == ""
+    listed = run("wallet_api.cli", "keys", "list", cwd=ROOT, **database.environment())
+    assert listed.returncode == 0, listed.stderr
+    assert owner not in listed.stdout
+    made = run(
+        "wallet_api.cli",
+        "keys",
+        "create",
+        *("--owner", owner, "--expires", "1m"),
+        cwd=ROOT,
+        **database.environment(),
+    )
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["status"] == "active"
+
+
+def test_keys_revoke_of_an_unknown_id_is_one_line_with_exit_status_2(
+    database: TestDatabase,
+) -> None:
+    result = run(
+        "wallet_api.cli", "keys", "revoke", "000000000000", cwd=ROOT, **database.environment()
+    )
+    assert_one_line(result, "no API key with the id '000000000000'")
+
+
+def test_keys_revoke_says_when_the_revocation_takes_effect(database: TestDatabase) -> None:
+    """Each worker rereads the key table every AUTH_KEYS_REFRESH_SECONDS (auth/store.py):
+    the command says so, with the number it was given."""
+    created = run(
+        "wallet_api.cli",
+        "keys",
+        "create",
+        *("--owner", f"revoked-{uuid.uuid4().hex[:8]}"),
+        cwd=ROOT,
+        **database.environment(),
+    )
+    assert created.returncode == 0, created.stderr
+    key_id = json.loads(created.stdout)["id"]
+    result = run(
+        "wallet_api.cli",
+        "keys",
+        "revoke",
+        key_id,
+        cwd=ROOT,
+        **database.environment(),
+        AUTH_KEYS_REFRESH_SECONDS="1.5",
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "revoked"
+    assert result.stderr.strip().splitlines() == [
+        f"wallet-api: key {key_id} revoked. Each worker of the service rereads the keys "
+        "every AUTH_KEYS_REFRESH_SECONDS (1.5 s in these settings): it refuses this key "
+        "within 1.5 s plus the time that read takes, while the database answers."
+    ]

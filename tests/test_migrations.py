@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 import sys
 import uuid
@@ -16,8 +17,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 # The models register their tables on the metadata.
 import wallet_api.auth.models
 import wallet_api.wallets.models  # noqa: F401
-from tests.support import TestDatabase, alembic
+from tests.support import TestDatabase, alembic, migrated
 from wallet_api.core.database import metadata
+from wallet_api.devtools.server import run_alembic
 
 SCHEMA_TABLES = ["alembic_version", "api_keys", "idempotency_keys", "wallet_operations", "wallets"]
 TABLES_SQL = (
@@ -268,6 +270,52 @@ def test_the_transfers_migration_upgrades_a_populated_ledger_in_place(
     down = alembic(database, "downgrade", "d0c19789eea3")
     assert down.returncode == 0, down.stderr
     assert [dict(row) for row in database.fetch(rows_sql)] == before
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """alembic.ini and migrations/ in a folder of their own: a revision the test makes
+    Alembic write lands there, never in the repository."""
+    from tests.support import ROOT
+
+    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
+    shutil.copytree(
+        ROOT / "migrations", tmp_path / "migrations", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    return tmp_path
+
+
+def revision_files(project: Path) -> list[str]:
+    return sorted(path.name for path in (project / "migrations" / "versions").glob("*.py"))
+
+
+def test_autogenerate_with_nothing_to_change_writes_no_revision_and_says_so(
+    database: TestDatabase, project_copy: Path
+) -> None:
+    before = revision_files(project_copy)
+    result = run_alembic(
+        project_copy, database.environment(), "revision", "--autogenerate", "-m", "nothing"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert revision_files(project_copy) == before
+    assert "No changes in the schema: no revision written" in result.stdout + result.stderr
+
+
+def test_autogenerate_with_a_change_writes_its_revision(
+    make_database: Callable[[], TestDatabase], project_copy: Path
+) -> None:
+    """The hook that drops an empty revision keeps one with something in it: a table in
+    the database that no model describes is a change (dropping it)."""
+    database = migrated(make_database())
+    database.fetch("CREATE TABLE stray (id integer)")
+    before = revision_files(project_copy)
+    result = run_alembic(
+        project_copy, database.environment(), "revision", "--autogenerate", "-m", "stray"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (written,) = set(revision_files(project_copy)) - set(before)
+    text = (project_copy / "migrations" / "versions" / written).read_text()
+    assert "op.drop_table('stray')" in text or 'op.drop_table("stray")' in text
 
 
 def assert_verifies(database: TestDatabase) -> None:

@@ -31,8 +31,9 @@ logger = logging.getLogger(__name__)
 #: Where `make run` keeps the embedded PostgreSQL's data, relative to the working directory.
 EMBEDDED_DATA_DIR = Path(".data/postgres")
 
-#: The exit status of a command that could not reach its database (1 is the command's own
-#: "no": a ledger mismatch for `verify`, an unknown key id for `keys revoke`).
+#: The exit status of a command that could not reach its database, and of any failure a
+#: person can fix (an unknown key id for `keys revoke`, an expiry already past for `keys
+#: create`). 1 is only `verify`'s own "no": a ledger mismatch.
 COULD_NOT_CONNECT = 2
 
 

@@ -12,13 +12,14 @@ import json
 import re
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from wallet_api.auth import repository
 from wallet_api.auth.keys import DEFAULT_SCOPES, OWNER_PATTERN, ApiKey, Scope, new_key
 from wallet_api.cli.database import database_settings, reported_in_one_line
-from wallet_api.core.config import BURST_MAX, RATE_RANGE
+from wallet_api.core.config import BURST_MAX, RATE_RANGE, load_settings_or_exit
 from wallet_api.core.database import Connection, Database
 
 T = TypeVar("T")
@@ -71,6 +72,14 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        if args.expires is not None and args.expires.moment <= datetime.now(UTC):
+            # Such a key would be refused from its first request on: a mistake, not a wish.
+            print(
+                f"wallet-api: --expires {args.expires.text!r} is not in the future: give a "
+                "positive duration (30d, 12h, 15m) or a time to come",
+                file=sys.stderr,
+            )
+            return 2
         key, key_id, secret_sha256 = new_key()
         created = _with_connection(
             lambda connection: repository.insert_key(
@@ -81,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
                 secret_sha256=secret_sha256,
                 rate=args.rate,
                 burst=args.burst,
-                expires_at=args.expires,
+                expires_at=None if args.expires is None else args.expires.moment,
             )
         )
         print(json.dumps({"key": key, **_shown(created)}, indent=2))
@@ -93,9 +102,19 @@ def run(args: argparse.Namespace) -> int:
         return 0
     revoked = _with_connection(lambda connection: repository.revoke_key(connection, args.key_id))
     if revoked is None:
+        # A mistyped id: a failure a person can fix, as the CLI's others are (exit 2).
         print(f"wallet-api: no API key with the id {args.key_id!r}", file=sys.stderr)
-        return 1
+        return 2
     print(json.dumps(_shown(revoked), indent=2))
+    # When it takes effect (auth/store.py): each worker rereads the whole key table every
+    # AUTH_KEYS_REFRESH_SECONDS and, while the database answers, trusts only its latest copy.
+    every = load_settings_or_exit().auth_keys_refresh_seconds
+    print(
+        f"wallet-api: key {revoked.id} revoked. Each worker of the service rereads the keys "
+        f"every AUTH_KEYS_REFRESH_SECONDS ({every:g} s in these settings): it refuses this "
+        f"key within {every:g} s plus the time that read takes, while the database answers.",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -145,18 +164,26 @@ def _owner(text: str) -> str:
     return text
 
 
-def _expiry(text: str) -> datetime:
+@dataclass(frozen=True)
+class Expiry:
+    """`--expires` as given (for a message) and the moment it names."""
+
+    text: str
+    moment: datetime
+
+
+def _expiry(text: str) -> Expiry:
     duration = _DURATION.fullmatch(text)
     if duration is not None:
         amount, unit = int(duration.group(1)), _UNITS[duration.group(2)]
-        return datetime.now(UTC) + timedelta(**{unit: amount})
+        return Expiry(text, datetime.now(UTC) + timedelta(**{unit: amount}))
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             "a duration such as 30d, 12h or 15m, or an ISO 8601 time"
         ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return Expiry(text, moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC))
 
 
 def _within(kind: Callable[[str], N], low: float, high: float) -> Callable[[str], N]:
