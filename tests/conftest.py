@@ -119,3 +119,32 @@ def any_service(
     if request.param == "coalesced":
         return service
     return start_service(COALESCING_ENABLED="false")
+
+
+#: Modules whose outcome does not depend on which PostgreSQL serves them (its version, its
+#: settings): the pure modules, and HTTP behaviour decided before or beside the SQL (keys,
+#: limits, validation, the document, the command line, the process). CI's second run, on
+#: the machine's PostgreSQL 15, leaves them out (`-m 'not server_agnostic'`) and repeats
+#: the modules whose SQL, locking and transactions the server decides.
+SERVER_AGNOSTIC = frozenset(
+    {
+        "tests/unit",
+        "tests/test_auth.py",
+        "tests/test_command_line.py",
+        "tests/test_docs_pages.py",
+        "tests/test_limits_redis.py",
+        "tests/test_listening.py",
+        "tests/test_openapi.py",
+        "tests/test_operability.py",
+        "tests/test_rate_limits.py",
+        "tests/test_shutdown.py",
+        "tests/test_validation.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.nodeid.partition("::")[0]
+        if module in SERVER_AGNOSTIC or module.rpartition("/")[0] in SERVER_AGNOSTIC:
+            item.add_marker(pytest.mark.server_agnostic)
