@@ -4,8 +4,11 @@ items named; an Idempotency-Key replays the whole batch. Coalescing on and off."
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -294,3 +297,154 @@ def test_a_batch_key_too_long_to_derive_item_keys_from_is_a_422(
         headers={"Idempotency-Key": "k" * 251},
     )
     assert_problem(response, 422, "validation_error")
+
+
+@pytest.fixture(scope="module", params=["coalesced", "one-transaction-per-operation"])
+def impatient(
+    request: pytest.FixtureRequest, start_service: Callable[..., ServiceProcess]
+) -> ServiceProcess:
+    """A service that gives up waiting for a row lock after 200 ms (DB_LOCK_TIMEOUT_MS;
+    the tests' default is 30 s), coalescing on and off."""
+    return start_service(
+        DB_LOCK_TIMEOUT_MS="200", COALESCING_ENABLED=str(request.param == "coalesced").lower()
+    )
+
+
+def wallet_busy_count(service: ServiceProcess, kind: str) -> float:
+    """wallet_operations_total for `kind` answered `wallet_busy`, summed over the workers."""
+    series = f'wallet_operations_total{{operation="{kind}",outcome="wallet_busy"}} '
+    for line in httpx.get(service.base_url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith(series):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def documented_codes(service: ServiceProcess, path: str, status: int) -> list[str]:
+    """The problem codes the published contract lists for a POST's status."""
+    document = httpx.get(service.base_url + "/openapi.json", timeout=10).json()
+    response = document["paths"][path]["post"]["responses"][str(status)]
+    schema = response["content"]["application/problem+json"]["schema"]
+    codes: list[str] = schema["allOf"][1]["properties"]["code"]["enum"]
+    return codes
+
+
+def log_records(service: ServiceProcess, response: httpx.Response) -> list[dict[str, Any]]:
+    """The service's log records of the request that got `response`, its access line
+    included (written after the response, so after every other line of the request)."""
+    request_id = response.headers["x-request-id"]
+    deadline = time.monotonic() + 10
+    while True:
+        records = [
+            json.loads(line)
+            for line in service.log_text().splitlines()
+            if line.startswith("{") and request_id in line
+        ]
+        if any(record["logger"] == "wallet_api.access" for record in records):
+            return records
+        assert time.monotonic() < deadline, f"no access line for {request_id}"
+        time.sleep(0.1)
+
+
+def assert_one_wallet_busy_warning(service: ServiceProcess, response: httpx.Response) -> None:
+    """As every 503 is logged: one WARNING line (its cause in a few words), no error."""
+    records = log_records(service, response)
+    levels = [(record["level"], record["message"].split(":")[0]) for record in records]
+    assert [level for level in levels if level[0] != "info"] == [("warning", "wallet_busy")]
+    (warning,) = (record for record in records if record["level"] == "warning")
+    assert "LockNotAvailableError" in warning["message"]
+
+
+async def while_held(
+    service: ServiceProcess,
+    database: TestDatabase,
+    held: str,
+    requests: list[tuple[str, dict[str, Any], dict[str, str]]],
+) -> list[httpx.Response]:
+    """Send each (path, body, headers), one after the other, while the test's own
+    transaction holds `held`'s row lock: each request that needs it gives up after the
+    service's lock timeout, and is answered before the lock is released."""
+    async with (
+        httpx.AsyncClient(base_url=service.base_url, timeout=30) as http,
+        database.row_locked(held),
+    ):
+        return [
+            await http.post(path, json=body, headers=headers) for path, body, headers in requests
+        ]
+
+
+def test_an_atomic_batch_naming_a_held_wallet_is_wallet_busy_and_applies_nothing(
+    impatient: ServiceProcess, database: TestDatabase
+) -> None:
+    """Another transaction holds one wallet's row past DB_LOCK_TIMEOUT_MS: the atomic batch
+    is answered as the single endpoint answers an operation on that wallet, 503
+    `wallet_busy` with Retry-After, and nothing of it is applied (nor its key kept)."""
+    with httpx.Client(base_url=impatient.base_url, timeout=30) as client:
+        free, held = new_wallet(client), new_wallet(client)
+    body = {"atomic": True, "operations": [item(free, "DEPOSIT", 5), item(held, "DEPOSIT", 1)]}
+    key = {"Idempotency-Key": f"held-{uuid.uuid4()}"}
+    busy_before = wallet_busy_count(impatient, "DEPOSIT")
+    single, batch = asyncio.run(
+        while_held(
+            impatient,
+            database,
+            held,
+            [(OPERATION_PATH.format(held), operation("DEPOSIT", 1), {}), (BATCH, body, key)],
+        )
+    )
+    assert_problem(single, 503, "wallet_busy")
+    assert_problem(batch, 503, "wallet_busy")
+    assert batch.headers["retry-after"] == single.headers["retry-after"]
+    assert "wallet_busy" in documented_codes(impatient, BATCH, 503)
+    assert database.ledger(free) == database.ledger(held) == []
+    assert wallet_busy_count(impatient, "DEPOSIT") - busy_before == 1  # the single one's
+    assert_one_wallet_busy_warning(impatient, single)
+    assert_one_wallet_busy_warning(impatient, batch)
+
+    with httpx.Client(base_url=impatient.base_url, timeout=30) as client:
+        retry = client.post(BATCH, json=body, headers=key)
+    assert retry.status_code == 200, retry.text
+    assert "idempotent-replayed" not in retry.headers  # the key was not kept: applied now
+    assert [result["body"]["balance"] for result in retry.json()["results"]] == [5, 1]
+
+
+def test_a_batch_naming_a_held_wallet_answers_its_operations_wallet_busy_and_applies_the_rest(
+    impatient: ServiceProcess, database: TestDatabase
+) -> None:
+    """Another transaction holds one wallet's row past DB_LOCK_TIMEOUT_MS: each of that
+    wallet's operations is answered what the single endpoint answers for it (503
+    `wallet_busy`, not applied); the other wallets' operations apply."""
+    with httpx.Client(base_url=impatient.base_url, timeout=30) as client:
+        free, held, other = new_wallet(client), new_wallet(client), new_wallet(client)
+    body = {
+        "operations": [
+            item(free, "DEPOSIT", 5),
+            item(held, "DEPOSIT", 1),
+            item(other, "DEPOSIT", 7),
+            item(held, "DEPOSIT", 2),
+            item(free, "WITHDRAW", 2),
+        ]
+    }
+    busy_before = wallet_busy_count(impatient, "DEPOSIT")
+    single, batch = asyncio.run(
+        while_held(
+            impatient,
+            database,
+            held,
+            [(OPERATION_PATH.format(held), operation("DEPOSIT", 1), {}), (BATCH, body, {})],
+        )
+    )
+    single_body = assert_problem(single, 503, "wallet_busy")
+    del single_body["request_id"]
+    assert batch.status_code == 200, batch.text
+    assert batch.json()["results"] == [
+        {"status": 200, "body": {"status": "success", "balance": 5}},
+        {"status": 503, "body": single_body},
+        {"status": 200, "body": {"status": "success", "balance": 7}},
+        {"status": 503, "body": single_body},
+        {"status": 200, "body": {"status": "success", "balance": 3}},
+    ]
+    assert database.ledger(held) == []
+    assert len(database.ledger(free)) == 2
+    assert len(database.ledger(other)) == 1
+    assert wallet_busy_count(impatient, "DEPOSIT") - busy_before == 3
+    assert_one_wallet_busy_warning(impatient, batch)

@@ -542,4 +542,48 @@ BREAKS = [
         "        return result.response()\n",
         ("tests/test_transfers.py::test_an_idempotency_key_replays_the_transfer_and_its_refusal",),
     ),
+    Break(
+        "held-wallet-fails-the-whole-batch",
+        "a batch item whose wallet another transaction holds is wallet_busy; the others apply",
+        SERVICE,
+        "            if not is_lock_timeout(exc):\n                raise\n",
+        "            if True:\n                raise\n",
+        (
+            "tests/test_batch.py::"
+            "test_a_batch_naming_a_held_wallet_answers_its_operations_wallet_busy_and_applies_the_rest",
+        ),
+    ),
+    Break(
+        "held-wallet-in-a-batch-not-logged",
+        "a batch's held wallet is logged as a 503 is: one WARNING line",
+        SERVICE,
+        "            log_unavailable(wallet_held(cause))  # one line for the wallet, as for a 503\n",
+        "            pass\n",
+        (
+            "tests/test_batch.py::"
+            "test_a_batch_naming_a_held_wallet_answers_its_operations_wallet_busy_and_applies_the_rest",
+        ),
+    ),
+    Break(
+        "lock-timeout-answered-database-unavailable",
+        "a lock timeout reaching the error mapping (an atomic batch) is 503 wallet_busy",
+        "src/wallet_api/core/errors.py",
+        "    if is_lock_timeout(exc):\n        # Another transaction held a row",
+        "    if False:\n        # Another transaction held a row",
+        (
+            "tests/test_batch.py::"
+            "test_an_atomic_batch_naming_a_held_wallet_is_wallet_busy_and_applies_nothing",
+        ),
+    ),
+    Break(
+        "unqueued-operation-lock-timeout-unmapped",
+        "without coalescing, an operation on a held wallet is wallet_busy as the queue answers it",
+        SERVICE,
+        "                    if is_lock_timeout(exc):  # as the queue answers it\n",
+        "                    if False:\n",
+        (
+            "tests/test_batch.py::"
+            "test_a_batch_naming_a_held_wallet_answers_its_operations_wallet_busy_and_applies_the_rest",
+        ),
+    ),
 ]

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from wallet_api.core.database import is_transient_error
+from wallet_api.core.database import is_lock_timeout, is_transient_error
 from wallet_api.core.request_context import current_request_id
 
 logger = logging.getLogger(__name__)
@@ -105,6 +105,19 @@ class WalletBusy(AppError):
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
+#: The detail of an operation whose wallet another transaction held past DB_LOCK_TIMEOUT_MS.
+WALLET_HELD = "Another transaction holds the wallet; the operation was not applied. Retry shortly."
+
+
+def wallet_held(cause: BaseException | None = None) -> WalletBusy:
+    """503 `wallet_busy` for an operation whose statement gave up waiting for its wallet's
+    row lock (PostgreSQL's lock_not_available, after DB_LOCK_TIMEOUT_MS): another
+    transaction holds the row, and nothing of the statement was applied."""
+    busy = WalletBusy(WALLET_HELD)
+    busy.__cause__ = cause
+    return busy
+
+
 class OutcomeUnknown(AppError):
     """The database stopped answering while a commit was in flight: it may have landed."""
 
@@ -186,26 +199,39 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
 
 
+def log_unavailable(error: AppError) -> None:
+    """The log line of a 503. Expected while the database is away or a wallet is busy, for
+    every request (they come in bursts): one WARNING line each, its cause in a few words,
+    the traceback only at LOG_LEVEL=debug."""
+    logger.warning(
+        "%s: %s%s",
+        error.code,
+        error.detail,
+        f" ({describe(error.__cause__)})" if error.__cause__ else "",
+        exc_info=error.__cause__ if logger.isEnabledFor(logging.DEBUG) else None,
+    )
+
+
 def exception_response(exc: Exception) -> Response:
     """The problem response for any exception a request ended with (and its log line):
     the one mapping behind the application's error handlers, and behind the operation
     fast path (`wallets/fast_path.py`), which answers outside FastAPI's routing."""
     if isinstance(exc, AppError) and exc.status == 503:
-        # Expected while the database is away or a wallet is busy, for every request (they
-        # come in bursts): one line each, its cause
-        # in a few words, the traceback only at LOG_LEVEL=debug.
-        logger.warning(
-            "%s: %s%s",
-            exc.code,
-            exc.detail,
-            f" ({describe(exc.__cause__)})" if exc.__cause__ else "",
-            exc_info=exc.__cause__ if logger.isEnabledFor(logging.DEBUG) else None,
-        )
+        log_unavailable(exc)
         return error_response(exc)
     if isinstance(exc, AppError):
         if exc.status >= 500:
             logger.error("%s: %s", exc.code, exc.detail, exc_info=exc.__cause__ or exc)
         return error_response(exc)
+    if is_lock_timeout(exc):
+        # Another transaction held a row the request needed (an atomic batch's wallet, the
+        # key of a request still running): it is busy, not the database away.
+        busy = WalletBusy(
+            "Another transaction holds a wallet the request needs; nothing of it was "
+            "applied. Retry shortly."
+        )
+        busy.__cause__ = exc
+        return exception_response(busy)
     if is_transient_error(exc):
         unavailable = DatabaseUnavailable("The database is unavailable; retry shortly.")
         unavailable.__cause__ = exc

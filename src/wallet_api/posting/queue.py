@@ -44,6 +44,7 @@ from wallet_api.core.errors import (
     OutcomeUnknown,
     ServiceUnavailable,
     WalletBusy,
+    wallet_held,
 )
 from wallet_api.core.metrics import BATCH_SIZE
 
@@ -303,9 +304,7 @@ def _database_unavailable() -> AppError:
 
 
 def _wallet_locked() -> AppError:
-    return WalletBusy(
-        "Another transaction holds the wallet; the operation was not applied. Retry shortly."
-    )
+    return wallet_held()
 
 
 def _internal_error() -> AppError:

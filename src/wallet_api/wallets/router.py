@@ -239,7 +239,8 @@ BATCH_KEY_MAX_LENGTH = 250
     response_model=BatchResponse,
     responses={
         **replayed_success(200),
-        **error_responses(*_WRITE_ERRORS, replayed=(400, 404)),
+        # WalletBusy: an atomic batch one of whose wallets another transaction holds.
+        **error_responses(*_WRITE_ERRORS, WalletBusy, replayed=(400, 404)),
     },
     openapi_extra=json_request_body(BatchRequest, BATCH_REQUEST_EXAMPLES),
 )

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from uuid import UUID
 
@@ -22,6 +22,7 @@ from wallet_api.core.database import (
     Database,
     UniqueViolation,
     is_key_conflict,
+    is_lock_timeout,
     is_transient_error,
 )
 from wallet_api.core.errors import (
@@ -31,6 +32,8 @@ from wallet_api.core.errors import (
     OutcomeUnknown,
     ServiceUnavailable,
     WalletBusy,
+    log_unavailable,
+    wallet_held,
 )
 from wallet_api.core.idempotency import IdempotencyKeyReused, Replay, StoredResponse, replay
 from wallet_api.core.metrics import (
@@ -193,9 +196,14 @@ class WalletService:
             else:
                 # The classic way, one row-locking transaction per operation: concurrent
                 # operations on one wallet would mostly lose optimistic races to each other.
-                ((outcome,),) = await self._writer.apply(
-                    [(wallet_id, [operation])], optimistic=False
-                )
+                try:
+                    ((outcome,),) = await self._writer.apply(
+                        [(wallet_id, [operation])], optimistic=False
+                    )
+                except Exception as exc:
+                    if is_lock_timeout(exc):  # as the queue answers it
+                        raise wallet_held(exc) from exc
+                    raise
         except AppError as error:
             operation_outcomes(kind, error.code).inc()
             raise
@@ -222,10 +230,14 @@ class WalletService:
         order) when possible. What that batch committed keeps its outcomes; if it then
         fails for a reason of its own, the rest apply one at a time (each wallet's in
         order), so only the one that broke it fails; an outage answers the rest with the
-        error. With a key, the key is claimed first (a key of another request is
-        refused), and each item gets a key of its own derived from it (`KEY #index`, with
-        a space no client key can hold): a retry replays what was applied and applies
-        what was not.
+        error. A wallet whose row another transaction holds past the lock timeout fails
+        the statement it is in (nothing of it applied): the wallets not settled are then
+        written again in halves, as the group-commit queue splits a batch, until the held
+        ones are alone; each operation of those is answered 503 `wallet_busy`, as the
+        single endpoint answers it, and the others apply. With a key, the key is claimed
+        first (a key of another request is refused), and each item gets a key of its own
+        derived from it (`KEY #index`, with a space no client key can hold): a retry
+        replays what was applied and applies what was not.
 
         The answer is a replay only when the key's request was seen before and nothing is
         judged for the first time now: every item's outcome is the one stored for it, or
@@ -267,12 +279,17 @@ class WalletService:
             for index, outcome in zip(indexes, wallet_outcomes, strict=True):
                 outcomes[index] = outcome
 
+        def held(wallet_id: UUID, cause: BaseException) -> None:
+            indexes = places[wallet_id]
+            settled.extend(indexes)
+            for index in indexes:
+                outcomes[index] = wallet_held(cause)
+            log_unavailable(wallet_held(cause))  # one line for the wallet, as for a 503
+
         groups = [(w, [items[i][1] for i in indexes]) for w, indexes in places.items()]
         try:
             if groups:
-                await self._writer.apply(
-                    groups, optimistic=self._writes is not None, on_settled=settle
-                )
+                await self._apply_around_held(groups, settle, held)
         except Exception as exc:
             # What committed before the failure keeps its outcomes; the rest is answered.
             left = {w: [i for i in indexes if outcomes[i] is None] for w, indexes in places.items()}
@@ -295,6 +312,38 @@ class WalletService:
             isinstance(outcome, Replay | WalletNotFound) for outcome in answered
         )
         return answered, replayed
+
+    async def _apply_around_held(
+        self,
+        groups: Sequence[tuple[UUID, Sequence[Operation]]],
+        settle: Callable[[UUID, Sequence[Outcome]], None],
+        held: Callable[[UUID, BaseException], None],
+    ) -> None:
+        """Write `groups` (one per wallet); if a statement gave up waiting for a row lock
+        another transaction holds, write the groups not settled again in two halves, each
+        on its own, down to the held wallets alone, which go to `held`. One lock timeout
+        per try: a held wallet costs about log2(wallets) of them, one after the other, as
+        in the group-commit queue's split."""
+        done: set[UUID] = set()
+
+        def settled(wallet_id: UUID, outcomes: Sequence[Outcome]) -> None:
+            done.add(wallet_id)
+            settle(wallet_id, outcomes)
+
+        try:
+            await self._writer.apply(
+                groups, optimistic=self._writes is not None, on_settled=settled
+            )
+        except Exception as exc:
+            if not is_lock_timeout(exc):
+                raise
+            left = [(wallet_id, ops) for wallet_id, ops in groups if wallet_id not in done]
+            if len(left) == 1:
+                held(left[0][0], exc)
+                return
+            middle = len(left) // 2
+            for half in (left[:middle], left[middle:]):
+                await self._apply_around_held(half, settle, held)
 
     async def _one_by_one(
         self,
