@@ -12,6 +12,7 @@ from wallet_api.core.errors import (
     InternalError,
     OutcomeUnknown,
     ValidationFailed,
+    WalletBusy,
 )
 from wallet_api.core.idempotency import IdempotencyKey, IdempotencyKeyReused, Replay, scoped_key
 from wallet_api.core.openapi import error_responses, json_request_body, replayed_success
@@ -60,6 +61,7 @@ def reversal_service(request: Request) -> ReversalService:
             OutcomeUnknown,
             InternalError,
             DatabaseUnavailable,
+            WalletBusy,  # a wallet of it held past DB_LOCK_TIMEOUT_MS
             replayed=(400, 409),
         ),
     },
