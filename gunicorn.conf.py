@@ -8,9 +8,11 @@ import sys
 import tempfile
 from typing import Any
 
+from pydantic import ValidationError
+
 # Light modules only: Prometheus's client must not be imported before on_starting.
 from wallet_api.auth.limits import RATE_TABLE_VARIABLE, create_table
-from wallet_api.core.config import is_loopback, load_settings_or_exit
+from wallet_api.core.config import Settings, is_loopback, load_settings_or_exit
 
 _settings = load_settings_or_exit()  # a bad value stops the server here, before any worker
 
@@ -148,10 +150,20 @@ def when_ready(server: Any) -> None:
 def post_fork(server: Any, worker: Any) -> None:
     # The sockets this worker will accept on, whatever made them: the arbiter's (checked
     # in when_ready, but a reload may rebind them without it) or its own (`reuse_port`).
+    # And the settings it will run with: its application reads the environment and `.env`
+    # again (a `.env` edited since the start counts), so they are read here, judged, and
+    # pinned in its environment, which wins over `.env` for the application.
     # A worker that exits with Gunicorn's boot-error status stops the whole server.
+    try:
+        settings = Settings()
+    except ValidationError:
+        worker.log.error("invalid configuration: this worker refuses to serve")
+        sys.exit(server.WORKER_BOOT_ERROR)
+    os.environ["AUTH_MODE"] = settings.auth_mode
+    os.environ["AUTH_OPEN_TO_NETWORK"] = "true" if settings.auth_open_to_network else "false"
     if (
-        _settings.auth_mode == "none"
-        and not _settings.auth_open_to_network
+        settings.auth_mode == "none"
+        and not settings.auth_open_to_network
         and _exposed([listener.sock for listener in worker.sockets])
     ):
         worker.log.error("AUTH_MODE=none on a network address: this worker refuses to serve")

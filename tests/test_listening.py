@@ -6,6 +6,7 @@ socket handed over by file descriptor (`-b fd://N`), or systemd's socket activat
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import httpx
 import pytest
 
 from tests.support import ROOT, TestDatabase
-from wallet_api.devtools.server import ServiceProcess
+from wallet_api.devtools.server import ServiceProcess, free_port
 
 CREATE = "/api/v1/wallets/create_wallet"
 EVERYWHERE = "0.0.0.0"  # noqa: S104  (binding to all interfaces is what is tested)
@@ -170,3 +171,41 @@ def test_localhost_in_capitals_is_a_loopback_name(
     service = start_service(HOST="LOCALHOST")
     with httpx.Client(base_url=service.base_url, timeout=10) as http:
         assert http.post(CREATE).status_code == 201
+
+
+def test_a_worker_started_after_env_changed_is_judged_on_what_it_will_run_with(
+    database: TestDatabase, tmp_path: Path
+) -> None:
+    """Each worker's application reads `.env` again when it starts: a `.env` turned to
+    AUTH_MODE=none while keys guard a network address must not give the next worker an
+    open door. It refuses to boot, which stops the server."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("AUTH_MODE=keys\n")
+    log_path = tmp_path / "gunicorn.log"
+    port = free_port()
+    environment = {
+        key: value
+        for key, value in {**os.environ, **database.environment()}.items()
+        if not key.startswith("AUTH_")
+    }
+    environment |= {"HOST": EVERYWHERE, "PORT": str(port), "WORKERS_COUNT": "1"}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py")],
+            cwd=tmp_path,  # where `.env` is read
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_serving(port, process, log_path)
+        assert httpx.post(f"http://127.0.0.1:{port}{CREATE}", timeout=10).status_code == 401
+        env_file.write_text("AUTH_MODE=none\n")
+        (worker,) = subprocess.run(
+            ["pgrep", "-P", str(process.pid)], capture_output=True, text=True, check=True
+        ).stdout.split()
+        os.kill(int(worker), signal.SIGKILL)
+        assert process.wait(timeout=60) != 0, log_path.read_text()
+        assert "this worker refuses to serve" in log_path.read_text()
+    finally:
+        stop(process)

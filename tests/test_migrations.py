@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import wallet_api.auth.models
 import wallet_api.wallets.models  # noqa: F401
 from tests.support import TestDatabase, alembic, migrated
+from wallet_api.auth import repository
+from wallet_api.auth.keys import Scope
 from wallet_api.core.database import metadata
 from wallet_api.devtools.server import run_alembic
 
@@ -340,3 +342,28 @@ def test_the_deposit_scope_keeps_what_existing_keys_could_do(empty_database: Tes
     assert alembic(database, "downgrade", "c4e8b1f2a6d3").returncode == 0
     rows = database.fetch("SELECT id, scopes FROM api_keys ORDER BY id")
     assert [sorted(row["scopes"]) for row in rows] == [["read", "write"], ["read"]]
+
+
+def test_a_scope_of_a_later_version_grants_nothing_and_breaks_nothing(
+    empty_database: TestDatabase,
+) -> None:
+    """A rolling upgrade: a newer version's migration may add a scope this one does not
+    know; its keys still load (no 500 for every keyed request), without that scope."""
+    database = empty_database
+    assert alembic(database, "upgrade", "head").returncode == 0
+    database.fetch("ALTER TABLE api_keys DROP CONSTRAINT ck_api_keys_scopes_known")
+    database.fetch(
+        "INSERT INTO api_keys (id, owner, scopes, secret_sha256) "
+        "VALUES ('0000000000cc', 'o', ARRAY['read', 'write', 'refund'], $1)",
+        "0" * 64,
+    )
+
+    async def load() -> frozenset[Scope]:
+        connection = await asyncpg.connect(database.url())
+        try:
+            (key,) = await repository.all_keys(connection)  # type: ignore[arg-type]
+        finally:
+            await connection.close()
+        return key.scopes
+
+    assert asyncio.run(load()) == {Scope.READ, Scope.WRITE}

@@ -9,7 +9,9 @@ money an owner can make at will lets it push another owner's wallet to its limit
 learn that wallet's balance from the refusals). Keys that could write before keep what
 they could do: each gets `deposit`, so no client is cut off by the upgrade; keys created
 afterwards get it only when asked for. Catalog change and one UPDATE of the small key
-table; no ledger row is touched.
+table; no ledger row is touched. A service older than this revision cannot read the
+scope (its keyed requests fail): stop the old instances before upgrading
+(docs/OPERATIONS.md, Migrations).
 """
 
 from collections.abc import Sequence

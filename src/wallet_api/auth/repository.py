@@ -10,6 +10,7 @@ import asyncpg
 from wallet_api.auth.keys import ApiKey, Scope
 from wallet_api.core.database import Connection
 
+_KNOWN_SCOPES = frozenset(scope.value for scope in Scope)
 _COLUMNS = "id, owner, scopes, secret_sha256, rate, burst, created_at, expires_at, revoked_at"
 
 
@@ -17,7 +18,8 @@ def _key(row: asyncpg.Record) -> ApiKey:
     return ApiKey(
         id=row["id"],
         owner=row["owner"],
-        scopes=frozenset(Scope(scope) for scope in row["scopes"]),
+        # A scope this version does not know (written by a newer one) grants nothing here.
+        scopes=frozenset(Scope(scope) for scope in row["scopes"] if scope in _KNOWN_SCOPES),
         secret_sha256=row["secret_sha256"],
         rate=row["rate"],
         burst=row["burst"],
