@@ -7,11 +7,14 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.support import TestDatabase, assert_ledger_consistent, operation
+from tests.test_auth import Key, create_key
 from tests.test_wallet_contract import assert_problem
 from wallet_api.devtools.server import ServiceProcess
 
@@ -227,3 +230,135 @@ def test_keys_are_kept_for_their_retention_then_purged(
         assert time.monotonic() - sent >= SHORT_TTL_SECONDS, "purged before its retention"
         # Forgotten: the same key now names a new request.
         assert post(client, wallet, operation("DEPOSIT", 2), key).json()["balance"] == 3
+
+
+@pytest.fixture(scope="module")
+def keyed_service(start_service: Callable[..., ServiceProcess]) -> ServiceProcess:
+    return start_service(
+        AUTH_MODE="keys", RATE_LIMIT_RATE="10000", RATE_LIMIT_BURST="10000", DB_POOL_SIZE="2"
+    )
+
+
+@pytest.fixture(scope="module")
+def two_owners(keyed_service: ServiceProcess, database: TestDatabase) -> tuple[Key, Key]:
+    """A key of each of two owners, with every scope (a DEPOSIT needs `deposit`)."""
+    run = uuid.uuid4().hex[:8]
+    every_scope = ("--scope", "read", "--scope", "write", "--scope", "deposit")
+    return (
+        create_key(database, f"alice-{run}", *every_scope),
+        create_key(database, f"bob-{run}", *every_scope),
+    )
+
+
+@dataclass(frozen=True)
+class Owned:
+    """An owner's key, a wallet of theirs holding 100 (by one deposit), and another."""
+
+    key: Key
+    wallet: str
+    other: str
+    deposit: int
+
+    @classmethod
+    def make(cls, http: httpx.Client, key: Key) -> Owned:
+        wallet, other = (
+            str(
+                http.post("/api/v1/wallets/create_wallet", headers=key.headers).json()[
+                    "wallet_uuid"
+                ]
+            )
+            for _ in range(2)
+        )
+        deposited = http.post(
+            f"/api/v1/wallets/{wallet}/operation",
+            json=operation("DEPOSIT", 100),
+            headers=key.headers,
+        )
+        assert deposited.status_code == 200, deposited.text
+        history = http.get(f"/api/v1/wallets/{wallet}/operations", headers=key.headers)
+        return cls(key, wallet, other, int(history.json()["items"][0]["id"]))
+
+
+#: Each keyed endpoint's request on an owner's own things, and its success status.
+KEYED_REQUESTS: dict[str, Callable[[Owned], tuple[str, dict[str, Any] | None, int]]] = {
+    "create_wallet": lambda mine: ("/api/v1/wallets/create_wallet", None, 201),
+    "operation": lambda mine: (
+        f"/api/v1/wallets/{mine.wallet}/operation",
+        operation("DEPOSIT", 5),
+        200,
+    ),
+    "batch": lambda mine: (
+        "/api/v1/operations/batch",
+        {
+            "operations": [
+                {"wallet_uuid": mine.wallet, **operation("DEPOSIT", 5)},
+                {"wallet_uuid": mine.other, **operation("DEPOSIT", 1)},
+            ]
+        },
+        200,
+    ),
+    "atomic batch": lambda mine: (
+        "/api/v1/operations/batch",
+        {
+            "atomic": True,
+            "operations": [
+                {"wallet_uuid": mine.wallet, **operation("DEPOSIT", 5)},
+                {"wallet_uuid": mine.other, **operation("DEPOSIT", 1)},
+            ],
+        },
+        200,
+    ),
+    "transfer": lambda mine: (
+        "/api/v1/transfers",
+        {"from_wallet_uuid": mine.wallet, "to_wallet_uuid": mine.other, "amount": 5},
+        201,
+    ),
+    "reversal": lambda mine: ("/api/v1/reversals", {"entry_id": mine.deposit, "amount": 5}, 201),
+}
+
+
+@pytest.mark.parametrize("endpoint", list(KEYED_REQUESTS))
+def test_two_owners_equal_keys_are_two_keys_on_every_keyed_endpoint(
+    keyed_service: ServiceProcess,
+    two_owners: tuple[Key, Key],
+    database: TestDatabase,
+    endpoint: str,
+) -> None:
+    """Alice and Bob each send their own request with the same Idempotency-Key: each is
+    executed on its own owner's things (neither a replay of the other's nor refused as the
+    key reused), and each one's retry replays its own answer."""
+    key = {"Idempotency-Key": f"shared-{uuid.uuid4()}"}
+    with httpx.Client(base_url=keyed_service.base_url, timeout=30) as http:
+        alice, bob = (Owned.make(http, owner) for owner in two_owners)
+
+        def state(mine: Owned) -> list[object]:
+            return [
+                (database.stored_balance(w), len(database.ledger(w)))
+                for w in (mine.wallet, mine.other)
+            ]
+
+        before = state(alice)
+        assert state(bob) == before
+        answers: dict[Owned, httpx.Response] = {}
+        for mine in (alice, bob):
+            path, body, status = KEYED_REQUESTS[endpoint](mine)
+            answer = http.post(path, json=body, headers={**mine.key.headers, **key})
+            assert answer.status_code == status, answer.text
+            assert REPLAYED not in answer.headers
+            answers[mine] = answer
+        if endpoint == "create_wallet":  # two wallets, each its own creator's
+            created = {mine: answers[mine].json()["wallet_uuid"] for mine in (alice, bob)}
+            assert created[alice] != created[bob]
+            for mine in (alice, bob):
+                read = http.get(f"/api/v1/wallets/{created[mine]}", headers=mine.key.headers)
+                assert read.json() == {"balance": 0}
+        else:  # each request changed its own owner's wallets, alike
+            assert state(alice) == state(bob) != before
+
+        for mine in (alice, bob):
+            path, body, status = KEYED_REQUESTS[endpoint](mine)
+            again = http.post(path, json=body, headers={**mine.key.headers, **key})
+            assert again.status_code == status
+            assert again.headers[REPLAYED] == "true"
+            assert again.json() == answers[mine].json()
+        assert state(alice) == state(bob)

@@ -340,3 +340,49 @@ def test_one_keyed_transfer_sent_many_times_at_once_moves_money_once(
         Decimal(9),
     )
     assert len(database.ledger(destination)) == 3
+
+
+@pytest.mark.parametrize(
+    "change", ["another description", "no description", "another payee", "another payer"]
+)
+def test_a_transfer_key_sent_with_another_transfer_is_refused_and_changes_nothing(
+    any_client: httpx.Client, database: TestDatabase, change: str
+) -> None:
+    """A keyed transfer's fingerprint covers both wallets, the amount and the description:
+    the key sent again with any of them changed (the amount alone is changed above) is a
+    422 `idempotency_key_reused`, never the first transfer's replay, and moves nothing; the
+    first request sent again is still its replay."""
+    source, destination = new_wallet(any_client, 10), new_wallet(any_client)
+    other_source, other_destination = new_wallet(any_client, 10), new_wallet(any_client)
+    key = f"transfer-{uuid.uuid4()}"
+    body = transfer(source, destination, 4, description="order 1")
+    other = {
+        "another description": {**body, "description": "order 2"},
+        "no description": transfer(source, destination, 4),
+        "another payee": {**body, "to_wallet_uuid": other_destination},
+        "another payer": {**body, "from_wallet_uuid": other_source},
+    }[change]
+    first = any_client.post(TRANSFERS, json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == 201, first.text
+
+    def state() -> list[object]:
+        wallets = (source, destination, other_source, other_destination)
+        kept = database.fetch(
+            "SELECT fingerprint, response_status, response_body FROM idempotency_keys "
+            "WHERE key = $1",
+            key,
+        )
+        return [*((database.stored_balance(w), database.ledger(w)) for w in wallets), kept]
+
+    before = state()
+    reused = any_client.post(TRANSFERS, json=other, headers={"Idempotency-Key": key})
+    assert_problem(reused, 422, "idempotency_key_reused")
+    assert "idempotent-replayed" not in reused.headers
+    assert state() == before
+    assert [database.stored_balance(w) for w in (source, destination)] == [600, 400]
+
+    again = any_client.post(TRANSFERS, json=body, headers={"Idempotency-Key": key})
+    assert again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert state() == before

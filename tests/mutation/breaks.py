@@ -586,4 +586,97 @@ BREAKS = [
             "test_a_batch_naming_a_held_wallet_answers_its_operations_wallet_busy_and_applies_the_rest",
         ),
     ),
+    Break(
+        "transfer-fingerprint-without-description",
+        "a transfer's Idempotency-Key sent with another description is refused, not replayed",
+        "src/wallet_api/transfers/schemas.py",
+        "[str(self.from_wallet_uuid), str(self.to_wallet_uuid), self.amount, self.description]",
+        "[str(self.from_wallet_uuid), str(self.to_wallet_uuid), self.amount]",
+        (
+            "tests/test_transfers.py::"
+            "test_a_transfer_key_sent_with_another_transfer_is_refused_and_changes_nothing",
+        ),
+    ),
+    Break(
+        "transfer-fingerprint-without-destination",
+        "a transfer's Idempotency-Key sent with another payee is refused, not replayed",
+        "src/wallet_api/transfers/schemas.py",
+        "[str(self.from_wallet_uuid), str(self.to_wallet_uuid), self.amount, self.description]",
+        "[str(self.from_wallet_uuid), self.amount, self.description]",
+        (
+            "tests/test_transfers.py::"
+            "test_a_transfer_key_sent_with_another_transfer_is_refused_and_changes_nothing",
+        ),
+    ),
+    Break(
+        "transfer-fingerprint-without-source",
+        "a transfer's Idempotency-Key sent with another payer is refused, not replayed",
+        "src/wallet_api/transfers/schemas.py",
+        "[str(self.from_wallet_uuid), str(self.to_wallet_uuid), self.amount, self.description]",
+        "[str(self.to_wallet_uuid), self.amount, self.description]",
+        (
+            "tests/test_transfers.py::"
+            "test_a_transfer_key_sent_with_another_transfer_is_refused_and_changes_nothing",
+        ),
+    ),
+    Break(
+        "transfer-idempotency-keys-shared-by-owners",
+        "two owners' equal Idempotency-Keys on transfers are two keys",
+        "src/wallet_api/transfers/router.py",
+        "        idempotency_key=scoped_key(owner, idempotency_key),\n",
+        "        idempotency_key=idempotency_key,\n",
+        (
+            "tests/test_idempotency.py::"
+            "test_two_owners_equal_keys_are_two_keys_on_every_keyed_endpoint[transfer]",
+        ),
+    ),
+    Break(
+        "reversal-idempotency-keys-shared-by-owners",
+        "two owners' equal Idempotency-Keys on reversals are two keys",
+        "src/wallet_api/reversals/router.py",
+        "        idempotency_key=scoped_key(owner, idempotency_key),\n",
+        "        idempotency_key=idempotency_key,\n",
+        (
+            "tests/test_idempotency.py::"
+            "test_two_owners_equal_keys_are_two_keys_on_every_keyed_endpoint[reversal]",
+        ),
+    ),
+    Break(
+        "batch-idempotency-keys-shared-by-owners",
+        "two owners' equal Idempotency-Keys on batches (atomic or not) are two keys",
+        "src/wallet_api/wallets/router.py",
+        "    idempotency_key = scoped_key(owner, idempotency_key)\n",
+        "",
+        (
+            "tests/test_idempotency.py::"
+            "test_two_owners_equal_keys_are_two_keys_on_every_keyed_endpoint[batch]",
+            "tests/test_idempotency.py::"
+            "test_two_owners_equal_keys_are_two_keys_on_every_keyed_endpoint[atomic batch]",
+        ),
+    ),
+    Break(
+        "operation-idempotency-keys-shared-by-owners",
+        "two owners' equal Idempotency-Keys on operations are two keys",
+        "src/wallet_api/wallets/router.py",
+        "        idempotency_key=scoped_key(owner, idempotency_key),\n"
+        "        api_key_id=key_id_of(request.scope),\n",
+        "        idempotency_key=idempotency_key,\n        api_key_id=key_id_of(request.scope),\n",
+        (
+            "tests/test_idempotency.py::"
+            "test_two_owners_equal_keys_are_two_keys_on_every_keyed_endpoint[operation]",
+        ),
+    ),
+    Break(
+        "create-wallet-idempotency-keys-shared-by-owners",
+        "two owners' equal Idempotency-Keys on create_wallet are two keys",
+        "src/wallet_api/wallets/router.py",
+        "        idempotency_key=scoped_key(owner, idempotency_key),\n"
+        '        fingerprint=idempotency.fingerprint("POST", "/api/v1/wallets/create_wallet", ""),\n',
+        "        idempotency_key=idempotency_key,\n"
+        '        fingerprint=idempotency.fingerprint("POST", "/api/v1/wallets/create_wallet", ""),\n',
+        (
+            "tests/test_idempotency.py::"
+            "test_two_owners_equal_keys_are_two_keys_on_every_keyed_endpoint[create_wallet]",
+        ),
+    ),
 ]
