@@ -173,38 +173,78 @@ def test_localhost_in_capitals_is_a_loopback_name(
         assert http.post(CREATE).status_code == 201
 
 
+def gunicorn_in(
+    directory: Path, database: TestDatabase, settings: dict[str, str], *args: str
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Gunicorn started in `directory` (where `.env` is read), without the environment's
+    own AUTH_, HOST and PORT settings, with `settings` on top."""
+    log_path = directory / "gunicorn.log"
+    environment = {
+        key: value
+        for key, value in {**os.environ, **database.environment()}.items()
+        if not key.startswith("AUTH_") and key not in {"HOST", "PORT"}
+    }
+    environment |= {"WORKERS_COUNT": "1", **settings}
+    command = [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py")]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*command, *args],
+            cwd=directory,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return process, log_path
+
+
 def test_a_worker_started_after_env_changed_is_judged_on_what_it_will_run_with(
     database: TestDatabase, tmp_path: Path
 ) -> None:
     """Each worker's application reads `.env` again when it starts: a `.env` turned to
     AUTH_MODE=none while keys guard a network address must not give the next worker an
     open door. It refuses to boot, which stops the server."""
-    env_file = tmp_path / ".env"
-    env_file.write_text("AUTH_MODE=keys\n")
-    log_path = tmp_path / "gunicorn.log"
+    (tmp_path / ".env").write_text("AUTH_MODE=keys\n")
     port = free_port()
-    environment = {
-        key: value
-        for key, value in {**os.environ, **database.environment()}.items()
-        if not key.startswith("AUTH_")
-    }
-    environment |= {"HOST": EVERYWHERE, "PORT": str(port), "WORKERS_COUNT": "1"}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py")],
-            cwd=tmp_path,  # where `.env` is read
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    process, log_path = gunicorn_in(tmp_path, database, {"HOST": EVERYWHERE, "PORT": str(port)})
     try:
         wait_until_serving(port, process, log_path)
         assert httpx.post(f"http://127.0.0.1:{port}{CREATE}", timeout=10).status_code == 401
-        env_file.write_text("AUTH_MODE=none\n")
+        (tmp_path / ".env").write_text("AUTH_MODE=none\n")
         (worker,) = subprocess.run(
             ["pgrep", "-P", str(process.pid)], capture_output=True, text=True, check=True
         ).stdout.split()
         os.kill(int(worker), signal.SIGKILL)
+        assert process.wait(timeout=60) != 0, log_path.read_text()
+        assert "this worker refuses to serve" in log_path.read_text()
+    finally:
+        stop(process)
+
+
+def test_a_reload_onto_a_network_address_stops_the_server(
+    database: TestDatabase, tmp_path: Path
+) -> None:
+    """SIGHUP reloads the configuration and rebinds without `when_ready`: the new
+    workers judge their sockets."""
+    port = free_port()
+    (tmp_path / ".env").write_text(f"HOST=127.0.0.1\nPORT={port}\n")
+    process, log_path = gunicorn_in(tmp_path, database, {})
+    try:
+        wait_until_serving(port, process, log_path)
+        (tmp_path / ".env").write_text(f"HOST={EVERYWHERE}\nPORT={free_port()}\n")
+        process.send_signal(signal.SIGHUP)
+        assert process.wait(timeout=60) != 0, log_path.read_text()
+        assert "this worker refuses to serve" in log_path.read_text()
+    finally:
+        stop(process)
+
+
+def test_reuse_port_on_a_network_address_is_refused(database: TestDatabase, tmp_path: Path) -> None:
+    """Under `reuse_port` each worker binds its own socket, and the arbiter has none to
+    judge: the worker judges its own."""
+    process, log_path = gunicorn_in(
+        tmp_path, database, {"HOST": EVERYWHERE, "PORT": str(free_port())}, "--reuse-port"
+    )
+    try:
         assert process.wait(timeout=60) != 0, log_path.read_text()
         assert "this worker refuses to serve" in log_path.read_text()
     finally:

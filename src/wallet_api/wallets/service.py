@@ -466,6 +466,7 @@ class WalletService:
         for queue in (self._writes, self._reads):
             if queue is not None:
                 await queue.close()
+        await self.owners.close()
 
 
 def _count(kind: str, outcome: Outcome) -> None:
