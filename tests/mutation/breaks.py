@@ -679,4 +679,31 @@ BREAKS = [
             "test_two_owners_equal_keys_are_two_keys_on_every_keyed_endpoint[create_wallet]",
         ),
     ),
+    Break(
+        "theft-into-own-wallet",
+        "a transfer debits only the caller's own wallet, also when it credits the caller's own",
+        TRANSFERS_SERVICE,
+        "        if source in foreign:  # answered as an unknown source: existence does not leak\n",
+        "        if source in foreign and destination in foreign:\n",
+        ("tests/test_owners.py::test_a_key_cannot_move_another_owners_money_into_its_own_wallet",),
+    ),
+    Break(
+        "refund-by-the-named-entrys-owner",
+        "a transfer is refunded by its payee only, whichever leg is named (not the payer's own)",
+        "src/wallet_api/reversals/service.py",
+        "    if named.operation not in _COMPENSATION:\n        return named.wallet_id\n",
+        "    if named.operation:\n        return named.wallet_id\n",
+        (
+            "tests/test_owners.py::"
+            "test_the_payer_cannot_refund_itself_by_naming_its_own_transfer_out_entry",
+        ),
+    ),
+    Break(
+        "refund-refusal-tells-payer-balance",
+        "a refused refund (over the payer's limit) leaves the payer's balance out",
+        "src/wallet_api/reversals/service.py",
+        '            return refusal_error(outcome, legs, verb="reverse", hidden=foreign)\n',
+        '            return refusal_error(outcome, legs, verb="reverse")\n',
+        ("tests/test_owners.py::test_a_refused_refund_leaves_the_payers_balance_out",),
+    ),
 ]
