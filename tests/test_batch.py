@@ -448,3 +448,106 @@ def test_a_batch_naming_a_held_wallet_answers_its_operations_wallet_busy_and_app
     assert len(database.ledger(other)) == 1
     assert wallet_busy_count(impatient, "DEPOSIT") - busy_before == 3
     assert_one_wallet_busy_warning(impatient, batch)
+
+
+def kept_keys(database: TestDatabase, key: str) -> list[tuple[str, str, int, str]]:
+    """What is stored for a batch's key and for its items' derived keys (`KEY #index`)."""
+    rows = database.fetch(
+        "SELECT key, fingerprint, response_status, response_body FROM idempotency_keys "
+        "WHERE key = $1 OR starts_with(key, $1 || ' #') ORDER BY key",
+        key,
+    )
+    return [tuple(row) for row in rows]
+
+
+@pytest.mark.parametrize("atomic_first", [True, False], ids=["atomic first", "non-atomic first"])
+def test_a_batch_key_sent_again_with_the_other_atomic_flag_is_refused_and_changes_nothing(
+    any_client: httpx.Client, database: TestDatabase, atomic_first: bool
+) -> None:
+    """The `atomic` flag is part of the batch: the same key and the same operations sent
+    with the other flag are a 422 `idempotency_key_reused`, never the first batch's replay
+    nor its operations applied again; the first batch's retry is still its replay."""
+    wallet = new_wallet(any_client)
+    operations = [item(wallet, "DEPOSIT", 5), item(wallet, "WITHDRAW", 2)]
+    key = f"batch-{uuid.uuid4()}"
+    first_body = {"atomic": atomic_first, "operations": operations}
+    first = any_client.post(BATCH, json=first_body, headers={"Idempotency-Key": key})
+    assert first.status_code == 200, first.text
+    assert [result["body"]["balance"] for result in first.json()["results"]] == [5, 3]
+
+    def state() -> tuple[int, list[Any], list[tuple[str, str, int, str]]]:
+        return database.stored_balance(wallet), database.ledger(wallet), kept_keys(database, key)
+
+    before = state()
+    other = {"atomic": not atomic_first, "operations": operations}
+    reused = any_client.post(BATCH, json=other, headers={"Idempotency-Key": key})
+    assert_problem(reused, 422, "idempotency_key_reused")
+    assert "idempotent-replayed" not in reused.headers
+    assert state() == before
+    assert before[0] == 300  # 5 deposited, 2 withdrawn: once
+    assert len(before[1]) == 2
+
+    again = any_client.post(BATCH, json=first_body, headers={"Idempotency-Key": key})
+    assert again.status_code == 200
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert state() == before
+
+
+def test_a_client_key_never_names_a_batch_items_derived_key(
+    any_client: httpx.Client, database: TestDatabase
+) -> None:
+    """Each operation of a keyed batch is kept under `KEY #index`; the space keeps these
+    apart from every key a client can send (a header key holds no space). `KEY#0`, the
+    derived key without its space, is a fresh key for a single operation: applied, not the
+    batch item's replay nor refused as reused; and a client's `KEY#0` sent first does not
+    stand in for the batch's item 0."""
+    wallet = new_wallet(any_client)
+    key = f"batch-{uuid.uuid4()}"
+    batch = any_client.post(
+        BATCH,
+        json={"operations": [item(wallet, "DEPOSIT", 5), item(wallet, "DEPOSIT", 7)]},
+        headers={"Idempotency-Key": key},
+    )
+    assert [result["body"]["balance"] for result in batch.json()["results"]] == [5, 12]
+    kept = kept_keys(database, key)
+    # The same operation as item 0, and as item 1, each with the key written without the space.
+    for index, (amount, balance) in enumerate([(5, 17), (7, 24)]):
+        single = any_client.post(
+            OPERATION_PATH.format(wallet),
+            json=operation("DEPOSIT", amount),
+            headers={"Idempotency-Key": f"{key}#{index}"},
+        )
+        assert single.status_code == 200, single.text
+        assert "idempotent-replayed" not in single.headers
+        assert single.json() == {"status": "success", "balance": balance}
+    assert kept_keys(database, key) == kept  # the batch's own keys untouched
+    history = any_client.get(f"/api/v1/wallets/{wallet}/operations").json()["items"]
+    assert [entry["idempotency_key"] for entry in history] == [
+        f"{key}#1",
+        f"{key}#0",
+        f"{key} #1",
+        f"{key} #0",
+    ]
+
+    # The other way round: a client's `KEY#0` first, then the batch sent with KEY.
+    other = f"batch-{uuid.uuid4()}"
+    single = any_client.post(
+        OPERATION_PATH.format(wallet),
+        json=operation("WITHDRAW", 1),
+        headers={"Idempotency-Key": f"{other}#0"},
+    )
+    assert single.json() == {"status": "success", "balance": 23}
+    later = any_client.post(
+        BATCH,
+        json={"operations": [item(wallet, "WITHDRAW", 1), item(wallet, "DEPOSIT", 2)]},
+        headers={"Idempotency-Key": other},
+    )
+    assert later.status_code == 200, later.text
+    assert "idempotent-replayed" not in later.headers
+    assert later.json()["results"] == [
+        {"status": 200, "body": {"status": "success", "balance": 22}},
+        {"status": 200, "body": {"status": "success", "balance": 24}},
+    ]
+    assert database.stored_balance(wallet) == 2400
+    assert len(database.ledger(wallet)) == 7

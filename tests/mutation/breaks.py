@@ -706,4 +706,23 @@ BREAKS = [
         '            return refusal_error(outcome, legs, verb="reverse")\n',
         ("tests/test_owners.py::test_a_refused_refund_leaves_the_payers_balance_out",),
     ),
+    Break(
+        "batch-fingerprint-without-atomic",
+        "a batch's Idempotency-Key sent with the other atomic flag is refused, not replayed",
+        "src/wallet_api/wallets/schemas.py",
+        '        return "\\n".join([f"atomic={self.atomic}", *lines])\n',
+        '        return "\\n".join(lines)\n',
+        (
+            "tests/test_batch.py::"
+            "test_a_batch_key_sent_again_with_the_other_atomic_flag_is_refused_and_changes_nothing",
+        ),
+    ),
+    Break(
+        "batch-item-key-without-the-space",
+        "a batch item's derived key (KEY #index) is apart from every key a client can send",
+        SERVICE,
+        'idempotency_key=f"{idempotency_key} #{index}",',
+        'idempotency_key=f"{idempotency_key}#{index}",',
+        ("tests/test_batch.py::test_a_client_key_never_names_a_batch_items_derived_key",),
+    ),
 ]
