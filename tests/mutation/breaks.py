@@ -725,4 +725,35 @@ BREAKS = [
         'idempotency_key=f"{idempotency_key}#{index}",',
         ("tests/test_batch.py::test_a_client_key_never_names_a_batch_items_derived_key",),
     ),
+    Break(
+        "worker-judged-on-the-arbiters-settings",
+        "a worker is judged on the settings it will run with (.env read again), not the start's",
+        "gunicorn.conf.py",
+        "        settings = Settings()\n",
+        "        settings = _settings\n",
+        (
+            "tests/test_listening.py::test_a_worker_started_after_env_changed_is_judged_on_what_it_will_run_with",
+        ),
+    ),
+    Break(
+        "old-unknown-entry-read-before-answering",
+        "an out-of-reach entry is read again behind the answer, never before it (same time as another owner's)",
+        OWNERS,
+        "            self._refresh = asyncio.create_task(self._read_due())\n",
+        "            await self._read_due()\n",
+        (
+            "tests/test_auth.py::test_a_wallet_without_an_owner_is_refused_as_a_missing_one_is_without_the_database",
+        ),
+    ),
+    Break(
+        "worker-sockets-unjudged",
+        "a worker judges its own sockets: after a reload and under reuse_port, no open door",
+        "gunicorn.conf.py",
+        "        and _exposed([listener.sock for listener in worker.sockets])\n",
+        "        and not worker.sockets\n",
+        (
+            "tests/test_listening.py::test_a_reload_onto_a_network_address_stops_the_server",
+            "tests/test_listening.py::test_reuse_port_on_a_network_address_is_refused",
+        ),
+    ),
 ]
