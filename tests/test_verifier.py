@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
+import asyncpg
 import httpx
+import pytest
 
 from tests.support import ROOT, TestDatabase, migrated, operation
+from wallet_api.posting.entries import CREDIT_KINDS
 
 
 def verify(database: TestDatabase) -> subprocess.CompletedProcess[str]:
@@ -157,3 +162,349 @@ def test_the_verifier_catches_a_reversal_larger_than_its_entry(
     finally:
         database.fetch(edit.format("-"), deposit["id"])
     assert verify(database).returncode == 0
+
+
+# Each rule of the ledger check (docs/OPERATIONS.md, "Checking the ledger"), broken alone:
+# a ledger written by hand in SQL in which exactly one rule fails and every other holds,
+# so that only that rule can report it. Amounts are minor units.
+
+#: The verifier's counts, one per rule; `money_created` is the conservation of money.
+RULES = (
+    "balance_mismatches",
+    "chain_breaks",
+    "negative_balances",
+    "unmatched_transfers",
+    "bad_reversals",
+    "money_created",
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    """A ledger row to write: `wallet`, `counterparty` and `transfer` are names (one letter
+    a wallet, `t...` a transfer), `reverses` the label of the row it compensates."""
+
+    wallet: str
+    operation: str
+    amount: int
+    transfer: str | None = None
+    counterparty: str | None = None
+    label: str | None = None
+    reverses: str | None = None
+    balance_after: int | None = None  # None: the previous one plus the signed amount
+
+
+def deposit(wallet: str, amount: int, label: str | None = None) -> Row:
+    return Row(wallet, "DEPOSIT", amount, label=label)
+
+
+def leg(
+    operation: str,
+    wallet: str,
+    other: str,
+    amount: int,
+    transfer: str,
+    *,
+    label: str | None = None,
+    reverses: str | None = None,
+) -> Row:
+    """A transfer's leg (TRANSFER_IN/OUT) or its reversal's (REVERSAL_IN/OUT) on `wallet`,
+    naming `other`."""
+    return Row(wallet, operation, amount, transfer, other, label, reverses)
+
+
+def write_ledger(
+    database: TestDatabase, rows: list[Row], balances: dict[str, int] | None = None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Replace the ledger by `rows`, in order: each `balance_after` the one before plus its
+    signed amount unless given, each wallet's balance the sum of its ledger unless
+    `balances` says otherwise. The wallets' and transfers' ids by name."""
+    names = {row.wallet for row in rows} | {r.counterparty for r in rows if r.counterparty}
+    wallets = {name: uuid.uuid4() for name in sorted(names | set(balances or {}))}
+    transfers = {row.transfer: uuid.uuid4() for row in rows if row.transfer}
+    running = dict.fromkeys(wallets, 0)
+    chain = []
+    for row in rows:
+        running[row.wallet] += row.amount if row.operation in CREDIT_KINDS else -row.amount
+        chain.append(running[row.wallet] if row.balance_after is None else row.balance_after)
+    final = {**running, **(balances or {})}
+
+    async def write() -> None:
+        connection = await asyncpg.connect(database.url())
+        try:
+            async with connection.transaction():
+                await connection.execute("TRUNCATE wallet_operations, wallets")
+                await connection.executemany(
+                    "INSERT INTO wallets (id, balance) VALUES ($1, $2)",
+                    [(wallets[name], final[name]) for name in wallets],
+                )
+                ids: dict[str, int] = {}
+                for row, balance_after in zip(rows, chain, strict=True):
+                    written = await connection.fetchval(
+                        "INSERT INTO wallet_operations (wallet_id, operation, amount, "
+                        "balance_after, transfer_id, counterparty_wallet_id, reverses_id) "
+                        "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                        wallets[row.wallet],
+                        row.operation,
+                        row.amount,
+                        balance_after,
+                        transfers.get(row.transfer or ""),
+                        wallets.get(row.counterparty or ""),
+                        ids[row.reverses] if row.reverses else None,
+                    )
+                    if row.label:
+                        ids[row.label] = written
+        finally:
+            await connection.close()
+
+    asyncio.run(write())
+    return (
+        {name: str(id_) for name, id_ in wallets.items()},
+        {name: str(id_) for name, id_ in transfers.items()},
+    )
+
+
+@pytest.fixture(scope="module")
+def ledger_database(make_database: Callable[[], TestDatabase]) -> TestDatabase:
+    """A database of this module's own for hand-written ledgers, without the two CHECK
+    constraints that would refuse some of them (as a faulty migration or a hand-made
+    repair might leave it): a balance_after below zero, a leg naming its own wallet."""
+    database = migrated(make_database())
+    for constraint in ("balance_after_not_negative", "counterparty_is_another"):
+        database.fetch(
+            f"ALTER TABLE wallet_operations DROP CONSTRAINT ck_wallet_operations_{constraint}"
+        )
+    return database
+
+
+def test_a_hand_written_ledger_that_keeps_every_rule_is_consistent(
+    ledger_database: TestDatabase,
+) -> None:
+    """The writer below the cases: what it writes is consistent unless a case breaks it
+    (transfers and reversals of each kind, in full and in part)."""
+    write_ledger(
+        ledger_database,
+        [
+            deposit("A", 1000),
+            leg("TRANSFER_OUT", "A", "B", 600, "t1", label="out"),
+            leg("TRANSFER_IN", "B", "A", 600, "t1", label="in"),
+            leg("REVERSAL_OUT", "B", "A", 200, "t1", reverses="in"),
+            leg("REVERSAL_IN", "A", "B", 200, "t1", reverses="out"),
+            leg("TRANSFER_OUT", "B", "A", 100, "t2", label="out2"),
+            leg("TRANSFER_IN", "A", "B", 100, "t2", label="in2"),
+            leg("REVERSAL_OUT", "A", "B", 100, "t2", reverses="in2"),
+            leg("REVERSAL_IN", "B", "A", 100, "t2", reverses="out2"),
+            Row("B", "WITHDRAW", 150, label="withdrawal"),
+            Row("B", "REVERSAL_IN", 50, reverses="withdrawal"),
+            deposit("C", 70, label="deposit"),
+            Row("C", "REVERSAL_OUT", 70, reverses="deposit"),
+        ],
+    )
+    clean = verify(ledger_database)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    report = json.loads(clean.stdout)
+    assert report["consistent"] is True
+    assert {rule: report[rule] for rule in RULES} == dict.fromkeys(RULES, 0)
+
+
+@dataclass(frozen=True)
+class Broken:
+    """A ledger breaking one rule: what the verifier must report, and nothing else."""
+
+    rule: str
+    count: int
+    rows: list[Row]
+    wallets: tuple[str, ...] = ()
+    transfers: tuple[str, ...] = ()
+    balances: dict[str, int] | None = None  # None: each wallet's ledger's sum
+
+
+ONE_RULE_BROKEN = [
+    pytest.param(
+        # A balance that is not its ledger's sum: one a cent short, one (without a ledger)
+        # a cent over, so that no money is made and only the balances disagree.
+        Broken(
+            "balance_mismatches",
+            2,
+            rows=[deposit("A", 100)],
+            wallets=("A", "C"),
+            balances={"A": 99, "C": 1},
+        ),
+        id="balances-not-their-ledgers",
+    ),
+    pytest.param(
+        # The first row's balance_after one too high: the chain breaks there and at the
+        # next row; the balance is still the ledger's sum.
+        Broken(
+            "chain_breaks",
+            2,
+            rows=[Row("A", "DEPOSIT", 5, balance_after=6), deposit("A", 5)],
+            wallets=("A",),
+        ),
+        id="chain-of-balances-broken",
+    ),
+    pytest.param(
+        # Below zero on the way, at 100 at the end: balance, chain and sums all hold.
+        Broken(
+            "negative_balances",
+            1,
+            rows=[Row("A", "WITHDRAW", 500), deposit("A", 600)],
+            wallets=("A",),
+        ),
+        id="negative-on-the-way",
+    ),
+    pytest.param(
+        # One leg out and one in, of one amount: 10 out, 7 in. Partial reversals of 5
+        # (to A) and 2 (from B) bring the transfer's net back to zero; each reversal is
+        # at most its leg, on its wallet, the other way; every wallet adds up.
+        Broken(
+            "unmatched_transfers",
+            1,
+            rows=[
+                deposit("A", 10),
+                leg("TRANSFER_OUT", "A", "B", 10, "t", label="out"),
+                leg("TRANSFER_IN", "B", "A", 7, "t", label="in"),
+                leg("REVERSAL_IN", "A", "B", 5, "t", reverses="out"),
+                leg("REVERSAL_OUT", "B", "A", 2, "t", reverses="in"),
+            ],
+            transfers=("t",),
+        ),
+        id="legs-of-two-amounts",
+    ),
+    pytest.param(
+        # Two legs out of 5 and one in of 5, the second out reversed in full: net zero.
+        Broken(
+            "unmatched_transfers",
+            1,
+            rows=[
+                deposit("A", 10),
+                leg("TRANSFER_OUT", "A", "B", 5, "t"),
+                leg("TRANSFER_OUT", "A", "B", 5, "t", label="second"),
+                leg("TRANSFER_IN", "B", "A", 5, "t"),
+                leg("REVERSAL_IN", "A", "B", 5, "t", reverses="second"),
+            ],
+            transfers=("t",),
+        ),
+        id="two-legs-out",
+    ),
+    pytest.param(
+        # One leg out of 5 and two in of 5, the second in reversed in full: net zero.
+        Broken(
+            "unmatched_transfers",
+            1,
+            rows=[
+                deposit("A", 5),
+                leg("TRANSFER_OUT", "A", "B", 5, "t"),
+                leg("TRANSFER_IN", "B", "A", 5, "t"),
+                leg("TRANSFER_IN", "B", "A", 5, "t", label="second"),
+                leg("REVERSAL_OUT", "B", "A", 5, "t", reverses="second"),
+            ],
+            transfers=("t",),
+        ),
+        id="two-legs-in",
+    ),
+    pytest.param(
+        # The leg out names a third wallet, not the one the money went to.
+        Broken(
+            "unmatched_transfers",
+            1,
+            rows=[
+                deposit("A", 5),
+                leg("TRANSFER_OUT", "A", "C", 5, "t"),
+                leg("TRANSFER_IN", "B", "A", 5, "t"),
+            ],
+            transfers=("t",),
+        ),
+        id="leg-names-a-third-wallet",
+    ),
+    pytest.param(
+        # Each leg names its own wallet: the transfer's wallets and the wallets named
+        # are the same two, but neither leg names the other's.
+        Broken(
+            "unmatched_transfers",
+            1,
+            rows=[
+                deposit("A", 5),
+                leg("TRANSFER_OUT", "A", "A", 5, "t"),
+                leg("TRANSFER_IN", "B", "B", 5, "t"),
+            ],
+            transfers=("t",),
+        ),
+        id="legs-name-their-own-wallets",
+    ),
+    pytest.param(
+        # Matching legs of 10, reversals that do not net to zero: t1's gives back 5 and
+        # takes 3 (2 made), t2's gives back 3 and takes 5 (2 lost). Money is conserved
+        # over the ledger, every reversal is within its leg: only the net of each
+        # transfer and its reversal tells.
+        Broken(
+            "unmatched_transfers",
+            2,
+            rows=[
+                deposit("A", 10),
+                leg("TRANSFER_OUT", "A", "B", 10, "t1", label="out1"),
+                leg("TRANSFER_IN", "B", "A", 10, "t1", label="in1"),
+                leg("REVERSAL_IN", "A", "B", 5, "t1", reverses="out1"),
+                leg("REVERSAL_OUT", "B", "A", 3, "t1", reverses="in1"),
+                deposit("C", 10),
+                leg("TRANSFER_OUT", "C", "D", 10, "t2", label="out2"),
+                leg("TRANSFER_IN", "D", "C", 10, "t2", label="in2"),
+                leg("REVERSAL_IN", "C", "D", 3, "t2", reverses="out2"),
+                leg("REVERSAL_OUT", "D", "C", 5, "t2", reverses="in2"),
+            ],
+            transfers=("t1", "t2"),
+        ),
+        id="reversals-not-netting-to-zero",
+    ),
+    pytest.param(
+        # A deposit of 5 reversed by 8.
+        Broken(
+            "bad_reversals",
+            1,
+            rows=[
+                deposit("A", 10),
+                deposit("A", 5, label="d"),
+                Row("A", "REVERSAL_OUT", 8, reverses="d"),
+            ],
+        ),
+        id="reversal-larger-than-its-entry",
+    ),
+    pytest.param(
+        # A's deposit "reversed" on B.
+        Broken(
+            "bad_reversals",
+            1,
+            rows=[
+                deposit("A", 10, label="d"),
+                deposit("B", 10),
+                Row("B", "REVERSAL_OUT", 5, reverses="d"),
+            ],
+        ),
+        id="reversal-on-another-wallet",
+    ),
+    pytest.param(
+        # A deposit "reversed" by a credit.
+        Broken(
+            "bad_reversals",
+            1,
+            rows=[deposit("A", 10, label="d"), Row("A", "REVERSAL_IN", 5, reverses="d")],
+        ),
+        id="reversal-in-the-same-direction",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", ONE_RULE_BROKEN)
+def test_the_verifier_catches_each_rule_broken_alone(
+    ledger_database: TestDatabase, case: Broken
+) -> None:
+    """Every other rule holds, so only the case's rule can report the ledger: its count,
+    and the wallets or transfers it names, are the whole report."""
+    wallet_ids, transfer_ids = write_ledger(ledger_database, case.rows, case.balances)
+    broken = verify(ledger_database)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    report = json.loads(broken.stdout)
+    assert report["consistent"] is False
+    assert {r: report[r] for r in RULES} == {**dict.fromkeys(RULES, 0), case.rule: case.count}
+    assert report["wallets_to_inspect"] == sorted(wallet_ids[name] for name in case.wallets)
+    assert report["transfers_to_inspect"] == sorted(transfer_ids[name] for name in case.transfers)
