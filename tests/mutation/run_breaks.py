@@ -1,10 +1,13 @@
 """Apply each targeted break (tests/mutation/breaks.py) to a copy of the repository, run
 the tests that must catch it there, and print a JSON report; exit 1 if any survived.
 
-    python -m tests.mutation.run_breaks [--only NAME ...] [--list]
+    python -m tests.mutation.run_breaks [--only NAME ...] [--jobs N] [--list]
 
 A break is caught when its tests fail (pytest's exit status 1); an error of another kind
 (the tests could not run) counts as not caught. The repository itself is never modified.
+The breaks' test sessions share one PostgreSQL server (TEST_DATABASE_URL's, or a private
+embedded one started once for the run), each in databases of its own, and run `--jobs`
+at a time (2 by default: they spend most of their time waiting on the service).
 """
 
 from __future__ import annotations
@@ -17,13 +20,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.mutation.breaks import BREAKS, Break
+from wallet_api.devtools.postgres import embedded_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Not copied: environments, data, caches, results.
-SKIPPED = (".venv", ".data", ".git", "mutants", "results", "__pycache__", "*_cache")
+SKIPPED = (".venv", ".data", ".git", ".cluster", "mutants", "results", "__pycache__", "*_cache")
 #: pytest's exit status when tests ran and some failed.
 TESTS_FAILED = 1
 
@@ -63,10 +70,26 @@ def run(item: Break, workspace: Path) -> dict[str, object]:
     }
 
 
+@contextmanager
+def shared_server(workspace: Path) -> Iterator[None]:
+    """One PostgreSQL for every break's tests (TEST_DATABASE_URL, set for the children),
+    instead of an embedded server started and stopped by each session."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        yield
+        return
+    with embedded_postgres(workspace / "postgres", keep_data=False) as address:
+        os.environ["TEST_DATABASE_URL"] = address.url("postgres")
+        try:
+            yield
+        finally:
+            del os.environ["TEST_DATABASE_URL"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", default=None, help="names of breaks to apply")
     parser.add_argument("--list", action="store_true", help="list the breaks and exit")
+    parser.add_argument("--jobs", type=int, default=2, help="breaks tested at once")
     args = parser.parse_args()
     if args.list:
         for item in BREAKS:
@@ -77,9 +100,12 @@ def main() -> int:
     if unknown:
         parser.error(f"no such break: {', '.join(sorted(unknown))}")
     reports = []
-    with tempfile.TemporaryDirectory(prefix="wallet-api-breaks-") as workspace:
-        for item in chosen:
-            report = run(item, Path(workspace))
+    with (
+        tempfile.TemporaryDirectory(prefix="wallet-api-breaks-") as workspace,
+        shared_server(Path(workspace)),
+        ThreadPoolExecutor(max_workers=args.jobs) as pool,
+    ):
+        for report in pool.map(lambda item: run(item, Path(workspace)), chosen):
             print(json.dumps(report), file=sys.stderr, flush=True)
             reports.append(report)
     survivors = [report["break"] for report in reports if not report["caught"]]
