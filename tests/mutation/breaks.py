@@ -452,8 +452,8 @@ BREAKS = [
         "ownerless-wallet-asks-the-database",
         "a wallet without an owner is refused as fast as a missing one (both remembered)",
         OWNERS,
-        "                if wallet_owner is None:  # missing, or without an owner: out of reach alike\n",
-        "                if wallet_id not in found:\n",
+        "            if wallet_owner is None:  # missing, or without an owner: out of reach alike\n",
+        "            if wallet_id not in found:\n",
         (
             "tests/test_auth.py::test_a_wallet_without_an_owner_is_refused_as_a_missing_one_is_without_the_database",
         ),
@@ -724,6 +724,16 @@ BREAKS = [
         ("tests/test_verifier.py::test_the_verifier_catches_a_transfer_that_creates_money",),
     ),
     Break(
+        "worker-judged-on-the-arbiters-settings",
+        "a worker is judged on the settings it will run with (.env read again), not the start's",
+        "gunicorn.conf.py",
+        "        settings = Settings()\n",
+        "        settings = _settings\n",
+        (
+            "tests/test_listening.py::test_a_worker_started_after_env_changed_is_judged_on_what_it_will_run_with",
+        ),
+    ),
+    Break(
         "transfer-fingerprint-without-description",
         "a transfer's Idempotency-Key sent with another description is refused, not replayed",
         "src/wallet_api/transfers/schemas.py",
@@ -844,35 +854,6 @@ BREAKS = [
         ("tests/test_owners.py::test_a_refused_refund_leaves_the_payers_balance_out",),
     ),
     Break(
-        "batch-fingerprint-without-atomic",
-        "a batch's Idempotency-Key sent with the other atomic flag is refused, not replayed",
-        "src/wallet_api/wallets/schemas.py",
-        '        return "\\n".join([f"atomic={self.atomic}", *lines])\n',
-        '        return "\\n".join(lines)\n',
-        (
-            "tests/test_batch.py::"
-            "test_a_batch_key_sent_again_with_the_other_atomic_flag_is_refused_and_changes_nothing",
-        ),
-    ),
-    Break(
-        "batch-item-key-without-the-space",
-        "a batch item's derived key (KEY #index) is apart from every key a client can send",
-        SERVICE,
-        'idempotency_key=f"{idempotency_key} #{index}",',
-        'idempotency_key=f"{idempotency_key}#{index}",',
-        ("tests/test_batch.py::test_a_client_key_never_names_a_batch_items_derived_key",),
-    ),
-    Break(
-        "worker-judged-on-the-arbiters-settings",
-        "a worker is judged on the settings it will run with (.env read again), not the start's",
-        "gunicorn.conf.py",
-        "        settings = Settings()\n",
-        "        settings = _settings\n",
-        (
-            "tests/test_listening.py::test_a_worker_started_after_env_changed_is_judged_on_what_it_will_run_with",
-        ),
-    ),
-    Break(
         "old-unknown-entry-read-before-answering",
         "an out-of-reach entry is read again behind the answer, never before it (same time as another owner's)",
         OWNERS,
@@ -892,5 +873,24 @@ BREAKS = [
             "tests/test_listening.py::test_a_reload_onto_a_network_address_stops_the_server",
             "tests/test_listening.py::test_reuse_port_on_a_network_address_is_refused",
         ),
+    ),
+    Break(
+        "batch-fingerprint-without-atomic",
+        "a batch's Idempotency-Key sent with the other atomic flag is refused, not replayed",
+        "src/wallet_api/wallets/schemas.py",
+        '        return "\\n".join([f"atomic={self.atomic}", *lines])\n',
+        '        return "\\n".join(lines)\n',
+        (
+            "tests/test_batch.py::"
+            "test_a_batch_key_sent_again_with_the_other_atomic_flag_is_refused_and_changes_nothing",
+        ),
+    ),
+    Break(
+        "batch-item-key-without-the-space",
+        "a batch item's derived key (KEY #index) is apart from every key a client can send",
+        SERVICE,
+        'idempotency_key=f"{idempotency_key} #{index}",',
+        'idempotency_key=f"{idempotency_key}#{index}",',
+        ("tests/test_batch.py::test_a_client_key_never_names_a_batch_items_derived_key",),
     ),
 ]
