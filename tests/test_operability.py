@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from tests.faults import wait_for_backends
 from tests.support import ROOT, TestDatabase, operation
 from tests.test_wallet_contract import assert_problem
 from wallet_api.devtools.server import ServiceProcess, free_port
@@ -188,8 +189,9 @@ def test_every_request_gets_one_json_access_log_line_with_its_request_id_and_dur
     service: ServiceProcess, client: httpx.Client, wallet: str, database: TestDatabase
 ) -> None:
     """The line's duration is the request's: one held up by a row lock for a second logs
-    most of that (it reached the service a little after the lock was taken), and no longer
-    than the client waited."""
+    at least that, and no longer than the client waited. By construction: the second is
+    counted from the moment its statement waits on the lock (seen in pg_stat_activity),
+    so the request had reached the service before it, however slowly it came."""
     request_id = f"access-{uuid.uuid4().hex}"
     held = 1.0
 
@@ -204,6 +206,9 @@ def test_every_request_gets_one_json_access_log_line_with_its_request_id_and_dur
                         headers={"X-Request-ID": request_id},
                     )
                 )
+                await asyncio.to_thread(
+                    wait_for_backends, database, wait_event_type="Lock", timeout=60
+                )
                 await asyncio.sleep(held)
             response = await deposit
             elapsed = time.monotonic() - started
@@ -211,7 +216,7 @@ def test_every_request_gets_one_json_access_log_line_with_its_request_id_and_dur
             return elapsed
 
     elapsed = asyncio.run(held_up())
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # polled: a generous deadline costs nothing
     while True:
         lines = [line for line in service.log_text().splitlines() if request_id in line]
         if lines or time.monotonic() > deadline:
@@ -225,7 +230,7 @@ def test_every_request_gets_one_json_access_log_line_with_its_request_id_and_dur
     assert record["route"] == "/api/v1/wallets/{wallet_uuid}/operation"
     assert record["path"] == f"/api/v1/wallets/{wallet}/operation"
     assert record["status"] == 200
-    assert held * 1000 * 0.7 <= record["duration_ms"] <= elapsed * 1000
+    assert held * 1000 <= record["duration_ms"] <= elapsed * 1000
 
 
 def test_an_exhausted_pool_gives_503_after_db_pool_timeout_not_a_hang(
@@ -242,12 +247,20 @@ def test_an_exhausted_pool_gives_503_after_db_pool_timeout_not_a_hang(
         httpx.post(f"{service.base_url}/api/v1/wallets/create_wallet").json()["wallet_uuid"]
     )
 
+    # By construction: the holder's statement is seen waiting on the lock (so it holds
+    # the only connection) before the second request is sent, and the lock is released
+    # only once that one is answered: its 503 can only come from the pool's timeout. It
+    # waited that long at least (measured around it); a service that ignored
+    # DB_POOL_TIMEOUT (30 s by default) or waited for the connection would not answer
+    # within the client's 20 s.
     async def scenario() -> tuple[httpx.Response, httpx.Response, float]:
-        async with httpx.AsyncClient(base_url=service.base_url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=service.base_url, timeout=20) as client:
             path = f"/api/v1/wallets/{wallet}/operation"
             async with database.row_locked(wallet):
                 holder = asyncio.create_task(client.post(path, json=operation("DEPOSIT", 1)))
-                await asyncio.sleep(0.3)  # it holds the only connection, waiting for the lock
+                await asyncio.to_thread(
+                    wait_for_backends, database, wait_event_type="Lock", timeout=60
+                )
                 started = time.monotonic()
                 starved = await client.post(path, json=operation("DEPOSIT", 2))
                 waited = time.monotonic() - started
@@ -257,4 +270,4 @@ def test_an_exhausted_pool_gives_503_after_db_pool_timeout_not_a_hang(
     assert held.json() == {"status": "success", "balance": 1}
     assert_problem(starved, 503, "database_unavailable")
     assert starved.headers["retry-after"]
-    assert 0.4 < waited < 5
+    assert 0.5 <= waited < 20
