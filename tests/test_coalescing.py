@@ -90,12 +90,24 @@ async def holding(database: TestDatabase, lock: str, *args: object) -> AsyncIter
 
 async def queued(service: ServiceProcess, count: int) -> None:
     """Return once `count` operations wait in the service's write queues (the gauge its
-    workers sample every second)."""
+    workers sample every second). Call `nothing_queued` before sending them: a worker's
+    sample may be a second old, and once each has shown an empty queue, every later one
+    counts only these operations (none leaves a queue while the test holds its lock), so
+    the total reaches `count` only when each worker's sample is its whole share."""
     deadline = time.monotonic() + ARRANGED_WITHIN
     while (depth := await asyncio.to_thread(queued_operations, service)) < count:
         assert time.monotonic() < deadline, f"{depth} of {count} operations queued"
         await asyncio.sleep(0.1)
     assert depth == count, f"{depth} operations queued, not {count}"
+
+
+async def nothing_queued(service: ServiceProcess) -> None:
+    """Return once every worker's last sample of its queues is empty (the last test's
+    requests, all answered, may still be in a sample up to a second old)."""
+    deadline = time.monotonic() + ARRANGED_WITHIN
+    while depth := await asyncio.to_thread(queued_operations, service):
+        assert time.monotonic() < deadline, f"{depth} operations still queued"
+        await asyncio.sleep(0.1)
 
 
 async def send_while_held(
@@ -117,6 +129,7 @@ async def send_while_held(
     pinned: dict[str, httpx.AsyncClient] = {}
     limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=0)
     path = OPERATION_PATH.format(wallet)
+    await nothing_queued(service)
     async with AsyncExitStack() as stack:
         for _ in range(200):
             if len(pinned) == 2:
@@ -314,6 +327,7 @@ def test_past_the_queue_limit_callers_get_503_and_nothing_of_theirs_is_applied(
             def post() -> asyncio.Task[httpx.Response]:
                 return asyncio.create_task(client.post(path, json=operation("DEPOSIT", 1)))
 
+            await nothing_queued(tightly_bounded_service)
             async with holding(database, ROW_LOCK, uuid.UUID(hot_wallet)) as hold:
                 in_flight = post()
                 await hold.blocked()  # taken into a batch, which waits for the row
@@ -452,6 +466,7 @@ def test_operations_on_many_wallets_commit_together_and_a_poisoned_one_fails_alo
         async with httpx.AsyncClient(
             base_url=one_batch_at_a_time.base_url, limits=limits, timeout=120
         ) as http:
+            await nothing_queued(one_batch_at_a_time)
             async with holding(database, ROW_LOCK, uuid.UUID(blocker)) as hold:
                 first = asyncio.create_task(
                     http.post(OPERATION_PATH.format(blocker), json=operation("DEPOSIT", 1))
@@ -526,6 +541,7 @@ def test_a_wallet_committed_in_an_earlier_round_is_not_written_again_when_a_late
         ) as http:
             # By construction: the blocker's batch waits on the test's row lock, and both
             # requests wait in the queue behind it, before the lock is released.
+            await nothing_queued(one_batch_at_a_time)
             async with holding(database, ROW_LOCK, uuid.UUID(blocker)) as hold:
                 held = asyncio.create_task(
                     http.post(f"/api/v1/wallets/{blocker}/operation", json=operation("DEPOSIT", 1))
@@ -626,6 +642,7 @@ def test_a_wallet_held_by_another_transaction_does_not_hold_up_the_others_in_its
                 path = OPERATION_PATH.format(wallet)
                 return asyncio.create_task(http.post(path, json=operation("DEPOSIT", 1)))
 
+            await nothing_queued(impatient_for_locks)
             async with database.row_locked(held):
                 async with holding(database, "SELECT pg_advisory_xact_lock($1)", GATE_KEY) as hold:
                     first = deposit(blocker)
