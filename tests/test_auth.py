@@ -4,8 +4,10 @@ with AUTH_MODE=keys (2 workers, real PostgreSQL); keys made with the operator's 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -789,3 +791,86 @@ def test_a_wallet_without_an_owner_is_refused_as_a_missing_one_is_without_the_da
     while answer(ownerless, 10).status_code != 200:
         assert time.monotonic() < deadline, "the owner given to the wallet never counted"
         time.sleep(0.2)
+
+
+def test_reversing_its_owners_withdrawal_needs_only_write(
+    http: httpx.Client, keys: dict[str, Key], database: TestDatabase
+) -> None:
+    """A payout that came back (docs/SECURITY.md, "Why deposit is a scope"): a key with
+    `write` but not `deposit` reverses its owner's withdrawal, keyed or not. It puts back
+    what the withdrawal took, once, and the ledger names the key that did it."""
+    scopes = {key["id"]: key["scopes"] for key in json.loads(keys_cli(database, "list").stdout)}
+    for key, funder, keyed in (
+        (keys["bob_plain"], keys["bob"], False),
+        (keys["alice_write"], keys["alice"], True),
+    ):
+        assert "write" in scopes[key.id]
+        assert "deposit" not in scopes[key.id]
+        wallet = new_wallet(http, funder, 10)
+        withdrawn = http.post(
+            f"{WALLETS}/{wallet}/operation",
+            json={"operation": "WITHDRAW", "amount": 4},
+            headers=key.headers,
+        )
+        assert (withdrawn.status_code, withdrawn.json()["balance"]) == (200, 6), withdrawn.text
+        history = http.get(f"{WALLETS}/{wallet}/operations", headers=funder.headers).json()
+        entry = next(i["id"] for i in history["items"] if i["operation"] == "WITHDRAW")
+        headers = dict(key.headers)
+        if keyed:
+            headers["Idempotency-Key"] = f"back-{uuid.uuid4()}"
+        reversal = http.post(REVERSALS, json={"entry_id": entry}, headers=headers)
+        assert reversal.status_code == 201, reversal.text
+        (back,) = reversal.json()["legs"]
+        assert (back["operation"], back["amount"], back["balance_after"]) == ("REVERSAL_IN", 4, 10)
+        assert http.get(f"{WALLETS}/{wallet}", headers=funder.headers).json()["balance"] == 10
+        rows = database.fetch(
+            "SELECT operation, api_key_id FROM wallet_operations WHERE wallet_id = $1 ORDER BY id",
+            uuid.UUID(wallet),
+        )
+        assert [(r["operation"], r["api_key_id"]) for r in rows][-1] == ("REVERSAL_IN", key.id)
+        # Once: the withdrawal is not reversed again.
+        again = http.post(REVERSALS, json={"entry_id": entry}, headers=key.headers)
+        assert (again.status_code, again.json()["code"]) == (409, "already_reversed"), again.text
+
+
+def test_only_the_secrets_sha256_is_stored(http: httpx.Client, database: TestDatabase) -> None:
+    """docs/SECURITY.md, "What the service does": the row of a key made by `wallet-api keys
+    create` holds no secret, only its hex SHA-256; and that is what a request's key is
+    checked against (the key works at once)."""
+    key = create_key(database, f"erin-{uuid.uuid4().hex[:8]}")
+    prefix, key_id, secret = key.token.split("_", 2)
+    assert (prefix, key_id) == ("wk", key.id)
+    (row,) = database.fetch(
+        "SELECT to_jsonb(k)::text AS stored, secret_sha256 FROM api_keys k WHERE id = $1",
+        key.id,
+    )
+    assert secret not in row["stored"], row["stored"]
+    assert row["secret_sha256"] == hashlib.sha256(secret.encode()).hexdigest()
+    assert http.post(f"{WALLETS}/create_wallet", headers=key.headers).status_code == 201
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+
+
+def test_metrics_carry_no_wallet_ids_and_no_keys(
+    keyed: ServiceProcess, http: httpx.Client, keys: dict[str, Key], target: Target
+) -> None:
+    """docs/SECURITY.md, "What the operator must protect": `/metrics` answers without a
+    key, and after traffic of every kind (applied, refused by scope, by owner, each 401,
+    an unknown path under a wallet's) it names no wallet, transfer, key id or secret."""
+    credentials = [key.headers for key in keys.values()]
+    credentials += [headers_of(keys) for _, headers_of, _, _ in CREDENTIALS]
+    for headers in credentials:
+        for endpoint in ENDPOINTS:
+            send(http, endpoint, target, headers)
+    unmatched = http.get(f"{WALLETS}/{target.wallet}/nowhere", headers=keys["alice"].headers)
+    assert unmatched.status_code == 404
+    metrics = httpx.get(keyed.base_url + "/metrics", timeout=30)
+    assert metrics.status_code == 200
+    text = metrics.text
+    assert "wallet_http_request_duration_seconds_count" in text
+    assert _UUID.search(text) is None, _UUID.search(text)
+    for key in keys.values():
+        _, key_id, secret = key.token.split("_", 2)
+        assert re.search(rf"(?<![0-9a-f]){key_id}(?![0-9a-f])", text) is None, key_id
+        assert secret not in text

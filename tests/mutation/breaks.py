@@ -893,4 +893,31 @@ BREAKS = [
         'idempotency_key=f"{idempotency_key}#{index}",',
         ("tests/test_batch.py::test_a_client_key_never_names_a_batch_items_derived_key",),
     ),
+    Break(
+        "reversal-needs-deposit",
+        "reversing one's own withdrawal needs only `write`, not `deposit`",
+        "src/wallet_api/reversals/router.py",
+        "    owner = owner_of(request.scope)\n    result = await reversal_service(request).reverse(\n",
+        "    owner = owner_of(request.scope)\n"
+        "    from wallet_api.auth.gate import require_deposit\n\n"
+        "    require_deposit(request.scope)\n"
+        "    result = await reversal_service(request).reverse(\n",
+        ("tests/test_auth.py::test_reversing_its_owners_withdrawal_needs_only_write",),
+    ),
+    Break(
+        "key-secret-stored-in-clear",
+        "only the secret's SHA-256 is stored, never the secret",
+        "src/wallet_api/auth/keys.py",
+        "    return hashlib.sha256(secret.encode()).hexdigest()\n",
+        "    return secret\n",
+        ("tests/test_auth.py::test_only_the_secrets_sha256_is_stored",),
+    ),
+    Break(
+        "unmatched-route-labelled-by-path",
+        "metrics carry no wallet ids: a request without a route is labelled `unmatched`, not by its path",
+        "src/wallet_api/core/metrics.py",
+        '            route = getattr(scope.get("route"), "path", None) or "unmatched"\n',
+        '            route = getattr(scope.get("route"), "path", None) or scope["path"]\n',
+        ("tests/test_auth.py::test_metrics_carry_no_wallet_ids_and_no_keys",),
+    ),
 ]
