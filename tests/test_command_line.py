@@ -427,3 +427,194 @@ def test_keys_revoke_says_when_the_revocation_takes_effect(database: TestDatabas
         "every AUTH_KEYS_REFRESH_SECONDS (1.5 s in these settings): it refuses this key "
         "within 1.5 s plus the time that read takes, while the database answers."
     ]
+
+
+# --- Settings: THREADS_COUNT, secrets, where a value comes from ---------------------------
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1025", "many"])
+def test_a_bad_threads_count_is_one_line_with_exit_status_2(
+    database: TestDatabase, elsewhere: Path, value: str
+) -> None:
+    """THREADS_COUNT is validated (docs/CONFIGURATION.md) as every setting is: the command
+    and the server stop at once, the variable named in one line, exit status 2."""
+    result = run(
+        "wallet_api.cli", "verify", cwd=elsewhere, **database.environment(), THREADS_COUNT=value
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    named = [line for line in result.stderr.splitlines() if "THREADS_COUNT" in line]
+    assert len(named) == 1, result.stderr
+    assert named[0].startswith(f"  THREADS_COUNT={value!r}: "), result.stderr
+    # The server reads its settings in gunicorn.conf.py, before anything starts.
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"],
+        cwd=ROOT,
+        env=command_environment(
+            **database.environment(), HOST="127.0.0.1", PORT=str(free_port()), THREADS_COUNT=value
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _, stderr = server.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # it started: stop it as an operator would
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=60)
+        pytest.fail(f"THREADS_COUNT={value!r} did not stop the server at start")
+    assert server.returncode == 2, stderr
+    assert f"THREADS_COUNT={value!r}" in stderr
+
+
+def worker_processes(master: int) -> set[int]:
+    """The processes whose parent is `master` (Gunicorn's workers)."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == master:
+            children.add(int(stat.parent.name))
+    return children
+
+
+def test_threads_count_changes_nothing(start_service: Callable[..., ServiceProcess]) -> None:
+    """Uvicorn workers ignore Gunicorn's `threads` (docs/CONFIGURATION.md): THREADS_COUNT=4
+    with WORKERS_COUNT=1 is one worker process, every request answered by it, and the
+    service works as with the default."""
+    service = start_service(fresh=True, WORKERS_COUNT="1", THREADS_COUNT="4")
+    seen = set()
+    for _ in range(20):  # a new connection each: any worker may take it
+        with httpx.Client(base_url=service.base_url, timeout=30) as fresh:
+            created = fresh.post("/api/v1/wallets/create_wallet")
+        assert created.status_code == 201, created.text
+        seen.add(worker_of(created))
+    assert len(seen) == 1, seen
+    assert len(worker_processes(service.process.pid)) == 1, service.log_text()
+    wallet = created.json()["wallet_uuid"]
+    with httpx.Client(base_url=service.base_url, timeout=30) as http:
+        deposit = http.post(
+            f"/api/v1/wallets/{wallet}/operation", json={"operation": "DEPOSIT", "amount": 3}
+        )
+        assert deposit.json() == {"status": "success", "balance": 3}
+
+
+def test_db_password_and_redis_url_are_never_printed(
+    database: TestDatabase, elsewhere: Path, start_service: Callable[..., ServiceProcess]
+) -> None:
+    """docs/CONFIGURATION.md: DB_PASSWORD and REDIS_URL are never printed, not even when
+    something is wrong: a bad setting beside them, a login the server refuses, a server
+    that does not answer (with its traceback, at debug), a Redis that cannot be reached
+    (the rate limits fall back and the service says so)."""
+    password, redis_password = f"pw-{uuid.uuid4().hex}", f"redis-{uuid.uuid4().hex}"
+    secrets = {
+        **database.environment(),
+        "DB_PASSWORD": password,
+        "REDIS_URL": f"redis://:{redis_password}@127.0.0.1:{free_port()}/0",
+    }
+
+    def assert_unsaid(text: str) -> None:
+        assert password not in text, text
+        assert redis_password not in text, text
+
+    bad = run("wallet_api.cli", "verify", cwd=elsewhere, **secrets, WORKERS_COUNT="0")
+    assert bad.returncode == 2
+    assert "WORKERS_COUNT='0'" in bad.stderr
+    assert_unsaid(bad.stdout + bad.stderr)
+    for command in (
+        ("wallet_api.cli", "verify"),
+        ("alembic", "-c", str(ROOT / "alembic.ini"), "current"),
+    ):
+        stranger = {**secrets, "DB_USER": f"nobody_{uuid.uuid4().hex[:8]}"}
+        refused = run(*command, cwd=elsewhere, **stranger)
+        assert_one_line(refused, "refused user", "check DB_USER and DB_PASSWORD")
+        assert_unsaid(refused.stdout + refused.stderr)
+    unreachable = run(
+        "wallet_api.cli",
+        "verify",
+        cwd=elsewhere,
+        **{**secrets, "DB_PORT": str(free_port()), "DB_CONNECT_TIMEOUT": "2"},
+        LOG_LEVEL="debug",
+    )
+    assert unreachable.returncode == 2
+    assert "Traceback" in unreachable.stderr
+    assert_unsaid(unreachable.stdout + unreachable.stderr)
+    # The server: a key's request finds Redis unreachable; the service answers from its own
+    # limits and logs why, without the URL.
+    service = start_service(fresh=True, AUTH_MODE="keys", LOG_LEVEL="debug", **secrets)
+    created = run("wallet_api.cli", "keys", "create", "--owner", "frank", cwd=elsewhere, **secrets)
+    assert created.returncode == 0, created.stderr
+    assert_unsaid(created.stdout + created.stderr)
+    token = json.loads(created.stdout)["key"]
+    answered = httpx.post(
+        service.base_url + "/api/v1/wallets/create_wallet",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert answered.status_code == 201, answered.text
+    deadline = time.monotonic() + 30  # polled: the warning is written after the answer
+    while "Redis failed for rate limits" not in service.log_text():
+        assert time.monotonic() < deadline, service.log_text()
+        time.sleep(0.1)
+    service.stop()  # and what the service says as it stops
+    assert_unsaid(service.log_text())
+
+
+def test_the_environment_wins_over_env_and_a_mistyped_name_changes_nothing(
+    database: TestDatabase, tmp_path: Path
+) -> None:
+    """docs/CONFIGURATION.md and OPERATIONS.md: a setting comes from the environment or
+    `.env`, the environment winning; a misspelt name (in either) is ignored, so the
+    setting it was meant for keeps its value from elsewhere, or its default. Seen in what
+    `keys revoke` says of AUTH_KEYS_REFRESH_SECONDS, and in the database `verify` uses."""
+    created = run(
+        "wallet_api.cli",
+        "keys",
+        "create",
+        "--owner",
+        "grace",
+        cwd=tmp_path,
+        **database.environment(),
+    )
+    assert created.returncode == 0, created.stderr
+    key_id = json.loads(created.stdout)["id"]
+
+    def refresh_in_effect(env_file: str, **environment: str) -> str:
+        (tmp_path / ".env").write_text(env_file)
+        revoked = run(
+            "wallet_api.cli",
+            "keys",
+            "revoke",
+            key_id,
+            cwd=tmp_path,
+            **database.environment(),
+            **environment,
+        )
+        assert revoked.returncode == 0, revoked.stderr
+        said = re.search(r"\(([0-9.]+) s in these settings\)", revoked.stderr)
+        assert said is not None, revoked.stderr
+        return said.group(1)
+
+    assert refresh_in_effect("AUTH_KEYS_REFRESH_SECONDS=3.5\n") == "3.5"
+    assert (
+        refresh_in_effect("AUTH_KEYS_REFRESH_SECONDS=3.5\n", AUTH_KEYS_REFRESH_SECONDS="1.5")
+        == "1.5"
+    )
+    assert refresh_in_effect("AUTH_KEY_REFRESH_SECONDS=9\n") == "2"
+    assert (
+        refresh_in_effect("AUTH_KEY_REFRESH_SECONDS=9\n", AUTH_KEYS_REFRESH_SECONDS="1.5") == "1.5"
+    )
+    assert (
+        refresh_in_effect("AUTH_KEYS_REFRESH_SECONDS=3.5\n", AUTH_KEY_REFRESH_SECONDS="9") == "3.5"
+    )
+    assert refresh_in_effect("", AUTH_KEY_REFRESH_SECONDS="9") == "2"
+    # A database setting: the environment's DB_NAME is the one connected to.
+    (tmp_path / ".env").write_text("DB_NAME=no_such_database\n")
+    checked = run("wallet_api.cli", "verify", cwd=tmp_path, **database.environment())
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    without = {k: v for k, v in database.environment().items() if k != "DB_NAME"}
+    missing = run("wallet_api.cli", "verify", cwd=tmp_path, **without)
+    assert_one_line(missing, "database 'no_such_database' does not exist")

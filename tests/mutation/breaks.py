@@ -920,4 +920,64 @@ BREAKS = [
         '            route = getattr(scope.get("route"), "path", None) or scope["path"]\n',
         ("tests/test_auth.py::test_metrics_carry_no_wallet_ids_and_no_keys",),
     ),
+    Break(
+        "threads-count-unbounded",
+        "THREADS_COUNT is validated: a value out of range stops the command and the server in one line",
+        "src/wallet_api/core/config.py",
+        "    threads_count: int = Field(1, ge=1, le=1024)\n",
+        "    threads_count: int = 1\n",
+        ("tests/test_command_line.py::test_a_bad_threads_count_is_one_line_with_exit_status_2",),
+    ),
+    Break(
+        "threads-count-multiplies-workers",
+        "THREADS_COUNT changes nothing (Uvicorn workers ignore Gunicorn's threads)",
+        "gunicorn.conf.py",
+        "workers = _settings.workers_count\n",
+        "workers = _settings.workers_count * _settings.threads_count\n",
+        ("tests/test_command_line.py::test_threads_count_changes_nothing",),
+    ),
+    Break(
+        "password-in-the-server-name",
+        "DB_PASSWORD is never printed: the one-line causes name the server without credentials",
+        "src/wallet_api/cli/database.py",
+        '    return f"PostgreSQL at {host}:{settings.db_port}"\n',
+        '    return f"PostgreSQL at {settings.database_url.render_as_string(hide_password=False)}"\n',
+        ("tests/test_command_line.py::test_db_password_and_redis_url_are_never_printed",),
+    ),
+    Break(
+        "redis-client-in-the-warning",
+        "REDIS_URL is never printed: the warning of a failing Redis names the error, not the client",
+        "src/wallet_api/auth/limits.py",
+        "            repr(error) if str(error) else type(error).__name__,\n",
+        '            f"{self._client!r}: {error!r}",\n',
+        ("tests/test_command_line.py::test_db_password_and_redis_url_are_never_printed",),
+    ),
+    Break(
+        "env-file-wins-over-the-environment",
+        "settings come from the environment or `.env`; the environment wins",
+        "src/wallet_api/core/config.py",
+        '        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True\n    )\n',
+        '        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True\n    )\n\n'
+        "    @classmethod\n"
+        "    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):  # type: ignore[no-untyped-def,override]\n"
+        "        return init_settings, dotenv_settings, env_settings, file_secret_settings\n",
+        (
+            "tests/test_command_line.py::"
+            "test_the_environment_wins_over_env_and_a_mistyped_name_changes_nothing",
+        ),
+    ),
+    Break(
+        "mistyped-name-taken-for-the-setting",
+        "a misspelt name is ignored: the setting it was meant for keeps its value from elsewhere, or its default",
+        "src/wallet_api/core/config.py",
+        "    auth_keys_refresh_seconds: float = Field(\n        2.0,\n",
+        "    auth_keys_refresh_seconds: float = Field(\n        2.0,\n"
+        '        validation_alias=__import__("pydantic").AliasChoices(\n'
+        '            "auth_keys_refresh_seconds", "auth_key_refresh_seconds"\n'
+        "        ),\n",
+        (
+            "tests/test_command_line.py::"
+            "test_the_environment_wins_over_env_and_a_mistyped_name_changes_nothing",
+        ),
+    ),
 ]
