@@ -88,6 +88,61 @@ def test_a_refusal_is_replayed_even_after_the_balance_has_changed(
     assert client.get(f"/api/v1/wallets/{wallet}").json() == {"balance": 500}
 
 
+def keyed_refusal(client: httpx.Client, case: str) -> tuple[str, dict[str, Any], int, str]:
+    """A request that each keyed endpoint refuses, and how: (path, body, status, code)."""
+    wallet = str(client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"])
+    if case == "operation":
+        return (
+            f"/api/v1/wallets/{wallet}/operation",
+            operation("WITHDRAW", 5),
+            400,
+            "insufficient_funds",
+        )
+    if case == "atomic batch":
+        items = [{"wallet_uuid": wallet, **operation(kind, 5)} for kind in ("DEPOSIT", "WITHDRAW")]
+        items.append({"wallet_uuid": wallet, **operation("WITHDRAW", 1)})
+        return (
+            "/api/v1/operations/batch",
+            {"atomic": True, "operations": items},
+            400,
+            "insufficient_funds",
+        )
+    if case == "transfer":
+        body = {"from_wallet_uuid": wallet, "to_wallet_uuid": str(uuid.uuid4()), "amount": 1}
+        return "/api/v1/transfers", body, 404, "wallet_not_found"
+    assert case == "reversal"
+    assert post(client, wallet, operation("DEPOSIT", 5), None).status_code == 200
+    entry = client.get(f"/api/v1/wallets/{wallet}/operations").json()["items"][0]["id"]
+    assert client.post("/api/v1/reversals", json={"entry_id": entry}).status_code == 201
+    return "/api/v1/reversals", {"entry_id": entry}, 409, "already_reversed"
+
+
+@pytest.mark.parametrize("case", ["operation", "atomic batch", "transfer", "reversal"])
+def test_a_replayed_problem_has_no_request_id_and_the_header_names_the_retry(
+    client: httpx.Client, case: str
+) -> None:
+    """The first answer's problem document carries its own request's id; its replay is the
+    stored document without any `request_id` (not the first request's), and its
+    `X-Request-ID` header names the retry: the one the retry sent, or a new one."""
+    path, body, status, code = keyed_refusal(client, case)
+    key = {"Idempotency-Key": new_key()}
+    first_id, retry_id = f"first-{uuid.uuid4()}", f"retry-{uuid.uuid4()}"
+    first = client.post(path, json=body, headers={**key, "X-Request-ID": first_id})
+    document = assert_problem(first, status, code)
+    assert document["request_id"] == first_id
+    stored = {name: value for name, value in document.items() if name != "request_id"}
+
+    retry = client.post(path, json=body, headers={**key, "X-Request-ID": retry_id})
+    unnamed = client.post(path, json=body, headers=key)
+    for replay in (retry, unnamed):
+        assert replay.status_code == status
+        assert replay.headers[REPLAYED] == "true"
+        assert replay.headers["content-type"] == "application/problem+json"
+        assert replay.json() == stored  # no request_id at all
+    assert retry.headers["x-request-id"] == retry_id
+    assert unnamed.headers["x-request-id"] not in {first_id, retry_id}
+
+
 @pytest.mark.parametrize(
     "other",
     [operation("DEPOSIT", 11), operation("WITHDRAW", 10)],

@@ -161,6 +161,39 @@ def test_an_idempotency_key_replays_the_reversal(client: httpx.Client) -> None:
     assert balance(client, wallet) == 7
 
 
+def test_a_keyed_reversals_409_is_stored_and_replayed(
+    client: httpx.Client, database: TestDatabase
+) -> None:
+    """A keyed reversal of an entry reversed already is refused 409 `already_reversed`,
+    and that answer is kept under its key: the same request with the same key gets it
+    again, `Idempotent-Replayed: true`, after the wallet's balance and history changed,
+    and changes nothing; the key sent with another request is refused as reused."""
+    wallet = new_wallet(client, 10)
+    deposit = last_entry(client, wallet)
+    reversed_once = client.post(REVERSALS, json={"entry_id": deposit, "amount": 2})
+    assert reversed_once.status_code == 201, reversed_once.text
+    key = f"reversal-{uuid.uuid4()}"
+    body = {"entry_id": deposit, "amount": 3}
+    refused = client.post(REVERSALS, json=body, headers={"Idempotency-Key": key})
+    problem = assert_problem(refused, 409, "already_reversed")
+    assert "idempotent-replayed" not in refused.headers
+    kept = database.fetch("SELECT response_status FROM idempotency_keys WHERE key = $1", key)
+    assert [row["response_status"] for row in kept] == [409]
+
+    client.post(OPERATION_PATH.format(wallet), json=operation("DEPOSIT", 5))
+    before = (database.stored_balance(wallet), database.ledger(wallet))
+    replayed = client.post(REVERSALS, json=body, headers={"Idempotency-Key": key})
+    assert replayed.status_code == 409
+    assert replayed.headers["idempotent-replayed"] == "true"
+    assert replayed.json() == {k: v for k, v in problem.items() if k != "request_id"}
+    assert (database.stored_balance(wallet), database.ledger(wallet)) == before
+    assert before[0] == 1300  # 10 deposited, 2 reversed, 5 deposited: nothing more reversed
+    other = client.post(
+        REVERSALS, json={"entry_id": deposit, "amount": 4}, headers={"Idempotency-Key": key}
+    )
+    assert_problem(other, 422, "idempotency_key_reused")
+
+
 async def _all_at_once(base_url: str, body: dict[str, Any], count: int) -> list[httpx.Response]:
     limits = httpx.Limits(max_connections=count, max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:

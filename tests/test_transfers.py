@@ -386,3 +386,35 @@ def test_a_transfer_key_sent_with_another_transfer_is_refused_and_changes_nothin
     assert again.headers["idempotent-replayed"] == "true"
     assert again.json() == first.json()
     assert state() == before
+
+
+@pytest.mark.parametrize("side", ["source", "destination"])
+def test_a_keyed_transfers_404_is_replayed_after_the_wallet_exists(
+    any_client: httpx.Client, database: TestDatabase, side: str
+) -> None:
+    """A keyed transfer naming a wallet that does not exist is refused 404
+    `wallet_not_found`, and that answer is kept under its key: once a wallet with that id
+    exists (inserted in SQL: no client can choose a new wallet's id) and holds enough, the
+    same request with the same key still gets the stored 404, `Idempotent-Replayed: true`,
+    and moves nothing, though the transfer sent without the key now goes through."""
+    known, missing = new_wallet(any_client, 10), str(uuid.uuid4())
+    body = transfer(missing, known, 4) if side == "source" else transfer(known, missing, 4)
+    key = {"Idempotency-Key": f"missing-{uuid.uuid4()}"}
+    refused = any_client.post(TRANSFERS, json=body, headers=key)
+    problem = assert_problem(refused, 404, "wallet_not_found")
+    assert problem["detail"] == f"The {side} wallet {missing} does not exist."
+    assert "idempotent-replayed" not in refused.headers
+
+    database.fetch("INSERT INTO wallets (id) VALUES ($1)", uuid.UUID(missing))
+    deposited = any_client.post(OPERATION_PATH.format(missing), json=operation("DEPOSIT", 10))
+    assert deposited.status_code == 200, deposited.text  # it exists, and could pay
+    before = [(database.stored_balance(w), database.ledger(w)) for w in (known, missing)]
+    replayed = any_client.post(TRANSFERS, json=body, headers=key)
+    assert replayed.status_code == 404
+    assert replayed.headers["idempotent-replayed"] == "true"
+    assert replayed.json() == {k: v for k, v in problem.items() if k != "request_id"}
+    assert [(database.stored_balance(w), database.ledger(w)) for w in (known, missing)] == before
+
+    # Not what the request would get now: without the key, it moves the money.
+    applied = any_client.post(TRANSFERS, json=body)
+    assert applied.status_code == 201, applied.text

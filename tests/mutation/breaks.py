@@ -980,4 +980,48 @@ BREAKS = [
             "test_the_environment_wins_over_env_and_a_mistyped_name_changes_nothing",
         ),
     ),
+    Break(
+        "missing-wallet-refusal-not-kept",
+        "a keyed transfer's 404 (a wallet that does not exist) is kept and replayed",
+        ENGINE,
+        "                if entry.idempotency_key is not None:\n"
+        "                    rendered[index] = status, body = entry.render(outcome)\n",
+        "                if entry.idempotency_key is not None and getattr(\n"
+        '                    getattr(outcome, "reason", None), "name", ""\n'
+        '                ) != "MISSING":\n'
+        "                    rendered[index] = status, body = entry.render(outcome)\n",
+        (
+            "tests/test_transfers.py::test_a_keyed_transfers_404_is_replayed_after_the_wallet_exists",
+        ),
+    ),
+    Break(
+        "already-reversed-refusal-not-kept",
+        "a keyed reversal's 409 `already_reversed` is kept and replayed",
+        ENGINE,
+        "                if entry.idempotency_key is not None:\n"
+        "                    rendered[index] = status, body = entry.render(outcome)\n",
+        "                if entry.idempotency_key is not None and getattr(\n"
+        '                    getattr(outcome, "reason", None), "name", ""\n'
+        '                ) != "ALREADY_REVERSED":\n'
+        "                    rendered[index] = status, body = entry.render(outcome)\n",
+        ("tests/test_reversals.py::test_a_keyed_reversals_409_is_stored_and_replayed",),
+    ),
+    Break(
+        "replayed-problem-keeps-request-id",
+        "a replayed problem document has no request_id (not the first request's)",
+        "src/wallet_api/core/errors.py",
+        "    return problem_document(\n"
+        "        status=error.status, code=error.code, title=error.title, detail=error.detail\n"
+        "    )\n",
+        "    return {\n"
+        "        **problem_document(\n"
+        "            status=error.status, code=error.code, title=error.title, detail=error.detail\n"
+        "        ),\n"
+        '        "request_id": current_request_id(),\n'
+        "    }\n",
+        (
+            "tests/test_idempotency.py::"
+            "test_a_replayed_problem_has_no_request_id_and_the_header_names_the_retry",
+        ),
+    ),
 ]
