@@ -271,6 +271,39 @@ def test_a_malformed_item_among_good_ones_changes_nothing(
     assert database.ledger(wallet) == []
 
 
+@pytest.mark.parametrize(
+    "other",
+    [
+        operation("TRANSFER", 1),
+        operation("TRANSFER_OUT", 1),
+        operation("TRANSFER_IN", 1),
+        operation("REVERSAL_IN", 1),
+        operation("REVERSAL_OUT", 1),
+        "a transfer's body",
+    ],
+    ids=repr,
+)
+@pytest.mark.parametrize("atomic", [False, True])
+def test_a_batch_holds_deposits_and_withdrawals_only(
+    client: httpx.Client, database: TestDatabase, other: object, atomic: bool
+) -> None:
+    """A transfer (or any ledger kind other than DEPOSIT and WITHDRAW) is not a batch
+    operation: the item that asks for one makes the batch a 422 `validation_error` naming
+    that item, and nothing of the batch is applied."""
+    wallet, payee = new_wallet(client), new_wallet(client)
+    if other == "a transfer's body":
+        odd: dict[str, object] = {"from_wallet_uuid": wallet, "to_wallet_uuid": payee, "amount": 1}
+    else:
+        assert isinstance(other, dict)
+        odd = {"wallet_uuid": wallet, **other}
+    body = {"atomic": atomic, "operations": [item(wallet, "DEPOSIT", 5), odd]}
+    problem = assert_problem(client.post(BATCH, json=body), 422, "validation_error")
+    errors: list[dict[str, Any]] = problem["errors"]  # type: ignore[assignment]
+    assert errors
+    assert all(error["loc"][:3] == ["body", "operations", 1] for error in errors), errors
+    assert database.ledger(wallet) == database.ledger(payee) == []
+
+
 def test_more_than_a_thousand_operations_or_too_large_a_body_is_refused(
     client: httpx.Client, wallet: str, database: TestDatabase
 ) -> None:

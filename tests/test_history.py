@@ -62,6 +62,27 @@ def test_default_page_and_idempotency_keys(client: httpx.Client, wallet: str) ->
     assert body["items"][1]["idempotency_key"].startswith("history-")
 
 
+def test_a_page_is_50_entries_by_default_and_at_most_100(client: httpx.Client, wallet: str) -> None:
+    """Without `limit`, a page holds the 50 newest entries and a cursor to the rest; with
+    `limit=100`, 100 of them; more is a 422."""
+    operations = [{"wallet_uuid": wallet, **operation("DEPOSIT", 1)}] * 120
+    batched = client.post("/api/v1/operations/batch", json={"operations": operations})
+    assert batched.status_code == 200, batched.text
+    first = history(client, wallet).json()
+    assert [item["balance_after"] for item in first["items"]] == list(range(120, 70, -1))
+    second = history(client, wallet, cursor=first["next_cursor"]).json()
+    assert [item["balance_after"] for item in second["items"]] == list(range(70, 20, -1))
+    last = history(client, wallet, cursor=second["next_cursor"]).json()
+    assert [item["balance_after"] for item in last["items"]] == list(range(20, 0, -1))
+    assert last["next_cursor"] is None
+
+    largest = history(client, wallet, limit=100)
+    assert largest.status_code == 200, largest.text
+    assert [item["balance_after"] for item in largest.json()["items"]] == list(range(120, 20, -1))
+    assert largest.json()["next_cursor"] is not None
+    assert_problem(history(client, wallet, limit=101), 422, "validation_error")
+
+
 def test_refused_operations_are_not_listed(client: httpx.Client, wallet: str) -> None:
     deposit(client, wallet, 5)
     refused = client.post(f"/api/v1/wallets/{wallet}/operation", json=operation("WITHDRAW", 6))

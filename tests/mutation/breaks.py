@@ -1024,4 +1024,28 @@ BREAKS = [
             "test_a_replayed_problem_has_no_request_id_and_the_header_names_the_retry",
         ),
     ),
+    Break(
+        "batch-holds-any-ledger-kind",
+        "a batch holds deposits and withdrawals only: any other kind is a 422, nothing applied",
+        "src/wallet_api/wallets/schemas.py",
+        "    wallet_uuid: CanonicalUUID\n    operation: OperationType\n",
+        "    wallet_uuid: CanonicalUUID\n    operation: EntryKind\n",
+        ("tests/test_batch.py::test_a_batch_holds_deposits_and_withdrawals_only",),
+    ),
+    Break(
+        "history-default-page-not-50",
+        "a history page holds 50 entries when no limit is given",
+        "src/wallet_api/wallets/schemas.py",
+        "HISTORY_LIMIT_DEFAULT = 50\n",
+        "HISTORY_LIMIT_DEFAULT = 20\n",
+        ("tests/test_history.py::test_a_page_is_50_entries_by_default_and_at_most_100",),
+    ),
+    Break(
+        "history-largest-page-below-100",
+        "a history page may hold up to 100 entries",
+        "src/wallet_api/wallets/schemas.py",
+        "HISTORY_LIMIT_MAX = 100\n",
+        "HISTORY_LIMIT_MAX = 60\n",
+        ("tests/test_history.py::test_a_page_is_50_entries_by_default_and_at_most_100",),
+    ),
 ]
