@@ -10,6 +10,8 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -271,3 +273,153 @@ def test_an_exhausted_pool_gives_503_after_db_pool_timeout_not_a_hang(
     assert_problem(starved, 503, "database_unavailable")
     assert starved.headers["retry-after"]
     assert 0.5 <= waited < 20
+
+
+def metric_sample(text: str, name: str, **labels: str) -> float:
+    """The value of one series of a Prometheus text exposition (0 if absent)."""
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{wanted}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_transfers_and_reversals_are_counted_with_their_outcomes(client: httpx.Client) -> None:
+    """docs/OPERATIONS.md, Metrics: `wallet_operations_total` has `TRANSFER` and
+    `REVERSAL` series, each with its outcomes (a reversal's own: `already_reversed`)."""
+    payer, payee = (
+        str(client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"]) for _ in range(2)
+    )
+    funded = client.post(f"/api/v1/wallets/{payer}/operation", json=operation("DEPOSIT", 10))
+    assert funded.status_code == 200, funded.text
+    before = client.get("/metrics").text
+    paid = client.post(
+        "/api/v1/transfers",
+        json={"from_wallet_uuid": payer, "to_wallet_uuid": payee, "amount": 4},
+    )
+    assert paid.status_code == 201, paid.text
+    short = client.post(
+        "/api/v1/transfers",
+        json={"from_wallet_uuid": payer, "to_wallet_uuid": payee, "amount": 100},
+    )
+    assert_problem(short, 400, "insufficient_funds")
+    refund = {"transfer_id": paid.json()["transfer_id"]}
+    assert client.post("/api/v1/reversals", json=refund).status_code == 201
+    assert_problem(client.post("/api/v1/reversals", json=refund), 409, "already_reversed")
+    after = client.get("/metrics").text
+    counted = {
+        (kind, outcome): metric_sample(
+            after, "wallet_operations_total", operation=kind, outcome=outcome
+        )
+        - metric_sample(before, "wallet_operations_total", operation=kind, outcome=outcome)
+        for kind in ("TRANSFER", "REVERSAL", "DEPOSIT", "WITHDRAW")
+        for outcome in ("applied", "insufficient_funds", "already_reversed")
+    }
+    assert {series: n for series, n in counted.items() if n} == {
+        ("TRANSFER", "applied"): 1,
+        ("TRANSFER", "insufficient_funds"): 1,
+        ("REVERSAL", "applied"): 1,
+        ("REVERSAL", "already_reversed"): 1,
+    }
+
+
+#: The fields docs/OPERATIONS.md ("Logs") promises on every record.
+RECORD_FIELDS = {"time", "level", "logger", "message", "request_id", "pid"}
+
+
+def test_every_log_record_has_time_level_logger_message_request_id_and_pid(
+    start_service: Callable[..., ServiceProcess], database: TestDatabase
+) -> None:
+    """Every line the service writes in LOG_FORMAT=json, from its start to its stop, is a
+    JSON object with the documented fields: Gunicorn's, Uvicorn's and the service's own
+    (the access log, a 503's warning), `time` in UTC, `request_id` the request's or `-`
+    outside one. Lines `wallet-api: warning: ...` are not records but the settings'
+    warnings (docs/OPERATIONS.md, "The command line")."""
+    service = start_service(fresh=True, LOG_FORMAT="json", DB_LOCK_TIMEOUT_MS="100")
+    request_id = f"fields-{uuid.uuid4().hex}"
+    with httpx.Client(base_url=service.base_url, timeout=30) as http:
+        wallet = str(http.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"])
+        assert http.post(f"/api/v1/wallets/{wallet}/operation", json={}).status_code == 422
+
+    async def busy() -> httpx.Response:  # held past DB_LOCK_TIMEOUT_MS: 503, a warning
+        async with (
+            httpx.AsyncClient(base_url=service.base_url, timeout=30) as http,
+            database.row_locked(wallet),
+        ):
+            return await http.post(
+                f"/api/v1/wallets/{wallet}/operation",
+                json=operation("DEPOSIT", 1),
+                headers={"X-Request-ID": request_id},
+            )
+
+    assert_problem(asyncio.run(busy()), 503, "wallet_busy")
+    assert service.stop() == 0
+    records = []
+    for line in service.log_text().splitlines():
+        if line.startswith("wallet-api: warning: "):
+            continue
+        record = json.loads(line)
+        assert isinstance(record, dict), line
+        assert set(record) >= RECORD_FIELDS, line
+        assert isinstance(record["request_id"], str), line
+        assert record["request_id"], line
+        assert isinstance(record["pid"], int), line
+        assert datetime.fromisoformat(record["time"]).utcoffset() == timedelta(0), line
+        records.append(record)
+    loggers = {record["logger"] for record in records}
+    assert {"gunicorn.error", "uvicorn.error", "wallet_api.access"} <= loggers, loggers
+    outside = [r for r in records if r["logger"] == "gunicorn.error"]
+    assert all(r["request_id"] == "-" for r in outside), outside
+    warned = [r for r in records if r["request_id"] == request_id and r["level"] == "warning"]
+    assert warned, records
+
+
+def test_log_level_warning_turns_the_access_log_off(
+    start_service: Callable[..., ServiceProcess],
+) -> None:
+    """docs/OPERATIONS.md, Logs. By construction: one worker, one connection; a request's
+    access line is written before the worker reads the next request, so once the last
+    one is answered, the lines of every request before it would be in the log."""
+    service = start_service(fresh=True, WORKERS_COUNT="1", LOG_LEVEL="warning")
+    sent = [f"quiet-{uuid.uuid4().hex}" for _ in range(5)]
+    with httpx.Client(base_url=service.base_url, timeout=30) as http:
+        for request_id in sent:
+            response = http.get("/health/live", headers={"X-Request-ID": request_id})
+            assert response.headers["x-request-id"] == request_id
+        assert http.get("/health/live").status_code == 200
+    log = service.log_text()
+    for request_id in sent:
+        assert request_id not in log, log
+
+
+def test_the_metrics_directory_is_emptied_at_start_and_removed_at_exit(
+    start_service: Callable[..., ServiceProcess], tmp_path: Path
+) -> None:
+    """docs/OPERATIONS.md, Metrics: what a previous run left in PROMETHEUS_MULTIPROC_DIR
+    (another process's counter, any other file) is gone when the service serves, and
+    counts nothing; after a clean stop the directory is gone too."""
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from prometheus_client import Counter; "
+            "Counter('wallet_operations_total', 'left over', ['operation', 'outcome'])"
+            ".labels('DEPOSIT', 'applied').inc(1000)",
+        ],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)},
+        check=True,
+        timeout=60,
+    )
+    (directory / "left-over.txt").write_text("from an earlier run")
+    stale = set(directory.iterdir())
+    assert any(path.name.startswith("counter_") for path in stale), stale
+    service = start_service(fresh=True, PROMETHEUS_MULTIPROC_DIR=str(directory))
+    text = httpx.get(service.base_url + "/metrics", timeout=30).text
+    applied = {"operation": "DEPOSIT", "outcome": "applied"}
+    assert metric_sample(text, "wallet_operations_total", **applied) == 0
+    assert directory.is_dir()
+    assert not stale & set(directory.iterdir())
+    assert service.stop() == 0
+    assert not directory.exists()

@@ -1048,4 +1048,63 @@ BREAKS = [
         "HISTORY_LIMIT_MAX = 60\n",
         ("tests/test_history.py::test_a_page_is_50_entries_by_default_and_at_most_100",),
     ),
+    Break(
+        "applied-transfer-uncounted",
+        "`wallet_operations_total` counts applied transfers (`TRANSFER`, `applied`)",
+        TRANSFERS_SERVICE,
+        "        _count(outcome)\n        return transfer_id, render(outcome)[1]\n",
+        "        return transfer_id, render(outcome)[1]\n",
+        (
+            "tests/test_operability.py::test_transfers_and_reversals_are_counted_with_their_outcomes",
+        ),
+    ),
+    Break(
+        "reversal-outcomes-uncounted",
+        "`wallet_operations_total` counts reversals (`REVERSAL`) with their own outcomes",
+        "src/wallet_api/reversals/service.py",
+        "        _count(result)\n",
+        "",
+        (
+            "tests/test_operability.py::test_transfers_and_reversals_are_counted_with_their_outcomes",
+        ),
+    ),
+    Break(
+        "server-records-without-request-id",
+        "every log record has `request_id` (`-` outside a request), Gunicorn's and Uvicorn's too",
+        "gunicorn.conf.py",
+        '            "filters": ["request_id", "closed_socket"],\n',
+        '            "filters": ["closed_socket"],\n',
+        (
+            "tests/test_operability.py::"
+            "test_every_log_record_has_time_level_logger_message_request_id_and_pid",
+        ),
+    ),
+    Break(
+        "access-log-always-on",
+        "`LOG_LEVEL=warning` turns the access log off",
+        "src/wallet_api/core/metrics.py",
+        'access_logger = logging.getLogger("wallet_api.access")\n',
+        'access_logger = logging.getLogger("wallet_api.access")\naccess_logger.setLevel(logging.INFO)\n',
+        ("tests/test_operability.py::test_log_level_warning_turns_the_access_log_off",),
+    ),
+    Break(
+        "metrics-directory-kept-at-start",
+        "the metrics directory is emptied at start: nothing of an earlier run counts",
+        "gunicorn.conf.py",
+        "        shutil.rmtree(directory, ignore_errors=True)\n        os.makedirs(directory)\n",
+        "        os.makedirs(directory, exist_ok=True)\n",
+        (
+            "tests/test_operability.py::test_the_metrics_directory_is_emptied_at_start_and_removed_at_exit",
+        ),
+    ),
+    Break(
+        "metrics-directory-left-at-exit",
+        "the metrics directory is removed at exit",
+        "gunicorn.conf.py",
+        '    shutil.rmtree(os.environ.get(_METRICS_DIR, ""), ignore_errors=True)\n',
+        "",
+        (
+            "tests/test_operability.py::test_the_metrics_directory_is_emptied_at_start_and_removed_at_exit",
+        ),
+    ),
 ]
