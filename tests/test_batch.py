@@ -483,6 +483,70 @@ def test_a_batch_naming_a_held_wallet_answers_its_operations_wallet_busy_and_app
     assert_one_wallet_busy_warning(impatient, batch)
 
 
+def test_a_retry_of_a_batch_applied_half_way_replays_what_was_applied_and_applies_the_rest(
+    impatient: ServiceProcess, database: TestDatabase
+) -> None:
+    """A keyed batch gets half-way: another transaction holds one of its wallets past
+    DB_LOCK_TIMEOUT_MS, so that wallet's operations are 503 `wallet_busy`, not applied,
+    while the other wallet's are applied and kept (each under its derived key). The other
+    wallet's balance then moves on. The batch's retry with the same key replays what was
+    applied (the same answers, which applied again would differ) and applies the rest; it
+    is not marked a replay, and the next retry, which changes nothing, is."""
+    with httpx.Client(base_url=impatient.base_url, timeout=30) as client:
+        free, held = new_wallet(client), new_wallet(client)
+    body = {
+        "operations": [
+            item(free, "DEPOSIT", 5),
+            item(held, "DEPOSIT", 7),
+            item(free, "WITHDRAW", 2),
+            item(held, "WITHDRAW", 3),
+        ]
+    }
+    key = f"half-way-{uuid.uuid4()}"
+    (first,) = asyncio.run(
+        while_held(impatient, database, held, [(BATCH, body, {"Idempotency-Key": key})])
+    )
+    assert first.status_code == 200, first.text
+    assert "idempotent-replayed" not in first.headers
+    results = first.json()["results"]
+    assert [result["status"] for result in results] == [200, 503, 200, 503]
+    assert results[0]["body"] == {"status": "success", "balance": 5}
+    assert results[2]["body"] == {"status": "success", "balance": 3}
+    assert results[1]["body"]["code"] == results[3]["body"]["code"] == "wallet_busy"
+    assert database.ledger(held) == []
+
+    with httpx.Client(base_url=impatient.base_url, timeout=30) as client:
+        moved = client.post(OPERATION_PATH.format(free), json=operation("DEPOSIT", 100))
+        assert moved.json() == {"status": "success", "balance": 103}
+        retry = client.post(BATCH, json=body, headers={"Idempotency-Key": key})
+        again = client.post(BATCH, json=body, headers={"Idempotency-Key": key})
+    assert retry.status_code == 200, retry.text
+    assert "idempotent-replayed" not in retry.headers  # the held wallet's applied now
+    assert retry.json()["results"] == [
+        results[0],
+        {"status": 200, "body": {"status": "success", "balance": 7}},
+        results[2],
+        {"status": 200, "body": {"status": "success", "balance": 4}},
+    ]
+    assert again.status_code == 200, again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == retry.json()
+    keys = {
+        wallet: [
+            row["idempotency_key"]
+            for row in database.fetch(
+                "SELECT idempotency_key FROM wallet_operations WHERE wallet_id = $1 ORDER BY id",
+                uuid.UUID(wallet),
+            )
+        ]
+        for wallet in (free, held)
+    }
+    assert keys == {free: [f"{key} #0", f"{key} #2", None], held: [f"{key} #1", f"{key} #3"]}
+    assert (database.stored_balance(free), database.stored_balance(held)) == (10300, 400)
+    assert_ledger_consistent(database, free)
+    assert_ledger_consistent(database, held)
+
+
 def kept_keys(database: TestDatabase, key: str) -> list[tuple[str, str, int, str]]:
     """What is stored for a batch's key and for its items' derived keys (`KEY #index`)."""
     rows = database.fetch(

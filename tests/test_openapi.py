@@ -205,6 +205,85 @@ def test_a_history_cursor_is_described_by_its_pattern(
         assert response.status_code == 422, invalid
 
 
+#: Each keyed endpoint, and the statuses whose answer may be a replay (docs/API.md, "Safe
+#: retries" and "Errors"): its success, a 400 refusal, and the 404 or 409 that transfers,
+#: reversals and batches keep under the key.
+REPLAYABLE = {
+    ("/api/v1/wallets/create_wallet", "post"): {"201"},
+    ("/api/v1/wallets/{wallet_uuid}/operation", "post"): {"200", "400"},
+    ("/api/v1/operations/batch", "post"): {"200", "400", "404"},
+    ("/api/v1/transfers", "post"): {"201", "400", "404"},
+    ("/api/v1/reversals", "post"): {"201", "400", "409"},
+}
+
+
+def test_the_idempotent_replayed_header_is_described_on_every_keyed_endpoint(
+    document: dict[str, Any],
+) -> None:
+    """Every endpoint that takes an Idempotency-Key describes `Idempotent-Replayed: true`
+    on each response that may be a replay, and on no other."""
+    keyed = {
+        (path, method)
+        for path, method, operation in operations(document)
+        for parameter in operation.get("parameters", ())
+        if parameter["in"] == "header" and parameter["name"] == "Idempotency-Key"
+    }
+    assert keyed == set(REPLAYABLE)
+    header = document["components"]["headers"]["Idempotent-Replayed"]
+    assert header["schema"] == {"type": "string", "enum": ["true"]}
+    assert "Idempotency-Key" in header["description"]
+    reference = {"$ref": "#/components/headers/Idempotent-Replayed"}
+    for (path, method), statuses in REPLAYABLE.items():
+        responses = document["paths"][path][method]["responses"]
+        described = {
+            status
+            for status, response in responses.items()
+            if response["headers"].get("Idempotent-Replayed") == reference
+        }
+        assert described == statuses, (method, path)
+        assert all(
+            "Idempotent-Replayed" not in responses[status]["headers"]
+            for status in set(responses) - statuses
+        ), (method, path)
+
+
+def test_a_created_wallet_is_linked_to_its_endpoints(
+    document: dict[str, Any], client: httpx.Client
+) -> None:
+    """`create_wallet`'s 201 links to every operation on a wallet, each taking the new
+    wallet's id from the response body; followed on a wallet just created, each link
+    works."""
+    links = document["paths"]["/api/v1/wallets/create_wallet"]["post"]["responses"]["201"]["links"]
+    by_id = {
+        operation["operationId"]: (path, method, operation)
+        for path, method, operation in operations(document)
+    }
+    on_a_wallet = {
+        operation["operationId"]
+        for path, _, operation in operations(document)
+        if "{wallet_uuid}" in path
+    }
+    assert {link["operationId"] for link in links.values()} == on_a_wallet
+    assert on_a_wallet == {"get_wallet", "operate", "list_operations"}
+
+    created = client.post("/api/v1/wallets/create_wallet")
+    assert created.status_code == 201
+    for name, link in links.items():
+        assert set(link["parameters"]) == {"wallet_uuid"}, name
+        expression = link["parameters"]["wallet_uuid"]
+        assert expression.startswith("$response.body#/"), name
+        value: Any = created.json()
+        for part in expression.removeprefix("$response.body#/").split("/"):
+            value = value[part]
+        path, method, operation = by_id[link["operationId"]]
+        body = None
+        if "requestBody" in operation:
+            examples = operation["requestBody"]["content"]["application/json"]["examples"]
+            body = next(iter(examples.values()))["value"]
+        response = client.request(method, path.format(wallet_uuid=value), json=body)
+        assert response.status_code == 200, (name, response.text)  # not 404: that wallet
+
+
 @pytest.fixture(scope="module")
 def fuzzed_database(make_database: Callable[[], TestDatabase]) -> TestDatabase:
     return migrated(make_database())
