@@ -307,7 +307,13 @@ def test_autogenerate_with_a_change_writes_its_revision(
     make_database: Callable[[], TestDatabase], project_copy: Path
 ) -> None:
     """The hook that drops an empty revision keeps one with something in it: a table in
-    the database that no model describes is a change (dropping it)."""
+    the database that no model describes is a change (dropping it). The revision comes
+    out formatted and lint-clean (docs/OPERATIONS.md, "Migrations"): `ruff check` and
+    `ruff format --check` pass on it with the repository's configuration, which the copy
+    carries as the repository does."""
+    from tests.support import ROOT
+
+    shutil.copy(ROOT / "pyproject.toml", project_copy / "pyproject.toml")
     database = migrated(make_database())
     database.fetch("CREATE TABLE stray (id integer)")
     before = revision_files(project_copy)
@@ -316,8 +322,19 @@ def test_autogenerate_with_a_change_writes_its_revision(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     (written,) = set(revision_files(project_copy)) - set(before)
-    text = (project_copy / "migrations" / "versions" / written).read_text()
+    path = project_copy / "migrations" / "versions" / written
+    text = path.read_text()
     assert "op.drop_table('stray')" in text or 'op.drop_table("stray")' in text
+    for check in (["check"], ["format", "--check"]):
+        ruff = subprocess.run(
+            [sys.executable, "-m", "ruff", *check, str(path)],
+            cwd=project_copy,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert ruff.returncode == 0, f"ruff {' '.join(check)}:\n{ruff.stdout}{ruff.stderr}\n{text}"
 
 
 def assert_verifies(database: TestDatabase) -> None:

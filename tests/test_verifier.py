@@ -508,3 +508,31 @@ def test_the_verifier_catches_each_rule_broken_alone(
     assert {r: report[r] for r in RULES} == {**dict.fromkeys(RULES, 0), case.rule: case.count}
     assert report["wallets_to_inspect"] == sorted(wallet_ids[name] for name in case.wallets)
     assert report["transfers_to_inspect"] == sorted(transfer_ids[name] for name in case.transfers)
+
+
+def test_the_summary_names_at_most_20_wallets_and_20_transfers(
+    make_database: Callable[[], TestDatabase],
+) -> None:
+    """docs/OPERATIONS.md, "Checking the ledger": the JSON summary names up to 20 wallets
+    and up to 20 transfers to inspect, however many are wrong; the counts are whole. On
+    a database of its own: 25 wallets whose balance their ledger does not give, and 25
+    transfers without their leg in."""
+    database = migrated(make_database())
+    rows: list[Row] = []
+    balances: dict[str, int] = {}
+    for index in range(25):
+        rows.append(deposit(f"mismatched-{index}", 10))
+        balances[f"mismatched-{index}"] = 11
+        rows.append(deposit(f"payer-{index}", 10))
+        rows.append(leg("TRANSFER_OUT", f"payer-{index}", f"payee-{index}", 4, f"half-{index}"))
+    wallets, transfers = write_ledger(database, rows, balances)
+    broken = verify(database)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    report = json.loads(broken.stdout)
+    assert report["balance_mismatches"] == 25
+    assert report["unmatched_transfers"] == 25
+    mismatched = {wallets[f"mismatched-{index}"] for index in range(25)}
+    assert len(set(report["wallets_to_inspect"])) == len(report["wallets_to_inspect"]) == 20
+    assert set(report["wallets_to_inspect"]) <= mismatched
+    assert len(set(report["transfers_to_inspect"])) == len(report["transfers_to_inspect"]) == 20
+    assert set(report["transfers_to_inspect"]) <= set(transfers.values())
