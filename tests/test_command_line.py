@@ -524,6 +524,12 @@ def test_db_password_and_redis_url_are_never_printed(
     assert bad.returncode == 2
     assert "WORKERS_COUNT='0'" in bad.stderr
     assert_unsaid(bad.stdout + bad.stderr)
+    # A REDIS_URL Redis cannot use is itself the bad setting: named, its value not shown.
+    typo = {**secrets, "REDIS_URL": f"redsi://:{redis_password}@127.0.0.1/0"}
+    wrong = run("wallet_api.cli", "verify", cwd=elsewhere, **typo)
+    assert wrong.returncode == 2
+    assert "REDIS_URL: Value error, must start with redis://" in wrong.stderr
+    assert_unsaid(wrong.stdout + wrong.stderr)
     for command in (
         ("wallet_api.cli", "verify"),
         ("alembic", "-c", str(ROOT / "alembic.ini"), "current"),

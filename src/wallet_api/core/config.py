@@ -203,6 +203,15 @@ class Settings(BaseSettings):
         parse_hosts(value, 5432)  # raises ValueError naming what is wrong
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_has_a_scheme_redis_knows(cls, value: str | None) -> str | None:
+        # Checked here so that a typo stops the start in one line (the value, a secret,
+        # unprinted), not each worker with a traceback when its client is made.
+        if value is not None and not value.startswith(_REDIS_SCHEMES):
+            raise ValueError(f"must start with {', '.join(_REDIS_SCHEMES)}")
+        return value
+
     @property
     def db_hosts(self) -> list[tuple[str, int]]:
         """Every (host, port) DB_HOST names, in order; DB_PORT where a host names none."""
@@ -297,6 +306,9 @@ def get_settings() -> Settings:
     """The settings, read once per process."""
     return Settings()
 
+
+#: What redis-py's `from_url` accepts.
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 #: Settings whose values are never printed, not even when they are wrong.
 _SECRET_SETTINGS = frozenset({"db_password", "redis_url"})
