@@ -10,10 +10,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
-from tests.support import TestDatabase, assert_ledger_consistent, operation
+from tests.support import (
+    TestDatabase,
+    assert_ledger_consistent,
+    launch_service,
+    migrated,
+    operation,
+)
 from tests.test_auth import Key, create_key
 from tests.test_wallet_contract import assert_problem
 from wallet_api.devtools.server import ServiceProcess
@@ -285,6 +292,98 @@ def test_keys_are_kept_for_their_retention_then_purged(
         assert time.monotonic() - sent >= SHORT_TTL_SECONDS, "purged before its retention"
         # Forgotten: the same key now names a new request.
         assert post(client, wallet, operation("DEPOSIT", 2), key).json()["balance"] == 3
+
+
+#: Expired keys the purge finds: the oldest held by the test's transaction, the others free.
+HELD_KEYS = 5
+FREE_KEYS = 2500
+
+
+def expired_keys(database: TestDatabase) -> list[str]:
+    rows = database.fetch(
+        "SELECT key FROM idempotency_keys WHERE starts_with(key, 'expired-') ORDER BY created_at"
+    )
+    return [row["key"] for row in rows]
+
+
+def purges(database: TestDatabase) -> list[int]:
+    """How many keys each purge statement deleted so far, in order (0: none found)."""
+    return [row["deleted"] for row in database.fetch("SELECT deleted FROM test_purges ORDER BY n")]
+
+
+def test_the_purge_takes_1000_keys_at_a_time_and_never_waits_for_a_held_one(
+    make_database: Callable[[], TestDatabase], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """On a database of the test's own, 2,505 expired keys, the oldest 5 held by the test's
+    transaction (FOR UPDATE, as a request holds the key it is writing). The service's
+    purges (every 0.2 s in each worker, retention 1 hour) delete the 2,500 others while
+    those are held, at most 1,000 per statement (a statement-level trigger counts each
+    statement's deletions), then keep running, deleting nothing, rather than waiting for
+    the held ones; keyed requests are answered meanwhile. Released, the 5 go too."""
+    database = migrated(make_database())
+    database.fetch("CREATE TABLE test_purges (n serial PRIMARY KEY, deleted bigint NOT NULL)")
+    database.fetch(
+        """
+        CREATE FUNCTION test_count_purged() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO test_purges (deleted) SELECT count(*) FROM gone;
+            RETURN NULL;
+        END $$
+        """
+    )
+    database.fetch(
+        "CREATE TRIGGER test_count_purged AFTER DELETE ON idempotency_keys "
+        "REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION test_count_purged()"
+    )
+    database.fetch(
+        "INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body, "
+        "created_at) SELECT 'expired-' || n, repeat('0', 64), 200, '{}', "
+        "now() - interval '2 days' + n * interval '1 second' FROM generate_series(1, $1) n",
+        HELD_KEYS + FREE_KEYS,
+    )
+    held = expired_keys(database)[:HELD_KEYS]
+
+    async def scenario(service: ServiceProcess) -> None:
+        holder = await asyncpg.connect(database.url())
+        try:
+            async with holder.transaction():
+                locked = await holder.fetch(
+                    "SELECT key FROM idempotency_keys WHERE key = ANY($1) FOR UPDATE", held
+                )
+                assert len(locked) == HELD_KEYS
+                await asyncio.to_thread(while_held, service)
+        finally:
+            await holder.close()
+
+    def while_held(service: ServiceProcess) -> None:
+        with httpx.Client(base_url=service.base_url, timeout=30) as client:
+            wallet = str(client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"])
+            deadline = time.monotonic() + 30
+            while expired_keys(database) != held:
+                assert time.monotonic() < deadline, f"{len(expired_keys(database))} keys left"
+                assert post(client, wallet, operation("DEPOSIT", 1), new_key()).status_code == 200
+                time.sleep(0.1)
+            # Not waiting on the held keys: more purges run, and find nothing to delete.
+            ran = len(purges(database))
+            while len(purges(database)) < ran + 4:
+                assert time.monotonic() < deadline, "the purges stopped"
+                assert post(client, wallet, operation("DEPOSIT", 1), new_key()).status_code == 200
+                time.sleep(0.1)
+        counts = purges(database)
+        assert sum(counts) == FREE_KEYS
+        assert max(counts) == 1000, counts  # 1,000 at a time
+        assert expired_keys(database) == held
+
+    log_path = tmp_path_factory.mktemp("purge") / "gunicorn.log"
+    settings = {"IDEMPOTENCY_KEY_TTL": "3600", "IDEMPOTENCY_PURGE_INTERVAL": "0.2"}
+    with launch_service(database, log_path, settings).serving() as service:
+        asyncio.run(scenario(service))
+        deadline = time.monotonic() + 30
+        while expired_keys(database):  # released: purged too
+            assert time.monotonic() < deadline, "the released keys were not purged"
+            time.sleep(0.1)
+    assert sum(purges(database)) == FREE_KEYS + HELD_KEYS
+    assert max(purges(database)) == 1000
 
 
 @pytest.fixture(scope="module")

@@ -1183,4 +1183,26 @@ BREAKS = [
         "        if False:\n",
         ("tests/test_command_line.py::test_db_password_and_redis_url_are_never_printed",),
     ),
+    Break(
+        "purge-waits-for-held-keys",
+        "the purge skips the keys another transaction holds (SKIP LOCKED): it never waits",
+        REPOSITORY,
+        "            FOR UPDATE SKIP LOCKED\n",
+        "            FOR UPDATE\n",
+        (
+            "tests/test_idempotency.py::"
+            "test_the_purge_takes_1000_keys_at_a_time_and_never_waits_for_a_held_one",
+        ),
+    ),
+    Break(
+        "purge-takes-everything-at-once",
+        "the purge deletes 1,000 keys per statement",
+        SERVICE,
+        "PURGE_BATCH = 1000\n",
+        "PURGE_BATCH = 5000\n",
+        (
+            "tests/test_idempotency.py::"
+            "test_the_purge_takes_1000_keys_at_a_time_and_never_waits_for_a_held_one",
+        ),
+    ),
 ]
