@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -244,3 +246,39 @@ def assert_refusals_justified(
 def money(value: object) -> Decimal:
     """A JSON money value as an exact Decimal (tests compare money exactly, never as floats)."""
     return Decimal(str(value))
+
+
+#: Every scope a key can have: `keys create` gives read and write unless asked.
+EVERY_SCOPE = ("--scope", "read", "--scope", "write", "--scope", "deposit")
+
+
+def keys_cli(database: TestDatabase, *args: str) -> subprocess.CompletedProcess[str]:
+    """`wallet-api keys ...` as the operator runs it, on `database`."""
+    return subprocess.run(
+        [sys.executable, "-m", "wallet_api.cli", "keys", *args],
+        env={**os.environ, **database.environment()},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+@dataclass(frozen=True)
+class Key:
+    """An API key made with the CLI: the whole key (shown once), its id, its owner."""
+
+    token: str
+    id: str
+    owner: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def create_key(database: TestDatabase, owner: str, *options: str) -> Key:
+    result = keys_cli(database, "create", "--owner", owner, *options)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    return Key(shown["key"], shown["id"], owner)

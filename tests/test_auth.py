@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,7 +19,7 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from tests.support import TestDatabase, worker_of
+from tests.support import EVERY_SCOPE, Key, TestDatabase, create_key, keys_cli, worker_of
 from wallet_api.devtools.server import ServiceProcess
 from wallet_api.wallets.owners import UNKNOWN_SECONDS
 
@@ -32,35 +29,6 @@ REVERSALS = "/api/v1/reversals"
 BATCH = "/api/v1/operations/batch"
 #: How often the service under test reads the key table (a revocation's delay).
 REFRESH_SECONDS = 1.0
-
-
-def keys_cli(database: TestDatabase, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "wallet_api.cli", "keys", *args],
-        env={**os.environ, **database.environment()},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-
-
-@dataclass(frozen=True)
-class Key:
-    token: str
-    id: str
-    owner: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-def create_key(database: TestDatabase, owner: str, *options: str) -> Key:
-    result = keys_cli(database, "create", "--owner", owner, *options)
-    assert result.returncode == 0, result.stderr
-    shown = json.loads(result.stdout)
-    return Key(shown["key"], shown["id"], owner)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +44,7 @@ def keyed(start_service: Callable[..., ServiceProcess]) -> ServiceProcess:
 @pytest.fixture(scope="module")
 def keys(database: TestDatabase) -> dict[str, Key]:
     run = uuid.uuid4().hex[:8]  # owners of their own: the database is the session's
-    every_scope = ("--scope", "read", "--scope", "write", "--scope", "deposit")
+    every_scope = EVERY_SCOPE
     made = {
         "alice": create_key(database, f"alice-{run}", *every_scope),
         "alice_read": create_key(database, f"alice-{run}", "--scope", "read"),

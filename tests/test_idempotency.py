@@ -15,13 +15,14 @@ import httpx
 import pytest
 
 from tests.support import (
+    Key,
     TestDatabase,
     assert_ledger_consistent,
+    create_key,
     launch_service,
     migrated,
     operation,
 )
-from tests.test_auth import Key, create_key
 from tests.test_wallet_contract import assert_problem
 from wallet_api.devtools.server import ServiceProcess
 

@@ -25,9 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,7 +35,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support import TestDatabase
+from tests.support import EVERY_SCOPE, Key, TestDatabase
+from tests.support import create_key as create_support_key
 from wallet_api.devtools.server import ServiceProcess
 
 WALLETS = "/api/v1/wallets"
@@ -119,32 +117,8 @@ NO_ENTRY = 2**62
 # The service, the keys, the wallets
 
 
-def keys_cli(database: TestDatabase, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "wallet_api.cli", "keys", *args],
-        env={**os.environ, **database.environment()},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-
-
-@dataclass(frozen=True)
-class Key:
-    token: str
-    owner: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
 def create_key(database: TestDatabase, owner: str) -> Key:
-    every_scope = ("--scope", "read", "--scope", "write", "--scope", "deposit")
-    result = keys_cli(database, "create", "--owner", owner, *every_scope)
-    assert result.returncode == 0, result.stderr
-    return Key(json.loads(result.stdout)["key"], owner)
+    return create_support_key(database, owner, *EVERY_SCOPE)
 
 
 def cents(amount: Any) -> int:

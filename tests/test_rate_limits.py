@@ -12,8 +12,8 @@ from contextlib import ExitStack, contextmanager
 import httpx
 import pytest
 
-from tests.support import TestDatabase, worker_of
-from tests.test_auth import WALLETS, Key, create_key
+from tests.support import Key, TestDatabase, create_key, worker_of
+from tests.test_auth import WALLETS
 from wallet_api.devtools.server import ServiceProcess
 
 REDIS = ("127.0.0.1", 6379)
