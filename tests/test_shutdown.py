@@ -5,7 +5,10 @@ half-applied."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+import socket
+import time
 import uuid
 from collections.abc import Callable
 
@@ -132,6 +135,107 @@ def test_requests_in_flight_at_sigterm_are_completed_and_answered(
     }
     assert stored == set(keys)
     assert_ledger_consistent(database, wallet)
+
+
+def test_a_request_not_read_at_sigterm_gets_a_closed_connection_and_is_not_applied(
+    start_service: Callable[..., ServiceProcess], database: TestDatabase
+) -> None:
+    """Requests the server had not read when SIGTERM arrived, on connections it had
+    accepted (each answered a request first): two deposits whose bodies were still
+    arriving (the server asked for them with `100 Continue`; each client sent a whole JSON
+    object, but not the rest its Content-Length promised), one client then giving up, the
+    other waiting; and a deposit sent on an idle kept-alive connection once the drain
+    began. Each gets a closed connection (no HTTP answer) and none is applied; the drain
+    waits for the waiting client no longer than GRACEFUL_TIMEOUT. Nothing here is timed:
+    the drain is seen begun when new connections are refused."""
+    service = start_service(fresh=True, GRACEFUL_TIMEOUT="3")
+    wallet = str(
+        httpx.post(f"{service.base_url}/api/v1/wallets/create_wallet").json()["wallet_uuid"]
+    )
+    path = f"/api/v1/wallets/{wallet}/operation"
+    abandoned, waiting, idle = (_accepted(service) for _ in range(3))
+    for connection in (abandoned, waiting):
+        _send_partial(connection, path, b'{"operation": "DEPOSIT", "amount": 5}', missing=16)
+
+    service.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while _accepts(service):  # every worker has stopped accepting: the drain has begun
+        assert time.monotonic() < deadline, "new connections still accepted"
+        time.sleep(0.05)
+
+    assert _answer(idle) == b""  # the idle connection is closed
+    key = f"unread-{uuid.uuid4()}"
+    body = b'{"operation": "DEPOSIT", "amount": 7}'
+    with contextlib.suppress(OSError):  # the peer may have reset it already
+        idle.sendall(_request(path, body, len(body), key=key))
+    assert _answer(idle) == b""
+    abandoned.shutdown(socket.SHUT_WR)  # the client gives up on the rest of its body
+    assert _answer(abandoned) == b""
+    assert _answer(waiting) == b""  # closed by the server, GRACEFUL_TIMEOUT after SIGTERM
+    assert service.process.wait(timeout=60) == 0, service.log_text()[-3000:]
+    for connection in (abandoned, waiting, idle):
+        connection.close()
+
+    assert database.ledger(wallet) == []
+    assert database.stored_balance(wallet) == 0
+    assert not database.fetch("SELECT 1 FROM idempotency_keys WHERE key = $1", key)
+
+
+def _accepted(service: ServiceProcess) -> socket.socket:
+    """A connection that a worker has accepted and served once: kept alive, idle."""
+    connection = socket.create_connection(("127.0.0.1", service.port), timeout=30)
+    connection.sendall(b"GET /health/live HTTP/1.1\r\nHost: wallet-api\r\n\r\n")
+    received = b""
+    while not received.endswith(b'{"status":"ok"}'):
+        chunk = connection.recv(65536)
+        assert chunk, received
+        received += chunk
+    assert received.startswith(b"HTTP/1.1 200 "), received
+    return connection
+
+
+def _request(path: str, body: bytes, length: int, *, key: str | None = None) -> bytes:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: wallet-api\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n"
+    )
+    if key is not None:
+        head += f"Idempotency-Key: {key}\r\n"
+    return (head + "\r\n").encode() + body
+
+
+def _send_partial(connection: socket.socket, path: str, body: bytes, *, missing: int) -> None:
+    """A plain deposit, its body short of its Content-Length by `missing` bytes, sent once
+    the server is reading it: its headers ask `Expect: 100-continue`, and the server says
+    `100 Continue` when the application first asks for the body."""
+    head = _request(path, b"", len(body) + missing)
+    connection.sendall(head[: -len(b"\r\n")] + b"Expect: 100-continue\r\n\r\n")
+    interim = b""
+    while not interim.endswith(b"\r\n\r\n"):
+        chunk = connection.recv(1)
+        assert chunk, interim
+        interim += chunk
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n", interim
+    connection.sendall(body)
+
+
+def _accepts(service: ServiceProcess) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", service.port), timeout=5).close()
+    except OSError:
+        return False
+    return True
+
+
+def _answer(connection: socket.socket) -> bytes:
+    """Whatever the server sends until it closes the connection (b"": no answer)."""
+    received = b""
+    try:
+        while chunk := connection.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received
 
 
 def _status(outcome: httpx.Response | BaseException) -> int | None:

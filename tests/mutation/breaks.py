@@ -1205,4 +1205,26 @@ BREAKS = [
             "test_the_purge_takes_1000_keys_at_a_time_and_never_waits_for_a_held_one",
         ),
     ),
+    Break(
+        "partial-body-taken-whole",
+        "a request not read whole when its client went away (at SIGTERM) is not applied",
+        "src/wallet_api/core/requests.py",
+        "            raise ClientDisconnect  # what the route's `Request.body()` raises\n",
+        '            return b"".join(chunks)\n',
+        (
+            "tests/test_shutdown.py::"
+            "test_a_request_not_read_at_sigterm_gets_a_closed_connection_and_is_not_applied",
+        ),
+    ),
+    Break(
+        "unread-request-held-past-graceful-timeout",
+        "a request not read at SIGTERM gets a closed connection: the drain ends at GRACEFUL_TIMEOUT",
+        "gunicorn.conf.py",
+        "graceful_timeout = _settings.graceful_timeout\n",
+        "graceful_timeout = 3600\n",
+        (
+            "tests/test_shutdown.py::"
+            "test_a_request_not_read_at_sigterm_gets_a_closed_connection_and_is_not_applied",
+        ),
+    ),
 ]
