@@ -9,6 +9,7 @@ goes on to the route in `transfers/router.py`, the documented endpoint.
 
 from __future__ import annotations
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wallet_api.auth.gate import key_id_of, owner_of
@@ -47,6 +48,8 @@ class TransferFastPath:
             )
             assert not isinstance(result, Replay)  # only a keyed request can be a replay
             response = created_response(*result)
+        except ClientDisconnect:
+            return  # gone before its body was read: nothing applied, no one to answer
         except ANSWERED_ERRORS as exc:
             response = exception_response(exc)
         await response(scope, receive, send)

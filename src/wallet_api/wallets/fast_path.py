@@ -25,6 +25,7 @@ import re
 from uuid import UUID
 
 from fastapi import Response
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wallet_api.auth.gate import key_id_of, owner_of, require_deposit
@@ -76,6 +77,8 @@ class OperationFastPath:
             )
             assert isinstance(outcome, int)  # only a keyed request can be a replay
             response = Response(operation_body(outcome), media_type="application/json")
+        except ClientDisconnect:
+            return  # gone before its body was read: nothing applied, no one to answer
         except ANSWERED_ERRORS as exc:
             response = exception_response(exc)
         # Any other exception goes up to Starlette's server-error middleware, as it would
