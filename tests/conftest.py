@@ -136,6 +136,7 @@ SERVER_AGNOSTIC = frozenset(
         "tests/test_listening.py",
         "tests/test_openapi.py",
         "tests/test_operability.py",
+        "tests/test_owners.py",  # who may touch what: decided before any SQL of the write
         "tests/test_rate_limits.py",
         "tests/test_shutdown.py",
         "tests/test_validation.py",
