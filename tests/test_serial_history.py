@@ -80,6 +80,47 @@ def test_sequential_requests_on_new_connections_get_exactly_the_serial_answers(
     assert_ledger_consistent(database, wallet)
 
 
+def connections_to_both_workers(service: ServiceProcess) -> list[httpx.Client]:
+    """Two kept-alive connections, one to each worker: what each serves is known."""
+    kept: dict[str, httpx.Client] = {}
+    for _ in range(400):
+        client = httpx.Client(base_url=service.base_url, timeout=30)
+        worker = worker_of(client.get("/health/live"))
+        if worker in kept:
+            client.close()
+        else:
+            kept[worker] = client
+        if len(kept) == 2:
+            return list(kept.values())
+    for client in kept.values():
+        client.close()
+    pytest.fail("new connections never reached both workers")
+
+
+def test_a_refusal_is_judged_on_the_balance_the_other_worker_left(
+    any_service: ServiceProcess, any_client: httpx.Client, database: TestDatabase
+) -> None:
+    """By construction: worker A writes the wallet (and so knows its balance), worker B
+    then raises it, and A is asked for a withdrawal its own last balance could not bear
+    but the wallet now can: it is applied. A refusal judged on what A last saw would
+    answer 400 with a balance the wallet no longer held."""
+    first, second = connections_to_both_workers(any_service)
+    try:
+        wallet = new_wallet(any_client)
+        path = OPERATION_PATH.format(wallet)
+        assert first.post(path, json=operation("DEPOSIT", 10)).json()["balance"] == 10
+        assert second.post(path, json=operation("DEPOSIT", 10)).json()["balance"] == 20
+        response = first.post(path, json=operation("WITHDRAW", 15))
+        assert (response.status_code, response.json().get("balance")) == (200, 5), response.text
+        refused = second.post(path, json=operation("WITHDRAW", 6))  # B last saw 20: now 5
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["detail"] == "Cannot withdraw 6: the balance is 5."
+    finally:
+        first.close()
+        second.close()
+    assert_ledger_consistent(database, wallet)
+
+
 def test_keyed_refusals_racing_deposits_lose_no_update(
     any_service: ServiceProcess, any_client: httpx.Client, database: TestDatabase
 ) -> None:

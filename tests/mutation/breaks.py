@@ -45,7 +45,11 @@ BREAKS = [
         WRITER,
         "    if _only_refusals(plan, operations) and plan.lowest <= write.balance <= plan.highest:\n",
         "    if _only_refusals(plan, operations):\n        return plan.start\n    if False:\n",
-        ("tests/test_serial_history.py",),
+        (
+            "tests/test_serial_history.py::"
+            "test_a_refusal_is_judged_on_the_balance_the_other_worker_left",
+            "tests/test_serial_history.py",
+        ),
     ),
     Break(
         "keyed-refusal-on-any-balance",
