@@ -548,6 +548,13 @@ def test_db_password_and_redis_url_are_never_printed(
     assert unreachable.returncode == 2
     assert "Traceback" in unreachable.stderr
     assert_unsaid(unreachable.stdout + unreachable.stderr)
+    # A server named by address (whatever server the suite runs on): the one line names
+    # host and port, never the credentials.
+    port = free_port()
+    by_address = {**secrets, "DB_HOST": "127.0.0.1", "DB_PORT": str(port)}
+    nobody_there = run("wallet_api.cli", "verify", cwd=elsewhere, **by_address)
+    assert_one_line(nobody_there, f"PostgreSQL at 127.0.0.1:{port}")
+    assert_unsaid(nobody_there.stdout + nobody_there.stderr)
     # The server: a key's request finds Redis unreachable; the service answers from its own
     # limits and logs why, without the URL.
     service = start_service(fresh=True, AUTH_MODE="keys", LOG_LEVEL="debug", **secrets)
