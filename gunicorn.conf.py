@@ -79,15 +79,25 @@ def _exposed(sockets: list[socket.socket]) -> list[str]:
     sockets and loopback addresses. Judged on the sockets themselves (`getsockname()`),
     however they came: `bind`, `-b fd://N`, systemd's `LISTEN_FDS`, a reload, or the
     workers' own sockets under `reuse_port`."""
-    exposed = []
-    for listener in sockets:
-        if listener.family == socket.AF_UNIX:
-            continue
-        address = listener.getsockname()
-        host, port = (address[0], address[1]) if isinstance(address, tuple) else (address, 0)
-        if not is_loopback(host):
-            exposed.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-    return exposed
+    return [
+        _name(listener)
+        for listener in sockets
+        if listener.family != socket.AF_UNIX and not is_loopback(_host(listener))
+    ]
+
+
+def _host(listener: socket.socket) -> str:
+    address = listener.getsockname()
+    return str(address[0]) if isinstance(address, tuple) else str(address)
+
+
+def _name(listener: socket.socket) -> str:
+    """`host:port` (IPv6 bracketed), or `unix:path`."""
+    address = listener.getsockname()
+    if not isinstance(address, tuple):
+        return f"unix:{address}"
+    host, port = str(address[0]), address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _refuse_to_serve_everyone(server: Any, sockets: list[socket.socket]) -> bool:
@@ -108,21 +118,9 @@ def _refuse_to_serve_everyone(server: Any, sockets: list[socket.socket]) -> bool
     server.log.warning(
         "running without authentication (AUTH_MODE=none): anyone who can reach %s can "
         "read and move the money of any wallet",
-        ", ".join(exposed) if exposed else ", ".join(_described(sockets)),
+        ", ".join(exposed or map(_name, sockets)),
     )
     return True
-
-
-def _described(sockets: list[socket.socket]) -> list[str]:
-    names = []
-    for listener in sockets:
-        address = listener.getsockname()
-        if isinstance(address, tuple):
-            host, port = address[0], address[1]
-            names.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-        else:
-            names.append(f"unix:{address}")
-    return names
 
 
 def on_starting(server: Any) -> None:
