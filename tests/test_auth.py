@@ -266,11 +266,15 @@ def test_a_key_without_the_scope_is_refused_with_403(
         (keys["alice_write"], "read") if method == "GET" else (keys["alice_read"], "write")
     )
     before = snapshot(database)
-    response = send(http, endpoint, target, key.headers)
+    assert_needs_scope(send(http, endpoint, target, key.headers), needed)
+    assert snapshot(database) == before
+
+
+def assert_needs_scope(response: httpx.Response, scope: str) -> None:
+    """403 insufficient_scope, naming the scope the request needs."""
     assert response.status_code == 403, response.text
     assert response.json()["code"] == "insufficient_scope"
-    assert f'scope="{needed}"' in response.headers["www-authenticate"]
-    assert snapshot(database) == before
+    assert f'scope="{scope}"' in response.headers["www-authenticate"]
 
 
 #: Every way to create money: the operation (fast path and keyed), batches (both kinds).
@@ -311,9 +315,7 @@ def test_creating_money_needs_the_deposit_scope(
         own = new_wallet(http, keys["bob"] if key is keys["bob_plain"] else keys["alice"], 10)
         before = snapshot(database)
         response = send(http, deposit_request(endpoint, own), target, key.headers)
-        assert response.status_code == 403, response.text
-        assert response.json()["code"] == "insufficient_scope"
-        assert 'scope="deposit"' in response.headers["www-authenticate"]
+        assert_needs_scope(response, "deposit")
         assert snapshot(database) == before
     with_scope = send(http, deposit_request(endpoint, own), target, keys["alice"].headers)
     assert with_scope.status_code == 200, with_scope.text
