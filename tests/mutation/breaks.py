@@ -1241,4 +1241,49 @@ BREAKS = [
             "tests/test_shutdown.py::test_a_request_not_read_at_sigterm_gets_a_closed_connection_and_is_not_applied",
         ),
     ),
+    Break(
+        "make-clean-deletes-data",
+        "`make clean` removes .venv and caches and keeps .data (the wallets of `make run`)",
+        "Makefile",
+        "\trm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .schemathesis mutants\n",
+        "\trm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .schemathesis mutants .data\n",
+        (
+            "tests/test_make_run_data.py::"
+            "test_make_clean_keeps_data_and_make_clean_data_deletes_it_and_says_so",
+        ),
+    ),
+    Break(
+        "make-clean-data-silent",
+        "`make clean-data` says what it deletes",
+        "Makefile",
+        '\t@echo "clean-data: deleting .data/ (every wallet, ledger entry and API key of \\`make run\\`)"\n',
+        "",
+        (
+            "tests/test_make_run_data.py::"
+            "test_make_clean_keeps_data_and_make_clean_data_deletes_it_and_says_so",
+        ),
+    ),
+    Break(
+        "embedded-postgres-on-tcp",
+        "the embedded PostgreSQL of `make run` listens only on a Unix socket in .data/postgres",
+        "src/wallet_api/devtools/postgres.py",
+        "        info = server.get_postmaster_info()\n"
+        '        logger.info("embedded PostgreSQL running in %s (pid %s)", data_dir, info.pid)\n'
+        "        yield PostgresAddress(\n"
+        '            host=str(info.socket_dir), port=int(info.port or 5432), user="postgres"\n'
+        "        )\n",
+        "        from embedded_postgres._commands import pg_ctl\n"
+        "\n"
+        "        from wallet_api.devtools.server import free_port\n"
+        "\n"
+        '        options = f"-h 127.0.0.1 -p {free_port()} -k {data_dir}"  # psql over TCP too\n'
+        '        pg_ctl(["-w", "-o", options, "restart"], pgdata=data_dir, user=server.system_user, timeout=60)\n'
+        "        address = running_embedded_postgres(data_dir)\n"
+        "        assert address is not None\n"
+        "        yield address\n",
+        (
+            "tests/test_make_run_data.py::"
+            "test_the_embedded_postgres_listens_only_on_a_unix_socket_in_data_postgres",
+        ),
+    ),
 ]
