@@ -1286,4 +1286,64 @@ BREAKS = [
             "test_the_embedded_postgres_listens_only_on_a_unix_socket_in_data_postgres",
         ),
     ),
+    Break(
+        "compose-db-host-from-dotenv",
+        "the compose service's DB_HOST is WALLET_DB_HOST's: a `.env` DB_HOST does not leak in",
+        "docker-compose.yml",
+        "      DB_HOST: ${WALLET_DB_HOST:-postgres}\n",
+        "      DB_HOST: ${DB_HOST:-postgres}\n",
+        (
+            "tests/test_docker_files.py::"
+            "test_the_service_db_host_is_wallet_db_hosts_so_a_dotenv_db_host_does_not_leak_in",
+        ),
+    ),
+    Break(
+        "compose-port-on-every-interface",
+        "the compose file publishes the service's port on the host's loopback only",
+        "docker-compose.yml",
+        '      - "127.0.0.1:8000:8000"\n',
+        '      - "8000:8000"\n',
+        ("tests/test_docker_files.py::test_the_port_is_published_on_the_hosts_loopback_only",),
+    ),
+    Break(
+        "compose-stop-grace-period-not-past-the-drain",
+        "the compose stop_grace_period (40 s) is longer than GRACEFUL_TIMEOUT (30 s)",
+        "docker-compose.yml",
+        "    stop_grace_period: 40s\n",
+        "    stop_grace_period: 30s\n",
+        (
+            "tests/test_docker_files.py::"
+            "test_stop_grace_period_is_40_seconds_longer_than_graceful_timeout",
+        ),
+    ),
+    Break(
+        "dockerfile-source-before-dependencies",
+        "the image's dependency layers come before the source: a code change reinstalls none",
+        "Dockerfile",
+        "COPY pyproject.toml requirements.lock ./\n",
+        "COPY pyproject.toml requirements.lock ./\nCOPY src/ src/\n",
+        ("tests/test_docker_files.py::test_a_code_change_reinstalls_no_dependency",),
+    ),
+    Break(
+        "entrypoint-migration-not-retried",
+        "the image's entrypoint retries `alembic upgrade head` while the database is starting",
+        "docker/entrypoint.sh",
+        "    until alembic upgrade head; do\n",
+        "    until alembic upgrade head || exit 1; do\n",
+        (
+            "tests/test_entrypoint.py::"
+            "test_a_database_still_starting_is_retried_then_migrated_and_the_command_runs",
+        ),
+    ),
+    Break(
+        "entrypoint-one-attempt-by-default",
+        "the image's entrypoint tries MIGRATION_ATTEMPTS times, 15 by default",
+        "docker/entrypoint.sh",
+        '    attempts="${MIGRATION_ATTEMPTS:-15}"\n',
+        '    attempts="${MIGRATION_ATTEMPTS:-2}"\n',
+        (
+            "tests/test_entrypoint.py::"
+            "test_a_database_still_starting_is_retried_then_migrated_and_the_command_runs",
+        ),
+    ),
 ]
