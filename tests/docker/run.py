@@ -6,11 +6,19 @@ service against PostgreSQL in containers, and check what the specification's rou
 
 Steps, each of which fails the run (exit 1) with what it saw:
   compose   docker-compose.yml is valid for the Compose installed (v1.29 and/or v2), has no
-            v1-only syntax, names every setting of the service, and passes `.env` values on
+            v1-only syntax, names every setting of the service, and passes `.env` values on;
+            as Compose resolves it, the service's DB_HOST is WALLET_DB_HOST's (a `.env`
+            DB_HOST does not reach it), its port is published on 127.0.0.1 only, and its
+            stop_grace_period is longer than GRACEFUL_TIMEOUT
   build     the service image (target `runtime`), the `tests` image, and a PostgreSQL image
             made from the base's Debian packages (the official `postgres` image may not pull)
+  cached    the service's venv (stage `builder`) rebuilt from a copy of its context with a
+            source file changed: the dependency install comes from the build cache, the source
+            is installed anew
   image     runs as a non-root user, declares a health check, and keeps nothing of the machine
             that built it (no CA bundle or pip configuration added, no host paths)
+  revision  `alembic revision` in the service image (no ruff there) succeeds, its hook says
+            the file is left unformatted, and the file is what Alembic's template writes
   start     the service container on a private network with PostgreSQL, its port published on
             127.0.0.1 at a port Docker chooses, until Docker reports it `healthy`
   migrated  the container brought the schema to Alembic's head before serving
@@ -39,6 +47,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -174,10 +183,17 @@ def check_compose() -> None:
         empty = Path(scratch) / "empty.env"
         empty.write_text("")
         dotenv = Path(scratch) / "some.env"
-        dotenv.write_text("WORKERS_COUNT=3   # a comment\nDB_NAME=from_dotenv\n")
+        # A `.env` written for local runs: its DB_HOST and HOST are not the containers'.
+        dotenv.write_text(
+            "WORKERS_COUNT=3   # a comment\nDB_NAME=from_dotenv\nDB_HOST=localhost\n"
+            "HOST=127.0.0.1\n"
+        )
+        pgbouncer = Path(scratch) / "pgbouncer.env"
+        pgbouncer.write_text("DB_HOST=localhost\nWALLET_DB_HOST=pgbouncer\n")
         for command in commands:
             base = [*command, "--project-directory", str(ROOT), "-f", str(source_file)]
-            for env_file in (empty, dotenv):
+            resolved_by_env_file = {}
+            for env_file in (empty, pgbouncer, dotenv):
                 result = subprocess.run(
                     [*base, "--env-file", str(env_file), *profiles, "config"],
                     capture_output=True,
@@ -187,7 +203,9 @@ def check_compose() -> None:
                 )
                 if result.returncode != 0:
                     raise CheckFailed(f"`{' '.join(command)} config`: {result.stderr.strip()}")
-            resolved = yaml.safe_load(result.stdout)["services"]
+                resolved_by_env_file[env_file.stem] = yaml.safe_load(result.stdout)["services"]
+            check_resolved_service(" ".join(command), resolved_by_env_file)
+            resolved = resolved_by_env_file[dotenv.stem]
             fastapi, postgres = resolved["fastapi"]["environment"], resolved["postgres"]
             seen = (fastapi.get("WORKERS_COUNT"), fastapi.get("DB_NAME"))
             if seen != ("3", "from_dotenv") or postgres["environment"]["POSTGRES_DB"] != (
@@ -195,7 +213,46 @@ def check_compose() -> None:
             ):
                 raise CheckFailed(f"`{' '.join(command)} config` did not pass .env on: {seen}")
             version = _quiet([*command, "version", "--short"]).stdout.strip()
-            say(f"compose: `{' '.join(command)}` {version} validates every profile")
+            say(
+                f"compose: `{' '.join(command)}` {version} validates every profile; the "
+                "service's DB_HOST is WALLET_DB_HOST's, its port on 127.0.0.1 only, "
+                f"stop_grace_period {resolved['fastapi'].get('stop_grace_period')}"
+            )
+
+
+def check_resolved_service(compose: str, resolved: dict[str, dict[str, Any]]) -> None:
+    """The compose service as Compose resolves it, for each env file (`empty`, `some`: a local
+    `.env` with DB_HOST and HOST, `pgbouncer`: WALLET_DB_HOST=pgbouncer)."""
+    from tests.test_docker_files import EVERYWHERE, published_ports, seconds
+    from wallet_api.core.config import Settings
+
+    hosts = {
+        name: services["fastapi"]["environment"]["DB_HOST"] for name, services in resolved.items()
+    }
+    expect(
+        f"`{compose} config`: the service's DB_HOST for each env file",
+        hosts,
+        {"empty": "postgres", "some": "postgres", "pgbouncer": "pgbouncer"},
+    )
+    services = resolved["some"]
+    expect(
+        f"`{compose} config`: the service's HOST",
+        services["fastapi"]["environment"]["HOST"],
+        EVERYWHERE,
+    )
+    published = {name: published_ports(service) for name, service in services.items()}
+    expect(
+        f"`{compose} config`: the ports published",
+        {name: ports for name, ports in published.items() if ports},
+        {"fastapi": [("127.0.0.1", "8000", "8000")]},
+    )
+    grace = seconds(services["fastapi"].get("stop_grace_period", "10s"))  # Compose's default
+    graceful_timeout = Settings.model_fields["graceful_timeout"].default
+    if not grace > graceful_timeout:
+        raise CheckFailed(
+            f"`{compose} config`: stop_grace_period {grace:g} s is not longer than "
+            f"GRACEFUL_TIMEOUT ({graceful_timeout} s)"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,6 +328,72 @@ def build(docker: Docker, base: str, ca: Path | None) -> None:
     docker.run("image", "prune", "--force", "--filter", f"label={LABEL}", check=False)
 
 
+def check_code_change_cached(docker: Docker, base: str, ca: Path | None) -> None:
+    """A code change reinstalls no dependency: the service image's `builder` stage (its venv)
+    rebuilt from a copy of the build context (what the Dockerfile copies) with one source file
+    changed, a change never built before, takes the dependency install from the build cache
+    and installs the source anew."""
+    from tests.test_docker_files import copied_sources, stages
+
+    sources = {
+        source
+        for instructions in stages().values()
+        for keyword, arguments in instructions
+        if keyword in ("COPY", "ADD") and "--from=" not in arguments
+        for source in copied_sources(arguments)
+    }
+    secret = ["--secret", f"id=pip_ca,src={ca}"] if ca else []
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as scratch:
+        context = Path(scratch)
+        for name in sorted(sources | {"Dockerfile", ".dockerignore"}):
+            original = ROOT / name
+            (context / name).parent.mkdir(parents=True, exist_ok=True)
+            if original.is_dir():
+                ignored = shutil.ignore_patterns("__pycache__", "*.py[cod]", "*.egg-info")
+                shutil.copytree(original, context / name, ignore=ignored)
+            else:
+                shutil.copy2(original, context / name)
+        changed = context / "src" / "wallet_api" / "__init__.py"
+        change = f"\n# docker-test: a code change, {uuid.uuid4().hex}\n"
+        changed.write_text(changed.read_text() + change)
+        result = docker.run(
+            "build", "--progress", "plain", "--label", LABEL, "--target", "builder",
+            "--build-arg", f"PYTHON_IMAGE={base}", *secret, str(context), timeout=1800,
+        )  # fmt: skip
+    steps: dict[str, str] = {}
+    cached: set[str] = set()
+    for line in (result.stderr + result.stdout).splitlines():
+        if found := re.match(r"#(\d+) (\[.*)", line):
+            steps.setdefault(found[1], found[2])
+        elif found := re.match(r"#(\d+) CACHED$", line):
+            cached.add(found[1])
+
+    def step(stage: str, text: str) -> str:
+        matching = [
+            number
+            for number, name in steps.items()
+            if name.startswith(f"[{stage} ") and text in name
+        ]
+        if len(matching) != 1:
+            raise CheckFailed(f"no single build step of {stage} with {text!r} in {steps}")
+        return matching[0]
+
+    dependencies = step("dependencies", "--requirement")
+    source_copy = step("builder", "COPY src/")
+    if dependencies not in cached or source_copy in cached:
+        raise CheckFailed(
+            "after a code change, the dependency install was "
+            f"{'cached' if dependencies in cached else 'run again'} and the source copy "
+            f"{'cached' if source_copy in cached else 'run again'}:\n{result.stderr[-3000:]}"
+        )
+    docker.run("image", "prune", "--force", "--filter", f"label={LABEL}", check=False)
+    say(
+        f"cached: after a code change the service's venv rebuilt in "
+        f"{time.monotonic() - started:.1f} s, the dependency install from the build cache"
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # image
 
@@ -316,6 +439,64 @@ def check_image(docker: Docker, base: str, ca: Path | None) -> None:
         f"image: user {config['User']}, health check declared, {len(added)} certificate file(s) "
         "added to the base and none is this machine's CA bundle or pip configuration"
     )
+
+
+#: The revision `alembic revision` writes in the image (and here, to compare).
+REVISION = ("docker test revision", "dockertest0001")
+
+
+def check_revision(docker: Docker, image: str = SERVICE_IMAGE) -> None:
+    """A revision generated in the runtime image, which has no ruff: `alembic revision`
+    succeeds, the post-write hook says that the file is left unformatted, and the file is
+    what Alembic's template writes (compared with one written here without the hook)."""
+    message, revision = REVISION
+    marker = "--- the revision file ---"
+    script = (
+        f"alembic revision -m '{message}' --rev-id {revision} && echo '{marker}' "
+        f"&& cat migrations/versions/*{revision}_*.py"
+    )
+    result = docker.run("run", "--rm", "--entrypoint", "sh", image, "-c", script)
+    log, _, written = result.stdout.partition(f"{marker}\n")
+    said = re.search(r"ruff is not installed here: run `make format` on (\S+) before", log)
+    if said is None or not said[1].endswith(f"{revision}_docker_test_revision.py"):
+        raise CheckFailed(f"the hook did not say the revision is left unformatted: {log}")
+    plain = revision_without_hook(message, revision)
+
+    def undated(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.startswith("Create Date:")]
+
+    if undated(written) != undated(plain):
+        raise CheckFailed(
+            f"the revision written in the image is not Alembic's template:\n{written}\n"
+            f"--- Alembic's, without the hook ---\n{plain}"
+        )
+    say(f"revision: written in {image} as Alembic's template has it, and the hook says so")
+
+
+def revision_without_hook(message: str, revision: str) -> str:
+    """The revision file Alembic writes from this repository's migrations, no hook run."""
+    with tempfile.TemporaryDirectory() as scratch:
+        shutil.copytree(
+            ROOT / "migrations",
+            Path(scratch) / "migrations",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+        ini, hooks = re.subn(r"(?m)^hooks = .*$", "hooks =", (ROOT / "alembic.ini").read_text())
+        if hooks != 1:
+            raise CheckFailed("alembic.ini names no post-write hook")
+        (Path(scratch) / "alembic.ini").write_text(ini)
+        result = subprocess.run(
+            [sys.executable, "-m", "alembic", "revision", "-m", message, "--rev-id", revision],
+            cwd=scratch,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise CheckFailed(f"alembic revision here: {result.stderr.strip()[-2000:]}")
+        (written,) = (Path(scratch) / "migrations" / "versions").glob(f"*{revision}_*.py")
+        return written.read_text()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -659,7 +840,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         base = choose_base(docker, options.base)
         ca = build_ca()
         build(docker, base, ca)
+        check_code_change_cached(docker, base, ca)
         check_image(docker, base, ca)
+        check_revision(docker)
         with running(Service(docker, options.service_env, options.service_user)) as service:
             service.start_database()
             took = service.start()
