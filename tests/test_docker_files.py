@@ -19,10 +19,16 @@ import yaml  # type: ignore[import-untyped]
 from tests.support import ROOT
 from wallet_api.core.config import Settings
 
-pytestmark = pytest.mark.server_agnostic
-
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
+
+pytestmark = [
+    pytest.mark.server_agnostic,
+    pytest.mark.skipif(
+        not (COMPOSE_FILE.is_file() and DOCKERFILE.is_file()),
+        reason="no docker-compose.yml or Dockerfile here (the `tests` image has neither)",
+    ),
+]
 
 #: A `.env` written for local runs (`make run` against some server): none of it is meant for
 #: the containers' network.

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
@@ -28,6 +29,12 @@ from tests.faults import _error_response
 from tests.support import ROOT, TestDatabase, plain_environment
 from wallet_api.devtools.postgres import PostgresAddress
 from wallet_api.devtools.server import free_port
+
+ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
+
+pytestmark = pytest.mark.skipif(
+    not ENTRYPOINT.is_file(), reason="no docker/entrypoint.sh here (the `tests` image has none)"
+)
 
 #: What PostgreSQL answers a connection while it is starting up (before it accepts any).
 STARTING_UP = _error_response("FATAL", "57P03", "the database system is starting up")
@@ -148,7 +155,7 @@ def _pump(source: socket.socket, target: socket.socket) -> None:
 @contextmanager
 def entrypoint(environment: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(
-        ["sh", "docker/entrypoint.sh", *COMMAND],
+        ["sh", str(ENTRYPOINT.relative_to(ROOT)), *COMMAND],
         cwd=ROOT,
         env=environment,
         stdout=subprocess.PIPE,
