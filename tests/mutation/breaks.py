@@ -1346,4 +1346,42 @@ BREAKS = [
             "test_a_database_still_starting_is_retried_then_migrated_and_the_command_runs",
         ),
     ),
+    Break(
+        "readiness-waits-for-the-database",
+        "/health/ready answers within 2 s, also when the database never answers",
+        "src/wallet_api/health/router.py",
+        "        async with asyncio.timeout(READINESS_TIMEOUT_SECONDS), database.autocommit() as connection:\n",
+        "        async with database.autocommit() as connection:\n",
+        (
+            "tests/test_database_waits.py::"
+            "test_ready_answers_503_within_its_2_seconds_when_the_database_never_answers",
+        ),
+    ),
+    Break(
+        "client-timeout-2-s-without-a-statement-timeout",
+        "DB_CLIENT_TIMEOUT unset and DB_STATEMENT_TIMEOUT_MS 0: the client waits 12 s",
+        "src/wallet_api/core/config.py",
+        "        server_limit = self.db_statement_timeout_ms or DEFAULT_STATEMENT_TIMEOUT_MS\n",
+        "        server_limit = self.db_statement_timeout_ms\n",
+        (
+            "tests/test_database_waits.py::"
+            "test_without_a_statement_timeout_the_client_waits_12_seconds",
+        ),
+    ),
+    Break(
+        "pool-never-recycled",
+        "DB_POOL_RECYCLE replaces each connection that often",
+        DATABASE,
+        "                await self._pool.expire_connections()\n",
+        "                pass\n",
+        ("tests/test_database_waits.py::test_db_pool_recycle_replaces_each_connection_that_often",),
+    ),
+    Break(
+        "overflow-kept-an-hour",
+        "overflow connections close after 5 minutes unused",
+        DATABASE,
+        "IDLE_CONNECTION_LIFETIME_SECONDS = 300.0\n",
+        "IDLE_CONNECTION_LIFETIME_SECONDS = 3600.0\n",
+        ("tests/test_database_waits.py::test_overflow_connections_close_after_5_minutes_unused",),
+    ),
 ]
