@@ -1384,4 +1384,28 @@ BREAKS = [
         "IDLE_CONNECTION_LIFETIME_SECONDS = 3600.0\n",
         ("tests/test_database_waits.py::test_overflow_connections_close_after_5_minutes_unused",),
     ),
+    Break(
+        "verify-under-the-service-timeouts",
+        "wallet-api verify runs without the service's statement, lock and client timeouts",
+        "src/wallet_api/cli/__init__.py",
+        "        database = Database(settings, unbounded=True)  # one statement over the whole ledger\n",
+        "        database = Database(settings)\n",
+        (
+            "tests/test_verifier_snapshot.py::"
+            "test_verify_is_one_statement_on_one_snapshot_without_the_service_timeouts",
+        ),
+    ),
+    Break(
+        "verify-on-two-snapshots",
+        "wallet-api verify reads the whole ledger in one statement, on one snapshot",
+        REPOSITORY,
+        "    row = await connection.fetchrow(_VERIFY_LEDGER)\n",
+        '    wallets = await connection.fetchval("SELECT count(*) FROM wallets")\n'
+        "    row = await connection.fetchrow(_VERIFY_LEDGER)\n"
+        '    row = row and {**row, "wallets": wallets}\n',
+        (
+            "tests/test_verifier_snapshot.py::"
+            "test_verify_is_one_statement_on_one_snapshot_without_the_service_timeouts",
+        ),
+    ),
 ]
