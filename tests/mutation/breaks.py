@@ -1408,4 +1408,13 @@ BREAKS = [
             "test_verify_is_one_statement_on_one_snapshot_without_the_service_timeouts",
         ),
     ),
+    Break(
+        "refused-password-not-explained",
+        "a refused password is one line naming the cause and the fix, exit status 2",
+        "src/wallet_api/cli/database.py",
+        "            e, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError\n",
+        "            e, asyncpg.InvalidAuthorizationSpecificationError\n"
+        "        ) and not isinstance(e, asyncpg.InvalidPasswordError\n",
+        ("tests/test_refused_password.py",),
+    ),
 ]
