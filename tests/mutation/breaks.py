@@ -1428,4 +1428,15 @@ BREAKS = [
             "test_an_owner_changed_afterwards_counts_only_after_a_restart",
         ),
     ),
+    Break(
+        "lease-a-tenth-of-the-burst",
+        "a larger burst is off by at most a lease per worker, a lease 1/100 of the burst",
+        GATE,
+        "LEASE_SHARE = 100\n",
+        "LEASE_SHARE = 10\n",
+        (
+            "tests/test_rate_limit_leases.py::"
+            "test_a_larger_burst_is_off_by_at_most_a_lease_per_worker",
+        ),
+    ),
 ]
