@@ -1,22 +1,28 @@
-"""The one-statement write of a batch of transfers (posting/repository.py), against real
-PostgreSQL: all of it or nothing, on the balances as they are under the row locks. On a
-database of its own: its wallets are made with balances and no ledger rows, which the
-session's database (checked by `wallet-api verify`) must not hold."""
+"""The one statement that writes a batch (posting/repository.py `write_range`), against
+real PostgreSQL: each part (entries that share wallets) all of it or nothing, on the
+balances as they are under the row locks. On a database of its own: its wallets are made
+with balances and no ledger rows, which the session's database (checked by `wallet-api
+verify`) must not hold."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
 import pytest
 
 from tests.support import TestDatabase, migrated
-from wallet_api.posting import engine
-from wallet_api.posting.entries import Entry, EntryKind, Leg, plan_in_range
-from wallet_api.posting.repository import RangeWrite, write_entries_in_range
+from wallet_api.posting.entries import Entry, EntryKind, Leg
+from wallet_api.posting.plan import plan
+from wallet_api.posting.repository import Found, RangeWrite, write_range
+from wallet_api.posting.writer import part_write
+
+Written = tuple[dict[UUID, Found], datetime | None]
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +36,20 @@ def transfer(source: UUID, destination: UUID, amount: int) -> Entry:
             Leg(source, EntryKind.TRANSFER_OUT, amount, counterparty=destination),
             Leg(destination, EntryKind.TRANSFER_IN, amount, counterparty=source),
         ),
-        render=lambda _: (201, ""),
         transfer_id=uuid.uuid4(),
     )
 
 
-def range_write(entries: list[Entry]) -> RangeWrite:
-    plan = plan_in_range(entries)
-    assert plan is not None
-    return engine.range_write(entries, plan)
+def withdrawal(wallet: UUID, amount: int) -> Entry:
+    return Entry(legs=(Leg(wallet, EntryKind.WITHDRAW, amount),))
+
+
+def statement(*parts: tuple[Sequence[Entry], dict[UUID, int]]) -> RangeWrite:
+    """The statement for `parts`, each planned on the balances given (the guesses)."""
+    write = RangeWrite()
+    for number, (entries, starts) in enumerate(parts):
+        part_write(write, number, entries, starts, plan(starts, entries))
+    return write
 
 
 def wallets(database: TestDatabase, *balances: int) -> list[UUID]:
@@ -48,35 +59,36 @@ def wallets(database: TestDatabase, *balances: int) -> list[UUID]:
     return made
 
 
-def state(database: TestDatabase, ids: list[UUID]) -> tuple[list[int], int]:
-    rows = database.fetch("SELECT balance FROM wallets WHERE id = ANY($1) ORDER BY id", ids)
+def state(database: TestDatabase, ids: list[UUID]) -> tuple[dict[UUID, int], int]:
+    rows = database.fetch("SELECT id, balance FROM wallets WHERE id = ANY($1)", ids)
     (count,) = database.fetch(
         "SELECT count(*) AS n FROM wallet_operations WHERE wallet_id = ANY($1)", ids
     )
-    return [row["balance"] for row in rows], count["n"]
+    return {row["id"]: row["balance"] for row in rows}, count["n"]
 
 
-def write(database: TestDatabase, entries: list[Entry]) -> tuple[dict[UUID, int], object] | None:
-    async def run() -> tuple[dict[UUID, int], object] | None:
+def write(database: TestDatabase, batch: RangeWrite) -> Written:
+    async def run() -> Written:
         connection = await asyncpg.connect(database.url())
         try:
-            return await write_entries_in_range(connection, range_write(entries))  # type: ignore[arg-type]
+            return await write_range(connection, batch)  # type: ignore[arg-type]
         finally:
             await connection.close()
 
     return asyncio.run(run())
 
 
-def test_a_batch_that_fits_is_written_whole_in_order(database: TestDatabase) -> None:
+def starts_of(found: dict[UUID, Found]) -> dict[UUID, int | None]:
+    return {wallet: each.start for wallet, each in found.items()}
+
+
+def test_a_part_that_fits_is_written_whole_in_order(database: TestDatabase) -> None:
     a, b, c = wallets(database, 100, 0, 5)
-    found = write(database, [transfer(a, b, 30), transfer(b, c, 20), transfer(a, c, 70)])
-    assert found is not None
-    starts, _ = found
-    assert starts == {a: 100, b: 0, c: 5}
-    assert state(database, [a, b, c]) == (
-        [dict(zip((a, b, c), (0, 10, 95), strict=True))[w] for w in sorted((a, b, c))],
-        6,
-    )
+    entries = [transfer(a, b, 30), transfer(b, c, 20), transfer(a, c, 70)]
+    found, at = write(database, statement((entries, {a: 100, b: 0, c: 5})))
+    assert starts_of(found) == {a: 100, b: 0, c: 5}
+    assert at is not None
+    assert state(database, [a, b, c]) == ({a: 0, b: 10, c: 95}, 6)
     rows = database.fetch(
         "SELECT wallet_id, balance_after FROM wallet_operations "
         "WHERE wallet_id = ANY($1) ORDER BY id",
@@ -92,20 +104,80 @@ def test_a_batch_that_fits_is_written_whole_in_order(database: TestDatabase) -> 
     ]
 
 
-def test_one_wallet_out_of_range_writes_nothing(database: TestDatabase) -> None:
+def test_one_wallet_out_of_range_writes_nothing_of_its_part(database: TestDatabase) -> None:
     a, b, c = wallets(database, 100, 10, 0)
     before = state(database, [a, b, c])
-    # b cannot pay 20 (it holds 10), though a's transfer alone would fit.
-    assert write(database, [transfer(a, b, 5), transfer(b, c, 20)]) is None
+    # Planned on b holding 30: b cannot pay 20 from the 15 it has then, though a's
+    # transfer alone would fit.
+    found, _ = write(
+        database, statement(([transfer(a, b, 5), transfer(b, c, 20)], {a: 100, b: 30, c: 0}))
+    )
+    assert starts_of(found) == {a: None, b: None, c: None}
+    assert {w: f.balance for w, f in found.items()} == {a: 100, b: 10, c: 0}
     assert state(database, [a, b, c]) == before
 
 
-def test_a_missing_wallet_writes_nothing(database: TestDatabase) -> None:
+def test_parts_are_written_or_not_each_on_its_own(database: TestDatabase) -> None:
+    a, b, c, d = wallets(database, 100, 0, 40, 0)
+    found, _ = write(
+        database,
+        statement(
+            ([transfer(a, b, 30)], {a: 100, b: 0}),
+            ([transfer(c, d, 50)], {c: 60, d: 0}),  # c holds 40: not written
+        ),
+    )
+    assert starts_of(found) == {a: 100, b: 0, c: None, d: None}
+    assert state(database, [a, b, c, d]) == ({a: 70, b: 30, c: 40, d: 0}, 2)
+
+
+def test_a_missing_wallet_writes_nothing_of_its_part(database: TestDatabase) -> None:
     (a,) = wallets(database, 100)
+    gone = uuid.uuid4()
     before = state(database, [a])
-    assert write(database, [transfer(a, uuid.uuid4(), 5)]) is None
-    assert write(database, [transfer(uuid.uuid4(), uuid.uuid4(), 5)]) is None
+    found, _ = write(database, statement(([transfer(a, gone, 5)], {a: 100, gone: 0})))
+    assert starts_of(found) == {a: None}
+    found, at = write(database, statement(([transfer(gone, uuid.uuid4(), 5)], {gone: 5})))
+    assert (found, at) == ({}, None)
     assert state(database, [a]) == before
+
+
+async def _waits_for_a_lock(connection: asyncpg.Connection, pid: int) -> None:
+    """Return once the backend `pid` waits for a row lock: what it does next is then
+    certain, not a guess at timing."""
+    deadline = time.monotonic() + 30
+    while not await connection.fetchval(
+        "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock')",
+        pid,
+    ):
+        assert time.monotonic() < deadline, "the statement never waited for the row"
+        await asyncio.sleep(0.01)
+
+
+def _behind_a_commit(database: TestDatabase, balance: int, batch: RangeWrite) -> list[Written]:
+    """Run `batch` while another transaction holds its first wallet's row, having set its
+    balance to `balance`; commit that transaction once the statement waits for the row,
+    then run `batch` again."""
+
+    async def run() -> list[Written]:
+        holder = await asyncpg.connect(database.url())
+        writer = await asyncpg.connect(database.url())
+        try:
+            transaction = holder.transaction()
+            await transaction.start()
+            await holder.execute(
+                "UPDATE wallets SET balance = $2 WHERE id = $1", batch.wallets[0], balance
+            )
+            pending = asyncio.create_task(write_range(writer, batch))  # type: ignore[arg-type]
+            await _waits_for_a_lock(holder, writer.get_server_pid())
+            await transaction.commit()
+            first = await pending
+            second = await write_range(writer, batch)  # type: ignore[arg-type]
+            return [first, second]
+        finally:
+            await holder.close()
+            await writer.close()
+
+    return asyncio.run(run())
 
 
 def test_the_balance_is_judged_as_a_concurrent_commit_left_it(database: TestDatabase) -> None:
@@ -113,32 +185,22 @@ def test_the_balance_is_judged_as_a_concurrent_commit_left_it(database: TestData
     other transaction committed, never the one its statement started with: 100 became
     60 meanwhile, a transfer of 50 leaves 10; another of 50 then does not fit."""
     a, b = wallets(database, 100, 0)
+    first, second = _behind_a_commit(
+        database, 60, statement(([transfer(a, b, 50)], {a: 100, b: 0}))
+    )
+    assert starts_of(first[0]) == {a: 60, b: 0}
+    assert starts_of(second[0]) == {a: None, b: None}
+    assert state(database, [a, b]) == ({a: 10, b: 50}, 2)
 
-    async def run() -> list[tuple[dict[UUID, int], object] | None]:
-        holder = await asyncpg.connect(database.url())
-        writer = await asyncpg.connect(database.url())
-        try:
-            transaction = holder.transaction()
-            await transaction.start()
-            await holder.execute("UPDATE wallets SET balance = 60 WHERE id = $1", a)
-            pending = asyncio.create_task(
-                write_entries_in_range(writer, range_write([transfer(a, b, 50)]))  # type: ignore[arg-type]
-            )
-            await asyncio.sleep(0.3)  # the write now waits for a's row
-            await transaction.commit()
-            first = await pending
-            second = await write_entries_in_range(writer, range_write([transfer(a, b, 50)]))  # type: ignore[arg-type]
-            return [first, second]
-        finally:
-            await holder.close()
-            await writer.close()
 
-    first, second = asyncio.run(run())
-    assert first is not None
-    assert first[0] == {a: 60, b: 0}
-    assert second is None
-    balances = {
-        row["id"]: row["balance"]
-        for row in database.fetch("SELECT id, balance FROM wallets WHERE id = ANY($1)", [a, b])
-    }
-    assert balances == {a: 10, b: 50}
+def test_a_debit_the_snapshot_could_not_bear_is_written_on_the_balance_it_waited_for(
+    database: TestDatabase,
+) -> None:
+    """The statement's snapshot holds 100; the commit it waited for left 1,000: a
+    withdrawal of 900 fits, and is written on 1,000 (computed on the snapshot's 100, the
+    new row would break the balance's check constraint and fail the statement)."""
+    (a,) = wallets(database, 100)
+    first, second = _behind_a_commit(database, 1000, statement(([withdrawal(a, 900)], {a: 1000})))
+    assert starts_of(first[0]) == {a: 1000}
+    assert starts_of(second[0]) == {a: None}
+    assert state(database, [a]) == ({a: 100}, 1)

@@ -43,11 +43,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings)
         service = WalletService(database, settings)
-        transfers = TransferService(database, settings, service.owners)
+        transfers = TransferService(database, settings, service.owners, service.writer)
         app.state.database = database
         app.state.wallet_service = service
         app.state.transfer_service = transfers
-        app.state.reversal_service = ReversalService(database, service.owners)
+        app.state.reversal_service = ReversalService(database, service.owners, service.writer)
         gate = app.state.gate = open_gate(settings, database) if keys_required else None
         # Move everything built so far (modules, the app, its routes) out of the garbage
         # collector's reach: full collections then scan only per-request garbage. Measured

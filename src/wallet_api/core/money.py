@@ -74,3 +74,10 @@ def format_minor_units(minor: int) -> str:
     # Not mutated: mutmut's only mutant here turns "0" into "XX0XX", which strips the same
     # characters (rstrip takes a set of characters, and a number has no X).
     return f"{units}.{cents:02d}".rstrip("0")  # pragma: no mutate
+
+
+def money_text(minor_units_sql: str) -> str:
+    """A SQL expression that writes the minor units `minor_units_sql` evaluates to as
+    `format_minor_units` does (`trim_scale` drops the cents' trailing zeros): for the
+    bodies a statement renders itself (tests/test_idempotency.py compares the two)."""
+    return f"trim_scale(({minor_units_sql})::numeric / {MINOR_UNITS_PER_UNIT})::text"

@@ -1,5 +1,6 @@
-"""The SQL of entries (transfers, reversals). Functions take a connection in the caller's
-transaction, which holds the wallets' row locks from `lock_wallets` until it ends."""
+"""The SQL that moves money: the one-statement range write, and the statements of the
+transaction that holds its wallets' row locks (`lock_wallets` until it ends), which the
+caller owns."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
-import asyncpg
-
 from wallet_api.core.database import Connection
 from wallet_api.core.idempotency import StoredResponse
+from wallet_api.core.money import money_text
 
 
 @dataclass(slots=True)
@@ -37,7 +37,7 @@ class EntriesWrite:
     bodies: list[str] = field(default_factory=list)
 
 
-# Rows locked in id order, as every writer locks them (wallets/repository.py), so that
+# Rows locked in id order, as every writer locks them (the range write too), so that
 # transactions over overlapping wallets wait for each other, never in a cycle. `now()` is
 # the transaction's timestamp: the created_at of the rows it writes.
 _LOCK_WALLETS = """
@@ -86,97 +86,151 @@ _WRITE_ENTRIES = """
 
 @dataclass(slots=True)
 class RangeWrite:
-    """A batch of entries written in one statement (entries.RangePlan): each wallet moved
-    by its total if its balance lies in [low, high], the ledger rows at start + offset;
-    nothing at all if any wallet is missing or out of its range."""
+    """A batch written in one statement, as column arrays (one round trip).
+
+    The batch is cut into parts that share no wallet (`plan.parts`). Each wallet of a
+    part has the range of balances its plan holds on ([low, high]; low = high = the
+    planned balance where a kept refusal quotes it) and its total; a part is written only
+    if every one of its `size` wallets exists and lies in its range: each wallet then
+    gets its total added, its ledger rows and kept responses are written, each balance as
+    an offset from the balance found. Checked wallets are only read: a part of refusals
+    stands if the balances read still give them."""
 
     wallets: list[UUID] = field(default_factory=list)
+    deltas: list[int] = field(default_factory=list)
     lows: list[int] = field(default_factory=list)
     highs: list[int] = field(default_factory=list)
-    deltas: list[int] = field(default_factory=list)
+    parts: list[int] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    # Ledger rows, in the order they were applied.
     row_wallets: list[UUID] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)
     amounts: list[int] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
+    row_keys: list[str | None] = field(default_factory=list)
     transfers: list[UUID | None] = field(default_factory=list)
     counterparties: list[UUID | None] = field(default_factory=list)
     descriptions: list[str | None] = field(default_factory=list)
     row_api_keys: list[str | None] = field(default_factory=list)
+    # Responses kept for Idempotency-Keys: a body, or the text around the balance after
+    # an applied entry's first leg (known only in the statement: `Entry.applied_body`).
+    key_wallets: list[UUID] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    fingerprints: list[str] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+    bodies: list[str | None] = field(default_factory=list)
+    key_offsets: list[int] = field(default_factory=list)
+    prefixes: list[str | None] = field(default_factory=list)
+    suffixes: list[str | None] = field(default_factory=list)
+    checked: list[UUID] = field(default_factory=list)
 
 
-# One statement, its own commit: the rows locked in id order (as every writer locks them),
-# each wallet moved by its total if its balance lies in its range (the UPDATE checks and
-# adds to the current row version: a row a concurrent commit changed is judged as it is
-# now), and the ledger rows written (identity values in the rows' order; `now()` their
-# created_at). If no wallet moved (one missing, or out of range), nothing was written. If
-# some moved and others did not, the last line divides by zero, once: the statement fails
-# and writes nothing, rather than half a batch.
-_WRITE_ENTRIES_IN_RANGE = """
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What the statement found for one wallet: `start`, the balance its part was
+    written on (None when its part was not written, or it was only checked), and
+    `balance`, its balance (current: the row was locked, or read in the statement)."""
+
+    start: int | None
+    balance: int
+
+
+# One statement, its own commit. `locked` takes the written wallets' row locks in id order
+# (as every writer takes them: two statements, or a statement and a locking transaction,
+# over overlapping wallets wait for each other in one order, never in a cycle); under the
+# lock the balance read is the current one. `fitting`: the parts whose every wallet exists
+# and lies in its range; only those are moved, their rows and kept responses written
+# (identity values follow the ORDER BY: a wallet's rows get ids in the order they were
+# applied; `now()`, the transaction's timestamp, is their created_at). The new balance is
+# the locked one plus the total, never `w.balance` plus it: the UPDATE reads its target
+# rows in the statement's snapshot, which may predate a commit the lock waited for, and
+# PostgreSQL checks the constraints on the row it computes from that version before it
+# finds the newer one (a balance below zero would fail the statement). A key used before,
+# or stored meanwhile by another transaction, fails the whole statement (unique violation
+# of the key's primary key) and nothing is written: the index is the check, so a batch of
+# new keys pays no look-up. The answer: each wallet's start (written) and balance.
+_WRITE_RANGE = f"""
     WITH locked AS (
-        SELECT w.id, i.low, i.high, i.delta
-        FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[])
-            AS i(id, low, high, delta)
+        SELECT w.id, w.balance, i.delta, i.low, i.high, i.part, i.size
+        FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::int[], $6::int[])
+            AS i(id, delta, low, high, part, size)
         JOIN wallets w ON w.id = i.id
         ORDER BY w.id FOR UPDATE OF w
-    ), moved AS (
-        UPDATE wallets w SET balance = w.balance + l.delta
-        FROM locked l
-        WHERE w.id = l.id AND w.balance BETWEEN l.low AND l.high
-        RETURNING w.id, w.balance - l.delta AS start
-    ), entered AS (
+    ), fitting AS (
+        SELECT part FROM locked GROUP BY part
+        HAVING count(*) = min(size) AND bool_and(balance BETWEEN low AND high)
+    ), updated AS (
+        UPDATE wallets w SET balance = l.balance + l.delta
+        FROM locked l JOIN fitting f ON f.part = l.part
+        WHERE w.id = l.id
+        RETURNING w.id, l.balance AS start
+    ), inserted AS (
         INSERT INTO wallet_operations (
-            wallet_id, operation, amount, balance_after,
+            wallet_id, operation, amount, balance_after, idempotency_key,
             transfer_id, counterparty_wallet_id, description, api_key_id
         )
-        SELECT r.wallet_id, r.kind, r.amount, m.start + r.offset_after,
+        SELECT r.wallet_id, r.kind, r.amount, u.start + r.offset_after, r.key,
                r.transfer_id, r.counterparty, r.description, r.api_key
         FROM unnest(
-            $5::uuid[], $6::text[], $7::bigint[], $8::bigint[],
-            $9::uuid[], $10::uuid[], $11::text[], $12::text[]
+            $7::uuid[], $8::text[], $9::bigint[], $10::bigint[], $11::text[],
+            $12::uuid[], $13::uuid[], $14::text[], $15::text[]
         ) WITH ORDINALITY AS r(
-            wallet_id, kind, amount, offset_after,
+            wallet_id, kind, amount, offset_after, key,
             transfer_id, counterparty, description, api_key, n
         )
-        JOIN moved m ON m.id = r.wallet_id
+        JOIN updated u ON u.id = r.wallet_id
         ORDER BY r.n
+    ), remembered AS (
+        INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body)
+        SELECT k.key, k.fingerprint, k.status,
+               coalesce(k.body, k.prefix || {money_text("u.start + k.offset_after")} || k.suffix)
+        FROM unnest(
+            $16::uuid[], $17::text[], $18::text[], $19::smallint[], $20::text[], $21::bigint[],
+            $22::text[], $23::text[]
+        ) AS k(wallet_id, key, fingerprint, status, body, offset_after, prefix, suffix)
+        JOIN updated u ON u.id = k.wallet_id
     )
-    SELECT now() AS at, array_agg(id) AS ids, array_agg(start) AS starts,
-           1 / (count(*) IN (0, cardinality($1::uuid[])))::int AS whole
-    FROM moved
+    SELECT l.id, u.start, l.balance, now() AS at FROM locked l LEFT JOIN updated u ON u.id = l.id
+    UNION ALL
+    SELECT w.id, NULL, w.balance, now() FROM unnest($24::uuid[]) AS c(id)
+    JOIN wallets w ON w.id = c.id
 """
 
 
-async def write_entries_in_range(
+async def write_range(
     connection: Connection, write: RangeWrite
-) -> tuple[dict[UUID, int], datetime] | None:
-    """Write the batch if every wallet fits its range: each wallet's start balance, and
-    the transaction's timestamp; None (nothing written) otherwise."""
-    try:
-        row = await _fetch_in_range(connection, write)
-    except asyncpg.DivisionByZeroError:  # some wallets fit, others not: nothing written
-        return None
-    assert row is not None
-    if row["ids"] is None:  # no wallet fits (or exists): nothing was written
-        return None
-    return dict(zip(row["ids"], row["starts"], strict=True)), row["at"]
-
-
-async def _fetch_in_range(connection: Connection, write: RangeWrite) -> asyncpg.Record | None:
-    return await connection.fetchrow(
-        _WRITE_ENTRIES_IN_RANGE,
+) -> tuple[dict[UUID, Found], datetime | None]:
+    """Write `write` in one statement: what it found for each wallet that exists, and
+    the transaction's timestamp (None when it named no wallet that exists)."""
+    rows = await connection.fetch(
+        _WRITE_RANGE,
         write.wallets,
+        write.deltas,
         write.lows,
         write.highs,
-        write.deltas,
+        write.parts,
+        write.sizes,
         write.row_wallets,
         write.kinds,
         write.amounts,
         write.offsets,
+        write.row_keys,
         write.transfers,
         write.counterparties,
         write.descriptions,
         write.row_api_keys,
+        write.key_wallets,
+        write.keys,
+        write.fingerprints,
+        write.statuses,
+        write.bodies,
+        write.key_offsets,
+        write.prefixes,
+        write.suffixes,
+        write.checked,
     )
+    found = {row["id"]: Found(row["start"], row["balance"]) for row in rows}
+    return found, rows[0]["at"] if rows else None
 
 
 async def lock_wallets(
@@ -227,3 +281,32 @@ async def write_entries(connection: Connection, write: EntriesWrite) -> None:
         write.bodies,
         write.row_api_keys,
     )
+
+
+# Claims an Idempotency-Key for a batch request, in the caller's transaction or its own
+# (one statement): true when this request is the key's first. A concurrent first request's
+# claim is waited for (the key's unique index), so a false here sees a committed row.
+_CLAIM_KEY = """
+    WITH claimed AS (
+        INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body)
+        VALUES ($1, $2, $3, $4)
+        ON CONFLICT (key) DO NOTHING
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT FROM claimed)
+"""
+_KEEP_RESPONSE = """
+    UPDATE idempotency_keys SET response_status = $2, response_body = $3 WHERE key = $1
+"""
+
+
+async def claim_key(
+    connection: Connection, key: str, *, fingerprint: str, status: int, body: str
+) -> bool:
+    """Store `key` with a response unless it is stored already; true if it was not."""
+    return bool(await connection.fetchval(_CLAIM_KEY, key, fingerprint, status, body))
+
+
+async def keep_response(connection: Connection, key: str, *, status: int, body: str) -> None:
+    """Replace the response kept for a key claimed in the caller's transaction."""
+    await connection.execute(_KEEP_RESPONSE, key, status, body)

@@ -11,8 +11,8 @@ from wallet_api.core.database import Database
 from wallet_api.core.errors import AppError, error_document
 from wallet_api.core.idempotency import Replay
 from wallet_api.core.metrics import declare_operation_outcomes, operation_outcomes
-from wallet_api.posting.engine import EntryWriter, outcome_label
 from wallet_api.posting.entries import Entry, EntryKind, Leg, Posted, Refusal, Shortfall
+from wallet_api.posting.writer import Writer, outcome_label
 from wallet_api.reversals import repository
 from wallet_api.reversals.exceptions import (
     AlreadyReversed,
@@ -38,10 +38,10 @@ _COMPENSATION = {
 class ReversalService:
     """Reverses ledger entries, each at most once, by compensating entries."""
 
-    def __init__(self, database: Database, owners: WalletOwners) -> None:
+    def __init__(self, database: Database, owners: WalletOwners, writer: Writer) -> None:
         self._database = database
         self._owners = owners
-        self._engine = EntryWriter(database)
+        self._writer = writer
         declare_operation_outcomes(
             [METRIC_KIND], ["applied", "replayed", AlreadyReversed.code, "insufficient_funds"]
         )
@@ -98,7 +98,7 @@ class ReversalService:
             api_key_id=api_key_id,
         )
         try:
-            outcome = await self._engine.apply_one(entry)
+            outcome = await self._writer.apply_one(legs[0].wallet_id, entry)
         except AppError as error:
             _count(error)
             raise

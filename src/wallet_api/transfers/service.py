@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from uuid import UUID
 
 import orjson
@@ -12,9 +13,10 @@ from wallet_api.core.database import Database
 from wallet_api.core.errors import AppError, OutcomeUnknown, error_document
 from wallet_api.core.idempotency import IdempotencyKeyReused, Replay
 from wallet_api.core.metrics import declare_operation_outcomes, operation_outcomes
-from wallet_api.posting.engine import EntryOutcome, EntryWriter, outcome_label
 from wallet_api.posting.entries import Entry, EntryKind, Leg, Posted, Refusal
-from wallet_api.posting.queue import GroupCommitQueue
+from wallet_api.posting.queue import Group, GroupCommitQueue, Settle
+from wallet_api.posting.writer import Outcome as EntryOutcome
+from wallet_api.posting.writer import Writer, outcome_label
 from wallet_api.transfers import repository
 from wallet_api.transfers.exceptions import (
     TransferNotFound,
@@ -32,16 +34,18 @@ class TransferService:
     """Moves money between wallets (batched with concurrent transfers unless disabled),
     and reads transfers back."""
 
-    def __init__(self, database: Database, settings: Settings, owners: WalletOwners) -> None:
+    def __init__(
+        self, database: Database, settings: Settings, owners: WalletOwners, writer: Writer
+    ) -> None:
         self._database = database
         self._owners = owners
-        self._engine = EntryWriter(database)
+        self._writer = writer
         self._queue: GroupCommitQueue[Entry, EntryOutcome] | None = None
         if settings.coalescing_enabled:
             # One lane per source wallet: a payer's transfers keep their order; a batch
             # spans many lanes, one transaction and one lock per wallet for all of them.
             self._queue = GroupCommitQueue(
-                self._engine.apply_groups,
+                self._write_groups,
                 kind="transfer",
                 max_batch=settings.coalescing_max_batch,
                 max_in_flight=settings.coalescing_max_in_flight,
@@ -125,10 +129,15 @@ class TransferService:
         _count(outcome)
         return transfer_id, render(outcome)[1]
 
+    async def _write_groups(
+        self, groups: Sequence[Group[Entry]], settle: Settle[EntryOutcome]
+    ) -> list[list[EntryOutcome]]:
+        return await self._writer.apply(groups, on_settled=settle)
+
     async def _submit(self, lane: UUID, entry: Entry) -> EntryOutcome:
         if self._queue is not None:
             return await self._queue.submit(lane, entry)
-        return await self._engine.apply_one(entry)
+        return await self._writer.apply_one(lane, entry)
 
     async def get(self, transfer_id: UUID, *, owner: str | None = None) -> str:
         """The transfer's body, with what was reversed of it, for a caller who owns

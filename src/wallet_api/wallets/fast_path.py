@@ -32,7 +32,7 @@ from wallet_api.auth.gate import key_id_of, owner_of, require_deposit
 from wallet_api.core.errors import ANSWERED_ERRORS, exception_response
 from wallet_api.core.requests import is_plain_json_post, parse_json_body, receive_body, route_of
 from wallet_api.wallets.models import OperationType
-from wallet_api.wallets.plan import Operation
+from wallet_api.wallets.operations import Operation
 from wallet_api.wallets.router import OPERATION_PATH, WALLET_PATH, router
 from wallet_api.wallets.schemas import OperationRequest, balance_body, operation_body
 from wallet_api.wallets.service import WalletService

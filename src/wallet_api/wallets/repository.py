@@ -3,55 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 from wallet_api.core.database import Connection
 from wallet_api.posting.entries import CREDIT_KINDS
-
-
-@dataclass(slots=True)
-class BatchWrite:
-    """One statement's writes over many wallets, as column arrays (one round trip).
-
-    Each written wallet gets its batch's total added if its balance lies in [low, high]
-    (the balances for which the batch's plan holds; low = high = the planned balance when
-    stored refusals quote it). Its ledger rows and kept responses are written only then,
-    each balance as an offset from the balance found. Checked wallets are only read: a
-    batch of refusals stands if the balance read still gives them.
-    """
-
-    wallets: list[UUID] = field(default_factory=list)
-    deltas: list[int] = field(default_factory=list)
-    lows: list[int] = field(default_factory=list)
-    highs: list[int] = field(default_factory=list)
-    # Ledger rows, in arrival order.
-    row_wallets: list[UUID] = field(default_factory=list)
-    operations: list[str] = field(default_factory=list)
-    amounts: list[int] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
-    row_keys: list[str | None] = field(default_factory=list)
-    row_api_keys: list[str | None] = field(default_factory=list)
-    # Responses kept for Idempotency-Keys: a body, or None for the 200 body of an applied
-    # operation, rendered from its balance (known only in the statement).
-    key_wallets: list[UUID] = field(default_factory=list)
-    keys: list[str] = field(default_factory=list)
-    fingerprints: list[str] = field(default_factory=list)
-    statuses: list[int] = field(default_factory=list)
-    bodies: list[str | None] = field(default_factory=list)
-    key_offsets: list[int] = field(default_factory=list)
-    checked: list[UUID] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class WalletWrite:
-    """What the statement found for one wallet: `start`, the balance its batch was applied
-    on (None when the balance was outside the batch's range, or the wallet only checked),
-    and `balance`, the balance it found (current: the row was locked)."""
-
-    start: int | None
-    balance: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +33,6 @@ class LedgerEntry:
 _READ_BALANCES = """
     SELECT w.id, w.balance FROM unnest($1::uuid[]) AS t(id) JOIN wallets w ON w.id = t.id
 """
-# Rows locked in one order (by id) by every writer, so that two transactions locking
-# overlapping sets of wallets never deadlock.
-_LOCK_BALANCES = """
-    SELECT w.id, w.balance FROM unnest($1::uuid[]) AS t(id) JOIN wallets w ON w.id = t.id
-    ORDER BY w.id FOR UPDATE OF w
-"""
 # One statement (one round trip, its own commit): the wallet, and with an Idempotency-Key
 # ($2) the response to replay for it.
 _INSERT_WALLET = """
@@ -94,72 +45,6 @@ _INSERT_WALLET = """
 _WALLET_EXISTS = "SELECT EXISTS (SELECT FROM wallets WHERE id = $1)"
 _WALLET_OWNERS = """
     SELECT w.id, w.owner FROM unnest($1::uuid[]) AS t(id) JOIN wallets w ON w.id = t.id
-"""
-
-# The 200 body of an applied operation, in SQL, for the keyed operations whose balance is
-# known only in the statement: `schemas.operation_body` renders the same text in Python
-# (`trim_scale` drops the trailing zeros of the cents, as `money.format_minor_units`
-# does), and tests/test_idempotency.py compares the two.
-_OPERATION_BODY = (
-    """'{{"status":"success","balance":' || trim_scale(({balance})::numeric / 100)::text || '}}'"""
-)
-
-# A batch over many wallets, in one statement (see BatchWrite). `locked` takes the written
-# wallets' row locks in id order before anything is updated: two statements (or a
-# statement and a locking transaction) with overlapping wallets wait for each other in
-# the same order, never in a cycle. Under the lock the balance read is the current one. A
-# key used before, or stored meanwhile by another transaction, fails the whole statement
-# (unique violation of the key's primary key), and nothing is written: the index is the
-# check, so a batch of new keys pays no look-up.
-_WRITE_BATCH = f"""
-    WITH locked AS (
-        SELECT w.id, w.balance, i.delta, i.low, i.high
-        FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[])
-            AS i(id, delta, low, high)
-        JOIN wallets w ON w.id = i.id
-        ORDER BY w.id FOR UPDATE OF w
-    ), updated AS (
-        UPDATE wallets w SET balance = w.balance + l.delta
-        FROM locked l
-        WHERE w.id = l.id AND w.balance BETWEEN l.low AND l.high
-        RETURNING w.id, w.balance - l.delta AS start
-    ), inserted AS (
-        INSERT INTO wallet_operations
-            (wallet_id, operation, amount, balance_after, idempotency_key, api_key_id)
-        SELECT r.wallet_id, r.operation, r.amount, u.start + r.offset_after, r.key, r.api_key
-        FROM unnest(
-            $5::uuid[], $6::text[], $7::bigint[], $8::bigint[], $9::text[], $17::text[]
-        ) WITH ORDINALITY AS r(wallet_id, operation, amount, offset_after, key, api_key, n)
-        JOIN updated u ON u.id = r.wallet_id
-        ORDER BY r.n
-    ), remembered AS (
-        INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body)
-        SELECT k.key, k.fingerprint, k.status,
-               coalesce(k.body, {_OPERATION_BODY.format(balance="u.start + k.offset_after")})
-        FROM unnest(
-            $10::uuid[], $11::text[], $12::text[], $13::smallint[], $14::text[], $15::bigint[]
-        ) AS k(wallet_id, key, fingerprint, status, body, offset_after)
-        JOIN updated u ON u.id = k.wallet_id
-    )
-    SELECT l.id, u.start, l.balance FROM locked l LEFT JOIN updated u ON u.id = l.id
-    UNION ALL
-    SELECT w.id, NULL, w.balance FROM unnest($16::uuid[]) AS c(id) JOIN wallets w ON w.id = c.id
-"""
-
-# Claims an Idempotency-Key for a batch request, in the caller's transaction or its own
-# (one statement): true when this request is the key's first. A concurrent first request's
-# claim is waited for (the key's unique index), so a false here sees a committed row.
-_CLAIM_KEY = """
-    WITH claimed AS (
-        INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body)
-        VALUES ($1, $2, $3, $4)
-        ON CONFLICT (key) DO NOTHING
-        RETURNING 1
-    )
-    SELECT EXISTS (SELECT FROM claimed)
-"""
-_KEEP_RESPONSE = """
-    UPDATE idempotency_keys SET response_status = $2, response_body = $3 WHERE key = $1
 """
 
 
@@ -220,50 +105,6 @@ async def read_balances(connection: Connection, wallet_ids: Sequence[UUID]) -> d
     """The balances of those of `wallet_ids` that exist, in minor units."""
     rows = await connection.fetch(_READ_BALANCES, wallet_ids)
     return {row["id"]: row["balance"] for row in rows}
-
-
-async def lock_balances(connection: Connection, wallet_ids: Sequence[UUID]) -> dict[UUID, int]:
-    """Lock the rows of those of `wallet_ids` that exist, in id order, until the
-    transaction ends; return their balances."""
-    rows = await connection.fetch(_LOCK_BALANCES, wallet_ids)
-    return {row["id"]: row["balance"] for row in rows}
-
-
-async def write_batch(connection: Connection, batch: BatchWrite) -> dict[UUID, WalletWrite]:
-    """Write `batch` in one statement; what it found for each wallet that exists."""
-    rows = await connection.fetch(
-        _WRITE_BATCH,
-        batch.wallets,
-        batch.deltas,
-        batch.lows,
-        batch.highs,
-        batch.row_wallets,
-        batch.operations,
-        batch.amounts,
-        batch.offsets,
-        batch.row_keys,
-        batch.key_wallets,
-        batch.keys,
-        batch.fingerprints,
-        batch.statuses,
-        batch.bodies,
-        batch.key_offsets,
-        batch.checked,
-        batch.row_api_keys,
-    )
-    return {row["id"]: WalletWrite(start=row["start"], balance=row["balance"]) for row in rows}
-
-
-async def claim_key(
-    connection: Connection, key: str, *, fingerprint: str, status: int, body: str
-) -> bool:
-    """Store `key` with a response unless it is stored already; true if it was not."""
-    return bool(await connection.fetchval(_CLAIM_KEY, key, fingerprint, status, body))
-
-
-async def keep_response(connection: Connection, key: str, *, status: int, body: str) -> None:
-    """Replace the response kept for a key claimed in the caller's transaction."""
-    await connection.execute(_KEEP_RESPONSE, key, status, body)
 
 
 async def history(

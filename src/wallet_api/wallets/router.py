@@ -31,7 +31,12 @@ from wallet_api.wallets.exceptions import (
     WalletNotFound,
 )
 from wallet_api.wallets.models import OperationType
-from wallet_api.wallets.plan import AtomicRefusal, Operation
+from wallet_api.wallets.operations import (
+    AtomicRefusal,
+    Operation,
+    atomic_response,
+    refusal_document,
+)
 from wallet_api.wallets.schemas import (
     BATCH_REQUEST_EXAMPLES,
     HISTORY_LIMIT_DEFAULT,
@@ -43,13 +48,11 @@ from wallet_api.wallets.schemas import (
     OperationsPage,
     WalletBalance,
     WalletCreated,
-    atomic_response,
     balance_body,
     batch_body,
     created_body,
     history_body,
     operation_body,
-    refusal_document,
     result_of,
 )
 

@@ -17,7 +17,6 @@ from wallet_api.core.responses import json_number
 from wallet_api.posting.entries import EntryKind
 from wallet_api.wallets.cursors import encode_cursor
 from wallet_api.wallets.models import OperationType
-from wallet_api.wallets.plan import Atomic, AtomicRefusal
 from wallet_api.wallets.repository import LedgerEntry
 
 
@@ -60,6 +59,11 @@ class OperationResult(BaseModel):
 def balance_body(balance: int) -> str:
     """The 200 body of a balance read."""
     return orjson.dumps({"balance": json_number(balance)}).decode()
+
+
+#: The 200 body of an applied operation around its balance, for a statement that renders
+#: it itself (`operation_body`'s text: tests/test_idempotency.py compares the two).
+OPERATION_BODY_AROUND = ('{"status":"success","balance":', "}")
 
 
 def operation_body(balance: int) -> str:
@@ -296,19 +300,3 @@ def result_of(outcome: int | AppError | Replay) -> tuple[int, str]:
     if isinstance(outcome, AppError):
         return outcome.status, orjson.dumps(error_document(outcome)).decode()
     return 200, operation_body(outcome)
-
-
-def refusal_document(refusal: AtomicRefusal) -> dict[str, Any]:
-    """The problem document of an atomic batch refused as a whole: its first refused
-    operation's, saying which (`index`)."""
-    document = error_document(refusal.error)
-    document["detail"] = f"Operation {refusal.index}: {refusal.error.detail}"
-    document["index"] = refusal.index
-    return document
-
-
-def atomic_response(result: Atomic) -> tuple[int, str]:
-    """(status, body) of an atomic batch's response, as kept for its Idempotency-Key."""
-    if isinstance(result, AtomicRefusal):
-        return result.error.status, orjson.dumps(refusal_document(result)).decode()
-    return 200, batch_body([(200, operation_body(balance)) for balance in result])

@@ -1,9 +1,9 @@
 """Wallet business rules: creating wallets, reading balances, applying operations.
 
-The service states the rules and hands the work on: writes and balance reads go through
-the group-commit queues (`posting/queue.py`), which batch concurrent requests across
-wallets, and writes are applied by the write path (`writer.py`, with the pure planner in
-`plan.py` and the SQL in `repository.py`).
+The service states the rules and hands the work on: an operation becomes an entry of the
+posting engine (`operations.py`); writes and balance reads go through the group-commit
+queues (`posting/queue.py`), which batch concurrent requests across wallets, and entries
+are written by the engine's writer (`posting/writer.py`).
 """
 
 from __future__ import annotations
@@ -41,9 +41,12 @@ from wallet_api.core.metrics import (
     declare_operation_outcomes,
     operation_outcomes,
 )
+from wallet_api.posting import repository as posting
 from wallet_api.posting.commit import committing
+from wallet_api.posting.entries import Entry
 from wallet_api.posting.queue import Group, GroupCommitQueue, Settle
-from wallet_api.posting.repository import stored_responses
+from wallet_api.posting.writer import KEY_RACE_ATTEMPTS, Writer
+from wallet_api.posting.writer import Outcome as EntryOutcome
 from wallet_api.wallets import repository
 from wallet_api.wallets.cursors import MAX_LEDGER_ID
 from wallet_api.wallets.exceptions import (
@@ -52,10 +55,17 @@ from wallet_api.wallets.exceptions import (
     WalletNotFound,
 )
 from wallet_api.wallets.models import OperationType
+from wallet_api.wallets.operations import (
+    Atomic,
+    Operation,
+    Outcome,
+    atomic_outcome,
+    atomic_response,
+    entry_of,
+    outcome_of,
+)
 from wallet_api.wallets.owners import WalletOwners
-from wallet_api.wallets.plan import Atomic, Operation
-from wallet_api.wallets.schemas import atomic_response, created_body
-from wallet_api.wallets.writer import KEY_RACE_ATTEMPTS, BatchWriter, Outcome
+from wallet_api.wallets.schemas import created_body
 
 logger = logging.getLogger(__name__)
 
@@ -88,10 +98,12 @@ class WalletService:
 
     def __init__(self, database: Database, settings: Settings) -> None:
         self._database = database
-        self._writer = BatchWriter(database)
+        #: The posting engine's writer, for every entry of this process (its remembered
+        #: balances serve transfers and operations alike).
+        self.writer = Writer(database)
         #: Whose each wallet is (checked for callers with an API key).
         self.owners = WalletOwners(database)
-        self._writes: GroupCommitQueue[Operation, Outcome] | None = None
+        self._writes: GroupCommitQueue[Entry, EntryOutcome] | None = None
         self._reads: GroupCommitQueue[None, int | None] | None = None
         if settings.coalescing_enabled:
             self._writes = GroupCommitQueue(
@@ -156,7 +168,7 @@ class WalletService:
 
     async def _stored_responses(self, keys: set[str]) -> dict[str, StoredResponse]:
         async with self._database.autocommit() as connection:
-            return await stored_responses(connection, keys)
+            return await posting.stored_responses(connection, keys)
 
     async def get_balance(self, wallet_id: UUID, *, owner: str | None = None) -> int:
         if not self.owners.surely_owns(owner, wallet_id):
@@ -170,9 +182,9 @@ class WalletService:
         return balance
 
     async def _write_groups(
-        self, groups: Sequence[Group[Operation]], settle: Settle[Outcome]
-    ) -> list[list[Outcome]]:
-        return await self._writer.apply(groups, on_settled=settle)
+        self, groups: Sequence[Group[Entry]], settle: Settle[EntryOutcome]
+    ) -> list[list[EntryOutcome]]:
+        return await self.writer.apply(groups, on_settled=settle)
 
     async def _read_groups(
         self, groups: Sequence[Group[None]], _: object = None
@@ -191,19 +203,14 @@ class WalletService:
         try:
             if not self.owners.surely_owns(owner, wallet_id):
                 await self.owners.check(owner, wallet_id)
+            entry = entry_of(wallet_id, operation)
             if self._writes is not None:
-                outcome = await self._writes.submit(wallet_id, operation)
+                posted = await self._writes.submit(wallet_id, entry)
             else:
                 # The classic way, one row-locking transaction per operation: concurrent
                 # operations on one wallet would mostly lose optimistic races to each other.
-                try:
-                    ((outcome,),) = await self._writer.apply(
-                        [(wallet_id, [operation])], optimistic=False
-                    )
-                except Exception as exc:
-                    if is_lock_timeout(exc):  # as the queue answers it
-                        raise wallet_held(exc) from exc
-                    raise
+                posted = await self.writer.apply_one(wallet_id, entry, optimistic=False)
+            outcome = outcome_of(entry.legs[0], posted)
         except AppError as error:
             operation_outcomes(kind, error.code).inc()
             raise
@@ -286,7 +293,7 @@ class WalletService:
                 outcomes[index] = wallet_held(cause)
             log_unavailable(wallet_held(cause))  # one line for the wallet, as for a 503
 
-        groups = [(w, [items[i][1] for i in indexes]) for w, indexes in places.items()]
+        groups = [(w, [entry_of(w, items[i][1]) for i in indexes]) for w, indexes in places.items()]
         try:
             if groups:
                 await self._apply_around_held(groups, settle, held)
@@ -315,7 +322,7 @@ class WalletService:
 
     async def _apply_around_held(
         self,
-        groups: Sequence[tuple[UUID, Sequence[Operation]]],
+        groups: Sequence[tuple[UUID, Sequence[Entry]]],
         settle: Callable[[UUID, Sequence[Outcome]], None],
         held: Callable[[UUID, BaseException], None],
     ) -> None:
@@ -325,15 +332,20 @@ class WalletService:
         per try: a held wallet costs about log2(wallets) of them, one after the other, as
         in the group-commit queue's split."""
         done: set[UUID] = set()
+        legs = {wallet_id: [entry.legs[0] for entry in entries] for wallet_id, entries in groups}
 
-        def settled(wallet_id: UUID, outcomes: Sequence[Outcome]) -> None:
+        def settled(wallet_id: UUID, outcomes: Sequence[EntryOutcome]) -> None:
             done.add(wallet_id)
-            settle(wallet_id, outcomes)
+            settle(
+                wallet_id,
+                [
+                    outcome_of(leg, outcome)
+                    for leg, outcome in zip(legs[wallet_id], outcomes, strict=True)
+                ],
+            )
 
         try:
-            await self._writer.apply(
-                groups, optimistic=self._writes is not None, on_settled=settled
-            )
+            await self.writer.apply(groups, optimistic=self._writes is not None, on_settled=settled)
         except Exception as exc:
             if not is_lock_timeout(exc):
                 raise
@@ -369,19 +381,23 @@ class WalletService:
         idempotency_key: str | None,
         fingerprint: str,
     ) -> Atomic | Replay:
-        """Apply every item or none (see `BatchWriter.apply_atomic`); with a key, a
-        retry gets the stored response. Raises IdempotencyKeyReused for a key used by
-        another request."""
+        """Apply every item or none (see `Writer.apply_atomic`); with a key, a retry gets
+        the stored response. Raises IdempotencyKeyReused for a key used by another
+        request."""
         foreign = await self.owners.foreign(owner, {wallet_id for wallet_id, _ in items})
-        result = await self._writer.apply_atomic(
-            items,
+        entries = [entry_of(wallet_id, operation) for wallet_id, operation in items]
+        judged = await self.writer.apply_atomic(
+            entries,
             key=idempotency_key,
             fingerprint=fingerprint,
-            render=atomic_response,
+            render=lambda outcomes: atomic_response(atomic_outcome(entries, outcomes)),
             unknown=foreign,
         )
-        if isinstance(result, AppError):
-            raise result
+        if isinstance(judged, AppError):
+            raise judged
+        if isinstance(judged, Replay):
+            return judged
+        result = atomic_outcome(entries, judged)
         if isinstance(result, list):
             _count_all(
                 (operation.kind.value, balance)
@@ -394,11 +410,11 @@ class WalletService:
         IdempotencyKeyReused if another request used it."""
         async with self._database.autocommit() as connection:
             for _ in range(KEY_RACE_ATTEMPTS):
-                if await repository.claim_key(
+                if await posting.claim_key(
                     connection, key, fingerprint=fingerprint, status=202, body=""
                 ):
                     return True
-                stored = await stored_responses(connection, {key})
+                stored = await posting.stored_responses(connection, {key})
                 if key in stored:  # else purged meanwhile (past its retention): claim again
                     if stored[key].fingerprint != fingerprint:
                         raise IdempotencyKeyReused()

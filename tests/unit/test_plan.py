@@ -1,0 +1,352 @@
+"""The planner (posting/plan.py): every entry judged in order, whole or not at all, on the
+balances the entries before it left; and each wallet's range, the starting balances on
+which every decision stays the same. The service writes a batch on those ranges (one
+statement, checked by PostgreSQL under the row locks), so a wrong bound would apply a
+refused entry or refuse an applicable one. Pure functions; the HTTP tests cover the
+writes themselves."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from wallet_api.core.errors import AppError
+from wallet_api.core.money import MAX_MINOR_UNITS
+from wallet_api.posting.entries import Entry, EntryKind, Leg, Posted, Refusal, Shortfall
+from wallet_api.posting.plan import Judged, hopeful_starts, kept, parts, plan
+from wallet_api.wallets.models import OperationType
+from wallet_api.wallets.operations import (
+    AtomicRefusal,
+    Operation,
+    atomic_outcome,
+    entry_of,
+    outcome_of,
+)
+
+AT = datetime(2026, 12, 4, tzinfo=UTC)
+
+
+def entry(*legs: Leg, key: str | None = None, keep_missing: bool = True) -> Entry:
+    return Entry(legs=legs, idempotency_key=key, keep_missing=keep_missing)
+
+
+def transfer(source: uuid.UUID, destination: uuid.UUID, amount: int) -> Entry:
+    return entry(
+        Leg(source, EntryKind.TRANSFER_OUT, amount, counterparty=destination),
+        Leg(destination, EntryKind.TRANSFER_IN, amount, counterparty=source),
+    )
+
+
+def random_entries(rng: random.Random, wallets: list[uuid.UUID], scale: int) -> list[Entry]:
+    entries = []
+    for _ in range(rng.randint(1, 12)):
+        source, destination = rng.sample(wallets, 2)
+        if rng.random() < 0.6:
+            entries.append(transfer(source, destination, rng.randint(1, scale)))
+        else:
+            kind = rng.choice([EntryKind.DEPOSIT, EntryKind.WITHDRAW])
+            entries.append(entry(Leg(source, kind, rng.randint(1, scale))))
+    return entries
+
+
+def decisions(outcomes: list[Judged]) -> list[object]:
+    """What was decided, without the figures: applied, or refused for which leg and why."""
+    return [(o.reason, o.leg) if isinstance(o, Refusal) else "applied" for o in outcomes]
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_entries_apply_in_order_whole_or_not_at_all(seed: int) -> None:
+    """The reference: each entry in turn; if any leg would leave its wallet below zero or
+    above the limit, or names a missing wallet, nothing of it applies."""
+    rng = random.Random(seed)
+    wallets = [uuid.UUID(int=rng.getrandbits(128)) for _ in range(4)]
+    near_limit = seed % 4 == 0
+    balances = {
+        wallet: rng.randint(MAX_MINOR_UNITS - 100, MAX_MINOR_UNITS)
+        if near_limit
+        else rng.randint(0, 100)
+        for wallet in wallets[:3]  # the fourth does not exist
+    }
+    entries = random_entries(rng, wallets, 80)
+
+    judged = plan(balances, entries)
+
+    current = dict(balances)
+    for one, outcome in zip(entries, judged.outcomes, strict=True):
+        missing = [i for i, leg in enumerate(one.legs) if leg.wallet_id not in current]
+        if missing:
+            assert outcome == Refusal(Shortfall.MISSING, missing[0])
+            continue
+        after, expected = dict(current), list[int]()
+        refusal = None
+        for index, leg in enumerate(one.legs):
+            new = after[leg.wallet_id] + leg.delta
+            if not 0 <= new <= MAX_MINOR_UNITS:
+                reason = Shortfall.INSUFFICIENT if new < 0 else Shortfall.OVER_LIMIT
+                refusal = Refusal(reason, index, after[leg.wallet_id])
+                break
+            after[leg.wallet_id] = new
+            expected.append(new)
+        if refusal is not None:
+            assert outcome == refusal
+        else:
+            assert outcome == tuple(expected)
+            current = after
+    assert {w: span.balance for w, span in judged.spans.items()} == {
+        w: current[w] for w in judged.spans
+    }
+    assert {w: span.start for w, span in judged.spans.items()} == {
+        w: balances[w] for w in judged.spans
+    }
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_the_ranges_hold_exactly_the_balances_with_the_same_decisions(seed: int) -> None:
+    """On any starts within every wallet's [low, high] the decisions are the same and the
+    figures shift with the starts; one unit outside a wallet's range (the others kept
+    within theirs), a decision changes."""
+    rng = random.Random(seed)
+    wallets = [uuid.UUID(int=rng.getrandbits(128)) for _ in range(3)]
+    near_limit = seed % 3 == 0
+    scale = 50 if seed % 2 else 1000
+    guesses = {
+        wallet: rng.randint(MAX_MINOR_UNITS - 3 * scale, MAX_MINOR_UNITS)
+        if near_limit
+        else rng.randint(0, 3 * scale)
+        for wallet in wallets
+    }
+    entries = random_entries(rng, wallets, scale)
+    guessed = plan(guesses, entries)
+    expected = decisions(guessed.outcomes)
+    spans = guessed.spans
+
+    for span in spans.values():
+        assert span.low <= span.start <= span.high
+    for _ in range(5):
+        starts = dict(guesses)
+        for wallet, span in spans.items():
+            starts[wallet] = rng.choice([span.low, span.high, rng.randint(span.low, span.high)])
+        moved = plan(starts, entries)
+        assert decisions(moved.outcomes) == expected
+        for one, before, after in zip(entries, guessed.outcomes, moved.outcomes, strict=True):
+            if isinstance(before, tuple):
+                assert isinstance(after, tuple)
+                shifts = [starts[leg.wallet_id] - guesses[leg.wallet_id] for leg in one.legs]
+                assert [a - b for a, b in zip(after, before, strict=True)] == shifts
+        for wallet, span in moved.spans.items():
+            assert span.balance - span.start == spans[wallet].balance - spans[wallet].start
+    for wallet, span in spans.items():
+        for outside in (span.low - 1, span.high + 1):
+            if 0 <= outside <= MAX_MINOR_UNITS:
+                moved = plan({**guesses, wallet: outside}, entries)
+                assert decisions(moved.outcomes) != expected
+
+
+def test_a_refusal_in_the_middle_bounds_the_range_from_above() -> None:
+    wallet = uuid.uuid4()
+    entries = [
+        entry(Leg(wallet, EntryKind.DEPOSIT, 100)),
+        entry(Leg(wallet, EntryKind.WITHDRAW, 500)),
+        entry(Leg(wallet, EntryKind.WITHDRAW, 50)),
+    ]
+    judged = plan({wallet: 300}, entries)
+
+    assert judged.outcomes == [(400,), Refusal(Shortfall.INSUFFICIENT, 0, 400), (350,)]
+    span = judged.spans[wallet]
+    assert (span.low, span.high, span.balance) == (0, 399, 350)  # from 400 on, 500 applies
+
+
+def test_a_row_is_reversed_once_in_a_batch_and_never_after_a_reversal_before_it() -> None:
+    wallet = uuid.uuid4()
+    first = entry(Leg(wallet, EntryKind.REVERSAL_OUT, 5, reverses=7))
+    again = entry(Leg(wallet, EntryKind.REVERSAL_OUT, 1, reverses=7))
+    other = entry(Leg(wallet, EntryKind.REVERSAL_OUT, 1, reverses=8))
+    refused_first = entry(Leg(wallet, EntryKind.REVERSAL_OUT, 500, reverses=9))
+    after_refusal = entry(Leg(wallet, EntryKind.REVERSAL_OUT, 1, reverses=9))
+
+    judged = plan({wallet: 10}, [first, again, other, refused_first, after_refusal])
+    assert judged.outcomes == [
+        (5,),
+        Refusal(Shortfall.ALREADY_REVERSED, 0),
+        (4,),
+        Refusal(Shortfall.INSUFFICIENT, 0, 4),
+        (3,),  # a refused reversal reversed nothing
+    ]
+    assert plan({wallet: 10}, [other], reversed_before={8}).outcomes == [
+        Refusal(Shortfall.ALREADY_REVERSED, 0)
+    ]
+
+
+def test_two_legs_on_one_wallet_are_judged_one_after_the_other() -> None:
+    wallet = uuid.uuid4()
+    both = entry(Leg(wallet, EntryKind.DEPOSIT, 5), Leg(wallet, EntryKind.WITHDRAW, 12))
+    assert plan({wallet: 10}, [both]).outcomes == [(15, 3)]
+    assert plan({wallet: 6}, [both]).outcomes == [Refusal(Shortfall.INSUFFICIENT, 1, 11)]
+
+
+def test_credits_and_debits_by_kind() -> None:
+    wallet = uuid.uuid4()
+    signs = {kind: Leg(wallet, kind, 3).delta for kind in EntryKind}
+    assert signs == {
+        EntryKind.DEPOSIT: 3,
+        EntryKind.WITHDRAW: -3,
+        EntryKind.TRANSFER_IN: 3,
+        EntryKind.TRANSFER_OUT: -3,
+        EntryKind.REVERSAL_IN: 3,
+        EntryKind.REVERSAL_OUT: -3,
+    }
+
+
+def test_a_batch_of_transfers_with_known_answers() -> None:
+    """Fixed figures, so that the references above cannot share a mistake with the
+    planner."""
+    a, b, c, gone = (uuid.UUID(int=n) for n in range(1, 5))
+    judged = plan(
+        {a: 100, b: 0, c: MAX_MINOR_UNITS - 5},
+        [
+            transfer(a, b, 60),  # applies: a 40, b 60
+            transfer(a, b, 50),  # a has 40: refused on its leg 0, judged on 40
+            transfer(b, a, 60),  # applies: b 0, a 100
+            transfer(a, c, 6),  # c would pass the limit: refused on leg 1, judged on c's
+            transfer(a, gone, 1),  # the destination is missing
+            transfer(gone, a, 1),  # the source is missing
+            transfer(a, c, 5),  # applies: a 95, c at the limit
+        ],
+    )
+    assert judged.outcomes == [
+        (40, 60),
+        Refusal(Shortfall.INSUFFICIENT, 0, 40),
+        (0, 100),
+        Refusal(Shortfall.OVER_LIMIT, 1, MAX_MINOR_UNITS - 5),
+        Refusal(Shortfall.MISSING, 1),
+        Refusal(Shortfall.MISSING, 0),
+        (95, MAX_MINOR_UNITS),
+    ]
+    assert {w: (s.low, s.high) for w, s in judged.spans.items()} == {
+        # a: 60 must apply and 50 be refused on 40 (so a < 110); then 6 and 5 apply
+        a: (60, 109),
+        b: (0, MAX_MINOR_UNITS - 60),
+        # c: the 6 must pass the limit, the 5 must not
+        c: (MAX_MINOR_UNITS - 5, MAX_MINOR_UNITS - 5),
+    }
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_the_hopeful_starts_are_the_lowest_balances_at_which_all_apply(seed: int) -> None:
+    rng = random.Random(seed)
+    wallets = [uuid.UUID(int=rng.getrandbits(128)) for _ in range(3)]
+    entries = random_entries(rng, wallets, 1000)
+    starts = hopeful_starts(entries)
+    assert set(starts) == {leg.wallet_id for one in entries for leg in one.legs}
+    assert all(isinstance(o, tuple) for o in plan(starts, entries).outcomes)
+    for wallet, start in starts.items():
+        if start > 0:
+            lower = plan({**starts, wallet: start - 1}, entries).outcomes
+            assert any(isinstance(o, Refusal) for o in lower)
+
+
+def test_the_hopeful_start_of_deposits_only_is_zero() -> None:
+    w = uuid.uuid4()
+
+    def hopeful(*legs: tuple[EntryKind, int]) -> int:
+        return hopeful_starts([entry(Leg(w, kind, amount)) for kind, amount in legs])[w]
+
+    deposit, withdraw = EntryKind.DEPOSIT, EntryKind.WITHDRAW
+    assert hopeful((deposit, 5), (deposit, 7)) == 0
+    assert hopeful((withdraw, 5), (deposit, 7)) == 5
+    assert hopeful((deposit, 7), (withdraw, 10)) == 3
+    assert hopeful((withdraw, 2), (deposit, 1), (withdraw, 4)) == 5
+
+
+def test_parts_join_the_entries_that_share_a_wallet_and_keep_their_order() -> None:
+    a, b, c, d, e = (uuid.UUID(int=n) for n in range(1, 6))
+    entries = [
+        entry(Leg(a, EntryKind.DEPOSIT, 1)),  # 0
+        entry(Leg(d, EntryKind.DEPOSIT, 1)),  # 1
+        transfer(b, c, 1),  # 2
+        entry(Leg(e, EntryKind.WITHDRAW, 1)),  # 3
+        transfer(c, a, 1),  # 4: joins a's part and b-c's
+        entry(Leg(b, EntryKind.DEPOSIT, 1)),  # 5
+        entry(Leg(d, EntryKind.WITHDRAW, 1)),  # 6
+    ]
+    assert sorted(parts(entries)) == [[0, 2, 4, 5], [1, 6], [3]]
+
+
+def test_a_refusal_is_kept_for_a_key_and_one_for_a_missing_wallet_when_the_entry_says() -> None:
+    w = uuid.uuid4()
+    short = Refusal(Shortfall.INSUFFICIENT, 0, 3)
+    missing = Refusal(Shortfall.MISSING, 0)
+    assert not kept(entry(Leg(w, EntryKind.WITHDRAW, 5)), short)
+    assert kept(entry(Leg(w, EntryKind.WITHDRAW, 5), key="k"), short)
+    assert kept(entry(Leg(w, EntryKind.WITHDRAW, 5), key="k"), missing)
+    assert not kept(entry(Leg(w, EntryKind.WITHDRAW, 5), key="k", keep_missing=False), missing)
+    assert kept(entry(Leg(w, EntryKind.WITHDRAW, 5), key="k", keep_missing=False), short)
+    written = plan({w: 3}, [entry(Leg(w, EntryKind.WITHDRAW, 5), key="k")])
+    assert written.writes([entry(Leg(w, EntryKind.WITHDRAW, 5), key="k")])
+    assert not written.writes([entry(Leg(w, EntryKind.WITHDRAW, 5))])
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_an_atomic_batch_is_its_items_applied_in_order_or_its_first_refusal(seed: int) -> None:
+    """The reference: the items one at a time over all wallets, stopping at the first
+    refusal (all or nothing)."""
+    rng = random.Random(seed)
+    wallets = [uuid.UUID(int=rng.getrandbits(128)) for _ in range(rng.randint(1, 4))]
+    starts = {wallet: rng.randint(0, 1500) for wallet in wallets}
+    missing = uuid.UUID(int=0) if seed % 5 == 0 else None
+    items = [
+        (rng.choice(wallets), Operation(rng.choice(list(OperationType)), rng.randint(1, 1000)))
+        for _ in range(rng.randint(1, 10))
+    ]
+    if missing is not None:
+        items.insert(rng.randint(0, len(items)), (missing, Operation(OperationType.DEPOSIT, 1)))
+    entries = [entry_of(wallet, operation) for wallet, operation in items]
+
+    balances, expected = dict(starts), list[int]()
+    refusal: tuple[int, str] | None = None
+    for index, (wallet, operation) in enumerate(items):
+        if wallet not in balances:
+            refusal = (index, "wallet_not_found")
+            break
+        sign = 1 if operation.kind is OperationType.DEPOSIT else -1
+        if balances[wallet] + sign * operation.amount < 0:
+            refusal = (index, "insufficient_funds")
+            break
+        balances[wallet] += sign * operation.amount
+        expected.append(balances[wallet])
+
+    judged = plan(starts, entries).outcomes
+    outcome = atomic_outcome(
+        entries, [Posted(o, AT) if isinstance(o, tuple) else o for o in judged]
+    )
+    if refusal is None:
+        assert outcome == expected
+    else:
+        assert isinstance(outcome, AtomicRefusal)
+        assert (outcome.index, outcome.error.code) == refusal
+        if refusal[1] == "wallet_not_found":
+            assert str(missing) in outcome.error.detail
+
+
+def test_an_operations_refusal_quotes_the_balance_it_was_judged_on() -> None:
+    w = uuid.uuid4()
+    withdraw = entry_of(w, Operation(OperationType.WITHDRAW, 500))
+    deposit = entry_of(w, Operation(OperationType.DEPOSIT, 2))
+    short = outcome_of(withdraw.legs[0], Refusal(Shortfall.INSUFFICIENT, 0, 30))
+    over = outcome_of(deposit.legs[0], Refusal(Shortfall.OVER_LIMIT, 0, MAX_MINOR_UNITS - 1))
+    gone = outcome_of(withdraw.legs[0], Refusal(Shortfall.MISSING, 0))
+    assert isinstance(short, AppError)
+    assert isinstance(over, AppError)
+    assert isinstance(gone, AppError)
+    assert (short.code, short.detail) == (
+        "insufficient_funds",
+        "Cannot withdraw 5: the balance is 0.3.",
+    )
+    assert over.code == "balance_limit_exceeded"
+    assert "Cannot deposit 0.02: the balance 9999999999999.98" in over.detail
+    assert gone.code == "wallet_not_found"
+    assert str(w) in gone.detail
+    assert outcome_of(deposit.legs[0], Posted((1234,), AT)) == 1234
