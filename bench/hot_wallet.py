@@ -8,7 +8,13 @@ and over 100,000 wallets, the batch endpoint (1,000 operations a request, 8 conn
 transfers between random pairs of the 10,000 and from them into one wallet,
 GET balance, GET /health/live (the HTTP ceiling); then the hot wallet again with
 coalescing off, and with API keys required. After every write run it reconciles the ledger
-with what the clients saw.
+with what the clients saw. Every service run reports the CPU time the service's process
+tree and PostgreSQL's spent per request (bench/cpu.py).
+
+With `--baseline DIR` (another checkout of this repository), the hot wallet, spread, batch
+and both transfer runs are measured for the code in DIR as well, on a second service beside
+the first (same PostgreSQL, same data, same schema: the current migrations), interleaved
+baseline, current, current, baseline; each gains the baseline's figures and `vs_baseline`.
 Prints one JSON document and writes it to bench/results/. See docs/PERFORMANCE.md.
 """
 
@@ -27,7 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +42,7 @@ from typing import Any
 
 import asyncpg
 
+from bench import cpu
 from wallet_api.devtools.postgres import (
     PostgresAddress,
     drop_database,
@@ -65,6 +72,10 @@ class Bench:
     connections: int
     threads: int
     workdir: Path
+    #: PostgreSQL's postmaster on this machine, whose process tree's CPU each run reports;
+    #: None, with the reason, when /proc does not show it.
+    postmaster: int | None = None
+    postmaster_unmeasured: str | None = None
 
     def sql(self, query: str, *args: Any) -> list[asyncpg.Record]:
         async def run() -> list[asyncpg.Record]:
@@ -95,6 +106,39 @@ def postgres_server() -> Iterator[tuple[PostgresAddress, str]]:
         Path(tempfile.mkdtemp(prefix="wallet-api-bench-pg-")), keep_data=False
     ) as address:
         yield address, "embedded"
+
+
+def find_postmaster(address: PostgresAddress, database: str) -> tuple[int | None, str | None]:
+    """The postmaster's pid, when the server is a process of this machine that /proc shows:
+    the parent of the backend serving a connection of ours, recognised by its process title
+    (our database, and our client port over TCP). Else None and the reason."""
+
+    async def run() -> tuple[int | None, str | None]:
+        connection = await asyncpg.connect(address.url(database))
+        try:
+            row = await connection.fetchrow(
+                "SELECT pg_backend_pid() AS pid, inet_client_port() AS port"
+            )
+            assert row is not None
+            backend, port = int(row["pid"]), row["port"]
+            title = cpu.process_title(backend)
+            ours = title is not None and database in title.split()
+            if ours and port is not None:
+                ours = f"({port})" in (title or "")
+            if not ours:
+                return None, (
+                    f"the server's backend (pid {backend} there) is not a process of this "
+                    f"machine that /proc shows: PostgreSQL at {address.host}:{address.port} "
+                    "runs elsewhere (another host, container or PID namespace)"
+                )
+            postmaster = cpu.parent_pid(backend)
+            if postmaster is None or "postgres" not in (cpu.process_title(postmaster) or ""):
+                return None, f"the parent of backend {backend} is not readable as a postmaster"
+            return postmaster, None
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())
 
 
 def pgbench_binary() -> str:
@@ -192,16 +236,57 @@ def _percentiles_ms(latencies_us: list[int]) -> dict[str, float]:
 
 
 @contextmanager
-def running_service(bench: Bench, **settings: str) -> Iterator[ServiceProcess]:
+def running_service(
+    bench: Bench, *, code: Path | None = None, **settings: str
+) -> Iterator[ServiceProcess]:
+    """The service under Gunicorn; with `code`, another checkout's: run from there (its
+    gunicorn.conf.py) with its src/ first on PYTHONPATH, ahead of this checkout's editable
+    install, so that its `wallet_api` is the one imported."""
     environment = {
         **bench.address.environment(bench.database),
         "WORKERS_COUNT": "2",
         "LOG_LEVEL": "warning",
         **settings,
     }
+    if code is not None:
+        environment["PYTHONPATH"] = _code_path(code)
     log_path = bench.workdir / f"gunicorn-{uuid.uuid4().hex[:6]}.log"
-    with ServiceProcess(PROJECT_DIR, environment, log_path).serving() as service:
+    with ServiceProcess(code or PROJECT_DIR, environment, log_path).serving() as service:
         yield service
+
+
+def _code_path(code: Path) -> str:
+    inherited = os.environ.get("PYTHONPATH")
+    return str(code / "src") + (os.pathsep + inherited if inherited else "")
+
+
+def _cpu_roots(bench: Bench, service: ServiceProcess) -> dict[str, int | None]:
+    return {"service": service.process.pid, "postgres": bench.postmaster}
+
+
+def _cpu_fields(
+    spent: dict[str, float | None],
+    requests: int,
+    operations: int | None = None,
+    *,
+    postgres_unmeasured: str | None,
+) -> dict[str, Any]:
+    """A run's CPU per request (and per operation), its CPU seconds, and why a figure is
+    missing when one is."""
+    fields: dict[str, Any] = {"cpu_us_per_request": cpu.microseconds_per(spent, requests)}
+    if operations is not None:
+        fields["cpu_us_per_operation"] = cpu.microseconds_per(spent, operations)
+    fields["cpu_seconds"] = {
+        name: None if value is None else round(value, 3) for name, value in spent.items()
+    }
+    unmeasured = {}
+    if spent.get("postgres") is None:
+        unmeasured["postgres"] = postgres_unmeasured or "its process tree vanished"
+    if spent.get("service") is None:
+        unmeasured["service"] = "the Gunicorn master was gone at the end of the run"
+    if unmeasured:
+        fields["cpu_unmeasured"] = unmeasured
+    return fields
 
 
 def run_wrk(
@@ -228,6 +313,8 @@ def run_wrk(
         environment["WALLETS_FILE"] = target
     else:
         environment["BENCH_PATH"] = target
+    roots = _cpu_roots(bench, service)
+    before = cpu.sample(roots)
     result = subprocess.run(
         [
             "wrk",
@@ -244,6 +331,7 @@ def run_wrk(
         check=True,
         timeout=duration + 60,
     )
+    spent = cpu.seconds_between(before, cpu.sample(roots))
     line = next(x for x in result.stdout.splitlines() if x.startswith("BENCH_JSON "))
     raw: dict[str, Any] = json.loads(line.removeprefix("BENCH_JSON "))
     seconds = raw["duration_us"] / 1e6
@@ -253,11 +341,13 @@ def run_wrk(
     return {
         "ops_per_s": round(ok / seconds, 1),
         "responses_per_s": round(raw["responses"] / seconds, 1),
+        **_cpu_fields(spent, raw["responses"], postgres_unmeasured=bench.postmaster_unmeasured),
         "latency_ms": {k: round(v / 1000, 2) for k, v in raw["latency_us"].items()},
         "errors": errors,
         "error_statuses": raw["not_2xx_3xx"],
         "socket_errors": raw["socket_errors"],
         "acknowledged": ok,
+        "responses": raw["responses"],
         "unanswered_at_stop": raw["sent"] - raw["responses"],
         "seconds": round(seconds, 2),
     }
@@ -275,6 +365,8 @@ def batch_run(
     bench.sql("CREATE TABLE bench_snapshot AS SELECT id, balance FROM wallets")
     (row,) = bench.sql("SELECT coalesce(max(id), 0) AS last FROM wallet_operations")
     last_id = int(row["last"])
+    roots = _cpu_roots(bench, service)
+    before = cpu.sample(roots)
     result = subprocess.run(
         [
             "wrk",
@@ -291,17 +383,25 @@ def batch_run(
         check=True,
         timeout=duration + 120,
     )
+    spent = cpu.seconds_between(before, cpu.sample(roots))
     line = next(x for x in result.stdout.splitlines() if x.startswith("BENCH_JSON "))
     raw: dict[str, Any] = json.loads(line.removeprefix("BENCH_JSON "))
     seconds = raw["duration_us"] / 1e6
     run = {
         "ops_per_s": round(raw["applied"] / seconds, 1),
         "requests_per_s": round(raw["responses"] / seconds, 1),
+        **_cpu_fields(
+            spent,
+            raw["responses"],
+            raw["applied"],
+            postgres_unmeasured=bench.postmaster_unmeasured,
+        ),
         "operations_per_request": BATCH_SIZE,
         "connections": BATCH_CONNECTIONS,
         "latency_ms": {k: round(v / 1000, 2) for k, v in raw["latency_us"].items()},
         "errors": raw["not_2xx_3xx"] + sum(raw["socket_errors"].values()),
         "acknowledged": raw["applied"],
+        "responses": raw["responses"],
         "unanswered_at_stop": (raw["sent"] - raw["responses"]) * BATCH_SIZE,
         "seconds": round(seconds, 2),
     }
@@ -466,8 +566,12 @@ def machine() -> dict[str, Any]:
     }
 
 
-def measure(bench: Bench, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    """Every run, in order, on the fresh database; returns the results and the server version."""
+def measure(
+    bench: Bench, args: argparse.Namespace, checks: dict[str, Any]
+) -> tuple[dict[str, Any], str, str]:
+    """Every run, in order, on the fresh database; returns the results, the server version
+    and the schema's revision. With a baseline, what was checked of each service's code
+    goes into `checks`."""
     results: dict[str, Any] = {}
     migrated = run_alembic(
         PROJECT_DIR, bench.address.environment(bench.database), "upgrade", "head"
@@ -475,6 +579,7 @@ def measure(bench: Bench, args: argparse.Namespace) -> tuple[dict[str, Any], str
     if migrated.returncode != 0:
         sys.exit(f"bench: migrations failed:\n{migrated.stderr}")
     (version,) = bench.sql("SHOW server_version")
+    (revision,) = bench.sql("SELECT version_num FROM alembic_version")
     print("bench: pgbench single-row ceiling", file=sys.stderr)
     results["pgbench_row_ceiling"] = run_pgbench(bench)
     print(f"bench: pgbench spread ceiling ({args.wallets} rows)", file=sys.stderr)
@@ -485,25 +590,42 @@ def measure(bench: Bench, args: argparse.Namespace) -> tuple[dict[str, Any], str
     spread_large = create_wallets(bench, args.large_wallets)
     (merchant,) = create_wallets(bench, 1)
     warmup = max(2, args.duration // 5)
-    with running_service(bench) as service:
-        run_wrk(bench, service, duration=warmup, mode="operations", target=_file(bench, [hot]))
-        print("bench: hot wallet, coalescing on", file=sys.stderr)
-        results["hot_wallet"] = write_run(bench, service, [hot], duration=args.duration)
+    with (
+        running_service(bench) as service,
+        baseline_service(bench, args.baseline) as old,
+    ):
+        for each in (service, old):
+            if each is not None:
+                run_wrk(bench, each, duration=warmup, mode="operations", target=_file(bench, [hot]))
+        if old is not None:
+            checks["baseline"] = check_service_code(old, args.baseline, PROJECT_DIR)
+            checks["current"] = check_service_code(service, PROJECT_DIR, args.baseline)
+        ab = AB(service, old)
+        results["hot_wallet"] = ab.run(
+            "hot wallet, coalescing on",
+            lambda on: write_run(bench, on, [hot], duration=args.duration),
+        )
         print("bench: hot wallet, an Idempotency-Key on every request", file=sys.stderr)
         results["hot_wallet_idempotent"] = write_run(
             bench, service, [hot], duration=args.duration, idempotency_keys=True
         )
-        print(f"bench: {len(spread)} wallets, coalescing on", file=sys.stderr)
-        results["spread_wallets"] = write_run(bench, service, spread, duration=args.duration)
-        print(f"bench: batch endpoint, {BATCH_SIZE} operations a request", file=sys.stderr)
-        results["batch_endpoint"] = batch_run(bench, service, spread, duration=args.duration)
-        print(f"bench: transfers between random pairs of {len(spread)}", file=sys.stderr)
-        results["transfers_random_pairs"] = write_run(
-            bench, service, spread, duration=args.duration, transfers=True
+        results["spread_wallets"] = ab.run(
+            f"{len(spread)} wallets, coalescing on",
+            lambda on: write_run(bench, on, spread, duration=args.duration),
         )
-        print(f"bench: transfers from {len(spread)} payers into one wallet", file=sys.stderr)
-        results["transfers_into_hot_wallet"] = write_run(
-            bench, service, spread, duration=args.duration, transfers=True, transfer_to=merchant
+        results["batch_endpoint"] = ab.run(
+            f"batch endpoint, {BATCH_SIZE} operations a request",
+            lambda on: batch_run(bench, on, spread, duration=args.duration),
+        )
+        results["transfers_random_pairs"] = ab.run(
+            f"transfers between random pairs of {len(spread)}",
+            lambda on: write_run(bench, on, spread, duration=args.duration, transfers=True),
+        )
+        results["transfers_into_hot_wallet"] = ab.run(
+            f"transfers from {len(spread)} payers into one wallet",
+            lambda on: write_run(
+                bench, on, spread, duration=args.duration, transfers=True, transfer_to=merchant
+            ),
         )
         print(f"bench: {len(spread_large)} wallets, coalescing on", file=sys.stderr)
         results["spread_wallets_large"] = write_run(
@@ -555,14 +677,200 @@ def measure(bench: Bench, args: argparse.Namespace) -> tuple[dict[str, Any], str
         results["hot_wallet_keys_off"] = _combined(rounds["off"])
         results["hot_wallet_keys"] = _combined(rounds["on"])
     results["verify"] = verify_ledger(bench)
-    return results, str(version["server_version"])
+    return results, str(version["server_version"]), str(revision["version_num"])
+
+
+#: The order of an A/B load's runs: ABBA, so that a drift over the four (the database
+#: growing, the machine's other work) weighs on both codes alike.
+AB_ORDER = ("baseline", "current", "current", "baseline")
+
+
+class AB:
+    """Runs a load on the current service alone, or, with a baseline service beside it,
+    in AB_ORDER on both: the current code's runs combined, with the baseline's figures
+    and the ratio of their rates."""
+
+    def __init__(self, current: ServiceProcess, baseline: ServiceProcess | None) -> None:
+        self.current = current
+        self.baseline = baseline
+
+    def run(self, label: str, load: Callable[[ServiceProcess], dict[str, Any]]) -> dict[str, Any]:
+        if self.baseline is None:
+            print(f"bench: {label}", file=sys.stderr)
+            return load(self.current)
+        runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "current": []}
+        for code in AB_ORDER:
+            print(f"bench: {label} ({code} code)", file=sys.stderr)
+            runs[code].append(load(self.baseline if code == "baseline" else self.current))
+        result = _combined(runs["current"])
+        result["baseline"] = _combined(runs["baseline"])
+        result["vs_baseline"] = _ratio(result["ops_per_s"], result["baseline"])
+        result["cpu_us_per_request_vs_baseline"] = {
+            name: _cpu_ratio(value, result["baseline"]["cpu_us_per_request"][name])
+            for name, value in result["cpu_us_per_request"].items()
+        }
+        return result
+
+
+def _cpu_ratio(current: float | None, baseline: float | None) -> float | None:
+    return None if current is None or not baseline else round(current / baseline, 2)
+
+
+@contextmanager
+def baseline_service(bench: Bench, code: Path | None) -> Iterator[ServiceProcess | None]:
+    """The service of the checkout in `code`, checked to run that checkout's code; None
+    without a baseline."""
+    if code is None:
+        yield None
+        return
+    with running_service(bench, code=code) as service:
+        yield service
+
+
+def check_service_code(service: ServiceProcess, code: Path, other: Path) -> dict[str, Any]:
+    """Each of the service's Gunicorn workers really runs the code of `code`: its working
+    directory is `code`, and its memory holds the path of `code`'s wallet_api/main.py (the
+    module's __file__ and its functions' co_filename) and no path into `other`'s wallet_api.
+    (Its /proc/PID/environ cannot tell: Gunicorn's process title overwrites it.)"""
+    ours = str(code / "src" / "wallet_api" / "main.py").encode()
+    theirs = str(other / "src" / "wallet_api").encode() + b"/"
+    workers = [p.pid for p in cpu.read_processes() if p.ppid == service.process.pid]
+    if not workers:
+        sys.exit(f"bench: the service of {code} has no workers to check")
+    for pid in workers:
+        deadline = time.monotonic() + 20  # a worker may still be importing its app
+        while True:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+            found = memory_mentions(pid, [ours, theirs])
+            if Path(cwd) == code and found[ours] and not found[theirs]:
+                break
+            if time.monotonic() < deadline:
+                time.sleep(1)
+                continue
+            sys.exit(
+                f"bench: worker {pid} of the service of {code} runs in {cwd}; its memory"
+                f" {'holds' if found[ours] else 'lacks'} {ours.decode()} and"
+                f" {'holds' if found[theirs] else 'lacks'} paths under {theirs.decode()}"
+            )
+    print(
+        f"bench: the workers {', '.join(map(str, workers))} of the service of {code} hold"
+        f" {ours.decode()} and nothing under {theirs.decode()}",
+        file=sys.stderr,
+    )
+    return {"workers_checked": len(workers), "worker_memory_holds": ours.decode()}
+
+
+def memory_mentions(pid: int, needles: list[bytes]) -> dict[bytes, bool]:
+    """Whether each of `needles` occurs in the process's writable memory (/proc/PID/mem,
+    read a region at a time, in slices that overlap by a needle's length)."""
+    found = dict.fromkeys(needles, False)
+    overlap = max(map(len, needles))
+    slice_size = 16 << 20
+    with (
+        Path(f"/proc/{pid}/maps").open() as maps,
+        Path(f"/proc/{pid}/mem").open("rb", buffering=0) as memory,
+    ):
+        for line in maps:
+            fields = line.split()
+            if not fields[1].startswith("rw") or (len(fields) > 5 and fields[5].startswith("[v")):
+                continue
+            start, end = (int(bound, 16) for bound in fields[0].split("-"))
+            position = start
+            while position < end:
+                try:
+                    memory.seek(position)
+                    chunk = memory.read(min(slice_size + overlap, end - position))
+                except OSError:
+                    break
+                for needle in needles:
+                    found[needle] = found[needle] or needle in chunk
+                position += slice_size
+    return found
+
+
+def wallet_api_origin(code: Path | None) -> dict[str, str]:
+    """Where `wallet_api` and its app module resolve for a service of `code` (this checkout
+    when None): the same interpreter, working directory and PYTHONPATH as its Gunicorn."""
+    environment = {**os.environ}
+    if code is not None:
+        environment["PYTHONPATH"] = _code_path(code)
+    probe = (
+        "import importlib.util, json, wallet_api; print(json.dumps({"
+        "'wallet_api': wallet_api.__file__,"
+        "'wallet_api.main': importlib.util.find_spec('wallet_api.main').origin}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=code or PROJECT_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        sys.exit(
+            f"bench: cannot import wallet_api as the service of {code} would:\n{result.stderr}"
+        )
+    origin: dict[str, str] = json.loads(result.stdout)
+    return origin
+
+
+def describe_code(directory: Path) -> dict[str, Any]:
+    """A checkout: its commit, and whether its service's files differ from it."""
+
+    def git(*args: str) -> str:
+        result = subprocess.run(
+            ["git", "-C", str(directory), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        return result.stdout.strip()
+
+    changed = git("status", "--porcelain", "--", "src", "gunicorn.conf.py", "migrations")
+    return {
+        "dir": str(directory),
+        "commit": git("rev-parse", "HEAD") or None,
+        "subject": git("log", "-1", "--format=%s")[:120] or None,
+        "uncommitted_changes_in_src": bool(changed),
+    }
+
+
+def migration_head(code: Path) -> str | None:
+    """The head revision of a checkout's own migrations (`alembic heads` there)."""
+    result = run_alembic(code, {"PYTHONPATH": _code_path(code)}, "heads")
+    heads = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+    return ", ".join(heads) or None
 
 
 def _combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Several runs of one load as one: their mean rate, the worst of the rest."""
-    return {
+    """Several runs of one load as one: their mean rate, their CPU per request over all
+    their requests, the worst of the rest."""
+    combined: dict[str, Any] = {
         "ops_per_s": round(sum(run["ops_per_s"] for run in runs) / len(runs), 1),
         "ops_per_s_each": [run["ops_per_s"] for run in runs],
+    }
+    for rate in ("responses_per_s", "requests_per_s"):
+        if all(rate in run for run in runs):
+            combined[rate] = round(sum(run[rate] for run in runs) / len(runs), 1)
+    spent: dict[str, float | None] = {}
+    for name in runs[0]["cpu_seconds"]:
+        values = [run["cpu_seconds"][name] for run in runs]
+        spent[name] = None if None in values else sum(values)
+    per_operation = "cpu_us_per_operation" in runs[0]
+    combined.update(
+        _cpu_fields(
+            spent,
+            sum(run["responses"] for run in runs),
+            sum(run["acknowledged"] for run in runs) if per_operation else None,
+            postgres_unmeasured=runs[0].get("cpu_unmeasured", {}).get("postgres"),
+        )
+    )
+    combined["responses"] = sum(run["responses"] for run in runs)
+    combined["acknowledged"] = sum(run["acknowledged"] for run in runs)
+    return combined | {
         "latency_ms": {
             name: max(run["latency_ms"][name] for run in runs) for name in runs[0]["latency_ms"]
         },
@@ -597,18 +905,45 @@ def main() -> None:
         "--large-wallets", type=int, default=100_000, help="wallets in the large spread run"
     )
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="another checkout of this repository (git worktree add /tmp/old-main REV):"
+        " its code is measured beside this one's, interleaved, in the same runs",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk not found; install it with `apt-get install wrk`")
+    baseline: dict[str, Any] | None = None
+    if args.baseline is not None:
+        args.baseline = args.baseline.resolve()
+        baseline = check_baseline(args.baseline)
 
     with postgres_server() as (address, where), tempfile.TemporaryDirectory() as workdir:
         database = f"wallet_bench_{uuid.uuid4().hex[:8]}"
         ensure_database(address, database)
+        checks: dict[str, Any] = {}
+        postmaster, unmeasured = find_postmaster(address, database)
+        print(
+            f"bench: PostgreSQL's CPU: the process tree of postmaster {postmaster}"
+            if postmaster is not None
+            else f"bench: PostgreSQL's CPU not measured: {unmeasured}",
+            file=sys.stderr,
+        )
         bench = Bench(
-            address, database, args.duration, args.connections, args.threads, Path(workdir)
+            address,
+            database,
+            args.duration,
+            args.connections,
+            args.threads,
+            Path(workdir),
+            postmaster=postmaster,
+            postmaster_unmeasured=unmeasured,
         )
         try:
-            results, version = measure(bench, args)
+            results, version, revision = measure(bench, args, checks)
         finally:
             drop_database(address, database)
 
@@ -627,6 +962,11 @@ def main() -> None:
             "wrk_threads": args.threads,
             "gunicorn_workers": 2,
             "operations": "alternating DEPOSIT and WITHDRAW of 1.00",
+            "cpu_per_request": "user+system CPU time from /proc/PID/stat (utime+stime of the"
+            " live processes, cutime+cstime for the children they reaped) of the Gunicorn"
+            " master and its workers, and of PostgreSQL's postmaster and all its processes,"
+            " over wrk's run, divided by the responses it got (for the batch endpoint also by"
+            " the operations applied); wrk's own CPU is not counted",
         },
         "runs": results,
         "ratios": {
@@ -657,12 +997,67 @@ def main() -> None:
             ),
         },
     }
+    if baseline is not None:
+        baseline["code"]["workers"] = checks.get("baseline")
+        baseline["current"]["workers"] = checks.get("current")
+        report["baseline"] = {
+            **baseline,
+            "schema": {
+                "revision": revision,
+                "migrations": f"the current checkout's ({PROJECT_DIR}), applied once; both"
+                " codes run on it",
+                "baseline_own_head": baseline["code"]["migration_head"],
+            },
+            "order": f"per load: {', '.join(AB_ORDER)}; {args.duration} s each, on two"
+            " services side by side (same PostgreSQL, same database); the current figures are"
+            " the mean of the current code's runs, the baseline's of its runs",
+            **_summary(results),
+        }
     text = json.dumps(report, indent=2)
     print(text)
     output = args.output or RESULTS_DIR / f"hot_wallet-{finished_at.replace(':', '')}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text + "\n")
     print(f"bench: written to {output}", file=sys.stderr)
+
+
+def check_baseline(code: Path) -> dict[str, Any]:
+    """DIR is another checkout whose service would import its own `wallet_api`; what to
+    record of it and of the current code."""
+    if code == PROJECT_DIR:
+        sys.exit(f"bench: --baseline {code} is this checkout; give another one")
+    missing = [
+        name
+        for name in ("gunicorn.conf.py", "src/wallet_api/__init__.py")
+        if not (code / name).exists()
+    ]
+    if missing:
+        sys.exit(f"bench: --baseline {code} is not a checkout of this repository: no {missing[0]}")
+    current, old = wallet_api_origin(None), wallet_api_origin(code)
+    if not Path(old["wallet_api"]).is_relative_to(code / "src"):
+        sys.exit(f"bench: the baseline's service would import {old['wallet_api']}, not {code}'s")
+    print(f"bench: baseline service imports {old['wallet_api.main']}", file=sys.stderr)
+    return {
+        "code": {**describe_code(code), "resolves": old, "migration_head": migration_head(code)},
+        "current": {**describe_code(PROJECT_DIR), "resolves": current},
+    }
+
+
+def _summary(results: dict[str, Any]) -> dict[str, Any]:
+    """The A/B runs' ratios (current/baseline ops per second) and CPU per request ratios."""
+    ratios = {name: run["vs_baseline"] for name, run in results.items() if "vs_baseline" in run}
+    valid = [ratio for ratio in ratios.values() if 0 < ratio < float("inf")]
+    return {
+        "vs_baseline": ratios,
+        "vs_baseline_geometric_mean": round(statistics.geometric_mean(valid), 3) if valid else None,
+        "vs_baseline_min": min(ratios.values(), default=None),
+        "vs_baseline_max": max(ratios.values(), default=None),
+        "cpu_us_per_request_vs_baseline": {
+            name: run["cpu_us_per_request_vs_baseline"]
+            for name, run in results.items()
+            if "cpu_us_per_request_vs_baseline" in run
+        },
+    }
 
 
 def _file(bench: Bench, wallets: list[str]) -> str:
