@@ -165,7 +165,7 @@ def _behind_a_commit(database: TestDatabase, balance: int, batch: RangeWrite) ->
             transaction = holder.transaction()
             await transaction.start()
             await holder.execute(
-                "UPDATE wallets SET balance = $2 WHERE id = $1", batch.wallets[0], balance
+                "UPDATE wallets SET balance = $2 WHERE id = $1", batch.wallets[0][0], balance
             )
             pending = asyncio.create_task(write_range(writer, batch))  # type: ignore[arg-type]
             await _waits_for_a_lock(holder, writer.get_server_pid())

@@ -73,6 +73,8 @@ def _judge(
     entry: Entry, starts: Mapping[UUID, int], spans: dict[UUID, Span], reversed_rows: set[int]
 ) -> Judged:
     legs = entry.legs
+    if len(legs) == 1:  # the common case, without the bookkeeping of several legs
+        return _judge_one(legs[0], starts, spans, reversed_rows)
     for index, leg in enumerate(legs):
         if leg.wallet_id not in starts:
             return Refusal(Shortfall.MISSING, index)
@@ -98,6 +100,30 @@ def _judge(
         if leg.reverses is not None:
             reversed_rows.add(leg.reverses)
     return tuple(balances)
+
+
+def _judge_one(
+    leg: Leg, starts: Mapping[UUID, int], spans: dict[UUID, Span], reversed_rows: set[int]
+) -> Judged:
+    """`_judge` for an entry of one leg: the same decisions, in the same order."""
+    wallet_id = leg.wallet_id
+    span = spans.get(wallet_id)
+    if span is None:
+        start = starts.get(wallet_id)
+        if start is None:
+            return Refusal(Shortfall.MISSING, 0)
+        span = spans[wallet_id] = Span(start, start)
+    if leg.reverses is not None:
+        if leg.reverses in reversed_rows:
+            return Refusal(Shortfall.ALREADY_REVERSED, 0)
+        reversed_rows.add(leg.reverses)  # undone below if the leg is refused
+    balance = _leg(leg, 0, span, span.balance)
+    if isinstance(balance, Refusal):
+        if leg.reverses is not None:
+            reversed_rows.discard(leg.reverses)
+        return balance
+    span.balance = balance
+    return (balance,)
 
 
 def _leg(leg: Leg, index: int, span: Span, balance: int) -> int | Refusal:
@@ -147,6 +173,11 @@ def parts(entries: Sequence[Entry]) -> list[list[int]]:
     in order. Entries that name a common wallet, directly or through others, are in one
     part (a transfer joins its two wallets): a part is written whole or not at all, so
     that no entry is ever half written and each wallet's entries keep their order."""
+    if all(len(entry.legs) == 1 for entry in entries):  # the common case: one wallet each
+        by_wallet: dict[UUID, list[int]] = {}
+        for index, entry in enumerate(entries):
+            by_wallet.setdefault(entry.legs[0].wallet_id, []).append(index)
+        return list(by_wallet.values())
     parent: dict[UUID, UUID] = {}
 
     def root(wallet_id: UUID) -> UUID:

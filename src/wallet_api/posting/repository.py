@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from wallet_api.core.database import Connection
@@ -84,9 +85,21 @@ _WRITE_ENTRIES = """
 """
 
 
+#: A wallet in the range write: id, total, low, high, part, the part's size.
+RangeWallet = tuple[UUID, int, int, int, int, int]
+#: A ledger row of the range write: wallet, kind, amount, balance after less the wallet's
+#: start, Idempotency-Key, transfer, counterparty, description, API key.
+RangeRow = tuple[UUID, str, int, int, str | None, UUID | None, UUID | None, str | None, str | None]
+#: A response kept for a key: the wallet it is written with, key, fingerprint, status,
+#: body (or None: the text around the balance, known only in the statement), the balance
+#: after its entry less the wallet's start, the text before it and after it.
+RangeKey = tuple[UUID, str, str, int, str | None, int, str | None, str | None]
+
+
 @dataclass(slots=True)
 class RangeWrite:
-    """A batch written in one statement, as column arrays (one round trip).
+    """A batch written in one statement (one round trip), row by row; the statement takes
+    them as column arrays.
 
     The batch is cut into parts that share no wallet (`plan.parts`). Each wallet of a
     part has the range of balances its plan holds on ([low, high]; low = high = the
@@ -96,33 +109,15 @@ class RangeWrite:
     an offset from the balance found. Checked wallets are only read: a part of refusals
     stands if the balances read still give them."""
 
-    wallets: list[UUID] = field(default_factory=list)
-    deltas: list[int] = field(default_factory=list)
-    lows: list[int] = field(default_factory=list)
-    highs: list[int] = field(default_factory=list)
-    parts: list[int] = field(default_factory=list)
-    sizes: list[int] = field(default_factory=list)
-    # Ledger rows, in the order they were applied.
-    row_wallets: list[UUID] = field(default_factory=list)
-    kinds: list[str] = field(default_factory=list)
-    amounts: list[int] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
-    row_keys: list[str | None] = field(default_factory=list)
-    transfers: list[UUID | None] = field(default_factory=list)
-    counterparties: list[UUID | None] = field(default_factory=list)
-    descriptions: list[str | None] = field(default_factory=list)
-    row_api_keys: list[str | None] = field(default_factory=list)
-    # Responses kept for Idempotency-Keys: a body, or the text around the balance after
-    # an applied entry's first leg (known only in the statement: `Entry.applied_body`).
-    key_wallets: list[UUID] = field(default_factory=list)
-    keys: list[str] = field(default_factory=list)
-    fingerprints: list[str] = field(default_factory=list)
-    statuses: list[int] = field(default_factory=list)
-    bodies: list[str | None] = field(default_factory=list)
-    key_offsets: list[int] = field(default_factory=list)
-    prefixes: list[str | None] = field(default_factory=list)
-    suffixes: list[str | None] = field(default_factory=list)
+    wallets: list[RangeWallet] = field(default_factory=list)
+    rows: list[RangeRow] = field(default_factory=list)
+    keys: list[RangeKey] = field(default_factory=list)
     checked: list[UUID] = field(default_factory=list)
+
+
+def _columns(rows: list[Any], width: int) -> list[Any]:
+    """Row tuples as `width` column arrays (empty ones for no rows)."""
+    return list(zip(*rows, strict=True)) if rows else [()] * width
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,29 +199,9 @@ async def write_range(
     the transaction's timestamp (None when it named no wallet that exists)."""
     rows = await connection.fetch(
         _WRITE_RANGE,
-        write.wallets,
-        write.deltas,
-        write.lows,
-        write.highs,
-        write.parts,
-        write.sizes,
-        write.row_wallets,
-        write.kinds,
-        write.amounts,
-        write.offsets,
-        write.row_keys,
-        write.transfers,
-        write.counterparties,
-        write.descriptions,
-        write.row_api_keys,
-        write.key_wallets,
-        write.keys,
-        write.fingerprints,
-        write.statuses,
-        write.bodies,
-        write.key_offsets,
-        write.prefixes,
-        write.suffixes,
+        *_columns(write.wallets, 6),
+        *_columns(write.rows, 9),
+        *_columns(write.keys, 8),
         write.checked,
     )
     found = {row["id"]: Found(row["start"], row["balance"]) for row in rows}

@@ -195,17 +195,18 @@ class Writer:
                 runs[index] for part in pending for index in part
             ).items()
         }
+        # Each part's entries and the wallets they name, in order.
+        named = {
+            id(part): ([runs[index] for index in part], list(_wallets(runs[i] for i in part)))
+            for part in pending
+        }
         missing: set[UUID] = set()
         for _ in range(OPTIMISTIC_ATTEMPTS):
             write = repository.RangeWrite()
             planned: list[tuple[list[Entry], dict[UUID, int], Plan, bool]] = []
             for number, part in enumerate(pending):
-                entries = [runs[index] for index in part]
-                starts = {
-                    wallet_id: guesses[wallet_id]
-                    for wallet_id in _wallets(entries)
-                    if wallet_id not in missing
-                }
+                entries, wallets = named[id(part)]
+                starts = {w: guesses[w] for w in wallets if w not in missing}
                 part_plan = plan(starts, entries)
                 writes = part_plan.writes(entries)
                 planned.append((entries, starts, part_plan, writes))
@@ -218,11 +219,10 @@ class Writer:
             again: list[list[int]] = []
             for part, (entries, starts, part_plan, writes) in zip(pending, planned, strict=True):
                 if writes and _written(starts, found):  # whole: every wallet moved
-                    written = {wallet_id: found[wallet_id].start or 0 for wallet_id in starts}
                     final = part_plan
-                    if any(span.start != written[w] for w, span in part_plan.spans.items()):
+                    if any(found[w].start != span.start for w, span in part_plan.spans.items()):
                         # The same decisions on the balances found: only the figures move.
-                        final = plan(written, entries)
+                        final = plan({w: found[w].start or 0 for w in starts}, entries)
                     self._settle(part, final, at, results)
                     continue
                 missing.update(wallet_id for wallet_id in starts if wallet_id not in found)
@@ -406,80 +406,58 @@ def part_write(
     starts: dict[UUID, int],
     part_plan: Plan,
 ) -> None:
-    """Add a part to the statement's arrays (as part `number`): every wallet it names
-    that is believed to exist
-    (all must be found, and each within its range, for the part to be written), its
-    ledger rows and its kept responses."""
+    """Add a part to the statement (as part `number`): every wallet it names that is
+    believed to exist (all must be found, and each within its range, for the part to be
+    written), its ledger rows and its kept responses."""
     spans = part_plan.spans
     pinned: set[UUID] = set()
-    for entry, judged in zip(entries, part_plan.outcomes, strict=True):
-        if isinstance(judged, Refusal):
-            if judged.balance is not None and kept(entry, judged):
-                # The kept refusal quotes the balance it was judged on: only that one.
-                pinned.add(entry.legs[judged.leg].wallet_id)
-            continue
-        for leg_index, (leg, balance) in enumerate(zip(entry.legs, judged, strict=True)):
-            write.row_wallets.append(leg.wallet_id)
-            write.kinds.append(leg.kind.value)
-            write.amounts.append(leg.amount)
-            write.offsets.append(balance - spans[leg.wallet_id].start)
-            # The key is the requester's: on the first leg's row (the payer's, for a
-            # transfer), never shown in the other wallet's history.
-            write.row_keys.append(entry.idempotency_key if leg_index == 0 else None)
-            write.transfers.append(entry.transfer_id)
-            write.counterparties.append(leg.counterparty)
-            write.descriptions.append(entry.description)
-            write.row_api_keys.append(entry.api_key_id)
-    for wallet_id, start in starts.items():
-        span = spans.get(wallet_id)
-        write.wallets.append(wallet_id)
-        write.parts.append(number)
-        write.sizes.append(len(starts))
-        if span is None:  # named by an entry refused before its leg was judged
-            write.deltas.append(0)
-            write.lows.append(0)
-            write.highs.append(MAX_MINOR_UNITS)
-        else:
-            write.deltas.append(span.balance - span.start)
-            pin = wallet_id in pinned
-            write.lows.append(start if pin else span.low)
-            write.highs.append(start if pin else span.high)
-    _add_kept(write, entries, starts, part_plan)
-
-
-def _add_kept(
-    write: repository.RangeWrite,
-    entries: Sequence[Entry],
-    starts: dict[UUID, int],
-    part_plan: Plan,
-) -> None:
-    """The responses a part keeps for its keys: a refusal's body, or the text around an
-    applied entry's balance, which the statement completes."""
+    rows, keys = write.rows, write.keys
     for entry, judged in zip(entries, part_plan.outcomes, strict=True):
         key = entry.idempotency_key
-        if key is None:
-            continue
         if isinstance(judged, Refusal):
-            if not kept(entry, judged):
-                continue
-            wallet_id = next(leg.wallet_id for leg in entry.legs if leg.wallet_id in starts)
-            status, body = entry.response(judged)
-            write.bodies.append(body)
-            write.key_offsets.append(0)
-            write.prefixes.append(None)
-            write.suffixes.append(None)
-        else:
+            if key is not None and kept(entry, judged):
+                if judged.balance is not None:
+                    # The kept refusal quotes the balance it was judged on: only that one.
+                    pinned.add(entry.legs[judged.leg].wallet_id)
+                status, body = entry.response(judged)
+                wallet_id = next(leg.wallet_id for leg in entry.legs if leg.wallet_id in starts)
+                keys.append((wallet_id, key, entry.fingerprint, status, body, 0, None, None))
+            continue
+        first = entry.legs[0]
+        for leg, balance in zip(entry.legs, judged, strict=True):
+            # The key is the requester's: on the first leg's row (the payer's, for a
+            # transfer), never shown in the other wallet's history.
+            rows.append(
+                (
+                    leg.wallet_id,
+                    leg.kind.value,
+                    leg.amount,
+                    balance - spans[leg.wallet_id].start,
+                    key if leg is first else None,
+                    entry.transfer_id,
+                    leg.counterparty,
+                    entry.description,
+                    entry.api_key_id,
+                )
+            )
+        if key is not None:
             assert entry.applied_body is not None
-            wallet_id = entry.legs[0].wallet_id
             status, prefix, suffix = entry.applied_body
-            write.bodies.append(None)  # rendered from its balance, in the statement
-            write.key_offsets.append(judged[0] - part_plan.spans[wallet_id].start)
-            write.prefixes.append(prefix)
-            write.suffixes.append(suffix)
-        write.key_wallets.append(wallet_id)
-        write.keys.append(key)
-        write.fingerprints.append(entry.fingerprint)
-        write.statuses.append(status)
+            offset = judged[0] - spans[first.wallet_id].start
+            # The body around the balance, rendered in the statement.
+            keys.append(
+                (first.wallet_id, key, entry.fingerprint, status, None, offset, prefix, suffix)
+            )
+    size = len(starts)
+    for wallet_id, start in starts.items():
+        span = spans.get(wallet_id)
+        if span is None:  # named by an entry refused before its leg was judged
+            write.wallets.append((wallet_id, 0, 0, MAX_MINOR_UNITS, number, size))
+        elif wallet_id in pinned:
+            write.wallets.append((wallet_id, span.balance - start, start, start, number, size))
+        else:
+            delta = span.balance - start
+            write.wallets.append((wallet_id, delta, span.low, span.high, number, size))
 
 
 def _add_rows(write: repository.EntriesWrite, entry: Entry, posted: Posted) -> None:
