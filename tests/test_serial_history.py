@@ -146,6 +146,13 @@ def test_keyed_refusals_racing_deposits_lose_no_update(
     )
     assert acknowledged == ledger  # each acknowledged balance is the one its row records
     assert any_client.get(f"/api/v1/wallets/{wallet}").json() == {"balance": 300}
+    # Each refusal's key replays the very answer it got, the balance it quoted included:
+    # the response kept with the key is the one judged on the balance the write found.
+    answered = {key: r.json() for (_, _, key), r in zip(requests, responses, strict=True) if key}
+    replays = asyncio.run(send_keyed(any_service.base_url, refusals))
+    assert [r.headers.get("Idempotent-Replayed") for r in replays] == ["true"] * 100
+    for (_, _, key), replayed in zip(refusals, replays, strict=True):
+        assert replayed.json()["detail"] == answered[key]["detail"]
 
 
 async def send_keyed(base_url: str, requests: list[Keyed]) -> list[httpx.Response]:

@@ -22,6 +22,9 @@ from wallet_api.core.metrics import router as metrics_router
 from wallet_api.core.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from wallet_api.core.openapi import install_openapi
 from wallet_api.health.router import router as health_router
+from wallet_api.holds.router import router as holds_router
+from wallet_api.holds.router import wallet_holds_router
+from wallet_api.holds.service import HoldService
 from wallet_api.reversals.router import router as reversals_router
 from wallet_api.reversals.service import ReversalService
 from wallet_api.transfers.fast_path import TransferFastPath
@@ -48,6 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.wallet_service = service
         app.state.transfer_service = transfers
         app.state.reversal_service = ReversalService(database, service.owners, service.writer)
+        holds = app.state.hold_service = HoldService(
+            database, settings, service.owners, service.writer
+        )
         gate = app.state.gate = open_gate(settings, database) if keys_required else None
         # Move everything built so far (modules, the app, its routes) out of the garbage
         # collector's reach: full collections then scan only per-request garbage. Measured
@@ -64,20 +70,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(
                 sample_gauges(
                     database.pool_usage,
-                    lambda: {**service.queue_depths(), **transfers.queue_depths()},
+                    lambda: {
+                        **service.queue_depths(),
+                        **transfers.queue_depths(),
+                        **holds.queue_depths(),
+                    },
                 )
             ),
             asyncio.create_task(database.recycle_connections_periodically()),
         ]
         if gate is not None:
             background.append(asyncio.create_task(gate.keys.refresh_periodically()))
+        if settings.holds_sweep_seconds:
+            background.append(
+                asyncio.create_task(
+                    holds.release_expired_periodically(every=settings.holds_sweep_seconds)
+                )
+            )
         try:
             yield
         finally:
             # Uvicorn has stopped taking requests: finish what is queued, then close.
             for task in background:
                 task.cancel()
-            await asyncio.gather(service.close(), transfers.close())
+            await asyncio.gather(service.close(), transfers.close(), holds.close())
             if gate is not None:
                 await gate.close()
             await database.dispose()
@@ -87,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary=(
             "Digital wallets: create, read the balance, deposit, withdraw, in batches; "
-            "transfers between wallets, reversals."
+            "transfers between wallets, reversals; holds (authorize, capture, void, expiry)."
         ),
         lifespan=lifespan,
         # Metrics are Prometheus's (/metrics); without this FastAPI asks OpenTelemetry on
@@ -119,13 +135,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
-    app.include_router(wallets_router)
-    app.include_router(batch_router)
-    app.include_router(transfers_router)
-    app.include_router(reversals_router)
-    app.include_router(health_router)
-    app.include_router(metrics_router)
+    for router in ROUTERS:
+        app.include_router(router)
     return app
+
+
+#: Every router, in the order of the published contract.
+ROUTERS = (
+    wallets_router,
+    batch_router,
+    transfers_router,
+    reversals_router,
+    holds_router,
+    wallet_holds_router,
+    health_router,
+    metrics_router,
+)
 
 
 app = create_app()

@@ -1428,4 +1428,56 @@ BREAKS = [
             "test_a_larger_burst_is_off_by_at_most_a_lease_per_worker",
         ),
     ),
+    Break(
+        "capture-after-expiry",
+        "a hold past its expiry (by the database's clock) can no longer be captured or voided",
+        PLAN,
+        '        if entry.hold_status != "expired" and state.expired:\n',
+        "        if False:\n",
+        (
+            "tests/test_holds.py::"
+            "test_an_expired_hold_counts_no_more_and_cannot_be_captured_without_the_sweep",
+        ),
+    ),
+    Break(
+        "expired-hold-still-counted",
+        "an expired hold stops setting money aside at its expiry, released or not",
+        POSTING_REPOSITORY,
+        "    return f\"\"\"(CASE WHEN {wallet}.holds_expire_at IS NULL OR {wallet}.holds_expire_at > now()\n",
+        "    return f\"\"\"(CASE WHEN true\n",
+        (
+            "tests/test_holds.py::"
+            "test_an_expired_hold_counts_no_more_and_cannot_be_captured_without_the_sweep",
+        ),
+    ),
+    Break(
+        "capture-beyond-hold",
+        "captures never take more than the hold holds, however many at once",
+        PLAN,
+        "        if taken[leg.hold] > state.remaining:\n",
+        "        if False:\n",
+        (
+            "tests/test_holds.py::"
+            "test_fifty_partial_captures_at_once_never_take_more_than_was_held",
+        ),
+    ),
+    Break(
+        "hold-closed-twice",
+        "a closed hold is never captured or voided again: one of fifty final captures wins",
+        PLAN,
+        "        if state is None or state.status != ACTIVE:\n",
+        "        if state is None:\n",
+        ("tests/test_holds.py::test_fifty_final_captures_at_once_one_succeeds",),
+    ),
+    Break(
+        "debits-judged-on-the-balance",
+        "every debit and every new hold is judged on the available balance under the row lock",
+        POSTING_REPOSITORY,
+        "            AND balance - held BETWEEN available_low AND available_high\n",
+        "            AND balance BETWEEN available_low AND available_high\n",
+        (
+            "tests/test_holds.py::"
+            "test_holds_racing_withdrawals_never_overdraw_what_is_available",
+        ),
+    ),
 ]

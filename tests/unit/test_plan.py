@@ -16,7 +16,7 @@ import pytest
 from wallet_api.core.errors import AppError
 from wallet_api.core.money import MAX_MINOR_UNITS
 from wallet_api.posting.entries import Entry, EntryKind, Leg, Posted, Refusal, Shortfall
-from wallet_api.posting.plan import Judged, hopeful_starts, kept, parts, plan
+from wallet_api.posting.plan import Judged, Span, hopeful_starts, kept, parts, plan
 from wallet_api.wallets.models import OperationType
 from wallet_api.wallets.operations import (
     AtomicRefusal,
@@ -50,6 +50,12 @@ def random_entries(rng: random.Random, wallets: list[uuid.UUID], scale: int) -> 
             kind = rng.choice([EntryKind.DEPOSIT, EntryKind.WITHDRAW])
             entries.append(entry(Leg(source, kind, rng.randint(1, scale))))
     return entries
+
+
+def bounds(span: Span) -> tuple[int, int]:
+    """The starting balances a span holds on, with nothing held (the balance and the
+    available balance are then one figure)."""
+    return max(span.low, span.available_low), min(span.high, span.available_high)
 
 
 def decisions(outcomes: list[Judged]) -> list[object]:
@@ -124,11 +130,13 @@ def test_the_ranges_hold_exactly_the_balances_with_the_same_decisions(seed: int)
     spans = guessed.spans
 
     for span in spans.values():
-        assert span.low <= span.start <= span.high
+        low, high = bounds(span)
+        assert low <= span.start <= high
     for _ in range(5):
         starts = dict(guesses)
         for wallet, span in spans.items():
-            starts[wallet] = rng.choice([span.low, span.high, rng.randint(span.low, span.high)])
+            low, high = bounds(span)
+            starts[wallet] = rng.choice([low, high, rng.randint(low, high)])
         moved = plan(starts, entries)
         assert decisions(moved.outcomes) == expected
         for one, before, after in zip(entries, guessed.outcomes, moved.outcomes, strict=True):
@@ -139,7 +147,8 @@ def test_the_ranges_hold_exactly_the_balances_with_the_same_decisions(seed: int)
         for wallet, span in moved.spans.items():
             assert span.balance - span.start == spans[wallet].balance - spans[wallet].start
     for wallet, span in spans.items():
-        for outside in (span.low - 1, span.high + 1):
+        low, high = bounds(span)
+        for outside in (low - 1, high + 1):
             if 0 <= outside <= MAX_MINOR_UNITS:
                 moved = plan({**guesses, wallet: outside}, entries)
                 assert decisions(moved.outcomes) != expected
@@ -156,7 +165,7 @@ def test_a_refusal_in_the_middle_bounds_the_range_from_above() -> None:
 
     assert judged.outcomes == [(400,), Refusal(Shortfall.INSUFFICIENT, 0, 400), (350,)]
     span = judged.spans[wallet]
-    assert (span.low, span.high, span.balance) == (0, 399, 350)  # from 400 on, 500 applies
+    assert (*bounds(span), span.balance) == (0, 399, 350)  # from 400 on, 500 applies
 
 
 def test_a_row_is_reversed_once_in_a_batch_and_never_after_a_reversal_before_it() -> None:
@@ -189,14 +198,20 @@ def test_two_legs_on_one_wallet_are_judged_one_after_the_other() -> None:
 
 def test_credits_and_debits_by_kind() -> None:
     wallet = uuid.uuid4()
-    signs = {kind: Leg(wallet, kind, 3).delta for kind in EntryKind}
+    signs = {
+        kind: (Leg(wallet, kind, 3).delta, Leg(wallet, kind, 3).held_delta) for kind in EntryKind
+    }
     assert signs == {
-        EntryKind.DEPOSIT: 3,
-        EntryKind.WITHDRAW: -3,
-        EntryKind.TRANSFER_IN: 3,
-        EntryKind.TRANSFER_OUT: -3,
-        EntryKind.REVERSAL_IN: 3,
-        EntryKind.REVERSAL_OUT: -3,
+        EntryKind.DEPOSIT: (3, 0),
+        EntryKind.WITHDRAW: (-3, 0),
+        EntryKind.TRANSFER_IN: (3, 0),
+        EntryKind.TRANSFER_OUT: (-3, 0),
+        EntryKind.REVERSAL_IN: (3, 0),
+        EntryKind.REVERSAL_OUT: (-3, 0),
+        EntryKind.HOLD: (0, 3),  # set aside: the balance stays, the available balance falls
+        EntryKind.CAPTURE: (-3, -3),  # what was set aside leaves
+        EntryKind.CAPTURE_IN: (3, 0),
+        EntryKind.RELEASE: (0, -3),  # given back: the available balance rises
     }
 
 
@@ -225,7 +240,7 @@ def test_a_batch_of_transfers_with_known_answers() -> None:
         Refusal(Shortfall.MISSING, 0),
         (95, MAX_MINOR_UNITS),
     ]
-    assert {w: (s.low, s.high) for w, s in judged.spans.items()} == {
+    assert {w: bounds(s) for w, s in judged.spans.items()} == {
         # a: 60 must apply and 50 be refused on 40 (so a < 110); then 6 and 5 apply
         a: (60, 109),
         b: (0, MAX_MINOR_UNITS - 60),

@@ -138,8 +138,12 @@ def verify() -> int:
                 "unmatched_transfers": report.unmatched_transfers,
                 "bad_reversals": report.bad_reversals,
                 "money_created": report.money_created,
+                "held_mismatches": report.held_mismatches,
+                "bad_holds": report.bad_holds,
+                "negative_available": report.negative_available,
                 "wallets_to_inspect": [str(w) for w in report.wallets_to_inspect],
                 "transfers_to_inspect": [str(t) for t in report.transfers_to_inspect],
+                "holds_to_inspect": [str(h) for h in report.holds_to_inspect],
             },
             indent=2,
         )

@@ -136,6 +136,14 @@ class Settings(BaseSettings):
     )
     idempotency_purge_interval: float = Field(300.0, gt=0, description="Seconds between purges.")
 
+    # Holds (see docs/API.md, "Holds").
+    holds_sweep_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="Seconds between releases of expired holds in each worker; 0 turns them "
+        "off (an expired hold stops counting at its expiry all the same).",
+    )
+
     # Who may call (see docs/SECURITY.md).
     auth_mode: Literal["none", "keys"] = Field(
         "none",

@@ -1,11 +1,13 @@
 """Entries: the one shape of every movement of money, as the ledger records it. Pure.
 
-An entry is one or more legs, each a signed change of one wallet's balance that becomes
-one ledger row: a deposit or a withdrawal is one leg; a transfer is a debit of its source
-and a credit of its destination; the reversal of a transfer debits the destination and
-credits the source back. An entry applies whole or not at all: `plan.py` judges a batch
-of them, in order, each on the balances the entries before it left, and `writer.py`
-writes them.
+An entry is one or more legs, each a change of one wallet that becomes one ledger row: a
+deposit or a withdrawal is one leg; a transfer is a debit of its source and a credit of
+its destination; the reversal of a transfer debits the destination and credits the source
+back. A hold sets money aside on a wallet (its available balance falls, its balance does
+not); a capture takes what was held (the balance falls, and with a payee a second leg
+credits it); a release gives what was held back. An entry applies whole or not at all:
+`plan.py` judges a batch of them, in order, each on the balances the entries before it
+left, and `writer.py` writes them.
 """
 
 from __future__ import annotations
@@ -26,12 +28,22 @@ class EntryKind(enum.StrEnum):
     TRANSFER_OUT = "TRANSFER_OUT"
     REVERSAL_IN = "REVERSAL_IN"
     REVERSAL_OUT = "REVERSAL_OUT"
+    HOLD = "HOLD"
+    CAPTURE = "CAPTURE"
+    CAPTURE_IN = "CAPTURE_IN"
+    RELEASE = "RELEASE"
 
 
-#: The kinds that add to a balance; the others take from it.
-CREDIT_KINDS = frozenset({EntryKind.DEPOSIT, EntryKind.TRANSFER_IN, EntryKind.REVERSAL_IN})
+#: The kinds that add to a balance.
+CREDIT_KINDS = frozenset(
+    {EntryKind.DEPOSIT, EntryKind.TRANSFER_IN, EntryKind.REVERSAL_IN, EntryKind.CAPTURE_IN}
+)
+#: The kinds that leave the balance as it is (they move what is held); the others take
+#: from it.
+UNMOVING_KINDS = frozenset({EntryKind.HOLD, EntryKind.RELEASE})
 TRANSFER_KINDS = (EntryKind.TRANSFER_IN, EntryKind.TRANSFER_OUT)
 REVERSAL_KINDS = (EntryKind.REVERSAL_IN, EntryKind.REVERSAL_OUT)
+HOLD_KINDS = (EntryKind.HOLD, EntryKind.CAPTURE, EntryKind.CAPTURE_IN, EntryKind.RELEASE)
 #: Characters a transfer's or a reversal's description may have.
 DESCRIPTION_MAX_LENGTH = 500
 
@@ -43,12 +55,25 @@ class Leg:
     wallet_id: UUID
     kind: EntryKind
     amount: int  # minor units, positive
-    counterparty: UUID | None = None  # the other wallet of a transfer (or its reversal)
+    counterparty: UUID | None = None  # the other wallet of a transfer, its reversal, a capture
     reverses: int | None = None  # the ledger row this leg compensates
+    hold: UUID | None = None  # the hold it creates, captures or releases
 
     @property
     def delta(self) -> int:
-        return self.amount if self.kind in CREDIT_KINDS else -self.amount
+        """Its change of the wallet's balance."""
+        if self.kind in CREDIT_KINDS:
+            return self.amount
+        return 0 if self.kind in UNMOVING_KINDS else -self.amount
+
+    @property
+    def held_delta(self) -> int:
+        """Its change of what the wallet's holds set aside."""
+        if self.kind is EntryKind.HOLD:
+            return self.amount
+        if self.kind in (EntryKind.CAPTURE, EntryKind.RELEASE):
+            return -self.amount
+        return 0
 
 
 class Shortfall(enum.Enum):
@@ -58,23 +83,48 @@ class Shortfall(enum.Enum):
     INSUFFICIENT = "the balance does not cover the debit"
     OVER_LIMIT = "the credit would exceed the balance limit"
     ALREADY_REVERSED = "the entry it reverses was reversed already"
+    HOLD_CLOSED = "the hold was captured, voided or has expired"
+    HOLD_NOT_EXPIRED = "the hold has not expired"
+    HOLD_EXCEEDED = "more than the hold still holds"
+    HOLD_CHANGED = "the hold changed since it was read (another capture)"
 
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """An entry that changed nothing: which leg, why, and the balance it was judged on."""
+    """An entry that changed nothing: which leg, why, and the balance it was judged on
+    (for a hold it may not take from: what the hold still holds, and its status)."""
 
     reason: Shortfall
     leg: int
     balance: int | None = None
+    hold_status: str | None = None
+
+
+#: The status of a hold that is open.
+ACTIVE = "active"
+
+
+@dataclass(slots=True)
+class HoldState:
+    """A hold as the planner sees it: what it still holds, what was captured of it, its
+    status, and whether it has expired (by the database's clock, when it was locked)."""
+
+    remaining: int
+    expired: bool = False
+    captured: int = 0
+    status: str = ACTIVE
 
 
 @dataclass(frozen=True, slots=True)
 class Posted:
-    """An applied entry: each leg's balance right after it, and when it was applied."""
+    """An applied entry: each leg's balance right after it, when it was applied, and, for
+    an entry that names a hold, the state it left the hold in and the available balance
+    of its first leg's wallet right after it."""
 
     balances: tuple[int, ...]
     at: datetime
+    hold: HoldState | None = None
+    available: int | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -101,6 +151,12 @@ class Entry:
     api_key_id: str | None = None  # the key that sent it, kept on its ledger rows
     applied_body: tuple[int, str, str] | None = None
     keep_missing: bool = True
+    #: For an entry with hold legs: the status the hold is left in when nothing of it
+    #: stays held (`captured`, `voided`, `expired`: only an expired hold may be released
+    #: as `expired`, only one that has not expired otherwise); for a new hold, when it
+    #: expires, in seconds from the transaction's time.
+    hold_status: str | None = None
+    expires_in: int | None = None
 
     def response(self, outcome: Posted | Refusal) -> tuple[int, str]:
         """(status, body) of the response to `outcome`, as kept for the key."""

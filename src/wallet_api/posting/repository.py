@@ -13,6 +13,7 @@ from uuid import UUID
 from wallet_api.core.database import Connection
 from wallet_api.core.idempotency import StoredResponse
 from wallet_api.core.money import money_text
+from wallet_api.posting.entries import HoldState
 
 
 @dataclass(slots=True)
@@ -36,17 +37,84 @@ class EntriesWrite:
     fingerprints: list[str] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     bodies: list[str] = field(default_factory=list)
+    # What each moved wallet's holds set aside now, and each row's hold.
+    held: list[int] = field(default_factory=list)
+    row_holds: list[UUID | None] = field(default_factory=list)
+    # The holds the entries open, and the states they leave the others in.
+    new_holds: list[UUID] = field(default_factory=list)
+    new_hold_wallets: list[UUID] = field(default_factory=list)
+    new_hold_amounts: list[int] = field(default_factory=list)
+    new_hold_expiries: list[datetime] = field(default_factory=list)
+    new_hold_descriptions: list[str | None] = field(default_factory=list)
+    new_hold_api_keys: list[str | None] = field(default_factory=list)
+    hold_ids: list[UUID] = field(default_factory=list)
+    hold_remaining: list[int] = field(default_factory=list)
+    hold_captured: list[int] = field(default_factory=list)
+    hold_statuses: list[str] = field(default_factory=list)
+
+
+def held_now(wallet: str) -> str:
+    """SQL: what the holds of `wallet` (a wallets row's alias) set aside now, by the
+    database's clock: its stored `held` while none of its holds has expired (the common
+    case: one column), else the sum of those that have not (an expired hold stops counting
+    at its expiry, whether or not its release has been written yet)."""
+    return f"""(CASE WHEN {wallet}.holds_expire_at IS NULL OR {wallet}.holds_expire_at > now()
+        THEN {wallet}.held
+        ELSE (SELECT coalesce(sum(h.remaining), 0)::bigint FROM holds h
+              WHERE h.wallet_id = {wallet}.id AND h.status = 'active' AND h.expires_at > now())
+        END)"""
+
+
+@dataclass(frozen=True, slots=True)
+class Locked:
+    """Wallets locked in a transaction: their balances, what their holds set aside now
+    (`held`) and as stored (`stored_held`: expired holds still in it until released),
+    and the transaction's timestamp."""
+
+    balances: dict[UUID, int]
+    held: dict[UUID, int]
+    stored_held: dict[UUID, int]
+    at: datetime
 
 
 # Rows locked in id order, as every writer locks them (the range write too), so that
 # transactions over overlapping wallets wait for each other, never in a cycle. `now()` is
 # the transaction's timestamp: the created_at of the rows it writes.
-_LOCK_WALLETS = """
+_LOCK_WALLETS = f"""
     WITH locked AS (
-        SELECT w.id, w.balance FROM unnest($1::uuid[]) AS t(id) JOIN wallets w ON w.id = t.id
+        SELECT w.id, w.balance, {held_now("w")} AS held, w.held AS stored_held
+        FROM unnest($1::uuid[]) AS t(id) JOIN wallets w ON w.id = t.id
         ORDER BY w.id FOR UPDATE OF w
     )
-    SELECT now() AS at, array_agg(id) AS ids, array_agg(balance) AS balances FROM locked
+    SELECT now() AS at, array_agg(id) AS ids, array_agg(balance) AS balances,
+           array_agg(held) AS held, array_agg(stored_held) AS stored_held
+    FROM locked
+"""
+# The holds an entry captures or releases, locked in id order before any wallet (the
+# order every writer takes them in), with whether each has expired by the database's
+# clock.
+_LOCK_HOLDS = """
+    SELECT h.id, h.remaining, h.captured, h.status, h.expires_at <= now() AS expired
+    FROM unnest($1::uuid[]) AS t(id) JOIN holds h ON h.id = t.id
+    ORDER BY h.id FOR UPDATE OF h
+"""
+# Up to $1 holds past their expiry that are still active, oldest expiry first, locked in id
+# order, skipping those another transaction holds (a capture, another instance's sweep).
+_LOCK_DUE_HOLDS = """
+    SELECT h.id, h.wallet_id, h.remaining, h.captured, h.status
+    FROM holds h
+    WHERE h.id IN (
+        SELECT id FROM holds WHERE status = 'active' AND expires_at <= now()
+        ORDER BY expires_at LIMIT $1
+    ) AND h.status = 'active'
+    ORDER BY h.id FOR UPDATE OF h SKIP LOCKED
+"""
+# The first expiry of each wallet's active holds, after a transaction changed them.
+_NOTE_HOLD_EXPIRIES = """
+    UPDATE wallets w SET holds_expire_at = (
+        SELECT min(h.expires_at) FROM holds h WHERE h.wallet_id = w.id AND h.status = 'active'
+    )
+    FROM unnest($1::uuid[]) AS t(id) WHERE w.id = t.id
 """
 # Those of the rows that a reversal compensates already.
 _REVERSED = """
@@ -61,22 +129,37 @@ _STORED_RESPONSES = """
 # the ORDER BY: a wallet's rows get ids in the order they were applied.
 _WRITE_ENTRIES = """
     WITH moved AS (
-        UPDATE wallets w SET balance = m.balance
-        FROM unnest($1::uuid[], $2::bigint[]) AS m(id, balance)
+        UPDATE wallets w SET balance = m.balance, held = m.held
+        FROM unnest($1::uuid[], $2::bigint[], $17::bigint[]) AS m(id, balance, held)
         WHERE w.id = m.id
+    ), opened AS (
+        INSERT INTO holds (
+            id, wallet_id, amount, remaining, status, expires_at, description, api_key_id
+        )
+        SELECT n.id, n.wallet_id, n.amount, n.amount, 'active', n.expires_at, n.description,
+               n.api_key
+        FROM unnest(
+            $19::uuid[], $20::uuid[], $21::bigint[], $22::timestamptz[], $23::text[], $24::text[]
+        ) AS n(id, wallet_id, amount, expires_at, description, api_key)
+    ), changed AS (
+        UPDATE holds h SET remaining = c.remaining, captured = c.captured, status = c.status,
+               closed_at = CASE WHEN c.status = 'active' THEN NULL ELSE now() END
+        FROM unnest($25::uuid[], $26::bigint[], $27::bigint[], $28::text[])
+            AS c(id, remaining, captured, status)
+        WHERE h.id = c.id
     ), entered AS (
         INSERT INTO wallet_operations (
             wallet_id, operation, amount, balance_after, idempotency_key,
-            transfer_id, counterparty_wallet_id, reverses_id, description, api_key_id
+            transfer_id, counterparty_wallet_id, reverses_id, description, api_key_id, hold_id
         )
         SELECT r.wallet_id, r.kind, r.amount, r.balance_after, r.key,
-               r.transfer_id, r.counterparty, r.reverses, r.description, r.api_key
+               r.transfer_id, r.counterparty, r.reverses, r.description, r.api_key, r.hold
         FROM unnest(
             $3::uuid[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
-            $8::uuid[], $9::uuid[], $10::bigint[], $11::text[], $16::text[]
+            $8::uuid[], $9::uuid[], $10::bigint[], $11::text[], $16::text[], $18::uuid[]
         ) WITH ORDINALITY AS r(
             wallet_id, kind, amount, balance_after, key,
-            transfer_id, counterparty, reverses, description, api_key, n
+            transfer_id, counterparty, reverses, description, api_key, hold, n
         )
         ORDER BY r.n
     )
@@ -85,8 +168,9 @@ _WRITE_ENTRIES = """
 """
 
 
-#: A wallet in the range write: id, total, low, high, part, the part's size.
-RangeWallet = tuple[UUID, int, int, int, int, int]
+#: A wallet in the range write: id, total, low, high, part, the part's size, and the
+#: range of its available balance (its balance less what its holds set aside now).
+RangeWallet = tuple[UUID, int, int, int, int, int, int, int]
 #: A ledger row of the range write: wallet, kind, amount, balance after less the wallet's
 #: start, Idempotency-Key, transfer, counterparty, description, API key.
 RangeRow = tuple[UUID, str, int, int, str | None, UUID | None, UUID | None, str | None, str | None]
@@ -123,11 +207,13 @@ def _columns(rows: list[Any], width: int) -> list[Any]:
 @dataclass(frozen=True, slots=True)
 class Found:
     """What the statement found for one wallet: `start`, the balance its part was
-    written on (None when its part was not written, or it was only checked), and
-    `balance`, its balance (current: the row was locked, or read in the statement)."""
+    written on (None when its part was not written, or it was only checked), `balance`,
+    its balance (current: the row was locked, or read in the statement), and `held`, what
+    its holds set aside then."""
 
     start: int | None
     balance: int
+    held: int = 0
 
 
 # One statement, its own commit. `locked` takes the written wallets' row locks in id order
@@ -146,14 +232,20 @@ class Found:
 # new keys pays no look-up. The answer: each wallet's start (written) and balance.
 _WRITE_RANGE = f"""
     WITH locked AS (
-        SELECT w.id, w.balance, i.delta, i.low, i.high, i.part, i.size
-        FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::int[], $6::int[])
-            AS i(id, delta, low, high, part, size)
+        SELECT w.id, w.balance, {held_now("w")} AS held,
+               i.delta, i.low, i.high, i.part, i.size, i.available_low, i.available_high
+        FROM unnest(
+            $1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::int[], $6::int[],
+            $25::bigint[], $26::bigint[]
+        ) AS i(id, delta, low, high, part, size, available_low, available_high)
         JOIN wallets w ON w.id = i.id
         ORDER BY w.id FOR UPDATE OF w
     ), fitting AS (
         SELECT part FROM locked GROUP BY part
-        HAVING count(*) = min(size) AND bool_and(balance BETWEEN low AND high)
+        HAVING count(*) = min(size) AND bool_and(
+            balance BETWEEN low AND high
+            AND balance - held BETWEEN available_low AND available_high
+        )
     ), updated AS (
         UPDATE wallets w SET balance = l.balance + l.delta
         FROM locked l JOIN fitting f ON f.part = l.part
@@ -185,9 +277,10 @@ _WRITE_RANGE = f"""
         ) AS k(wallet_id, key, fingerprint, status, body, offset_after, prefix, suffix)
         JOIN updated u ON u.id = k.wallet_id
     )
-    SELECT l.id, u.start, l.balance, now() AS at FROM locked l LEFT JOIN updated u ON u.id = l.id
+    SELECT l.id, u.start, l.balance, l.held, now() AS at
+    FROM locked l LEFT JOIN updated u ON u.id = l.id
     UNION ALL
-    SELECT w.id, NULL, w.balance, now() FROM unnest($24::uuid[]) AS c(id)
+    SELECT w.id, NULL, w.balance, {held_now("w")}, now() FROM unnest($24::uuid[]) AS c(id)
     JOIN wallets w ON w.id = c.id
 """
 
@@ -197,26 +290,31 @@ async def write_range(
 ) -> tuple[dict[UUID, Found], datetime | None]:
     """Write `write` in one statement: what it found for each wallet that exists, and
     the transaction's timestamp (None when it named no wallet that exists)."""
+    wallets = _columns(write.wallets, 8)
     rows = await connection.fetch(
         _WRITE_RANGE,
-        *_columns(write.wallets, 6),
+        *wallets[:6],
         *_columns(write.rows, 9),
         *_columns(write.keys, 8),
         write.checked,
+        *wallets[6:],
     )
-    found = {row["id"]: Found(row["start"], row["balance"]) for row in rows}
+    found = {row["id"]: Found(row["start"], row["balance"], row["held"]) for row in rows}
     return found, rows[0]["at"] if rows else None
 
 
-async def lock_wallets(
-    connection: Connection, wallet_ids: Sequence[UUID]
-) -> tuple[dict[UUID, int], datetime]:
+async def lock_wallets(connection: Connection, wallet_ids: Sequence[UUID]) -> Locked:
     """Lock the rows of those of `wallet_ids` that exist until the transaction ends;
-    their balances, and the transaction's timestamp."""
+    their balances, what their holds set aside, and the transaction's timestamp."""
     row = await connection.fetchrow(_LOCK_WALLETS, wallet_ids)
     assert row is not None
-    balances = dict(zip(row["ids"] or (), row["balances"] or (), strict=True))
-    return balances, row["at"]
+    ids = row["ids"] or ()
+    return Locked(
+        balances=dict(zip(ids, row["balances"] or (), strict=True)),
+        held=dict(zip(ids, row["held"] or (), strict=True)),
+        stored_held=dict(zip(ids, row["stored_held"] or (), strict=True)),
+        at=row["at"],
+    )
 
 
 async def reversed_rows(connection: Connection, row_ids: Collection[int]) -> set[int]:
@@ -255,7 +353,55 @@ async def write_entries(connection: Connection, write: EntriesWrite) -> None:
         write.statuses,
         write.bodies,
         write.row_api_keys,
+        write.held,
+        write.row_holds,
+        write.new_holds,
+        write.new_hold_wallets,
+        write.new_hold_amounts,
+        write.new_hold_expiries,
+        write.new_hold_descriptions,
+        write.new_hold_api_keys,
+        write.hold_ids,
+        write.hold_remaining,
+        write.hold_captured,
+        write.hold_statuses,
     )
+
+
+async def note_hold_expiries(connection: Connection, wallet_ids: Sequence[UUID]) -> None:
+    """Keep each wallet's first expiry of its active holds, after the holds changed."""
+    await connection.execute(_NOTE_HOLD_EXPIRIES, wallet_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class DueHold:
+    """A hold past its expiry, still active, locked: its wallet and what it holds."""
+
+    id: UUID
+    wallet_id: UUID
+    state: HoldState
+
+
+async def lock_due_holds(connection: Connection, limit: int) -> list[DueHold]:
+    """Lock up to `limit` holds that have expired and are still active (see the SQL)."""
+    rows = await connection.fetch(_LOCK_DUE_HOLDS, limit)
+    return [
+        DueHold(
+            row["id"],
+            row["wallet_id"],
+            HoldState(row["remaining"], True, row["captured"], row["status"]),
+        )
+        for row in rows
+    ]
+
+
+async def lock_holds(connection: Connection, hold_ids: Sequence[UUID]) -> dict[UUID, HoldState]:
+    """Lock those of the holds `hold_ids` that exist, in id order; their states."""
+    rows = await connection.fetch(_LOCK_HOLDS, hold_ids)
+    return {
+        row["id"]: HoldState(row["remaining"], row["expired"], row["captured"], row["status"])
+        for row in rows
+    }
 
 
 # Claims an Idempotency-Key for a batch request, in the caller's transaction or its own

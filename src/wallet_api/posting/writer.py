@@ -29,12 +29,13 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import asyncpg
 
 from wallet_api.core.database import (
+    Connection,
     Database,
     UniqueViolation,
     is_aborted,
@@ -46,8 +47,15 @@ from wallet_api.core.idempotency import IdempotencyKeyReused, Replay, StoredResp
 from wallet_api.core.money import MAX_MINOR_UNITS
 from wallet_api.posting import repository
 from wallet_api.posting.commit import committing
-from wallet_api.posting.entries import Entry, Posted, Refusal
-from wallet_api.posting.plan import Judged, Plan, hopeful_starts, kept, parts, plan
+from wallet_api.posting.entries import Entry, EntryKind, HoldState, Posted, Refusal
+from wallet_api.posting.plan import (
+    Judged,
+    Plan,
+    hopeful_starts,
+    kept,
+    parts,
+    plan,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +86,8 @@ class Writer:
 
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._known_balances: OrderedDict[UUID, int] = OrderedDict()
+        #: Each wallet's last seen balance and what its holds set aside then.
+        self._known_balances: OrderedDict[UUID, tuple[int, int]] = OrderedDict()
 
     async def apply(
         self,
@@ -189,12 +198,12 @@ class Writer:
         requests arrived.
 
         Each round's results go to `record` as soon as the round committed."""
-        guesses = {
-            wallet_id: self._known_balances.get(wallet_id, hopeful)
-            for wallet_id, hopeful in hopeful_starts(
-                runs[index] for part in pending for index in part
-            ).items()
-        }
+        guesses: dict[UUID, int] = {}
+        held: dict[UUID, int] = {}
+        for wallet_id, hopeful in hopeful_starts(
+            runs[index] for part in pending for index in part
+        ).items():
+            guesses[wallet_id], held[wallet_id] = self._known_balances.get(wallet_id, (hopeful, 0))
         # Each part's entries and the wallets they name, in order.
         named = {
             id(part): ([runs[index] for index in part], list(_wallets(runs[i] for i in part)))
@@ -207,7 +216,7 @@ class Writer:
             for number, part in enumerate(pending):
                 entries, wallets = named[id(part)]
                 starts = {w: guesses[w] for w in wallets if w not in missing}
-                part_plan = plan(starts, entries)
+                part_plan = plan(starts, entries, held=held)
                 writes = part_plan.writes(entries)
                 planned.append((entries, starts, part_plan, writes))
                 if writes:
@@ -218,18 +227,25 @@ class Writer:
             results: dict[int, Outcome] = {}
             again: list[list[int]] = []
             for part, (entries, starts, part_plan, writes) in zip(pending, planned, strict=True):
+                now_held = {w: found[w].held for w in starts if w in found}
                 if writes and _written(starts, found):  # whole: every wallet moved
                     final = part_plan
-                    if any(found[w].start != span.start for w, span in part_plan.spans.items()):
+                    if any(
+                        found[w].start != span.start
+                        or span.start - span.available_start != now_held[w]
+                        for w, span in part_plan.spans.items()
+                    ):
                         # The same decisions on the balances found: only the figures move.
-                        final = plan({w: found[w].start or 0 for w in starts}, entries)
+                        written = {w: found[w].start or 0 for w in starts}
+                        final = plan(written, entries, held=now_held)
                     self._settle(part, final, at, results)
                     continue
                 missing.update(wallet_id for wallet_id in starts if wallet_id not in found)
                 balances = {w: found[w].balance for w in starts if w in found}
-                found_plan = plan(balances, entries)
+                found_plan = plan(balances, entries, held=now_held)
                 if found_plan.writes(entries):
                     guesses.update(balances)
+                    held.update(now_held)
                     again.append(part)
                 else:  # refusals only, on balances that were the wallets' in the statement
                     self._settle(part, found_plan, at, results)
@@ -249,20 +265,21 @@ class Writer:
         """The outcomes of a part whose plan held (written, or refusals only)."""
         for index, judged in zip(part, part_plan.outcomes, strict=True):
             results[index] = _outcome(judged, at)
-        for wallet_id, span in part_plan.spans.items():
-            self._remember(wallet_id, span.balance)
+        self._remember_all(part_plan)
 
     async def _write_locked(self, runs: Sequence[Entry], indexes: list[int]) -> dict[int, Outcome]:
         """Apply the entries `indexes` of `runs` in one transaction that holds their
-        wallets' row locks throughout, taken in id order: their keys looked up, planned on
-        the exact balances (and the rows reversed before), it cannot miss."""
+        holds' and wallets' row locks throughout (holds first, then wallets, each in id
+        order, as every writer takes them): their keys looked up, planned on the exact
+        balances, the rows reversed before and the holds as they are, it cannot miss."""
         entries = [runs[index] for index in indexes]
         outcomes: dict[int, Outcome] = {}
         async with committing(self._database, transaction=True) as commit:
             connection = commit.connection
             keys = {e.idempotency_key for e in entries if e.idempotency_key is not None}
             stored = await repository.stored_responses(connection, keys) if keys else {}
-            balances, at = await repository.lock_wallets(connection, sorted(_wallets(entries)))
+            holds = await self._lock_holds(connection, entries)
+            locked = await repository.lock_wallets(connection, sorted(_wallets(entries)))
             reversing = {leg.reverses for e in entries for leg in e.legs if leg.reverses}
             reversed_before = (
                 await repository.reversed_rows(connection, reversing) if reversing else set()
@@ -275,15 +292,21 @@ class Writer:
                 else:
                     run.append(index)
             ran = [runs[index] for index in run]
-            exact = plan(balances, ran, reversed_before=reversed_before)
-            write = repository.EntriesWrite()
-            moved: dict[UUID, int] = {}
-            for index, entry, judged in zip(run, ran, exact.outcomes, strict=True):
-                outcome = outcomes[index] = _outcome(judged, at)
-                if isinstance(outcome, Posted):
-                    _add_rows(write, entry, outcome)
-                    for leg, balance in zip(entry.legs, outcome.balances, strict=True):
-                        moved[leg.wallet_id] = balance
+            exact = plan(
+                locked.balances,
+                ran,
+                held=locked.held,
+                reversed_before=reversed_before,
+                holds=holds,
+            )
+            judged = [
+                _outcome(each, locked.at, exact.hold_after.get(number))
+                for number, each in enumerate(exact.outcomes)
+            ]
+            for index, outcome in zip(run, judged, strict=True):
+                outcomes[index] = outcome
+            write = _exact_write(ran, judged, exact, locked)
+            for entry, outcome in zip(ran, judged, strict=True):
                 if entry.idempotency_key is not None and (
                     isinstance(outcome, Posted) or kept(entry, outcome)
                 ):
@@ -292,14 +315,57 @@ class Writer:
                     write.fingerprints.append(entry.fingerprint)
                     write.statuses.append(status)
                     write.bodies.append(body)
-            write.wallets.extend(moved)
-            write.balances.extend(moved.values())
             if write.row_wallets or write.keys:
                 commit.sent = True  # from here on, the commit may land
                 await repository.write_entries(connection, write)
-        for wallet_id, span in exact.spans.items():
-            self._remember(wallet_id, span.balance)
+                if write.hold_ids or write.new_holds:
+                    await repository.note_hold_expiries(connection, write.wallets)
+        self._remember_all(exact)
         return outcomes
+
+    async def _lock_holds(
+        self, connection: Connection, entries: Sequence[Entry]
+    ) -> dict[UUID, HoldState]:
+        """Lock the holds the entries capture or release, in id order (before any wallet:
+        the order every writer takes them in); their states."""
+        named = sorted(
+            {
+                leg.hold
+                for entry in entries
+                for leg in entry.legs
+                if leg.hold is not None and leg.kind is not EntryKind.HOLD
+            }
+        )
+        return await repository.lock_holds(connection, named) if named else {}
+
+    async def release_expired(
+        self, limit: int, release: Callable[[repository.DueHold], Entry]
+    ) -> int:
+        """Write the release of up to `limit` holds that have expired, in one transaction:
+        the holds locked first (skipping those another transaction holds: a capture, the
+        sweep of another process), then their wallets, each release (the entry `release`
+        builds) judged under those locks, so that a hold is released once. How many were."""
+        async with committing(self._database, transaction=True) as commit:
+            connection = commit.connection
+            due = await repository.lock_due_holds(connection, limit)
+            if not due:
+                return 0
+            entries = [release(hold) for hold in due]
+            locked = await repository.lock_wallets(connection, sorted(_wallets(entries)))
+            exact = plan(
+                locked.balances,
+                entries,
+                held=locked.held,
+                holds={hold.id: hold.state for hold in due},
+            )
+            outcomes = [_outcome(judged, locked.at) for judged in exact.outcomes]
+            write = _exact_write(entries, outcomes, exact, locked)
+            if write.row_wallets:
+                commit.sent = True  # from here on, the commit may land
+                await repository.write_entries(connection, write)
+                await repository.note_hold_expiries(connection, write.wallets)
+        self._remember_all(exact)
+        return sum(isinstance(outcome, Posted) for outcome in outcomes)
 
     async def apply_atomic(
         self,
@@ -328,25 +394,20 @@ class Writer:
                         raise DatabaseUnavailable("The request met a key being purged; retry.")
                     return replay(stored[key], fingerprint)
             mine = sorted(wallet_id for wallet_id in _wallets(entries) if wallet_id not in unknown)
-            balances, at = await repository.lock_wallets(connection, mine)
-            exact = plan(balances, entries)
-            outcomes = [_outcome(judged, at) for judged in exact.outcomes]
+            locked = await repository.lock_wallets(connection, mine)
+            exact = plan(locked.balances, entries, held=locked.held)
+            outcomes = [_outcome(judged, locked.at) for judged in exact.outcomes]
             whole = all(isinstance(outcome, Posted) for outcome in outcomes)
             commit.sent = whole or key is not None  # from here on, the commit may land
             if whole:
-                write = repository.EntriesWrite()
-                for entry, outcome in zip(entries, outcomes, strict=True):
-                    assert isinstance(outcome, Posted)
-                    _add_rows(write, entry, outcome)
-                write.wallets.extend(exact.spans)
-                write.balances.extend(span.balance for span in exact.spans.values())
-                await repository.write_entries(connection, write)
+                await repository.write_entries(
+                    connection, _exact_write(entries, outcomes, exact, locked)
+                )
             if key is not None:
                 status, body = render(outcomes)
                 await repository.keep_response(connection, key, status=status, body=body)
         if whole:
-            for wallet_id, span in exact.spans.items():
-                self._remember(wallet_id, span.balance)
+            self._remember_all(exact)
         return outcomes
 
     async def _write(
@@ -360,11 +421,14 @@ class Writer:
         async with self._database.autocommit() as connection:
             return await repository.stored_responses(connection, keys)
 
-    def _remember(self, wallet_id: UUID, balance: int) -> None:
-        self._known_balances[wallet_id] = balance
-        self._known_balances.move_to_end(wallet_id)
-        if len(self._known_balances) > KNOWN_BALANCES_LIMIT:
-            self._known_balances.popitem(last=False)
+    def _remember_all(self, known: Plan) -> None:
+        """Remember the balances a plan that held leaves (and what was then held)."""
+        balances = self._known_balances
+        for wallet_id, span in known.spans.items():
+            balances[wallet_id] = (span.balance, span.balance - span.available)
+            balances.move_to_end(wallet_id)
+        while len(balances) > KNOWN_BALANCES_LIMIT:
+            balances.popitem(last=False)
 
 
 def _raced(exc: UniqueViolation) -> bool:
@@ -381,9 +445,10 @@ def _written(starts: dict[UUID, int], found: dict[UUID, repository.Found]) -> bo
 
 def _in_one_statement(entry: Entry) -> bool:
     """An entry the one statement may write: its key's response (if any) can be rendered
-    by the statement, and it reverses nothing (a reversal is judged under the locks)."""
+    by the statement, and it reverses nothing and names no hold (a reversal and a hold
+    are judged under the locks: the rows reversed before, the hold's own row)."""
     return (entry.idempotency_key is None or entry.applied_body is not None) and all(
-        leg.reverses is None for leg in entry.legs
+        leg.reverses is None and leg.hold is None for leg in entry.legs
     )
 
 
@@ -392,11 +457,15 @@ def _wallets(entries: Iterable[Entry]) -> dict[UUID, None]:
     return {leg.wallet_id: None for entry in entries for leg in entry.legs}
 
 
-def _outcome(judged: Judged, at: datetime | None) -> Posted | Refusal:
+def _outcome(
+    judged: Judged, at: datetime | None, hold: tuple[HoldState, int] | None = None
+) -> Posted | Refusal:
     if isinstance(judged, Refusal):
         return judged
     assert at is not None
-    return Posted(judged, at)
+    if hold is None:
+        return Posted(judged, at)
+    return Posted(judged, at, *hold)
 
 
 def part_write(
@@ -452,12 +521,69 @@ def part_write(
     for wallet_id, start in starts.items():
         span = spans.get(wallet_id)
         if span is None:  # named by an entry refused before its leg was judged
-            write.wallets.append((wallet_id, 0, 0, MAX_MINOR_UNITS, number, size))
+            write.wallets.append(
+                (wallet_id, 0, 0, MAX_MINOR_UNITS, number, size, -MAX_MINOR_UNITS, MAX_MINOR_UNITS)
+            )
         elif wallet_id in pinned:
-            write.wallets.append((wallet_id, span.balance - start, start, start, number, size))
+            available = span.available_start
+            write.wallets.append(
+                (wallet_id, span.balance - start, start, start, number, size, available, available)
+            )
         else:
-            delta = span.balance - start
-            write.wallets.append((wallet_id, delta, span.low, span.high, number, size))
+            write.wallets.append(
+                (
+                    wallet_id,
+                    span.balance - start,
+                    span.low,
+                    span.high,
+                    number,
+                    size,
+                    span.available_low,
+                    span.available_high,
+                )
+            )
+
+
+def _exact_write(
+    entries: Sequence[Entry],
+    outcomes: Sequence[Posted | Refusal],
+    exact: Plan,
+    locked: repository.Locked,
+) -> repository.EntriesWrite:
+    """The writes of entries judged under the row locks: each moved wallet's balance and
+    what its holds set aside (the stored figure, expired holds still in it until
+    released), the ledger rows of the applied entries, the holds they open and the states
+    they leave the others in."""
+    write = repository.EntriesWrite()
+    held = dict(locked.stored_held)
+    moved: dict[UUID, int] = {}
+    for entry, outcome in zip(entries, outcomes, strict=True):
+        if not isinstance(outcome, Posted):
+            continue
+        _add_rows(write, entry, outcome)
+        for leg, balance in zip(entry.legs, outcome.balances, strict=True):
+            moved[leg.wallet_id] = balance
+            held[leg.wallet_id] += leg.held_delta
+            if leg.kind is EntryKind.HOLD:
+                assert leg.hold is not None
+                assert entry.expires_in is not None
+                write.new_holds.append(leg.hold)
+                write.new_hold_wallets.append(leg.wallet_id)
+                write.new_hold_amounts.append(leg.amount)
+                write.new_hold_expiries.append(locked.at + timedelta(seconds=entry.expires_in))
+                write.new_hold_descriptions.append(entry.description)
+                write.new_hold_api_keys.append(entry.api_key_id)
+    write.wallets.extend(moved)
+    write.balances.extend(moved.values())
+    write.held.extend(held[wallet_id] for wallet_id in moved)
+    for hold_id, state in exact.holds.items():
+        if hold_id in write.new_holds:
+            continue
+        write.hold_ids.append(hold_id)
+        write.hold_remaining.append(state.remaining)
+        write.hold_captured.append(state.captured)
+        write.hold_statuses.append(state.status)
+    return write
 
 
 def _add_rows(write: repository.EntriesWrite, entry: Entry, posted: Posted) -> None:
@@ -474,6 +600,7 @@ def _add_rows(write: repository.EntriesWrite, entry: Entry, posted: Posted) -> N
         write.counterparties.append(leg.counterparty)
         write.reverses.append(leg.reverses)
         write.descriptions.append(entry.description)
+        write.row_holds.append(leg.hold)
 
 
 class _Triage:

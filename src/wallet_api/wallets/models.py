@@ -26,6 +26,7 @@ from wallet_api.core.database import metadata
 from wallet_api.core.money import MAX_MINOR_UNITS
 from wallet_api.posting.entries import (
     DESCRIPTION_MAX_LENGTH,
+    HOLD_KINDS,
     REVERSAL_KINDS,
     TRANSFER_KINDS,
     EntryKind,
@@ -58,9 +59,23 @@ wallets = Table(
         nullable=True,
         comment="The owner of the API key that created it; NULL: created without keys.",
     ),
+    Column(
+        "held",
+        BigInteger,
+        nullable=False,
+        server_default=text("0"),
+        comment="Minor units its active holds set aside (expired ones until released).",
+    ),
+    Column(
+        "holds_expire_at",
+        DateTime(timezone=True),
+        nullable=True,
+        comment="The first expiry of its active holds; NULL: none.",
+    ),
     # The last line of defence: the service never writes these, the database refuses them.
     CheckConstraint("balance >= 0", name="balance_not_negative"),
     CheckConstraint(f"balance <= {MAX_MINOR_UNITS}", name="balance_within_limit"),
+    CheckConstraint("held >= 0", name="held_not_negative"),
 )
 
 wallet_operations = Table(
@@ -100,12 +115,24 @@ wallet_operations = Table(
         nullable=True,
         comment="The API key that applied it (api_keys.id, never deleted); NULL: no keys.",
     ),
+    Column(
+        "hold_id",
+        Uuid,
+        ForeignKey("holds.id"),
+        nullable=True,
+        comment="The hold a HOLD, CAPTURE, CAPTURE_IN or RELEASE row belongs to.",
+    ),
     CheckConstraint(_one_of(EntryKind), name="operation_known"),
     CheckConstraint("amount > 0", name="amount_positive"),
     CheckConstraint("balance_after >= 0", name="balance_after_not_negative"),
     CheckConstraint(
-        "(transfer_id IS NULL) = (counterparty_wallet_id IS NULL)", name="transfer_names_both"
+        "transfer_id IS NULL OR counterparty_wallet_id IS NOT NULL", name="transfer_names_both"
     ),
+    CheckConstraint(
+        "counterparty_wallet_id IS NULL OR transfer_id IS NOT NULL OR hold_id IS NOT NULL",
+        name="counterparty_linked",
+    ),
+    CheckConstraint(f"(hold_id IS NOT NULL) = {_one_of(HOLD_KINDS)}", name="hold_linked"),
     CheckConstraint(
         f"transfer_id IS NOT NULL OR NOT {_one_of(TRANSFER_KINDS)}", name="transfer_leg_linked"
     ),
@@ -126,6 +153,11 @@ wallet_operations = Table(
         "reverses_id",
         unique=True,
         postgresql_where=text("reverses_id IS NOT NULL"),
+    ),
+    Index(
+        "ix_wallet_operations_hold_id",
+        "hold_id",
+        postgresql_where=text("hold_id IS NOT NULL"),
     ),
 )
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
 from wallet_api.core.database import Connection
-from wallet_api.posting.entries import CREDIT_KINDS
+from wallet_api.posting.entries import CREDIT_KINDS, UNMOVING_KINDS
+from wallet_api.posting.repository import held_now
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,7 @@ class LedgerEntry:
     reverses_id: int | None
     description: str | None
     reversed_by_id: int | None
+    hold_id: UUID | None
 
 
 # Wallets are looked up by joining the array of their ids (`unnest`), never with
@@ -43,6 +45,8 @@ _INSERT_WALLET = """
     SELECT $2::text, $3::text, 201, $4::text FROM created WHERE $2::text IS NOT NULL
 """
 _WALLET_EXISTS = "SELECT EXISTS (SELECT FROM wallets WHERE id = $1)"
+# A wallet's balance and what its holds set aside now (expired ones no longer count).
+_BALANCES = f"SELECT w.balance, {held_now('w')} AS held FROM wallets w WHERE w.id = $1"
 _WALLET_OWNERS = """
     SELECT w.id, w.owner FROM unnest($1::uuid[]) AS t(id) JOIN wallets w ON w.id = t.id
 """
@@ -52,7 +56,7 @@ _WALLET_OWNERS = """
 _HISTORY = """
     SELECT o.id, o.operation, o.amount, o.balance_after, o.created_at, o.idempotency_key,
            o.transfer_id, o.counterparty_wallet_id, o.reverses_id, o.description,
-           r.id AS reversed_by_id
+           r.id AS reversed_by_id, o.hold_id
     FROM wallet_operations o
     LEFT JOIN wallet_operations r ON r.reverses_id = o.id
     WHERE o.wallet_id = $1 AND o.id < $2
@@ -97,6 +101,12 @@ async def wallet_owners(
     return {row["id"]: row["owner"] for row in await connection.fetch(_WALLET_OWNERS, wallet_ids)}
 
 
+async def balances(connection: Connection, wallet_id: UUID) -> tuple[int, int] | None:
+    """The wallet's balance and what its holds set aside now; None if it does not exist."""
+    row = await connection.fetchrow(_BALANCES, wallet_id)
+    return None if row is None else (row["balance"], row["held"])
+
+
 async def wallet_exists(connection: Connection, wallet_id: UUID) -> bool:
     return bool(await connection.fetchval(_WALLET_EXISTS, wallet_id))
 
@@ -135,6 +145,10 @@ class LedgerReport:
     money_created: int  # minor units: all balances minus what came in and went out
     wallets_to_inspect: list[UUID]
     transfers_to_inspect: list[UUID]
+    held_mismatches: int = 0
+    bad_holds: int = 0
+    negative_available: int = 0
+    holds_to_inspect: list[UUID] = field(default_factory=list)
 
     @property
     def consistent(self) -> bool:
@@ -145,6 +159,9 @@ class LedgerReport:
             or self.unmatched_transfers
             or self.bad_reversals
             or self.money_created
+            or self.held_mismatches
+            or self.bad_holds
+            or self.negative_available
         )
 
 
@@ -154,7 +171,8 @@ _VERIFY_LEDGER = """
     WITH signed AS (
         SELECT wallet_id, id, balance_after, transfer_id, counterparty_wallet_id, operation,
                amount,
-               CASE WHEN operation IN ({credits}) THEN amount ELSE -amount END AS delta
+               CASE WHEN operation IN ({credits}) THEN amount
+                    WHEN operation IN ({unmoving}) THEN 0 ELSE -amount END AS delta
         FROM wallet_operations
     ), sums AS (
         SELECT wallet_id, count(*) AS n, sum(delta) AS total FROM signed GROUP BY wallet_id
@@ -190,6 +208,43 @@ _VERIFY_LEDGER = """
         SELECT r.id FROM wallet_operations r JOIN wallet_operations o ON o.id = r.reverses_id
         WHERE r.amount > o.amount OR r.wallet_id <> o.wallet_id
            OR (r.operation IN ({credits})) = (o.operation IN ({credits}))
+    ), holds_ledger AS (
+        -- Each hold as its ledger rows tell it: held once, captured, paid in, released.
+        SELECT hold_id,
+               count(*) FILTER (WHERE operation = 'HOLD') AS opened,
+               coalesce(sum(amount) FILTER (WHERE operation = 'HOLD'), 0) AS held,
+               coalesce(sum(amount) FILTER (WHERE operation = 'CAPTURE'), 0) AS captured,
+               coalesce(sum(amount) FILTER (WHERE operation = 'CAPTURE_IN'), 0) AS paid_in,
+               coalesce(sum(amount) FILTER (
+                   WHERE operation = 'CAPTURE' AND counterparty_wallet_id IS NOT NULL
+               ), 0) AS paid_out,
+               coalesce(sum(amount) FILTER (WHERE operation = 'RELEASE'), 0) AS released,
+               bool_and(operation IN ('HOLD', 'CAPTURE', 'RELEASE') = (wallet_id = h_wallet))
+                   AS on_its_wallet
+        FROM (
+            SELECT o.*, h.wallet_id AS h_wallet FROM wallet_operations o
+            JOIN holds h ON h.id = o.hold_id
+        ) rows
+        GROUP BY hold_id
+    ), bad_holds AS (
+        -- A hold's row: what it held, captured and still holds as its ledger says; a
+        -- closed one holds nothing more, and was closed once (captured plus released is
+        -- what it held); what a capture paid out came in to the payee.
+        SELECT h.id FROM holds h LEFT JOIN holds_ledger l ON l.hold_id = h.id
+        WHERE coalesce(l.opened, 0) <> 1 OR l.held <> h.amount OR l.captured <> h.captured
+           OR h.amount - l.captured - l.released <> h.remaining
+           OR l.paid_in <> l.paid_out OR NOT l.on_its_wallet
+           OR (h.status <> 'active' AND l.captured + l.released <> h.amount)
+    ), held_mismatched AS (
+        -- What each wallet holds: the sum of its active holds, and their first expiry.
+        SELECT w.id FROM wallets w LEFT JOIN (
+            SELECT wallet_id, sum(remaining) AS held, min(expires_at) AS first_expiry
+            FROM holds WHERE status = 'active' GROUP BY wallet_id
+        ) a ON a.wallet_id = w.id
+        WHERE w.held <> coalesce(a.held, 0)
+           OR w.holds_expire_at IS DISTINCT FROM a.first_expiry
+    ), negative_available AS (
+        SELECT w.id FROM wallets w WHERE w.balance - {held_now} < 0
     ), unmatched AS (
         SELECT transfer_id FROM transfers
         WHERE net <> 0 OR outs <> 1 OR ins <> 1 OR amounts <> 1 OR NOT named
@@ -202,17 +257,28 @@ _VERIFY_LEDGER = """
            (SELECT count(*) FROM negative) AS negative_balances,
            (SELECT count(*) FROM unmatched) AS unmatched_transfers,
            (SELECT count(*) FROM bad_reversals) AS bad_reversals,
+           (SELECT count(*) FROM held_mismatched) AS held_mismatches,
+           (SELECT count(*) FROM bad_holds) AS bad_holds,
+           (SELECT count(*) FROM negative_available) AS negative_available,
+           ARRAY(SELECT id FROM bad_holds ORDER BY 1 LIMIT 20) AS holds_to_inspect,
+           -- What came in and went out: the rows naming no other wallet (a transfer's legs,
+           -- their reversals and a capture into a wallet move money between wallets).
            (SELECT coalesce(sum(balance), 0) FROM wallets)
-           - (SELECT coalesce(sum(delta), 0) FROM signed WHERE transfer_id IS NULL)
+           - (SELECT coalesce(sum(delta), 0) FROM signed WHERE counterparty_wallet_id IS NULL)
                AS money_created,
            ARRAY(SELECT transfer_id FROM unmatched ORDER BY 1 LIMIT 20) AS transfers_to_inspect,
            ARRAY(
                SELECT id FROM (
                    SELECT id FROM mismatched UNION SELECT wallet_id FROM breaks
-                   UNION SELECT id FROM negative
+                   UNION SELECT id FROM negative UNION SELECT id FROM held_mismatched
+                   UNION SELECT id FROM negative_available
                ) bad ORDER BY id LIMIT 20
            ) AS wallets_to_inspect
-""".format(credits=", ".join(f"'{kind}'" for kind in sorted(CREDIT_KINDS)))
+""".format(
+    credits=", ".join(f"'{kind}'" for kind in sorted(CREDIT_KINDS)),
+    unmoving=", ".join(f"'{kind}'" for kind in sorted(UNMOVING_KINDS)),
+    held_now=held_now("w"),
+)
 
 
 async def verify_ledger(connection: Connection) -> LedgerReport:
@@ -233,4 +299,8 @@ async def verify_ledger(connection: Connection) -> LedgerReport:
         money_created=int(row["money_created"]),
         wallets_to_inspect=[UUID(str(wallet)) for wallet in row["wallets_to_inspect"]],
         transfers_to_inspect=[UUID(str(t)) for t in row["transfers_to_inspect"]],
+        held_mismatches=row["held_mismatches"],
+        bad_holds=row["bad_holds"],
+        negative_available=row["negative_available"],
+        holds_to_inspect=[UUID(str(h)) for h in row["holds_to_inspect"]],
     )

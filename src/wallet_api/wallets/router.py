@@ -47,8 +47,10 @@ from wallet_api.wallets.schemas import (
     OperationResult,
     OperationsPage,
     WalletBalance,
+    WalletBalances,
     WalletCreated,
     balance_body,
+    balances_body,
     batch_body,
     created_body,
     history_body,
@@ -144,9 +146,24 @@ async def create_wallet_other_methods() -> None:
     ),
 )
 async def get_wallet(wallet_uuid: UUID, request: Request, service: WalletServiceDep) -> Response:
-    """Read a wallet's current balance."""
+    """Read a wallet's current balance: what its ledger holds (money set aside by holds
+    included; `/balances` tells what is held and what is available)."""
     balance = await service.get_balance(wallet_uuid, owner=owner_of(request.scope))
     return Response(balance_body(balance), media_type="application/json")
+
+
+@router.get(
+    "/{wallet_uuid}/balances",
+    response_model=WalletBalances,
+    responses=error_responses(
+        WalletNotFound, BodyTooLarge, ValidationFailed, InternalError, DatabaseUnavailable
+    ),
+)
+async def get_balances(wallet_uuid: UUID, request: Request, service: WalletServiceDep) -> Response:
+    """A wallet's balance, what its active holds set aside (`held`), and what it may spend
+    (`available`: balance less held): what every debit is judged on."""
+    balance, held = await service.get_balances(wallet_uuid, owner=owner_of(request.scope))
+    return Response(balances_body(balance, held), media_type="application/json")
 
 
 @router.post(

@@ -56,6 +56,27 @@ class OperationResult(BaseModel):
     balance: Money
 
 
+class WalletBalances(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"balance": 100, "held": 25, "available": 75}]}
+    )
+
+    balance: Money = Field(description="What the ledger holds (the wallet's `balance`).")
+    held: Money = Field(description="What its active holds set aside.")
+    available: Money = Field(description="What it may spend: balance less held.")
+
+
+def balances_body(balance: int, held: int) -> str:
+    """The 200 body of a wallet's balances."""
+    return orjson.dumps(
+        {
+            "balance": json_number(balance),
+            "held": json_number(held),
+            "available": json_number(balance - held),
+        }
+    ).decode()
+
+
 def balance_body(balance: int) -> str:
     """The 200 body of a balance read."""
     return orjson.dumps({"balance": json_number(balance)}).decode()
@@ -91,7 +112,8 @@ def _present_when(
 
 class OperationItem(BaseModel):
     """One ledger entry of the wallet: a deposit, a withdrawal, a leg of a transfer (in
-    or out), or a reversal (in or out), with the balance right after it."""
+    or out), a reversal (in or out), or a hold's (HOLD sets money aside, CAPTURE takes it,
+    CAPTURE_IN is the payee's, RELEASE gives it back), with the balance right after it."""
 
     id: int
     operation: EntryKind
@@ -103,7 +125,8 @@ class OperationItem(BaseModel):
         UUID | None, _present_when("string", "for a transfer's leg and its reversal", "uuid")
     ] = None
     counterparty_wallet_uuid: Annotated[
-        UUID | None, _present_when("string", "with `transfer_id`: the other wallet", "uuid")
+        UUID | None,
+        _present_when("string", "with `transfer_id`, or a capture's: the other wallet", "uuid"),
     ] = None
     reverses_entry_id: Annotated[
         int | None, _present_when("integer", "for a reversal: the entry it compensates")
@@ -113,6 +136,9 @@ class OperationItem(BaseModel):
     ] = None
     description: Annotated[
         str | None, _present_when("string", "when the transfer or reversal had one")
+    ] = None
+    hold_id: Annotated[
+        UUID | None, _present_when("string", "for a hold's entries: the hold", "uuid")
     ] = None
 
 
@@ -165,6 +191,7 @@ def history_body(entries: Sequence[LedgerEntry], next_id: int | None) -> str:
             "reverses_entry_id": entry.reverses_id,
             "reversed_by_entry_id": entry.reversed_by_id,
             "description": entry.description,
+            "hold_id": _text(entry.hold_id),
         }
         item.update((name, value) for name, value in optional.items() if value is not None)
         items.append(item)

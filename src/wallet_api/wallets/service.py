@@ -181,6 +181,15 @@ class WalletService:
             raise WalletNotFound(wallet_id)
         return balance
 
+    async def get_balances(self, wallet_id: UUID, *, owner: str | None = None) -> tuple[int, int]:
+        """The wallet's balance and what its holds set aside now."""
+        await self.owners.check(owner, wallet_id)
+        async with self._database.autocommit() as connection:
+            found = await repository.balances(connection, wallet_id)
+        if found is None:
+            raise WalletNotFound(wallet_id)
+        return found
+
     async def _write_groups(
         self, groups: Sequence[Group[Entry]], settle: Settle[EntryOutcome]
     ) -> list[list[EntryOutcome]]:

@@ -1,0 +1,1 @@
+"""Holds: money set aside on a wallet, then captured, voided or expired."""

@@ -1,0 +1,65 @@
+"""The SQL that reads holds (their writes are entries: posting/repository.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from wallet_api.core.database import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRow:
+    """A hold as stored, with its status as the API shows it: an active hold past its
+    expiry (by the database's clock) is `expired`, whether or not its release has been
+    written yet."""
+
+    id: UUID
+    wallet_id: UUID
+    amount: int
+    captured: int
+    remaining: int
+    status: str
+    created_at: datetime
+    expires_at: datetime
+    closed_at: datetime | None
+    description: str | None
+    seq: int
+
+    @property
+    def held(self) -> int:
+        """What it sets aside now: nothing once expired."""
+        return self.remaining if self.status == "active" else 0
+
+
+_STATUS = "CASE WHEN status = 'active' AND expires_at <= now() THEN 'expired' ELSE status END"
+_COLUMNS = f"""id, wallet_id, amount, captured, remaining, {_STATUS} AS status, created_at,
+    expires_at, closed_at, description, seq"""
+_HOLD = f"SELECT {_COLUMNS} FROM holds WHERE id = $1"
+# A wallet's holds, newest first, by keyset on their creation order (its index).
+_WALLET_HOLDS = f"""
+    SELECT {_COLUMNS} FROM holds
+    WHERE wallet_id = $1 AND seq < $2 AND ($3::text IS NULL OR {_STATUS} = $3)
+    ORDER BY seq DESC
+    LIMIT $4
+"""
+
+
+async def hold(connection: Connection, hold_id: UUID) -> HoldRow | None:
+    row = await connection.fetchrow(_HOLD, hold_id)
+    return None if row is None else HoldRow(*row)
+
+
+async def wallet_holds(
+    connection: Connection, wallet_id: UUID, *, before: int, status: str | None, limit: int
+) -> list[HoldRow]:
+    """The wallet's holds created before `before` (their order), newest first."""
+    rows = await connection.fetch(_WALLET_HOLDS, wallet_id, before, status, limit)
+    return [HoldRow(*row) for row in rows]
+
+
+async def wallet_exists(connection: Connection, wallet_id: UUID) -> bool:
+    return bool(
+        await connection.fetchval("SELECT EXISTS (SELECT FROM wallets WHERE id = $1)", wallet_id)
+    )

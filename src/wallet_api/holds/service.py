@@ -1,0 +1,451 @@
+"""Holds: the business rules, over the posting engine (posting/).
+
+A hold is an entry of one leg (HOLD) that sets its amount aside on a wallet: the
+wallet's available balance falls, its balance does not. A capture is an entry that takes
+from what the hold still holds (CAPTURE; with a payee, CAPTURE_IN credits it) and, when
+final, releases the rest (RELEASE) and closes the hold; a void releases all of it; the
+expiry sweep releases what an expired hold held. The engine judges each under the hold's
+row lock, on the hold as it is then: closed, expired (by the database's clock), or asked
+for more than it holds, the request is refused and nothing changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from functools import partial
+from uuid import UUID
+
+import orjson
+
+from wallet_api.core.config import Settings
+from wallet_api.core.database import Database
+from wallet_api.core.errors import (
+    AppError,
+    OutcomeUnknown,
+    ValidationFailed,
+    WalletBusy,
+    error_document,
+)
+from wallet_api.core.idempotency import IdempotencyKeyReused, Replay
+from wallet_api.core.metrics import declare_operation_outcomes, operation_outcomes
+from wallet_api.holds import repository
+from wallet_api.holds.exceptions import (
+    CLOSED,
+    CaptureExceedsHold,
+    HoldClosed,
+    HoldInsufficientFunds,
+    HoldNotFound,
+)
+from wallet_api.holds.repository import HoldRow
+from wallet_api.holds.schemas import CaptureRequest, HoldRequest, hold_document, render
+from wallet_api.posting.entries import ACTIVE, Entry, EntryKind, Leg, Posted, Refusal, Shortfall
+from wallet_api.posting.queue import Group, GroupCommitQueue, Settle
+from wallet_api.posting.repository import DueHold
+from wallet_api.posting.writer import Outcome, Writer, outcome_label
+from wallet_api.transfers.exceptions import refusal_error
+from wallet_api.wallets.cursors import MAX_LEDGER_ID
+from wallet_api.wallets.exceptions import WalletNotFound
+from wallet_api.wallets.owners import WalletOwners
+
+logger = logging.getLogger(__name__)
+
+#: The `operation` label of holds in wallet_operations_total, by request.
+METRIC_KINDS = ("HOLD", "CAPTURE", "VOID")
+#: Tries of a capture or a void whose hold another capture changed after it was read.
+CHANGED_ATTEMPTS = 5
+#: Holds released per statement by the expiry sweep.
+SWEEP_BATCH = 500
+
+
+class HoldService:
+    """Creates, captures, voids and reads holds; releases expired ones."""
+
+    def __init__(
+        self, database: Database, settings: Settings, owners: WalletOwners, writer: Writer
+    ) -> None:
+        self._database = database
+        self._owners = owners
+        self._writer = writer
+        self._queue: GroupCommitQueue[Entry, Outcome] | None = None
+        if settings.coalescing_enabled:
+            # One lane per hold's wallet: a wallet's hold requests keep their order; a
+            # batch spans many wallets, one transaction for all of them.
+            self._queue = GroupCommitQueue(
+                self._write_groups,
+                kind="hold",
+                max_batch=settings.coalescing_max_batch,
+                max_in_flight=settings.coalescing_max_in_flight,
+                queue_limit=settings.coalescing_queue_limit,
+                deadline=settings.operation_deadline,
+                interrupted=OutcomeUnknown,
+            )
+        declare_operation_outcomes(METRIC_KINDS, ["applied", "replayed"])
+
+    async def create(
+        self,
+        request: HoldRequest,
+        *,
+        owner: str | None = None,
+        api_key_id: str | None = None,
+        idempotency_key: str | None,
+        fingerprint: str,
+    ) -> tuple[UUID, str] | Replay:
+        """Hold the amount on a wallet of `owner`: the new hold's id and body (201), or
+        the replay of the key's first request. Refused (400 `insufficient_funds`) when
+        the wallet's available balance does not cover it."""
+        wallet_id = request.wallet_uuid
+        if wallet_id in await self._owners.foreign(owner, (wallet_id,)):
+            _count("HOLD", WalletNotFound(wallet_id))
+            raise WalletNotFound(wallet_id)
+        hold_id = uuid.uuid4()
+
+        def error_of(refusal: Refusal) -> AppError:
+            if refusal.reason is Shortfall.INSUFFICIENT:
+                assert refusal.balance is not None
+                return HoldInsufficientFunds(
+                    wallet_id=wallet_id, available=refusal.balance, amount=request.amount
+                )
+            return WalletNotFound(wallet_id)
+
+        def respond(outcome: Posted | Refusal) -> tuple[int, str]:
+            if isinstance(outcome, Refusal):
+                return _problem(error_of(outcome))
+            balance = outcome.balances[0]
+            assert outcome.available is not None
+            document = hold_document(
+                hold_id=hold_id,
+                wallet_id=wallet_id,
+                status=ACTIVE,
+                amount=request.amount,
+                captured=0,
+                held=request.amount,
+                description=request.description,
+                created_at=outcome.at,
+                expires_at=outcome.at + timedelta(seconds=request.expires_in),
+                closed_at=None,
+                balances=(balance, balance - outcome.available),
+            )
+            return 201, render(document)
+
+        entry = Entry(
+            legs=(Leg(wallet_id, EntryKind.HOLD, request.amount, hold=hold_id),),
+            render=respond,
+            description=request.description,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+            api_key_id=api_key_id,
+            expires_in=request.expires_in,
+        )
+        outcome = await self._settled("HOLD", wallet_id, entry, error_of)
+        assert outcome is not None  # a new hold changes under no one
+        if isinstance(outcome, Replay):
+            return outcome
+        return hold_id, respond(outcome)[1]
+
+    async def capture(
+        self,
+        hold_id: UUID,
+        request: CaptureRequest,
+        *,
+        owner: str | None = None,
+        api_key_id: str | None = None,
+        idempotency_key: str | None,
+        fingerprint: str,
+    ) -> str | Replay:
+        """Take all or part of what a hold of `owner` still holds, to a payee or out of
+        the service; with `final`, release the rest and close it. The hold's body (200)."""
+        for _ in range(CHANGED_ATTEMPTS):
+            hold = await self._open_hold("CAPTURE", hold_id, owner)
+            payee = request.to_wallet_uuid
+            if payee == hold.wallet_id:
+                raise ValidationFailed(
+                    "to_wallet_uuid must be another wallet than the hold's.",
+                    errors=[{"loc": ["body", "to_wallet_uuid"], "message": "the hold's own"}],
+                )
+            hidden = await self._owners.foreign(owner, () if payee is None else (payee,))
+            entry = _capture_entry(
+                hold,
+                request,
+                hidden=payee in hidden,
+                key=(idempotency_key, fingerprint, api_key_id),
+            )
+            outcome = await self._settled(
+                "CAPTURE", hold.wallet_id, entry, partial(_capture_error, hold, legs=entry.legs)
+            )
+            if outcome is not None:
+                return (
+                    outcome
+                    if isinstance(outcome, Replay)
+                    else _respond_capture(hold, request, outcome, hidden=payee in hidden)[1]
+                )
+        raise WalletBusy("The hold kept changing while it was captured; retry shortly.")
+
+    async def void(
+        self,
+        hold_id: UUID,
+        *,
+        owner: str | None = None,
+        api_key_id: str | None = None,
+        idempotency_key: str | None,
+        fingerprint: str,
+    ) -> str | Replay:
+        """Release all a hold of `owner` still holds and close it. The hold's body."""
+        for _ in range(CHANGED_ATTEMPTS):
+            hold = await self._open_hold("VOID", hold_id, owner)
+            entry = _void_entry(hold, key=(idempotency_key, fingerprint, api_key_id))
+            outcome = await self._settled(
+                "VOID", hold.wallet_id, entry, partial(_capture_error, hold)
+            )
+            if outcome is not None:
+                return outcome if isinstance(outcome, Replay) else _respond(hold, outcome)[1]
+        raise WalletBusy("The hold kept changing while it was voided; retry shortly.")
+
+    async def get(self, hold_id: UUID, *, owner: str | None = None) -> str:
+        """A hold of `owner`, as it is now."""
+        async with self._database.autocommit() as connection:
+            hold = await repository.hold(connection, hold_id)
+        if hold is None or hold.wallet_id in await self._owners.foreign(owner, (hold.wallet_id,)):
+            raise HoldNotFound(hold_id)
+        return render(_document(hold))
+
+    async def wallet_holds(
+        self,
+        wallet_id: UUID,
+        *,
+        owner: str | None = None,
+        status: str | None,
+        limit: int,
+        before: int | None,
+    ) -> tuple[list[str], int | None]:
+        """A page of a wallet's holds, newest first, and where the next page starts."""
+        await self._owners.check(owner, wallet_id)
+        async with self._database.autocommit() as connection:
+            rows = await repository.wallet_holds(
+                connection,
+                wallet_id,
+                before=before if before is not None else MAX_LEDGER_ID,
+                status=status,
+                limit=limit + 1,
+            )
+            if not rows and not await repository.wallet_exists(connection, wallet_id):
+                raise WalletNotFound(wallet_id)
+        following = rows[limit - 1].seq if len(rows) > limit else None
+        return [render(_document(row)) for row in rows[:limit]], following
+
+    async def release_expired(self) -> int:
+        """Release every hold that has expired (bounded statements); how many."""
+        released = 0
+        while True:
+            count = await self._writer.release_expired(SWEEP_BATCH, _release)
+            released += count
+            if count < SWEEP_BATCH:
+                return released
+
+    async def release_expired_periodically(self, *, every: float) -> None:
+        """Run until cancelled: release expired holds every `every` seconds. Its delay
+        changes no answer: an expired hold stops counting, and can no longer be captured,
+        at its expiry, whether or not its release has been written."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                released = await self.release_expired()
+            except Exception:
+                logger.warning("releasing expired holds failed; will retry", exc_info=True)
+            else:
+                if released:
+                    logger.info("released %d expired holds", released)
+
+    def queue_depths(self) -> dict[str, int]:
+        return {} if self._queue is None else {self._queue.kind: self._queue.queue_depth()}
+
+    async def close(self) -> None:
+        if self._queue is not None:
+            await self._queue.close()
+
+    async def _write_groups(
+        self, groups: Sequence[Group[Entry]], settle: Settle[Outcome]
+    ) -> list[list[Outcome]]:
+        return await self._writer.apply(groups, on_settled=settle)
+
+    async def _open_hold(self, kind: str, hold_id: UUID, owner: str | None) -> HoldRow:
+        """The hold as it is now, if `owner` may take from it and it is open."""
+        async with self._database.autocommit() as connection:
+            hold = await repository.hold(connection, hold_id)
+        try:
+            if hold is None or hold.wallet_id in await self._owners.foreign(
+                owner, (hold.wallet_id,)
+            ):
+                raise HoldNotFound(hold_id)
+            if hold.status != ACTIVE:
+                raise CLOSED[hold.status](hold_id)
+        except AppError as error:
+            _count(kind, error)
+            raise
+        return hold
+
+    async def _settled(
+        self,
+        kind: str,
+        lane: UUID,
+        entry: Entry,
+        error_of: Callable[[Refusal], AppError],
+    ) -> Posted | Replay | None:
+        """Submit the entry; its outcome, or None when its hold changed after it was read
+        (the caller reads it again); a refusal raised as its problem."""
+        try:
+            if self._queue is not None:
+                outcome = await self._queue.submit(lane, entry)
+            else:
+                outcome = await self._writer.apply_one(lane, entry)
+        except AppError as error:
+            _count(kind, error)
+            raise
+        if isinstance(outcome, Refusal):
+            if outcome.reason is Shortfall.HOLD_CHANGED:
+                return None
+            refused = error_of(outcome)
+            _count(kind, refused)
+            raise refused
+        _count(kind, outcome)
+        if isinstance(outcome, AppError):
+            raise outcome
+        return outcome
+
+
+def _capture_entry(
+    hold: HoldRow,
+    request: CaptureRequest,
+    *,
+    hidden: bool,
+    key: tuple[str | None, str, str | None],
+) -> Entry:
+    """A capture as an entry: what it takes (all the hold holds if no amount), into the
+    payee if any, and, when final, the release of the rest, which closes the hold."""
+    amount = hold.remaining if request.amount is None else request.amount
+    if amount > hold.remaining:
+        raise CaptureExceedsHold(hold_id=hold.id, amount=amount, held=hold.remaining)
+    payee = request.to_wallet_uuid
+    legs = [Leg(hold.wallet_id, EntryKind.CAPTURE, amount, counterparty=payee, hold=hold.id)]
+    if payee is not None:
+        legs.append(
+            Leg(payee, EntryKind.CAPTURE_IN, amount, counterparty=hold.wallet_id, hold=hold.id)
+        )
+    rest = hold.remaining - amount
+    if request.final and rest:
+        legs.append(Leg(hold.wallet_id, EntryKind.RELEASE, rest, hold=hold.id))
+    idempotency_key, fingerprint, api_key_id = key
+
+    def respond(outcome: Posted | Refusal) -> tuple[int, str]:
+        if isinstance(outcome, Refusal):
+            return _problem(_capture_error(hold, outcome, legs))
+        return _respond_capture(hold, request, outcome, hidden=hidden)
+
+    return Entry(
+        legs=tuple(legs),
+        render=respond,
+        description=request.description,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
+        api_key_id=api_key_id,
+        hold_status="captured" if request.final or not rest else None,
+    )
+
+
+def _void_entry(hold: HoldRow, *, key: tuple[str | None, str, str | None]) -> Entry:
+    """A void as an entry: the release of all the hold holds, which closes it."""
+
+    def respond(outcome: Posted | Refusal) -> tuple[int, str]:
+        if isinstance(outcome, Refusal):
+            return _problem(_capture_error(hold, outcome))
+        return _respond(hold, outcome)
+
+    idempotency_key, fingerprint, api_key_id = key
+    return Entry(
+        legs=(Leg(hold.wallet_id, EntryKind.RELEASE, hold.remaining, hold=hold.id),),
+        render=respond,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
+        api_key_id=api_key_id,
+        hold_status="voided",
+    )
+
+
+def _capture_error(hold: HoldRow, refusal: Refusal, legs: Sequence[Leg] | None = None) -> AppError:
+    """The problem a capture's or a void's refusal is answered with."""
+    if refusal.reason is Shortfall.HOLD_CLOSED:
+        return CLOSED.get(refusal.hold_status or "", HoldClosed)(hold.id)
+    if refusal.reason is Shortfall.HOLD_EXCEEDED:
+        assert legs is not None
+        assert refusal.balance is not None
+        return CaptureExceedsHold(hold_id=hold.id, amount=legs[0].amount, held=refusal.balance)
+    assert legs is not None  # the payee's: missing, or past the limit
+    return refusal_error(refusal, legs, verb="capture")
+
+
+def _respond(
+    hold: HoldRow, outcome: Posted, capture: tuple[int, UUID | None, int | None] | None = None
+) -> tuple[int, str]:
+    """The 200 body of a capture or a void: the hold as the entry left it."""
+    assert outcome.hold is not None
+    assert outcome.available is not None
+    state = outcome.hold
+    balance = outcome.balances[0]
+    closed = state.status != ACTIVE
+    document = hold_document(
+        hold_id=hold.id,
+        wallet_id=hold.wallet_id,
+        status=state.status,
+        amount=hold.amount,
+        captured=state.captured,
+        held=state.remaining,
+        description=hold.description,
+        created_at=hold.created_at,
+        expires_at=hold.expires_at,
+        closed_at=outcome.at if closed else None,
+        balances=(balance, balance - outcome.available),
+        capture=capture,
+    )
+    return 200, render(document)
+
+
+def _respond_capture(
+    hold: HoldRow, request: CaptureRequest, outcome: Posted, *, hidden: bool
+) -> tuple[int, str]:
+    payee = request.to_wallet_uuid
+    payee_balance = None if payee is None or hidden else outcome.balances[1]
+    amount = hold.remaining if request.amount is None else request.amount
+    return _respond(hold, outcome, (amount, payee, payee_balance))
+
+
+def _document(hold: HoldRow) -> dict[str, object]:
+    return hold_document(
+        hold_id=hold.id,
+        wallet_id=hold.wallet_id,
+        status=hold.status,
+        amount=hold.amount,
+        captured=hold.captured,
+        held=hold.held,
+        description=hold.description,
+        created_at=hold.created_at,
+        expires_at=hold.expires_at,
+        closed_at=hold.closed_at,
+    )
+
+
+def _release(due: DueHold) -> Entry:
+    """The release of an expired hold: all it held, closing it as expired."""
+    leg = Leg(due.wallet_id, EntryKind.RELEASE, due.state.remaining, hold=due.id)
+    return Entry(legs=(leg,), hold_status="expired")
+
+
+def _problem(error: AppError) -> tuple[int, str]:
+    """(status, body) of a refusal, as kept for its key (without a request id)."""
+    return error.status, orjson.dumps(error_document(error)).decode()
+
+
+def _count(kind: str, outcome: Posted | Replay | AppError | IdempotencyKeyReused) -> None:
+    operation_outcomes(kind, outcome_label(outcome)).inc()
