@@ -47,7 +47,7 @@ from wallet_api.core.money import MAX_MINOR_UNITS
 from wallet_api.posting import repository
 from wallet_api.posting.commit import committing
 from wallet_api.posting.entries import Entry, Posted, Refusal
-from wallet_api.posting.plan import Judged, Plan, hopeful_starts, kept, parts, plan
+from wallet_api.posting.plan import Judged, Plan, Span, hopeful_starts, kept, parts, plan
 
 logger = logging.getLogger(__name__)
 
@@ -219,10 +219,16 @@ class Writer:
             again: list[list[int]] = []
             for part, (entries, starts, part_plan, writes) in zip(pending, planned, strict=True):
                 if writes and _written(starts, found):  # whole: every wallet moved
+                    shifts = {
+                        w: shift
+                        for w, span in part_plan.spans.items()
+                        if (shift := (found[w].start or 0) - span.start)
+                    }
                     final = part_plan
-                    if any(found[w].start != span.start for w, span in part_plan.spans.items()):
-                        # The same decisions on the balances found: only the figures move.
-                        final = plan({w: found[w].start or 0 for w in starts}, entries)
+                    if shifts:  # the same decisions on the balances found: the figures move
+                        final = _shifted(part_plan, entries, shifts) or plan(
+                            {w: found[w].start or 0 for w in starts}, entries
+                        )
                     self._settle(part, final, at, results)
                     continue
                 missing.update(wallet_id for wallet_id in starts if wallet_id not in found)
@@ -373,6 +379,32 @@ def _raced(exc: UniqueViolation) -> bool:
     return is_key_conflict(exc) or exc.constraint_name == REVERSAL_INDEX
 
 
+def _shifted(part_plan: Plan, entries: Sequence[Entry], shifts: dict[UUID, int]) -> Plan | None:
+    """The plan of applied entries only as it stands on starts moved by `shifts` that keep
+    its decisions: every balance of a wallet moved by its shift. None when it holds a
+    refusal (which quotes a balance: judged again)."""
+    if any(isinstance(judged, Refusal) for judged in part_plan.outcomes):
+        return None
+    outcomes: list[Judged] = []
+    append = outcomes.append
+    for entry, judged in zip(entries, part_plan.outcomes, strict=True):
+        assert not isinstance(judged, Refusal)
+        legs = entry.legs
+        if len(legs) == 1:
+            append((judged[0] + shifts.get(legs[0].wallet_id, 0),))
+        else:
+            append(
+                tuple(
+                    [b + shifts.get(leg.wallet_id, 0) for leg, b in zip(legs, judged, strict=False)]
+                )
+            )
+    spans = {
+        w: Span(span.start + shifts.get(w, 0), span.balance + shifts.get(w, 0), span.low, span.high)
+        for w, span in part_plan.spans.items()
+    }
+    return Plan(outcomes, spans)
+
+
 def _written(starts: dict[UUID, int], found: dict[UUID, repository.Found]) -> bool:
     """Whether the statement wrote a part (it writes all of a part's wallets or none)."""
     first = found.get(next(iter(starts)))
@@ -430,7 +462,7 @@ def part_write(
             rows.append(
                 (
                     leg.wallet_id,
-                    leg.kind.value,
+                    leg.kind,  # a StrEnum: the text itself
                     leg.amount,
                     balance - spans[leg.wallet_id].start,
                     key if leg is first else None,
@@ -463,7 +495,7 @@ def part_write(
 def _add_rows(write: repository.EntriesWrite, entry: Entry, posted: Posted) -> None:
     for index, (leg, balance) in enumerate(zip(entry.legs, posted.balances, strict=True)):
         write.row_wallets.append(leg.wallet_id)
-        write.kinds.append(leg.kind.value)
+        write.kinds.append(leg.kind)
         write.amounts.append(leg.amount)
         write.balances_after.append(balance)
         # The key is the requester's: on the first leg's row (the payer's, for a
