@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
+from asyncpg.pgproto import pgproto
 from pydantic import BeforeValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
@@ -54,11 +55,20 @@ Amount = Annotated[
 _CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
+def parse_uuid(text: str) -> UUID:
+    """A UUID from text already known to be one: asyncpg's UUID, a `uuid.UUID` whose
+    parsing and hashing are written in C (a wallet id is a key of many dicts on the write
+    path; Python's own UUID costs a function call per hash, and 3 µs to parse)."""
+    return pgproto.UUID(text)
+
+
 def _canonical_uuid(value: object) -> object:
     """A UUID in its canonical hyphenated form only (JSON Schema's `uuid` format), not the
     other forms Python's UUID would also read (32 digits, braces, a URN)."""
-    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value) is None:
-        raise PydanticCustomError("uuid", "Input should be a UUID in its hyphenated form")
+    if isinstance(value, str):
+        if _CANONICAL_UUID.fullmatch(value) is None:
+            raise PydanticCustomError("uuid", "Input should be a UUID in its hyphenated form")
+        return parse_uuid(value)
     return value
 
 

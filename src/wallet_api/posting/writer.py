@@ -51,6 +51,7 @@ from wallet_api.posting.entries import Entry, EntryKind, HoldState, Posted, Refu
 from wallet_api.posting.plan import (
     Judged,
     Plan,
+    Span,
     hopeful_starts,
     kept,
     parts,
@@ -229,15 +230,20 @@ class Writer:
             for part, (entries, starts, part_plan, writes) in zip(pending, planned, strict=True):
                 now_held = {w: found[w].held for w in starts if w in found}
                 if writes and _written(starts, found):  # whole: every wallet moved
-                    final = part_plan
-                    if any(
-                        found[w].start != span.start
-                        or span.start - span.available_start != now_held[w]
+                    shifts = {
+                        w: shift
                         for w, span in part_plan.spans.items()
-                    ):
-                        # The same decisions on the balances found: only the figures move.
-                        written = {w: found[w].start or 0 for w in starts}
-                        final = plan(written, entries, held=now_held)
+                        if (shift := (found[w].start or 0) - span.start)
+                    }
+                    final = part_plan
+                    moved_held = any(
+                        span.start - span.available_start != now_held[w]
+                        for w, span in part_plan.spans.items()
+                    )
+                    if shifts or moved_held:  # the same decisions: only the figures move
+                        final = (not moved_held and _shifted(part_plan, entries, shifts)) or plan(
+                            {w: found[w].start or 0 for w in starts}, entries, held=now_held
+                        )
                     self._settle(part, final, at, results)
                     continue
                 missing.update(wallet_id for wallet_id in starts if wallet_id not in found)
@@ -437,6 +443,41 @@ def _raced(exc: UniqueViolation) -> bool:
     return is_key_conflict(exc) or exc.constraint_name == REVERSAL_INDEX
 
 
+def _shifted(part_plan: Plan, entries: Sequence[Entry], shifts: dict[UUID, int]) -> Plan | None:
+    """The plan of applied entries only as it stands on starts moved by `shifts` that keep
+    its decisions: every balance of a wallet moved by its shift. None when it holds a
+    refusal (which quotes a balance: judged again)."""
+    if any(isinstance(judged, Refusal) for judged in part_plan.outcomes):
+        return None
+    outcomes: list[Judged] = []
+    append = outcomes.append
+    for entry, judged in zip(entries, part_plan.outcomes, strict=True):
+        assert not isinstance(judged, Refusal)
+        legs = entry.legs
+        if len(legs) == 1:
+            append((judged[0] + shifts.get(legs[0].wallet_id, 0),))
+        else:
+            append(
+                tuple(
+                    [b + shifts.get(leg.wallet_id, 0) for leg, b in zip(legs, judged, strict=False)]
+                )
+            )
+    spans = {}
+    for w, span in part_plan.spans.items():
+        shift = shifts.get(w, 0)
+        spans[w] = Span(
+            span.start + shift,
+            span.balance + shift,
+            span.available_start + shift,
+            span.available + shift,
+            span.low,
+            span.high,
+            span.available_low,
+            span.available_high,
+        )
+    return Plan(outcomes, spans)
+
+
 def _written(starts: dict[UUID, int], found: dict[UUID, repository.Found]) -> bool:
     """Whether the statement wrote a part (it writes all of a part's wallets or none)."""
     first = found.get(next(iter(starts)))
@@ -499,7 +540,7 @@ def part_write(
             rows.append(
                 (
                     leg.wallet_id,
-                    leg.kind.value,
+                    leg.kind,  # a StrEnum: the text itself
                     leg.amount,
                     balance - spans[leg.wallet_id].start,
                     key if leg is first else None,
@@ -589,7 +630,7 @@ def _exact_write(
 def _add_rows(write: repository.EntriesWrite, entry: Entry, posted: Posted) -> None:
     for index, (leg, balance) in enumerate(zip(entry.legs, posted.balances, strict=True)):
         write.row_wallets.append(leg.wallet_id)
-        write.kinds.append(leg.kind.value)
+        write.kinds.append(leg.kind)
         write.amounts.append(leg.amount)
         write.balances_after.append(balance)
         # The key is the requester's: on the first leg's row (the payer's, for a

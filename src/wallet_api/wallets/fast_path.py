@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wallet_api.auth.gate import key_id_of, owner_of, require_deposit
 from wallet_api.core.errors import ANSWERED_ERRORS, exception_response
+from wallet_api.core.fields import parse_uuid
 from wallet_api.core.requests import is_plain_json_post, parse_json_body, receive_body, route_of
 from wallet_api.wallets.models import OperationType
 from wallet_api.wallets.operations import Operation
@@ -103,7 +104,7 @@ class OperationFastPath:
         if scope["type"] != "http" or scope["method"] != "GET":
             return None
         match = _CANONICAL_WALLET_PATH.fullmatch(scope["path"])
-        return None if match is None else UUID(match.group(1))
+        return None if match is None else parse_uuid(match.group(1))
 
     @staticmethod
     def _plain_operation(scope: Scope) -> UUID | None:
@@ -113,4 +114,4 @@ class OperationFastPath:
         match = _CANONICAL_OPERATION_PATH.fullmatch(scope["path"])
         if match is None or not is_plain_json_post(scope):
             return None
-        return UUID(match.group(1))
+        return parse_uuid(match.group(1))
