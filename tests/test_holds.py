@@ -16,7 +16,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import OPERATION_PATH, TestDatabase, money, operation
+from tests.support import (
+    EVERY_SCOPE,
+    OPERATION_PATH,
+    Key,
+    TestDatabase,
+    create_key,
+    money,
+    operation,
+)
 from tests.test_wallet_contract import assert_problem
 from wallet_api.devtools.server import ServiceProcess
 
@@ -188,16 +196,18 @@ def test_an_unknown_hold_is_404_and_a_bad_request_changes_nothing(
     assert_problem(any_client.post(f"{HOLDS}/{missing}/void"), 404, "hold_not_found")
     assert_problem(hold(any_client, str(uuid.uuid4()), 1), 404, "wallet_not_found")
     wallet = new_wallet(any_client, 10)
-    for body in ({"amount": 0}, {"amount": 1, "expires_in": 0}, {"amount": 1, "expires_in": 2592001}):
+    for body in (
+        {"amount": 0},
+        {"amount": 1, "expires_in": 0},
+        {"amount": 1, "expires_in": 2592001},
+    ):
         assert_problem(
             any_client.post(HOLDS, json={"wallet_uuid": wallet, **body}), 422, "validation_error"
         )
     hold_id = held(any_client, wallet, 5)["hold_id"]
     to_itself = any_client.post(f"{HOLDS}/{hold_id}/capture", json={"to_wallet_uuid": wallet})
     assert_problem(to_itself, 422, "validation_error")
-    gone = any_client.post(
-        f"{HOLDS}/{hold_id}/capture", json={"to_wallet_uuid": str(uuid.uuid4())}
-    )
+    gone = any_client.post(f"{HOLDS}/{hold_id}/capture", json={"to_wallet_uuid": str(uuid.uuid4())})
     assert_problem(gone, 404, "wallet_not_found")
     assert balances(any_client, wallet) == (10, 5, 5)
 
@@ -238,9 +248,7 @@ def test_a_wallets_holds_are_listed_newest_first_by_status_a_page_at_a_time(
     assert rest["next_cursor"] is None
     voided = any_client.get(f"/api/v1/wallets/{wallet}/holds", params={"status": "voided"})
     assert [item["hold_id"] for item in voided.json()["items"]] == [ids[0]]
-    assert_problem(
-        any_client.get(f"/api/v1/wallets/{uuid.uuid4()}/holds"), 404, "wallet_not_found"
-    )
+    assert_problem(any_client.get(f"/api/v1/wallets/{uuid.uuid4()}/holds"), 404, "wallet_not_found")
 
 
 def _past_expiry(database: TestDatabase, hold_id: str) -> None:
@@ -296,7 +304,9 @@ def test_the_sweep_releases_each_expired_hold_once_across_two_instances(
     )[0] == (0, None)
 
 
-async def _at_once(base_url: str, requests: list[tuple[str, dict[str, Any] | None]]) -> list[httpx.Response]:
+async def _at_once(
+    base_url: str, requests: list[tuple[str, dict[str, Any] | None]]
+) -> list[httpx.Response]:
     limits = httpx.Limits(max_connections=len(requests), max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
         return await asyncio.gather(*(client.post(path, json=body) for path, body in requests))
@@ -371,3 +381,62 @@ def test_holds_racing_withdrawals_never_overdraw_what_is_available(
     assert granted == 14  # 14 x 7 = 98 of the 100 set aside or spent, no more
     balance, holding, available = balances(any_client, wallet)
     assert (holding + (100 - balance), available) == (98, 2)
+
+
+def test_another_owners_hold_is_a_404_and_a_capture_may_pay_another_owner(
+    start_service: Callable[..., ServiceProcess], database: TestDatabase
+) -> None:
+    """A hold is its wallet's owner's: to anyone else it does not exist (read, capture,
+    void, list); a capture into another owner's wallet is a payment, allowed, without
+    telling the payee's balance."""
+    service = start_service(AUTH_MODE="keys", RATE_LIMIT_RATE="100000", RATE_LIMIT_BURST="100000")
+    run = uuid.uuid4().hex[:8]
+    alice = create_key(database, f"alice-{run}", *EVERY_SCOPE)
+    bob = create_key(database, f"bob-{run}", *EVERY_SCOPE)
+    with httpx.Client(base_url=service.base_url, timeout=30) as http:
+
+        def wallet_of(key: Key, amount: int) -> str:
+            made = http.post("/api/v1/wallets/create_wallet", headers=key.headers)
+            wallet = str(made.json()["wallet_uuid"])
+            if amount:
+                deposit = operation("DEPOSIT", amount)
+                http.post(OPERATION_PATH.format(wallet), json=deposit, headers=key.headers)
+            return wallet
+
+        payer, payee = wallet_of(alice, 100), wallet_of(bob, 0)
+        made = http.post(HOLDS, json={"wallet_uuid": payer, "amount": 30}, headers=alice.headers)
+        assert made.status_code == 201, made.text
+        hold_id = made.json()["hold_id"]
+        # Bob cannot hold on Alice's wallet, nor see, capture, void or list her hold.
+        theirs = {"wallet_uuid": payer, "amount": 1}
+        assert_problem(http.post(HOLDS, json=theirs, headers=bob.headers), 404, "wallet_not_found")
+        for refused in (
+            http.get(f"{HOLDS}/{hold_id}", headers=bob.headers),
+            http.post(f"{HOLDS}/{hold_id}/capture", json={}, headers=bob.headers),
+            http.post(f"{HOLDS}/{hold_id}/void", headers=bob.headers),
+        ):
+            assert_problem(refused, 404, "hold_not_found")
+        listed = http.get(f"/api/v1/wallets/{payer}/holds", headers=bob.headers)
+        assert_problem(listed, 404, "wallet_not_found")
+        assert_problem(
+            http.get(f"/api/v1/wallets/{payer}/balances", headers=bob.headers),
+            404,
+            "wallet_not_found",
+        )
+        # Alice pays Bob from her hold: allowed, his balance not told.
+        paid = http.post(
+            f"{HOLDS}/{hold_id}/capture",
+            json={"amount": 20, "to_wallet_uuid": payee},
+            headers=alice.headers,
+        )
+        assert paid.status_code == 200, paid.text
+        assert paid.json()["capture"] == {"amount": 20, "to_wallet_uuid": payee, "to_balance": None}
+        assert (
+            money(http.get(f"/api/v1/wallets/{payee}", headers=bob.headers).json()["balance"]) == 20
+        )
+        assert balances_of(http, payer, alice) == (80, 0, 80)
+
+
+def balances_of(http: httpx.Client, wallet: str, key: Key) -> tuple[Decimal, Decimal, Decimal]:
+    body = http.get(f"/api/v1/wallets/{wallet}/balances", headers=key.headers).json()
+    return money(body["balance"]), money(body["held"]), money(body["available"])

@@ -24,7 +24,14 @@ from wallet_api.auth.keys import Scope
 from wallet_api.core.database import metadata
 from wallet_api.devtools.server import run_alembic
 
-SCHEMA_TABLES = ["alembic_version", "api_keys", "idempotency_keys", "wallet_operations", "wallets"]
+SCHEMA_TABLES = [
+    "alembic_version",
+    "api_keys",
+    "holds",
+    "idempotency_keys",
+    "wallet_operations",
+    "wallets",
+]
 TABLES_SQL = (
     "SELECT table_name FROM information_schema.tables "
     "WHERE table_schema = 'public' ORDER BY table_name"
@@ -223,6 +230,7 @@ def test_the_transfers_migration_upgrades_a_populated_ledger_in_place(
         "reverses_id",
         "description",
         "api_key_id",
+        "hold_id",
     }
     assert [{k: v for k, v in row.items() if k not in new_columns} for row in after] == before
     assert all(row[column] is None for row in after for column in new_columns)

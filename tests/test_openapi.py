@@ -214,6 +214,9 @@ REPLAYABLE = {
     ("/api/v1/operations/batch", "post"): {"200", "400", "404"},
     ("/api/v1/transfers", "post"): {"201", "400", "404"},
     ("/api/v1/reversals", "post"): {"201", "400", "409"},
+    ("/api/v1/holds", "post"): {"201", "400", "404"},
+    ("/api/v1/holds/{hold_id}/capture", "post"): {"200", "400", "404", "409", "422"},
+    ("/api/v1/holds/{hold_id}/void", "post"): {"200", "409"},
 }
 
 
@@ -264,7 +267,7 @@ def test_a_created_wallet_is_linked_to_its_endpoints(
         if "{wallet_uuid}" in path
     }
     assert {link["operationId"] for link in links.values()} == on_a_wallet
-    assert on_a_wallet == {"get_wallet", "operate", "list_operations"}
+    assert on_a_wallet == {"get_wallet", "operate", "list_operations", "get_balances", "list_holds"}
 
     created = client.post("/api/v1/wallets/create_wallet")
     assert created.status_code == 201

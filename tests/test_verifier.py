@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.support import ROOT, TestDatabase, migrated, operation
-from wallet_api.posting.entries import CREDIT_KINDS
+from wallet_api.posting.entries import CREDIT_KINDS, UNMOVING_KINDS
 
 
 def verify(database: TestDatabase) -> subprocess.CompletedProcess[str]:
@@ -176,6 +176,9 @@ RULES = (
     "unmatched_transfers",
     "bad_reversals",
     "money_created",
+    "held_mismatches",
+    "bad_holds",
+    "negative_available",
 )
 
 
@@ -192,6 +195,20 @@ class Row:
     label: str | None = None
     reverses: str | None = None
     balance_after: int | None = None  # None: the previous one plus the signed amount
+    hold: str | None = None  # the hold's name (`h...`), for a hold's rows
+
+
+@dataclass(frozen=True)
+class HoldSpec:
+    """A holds row to write: its name, wallet, amount, what was captured of it, what it
+    still holds, and its status (active ones expire in an hour)."""
+
+    name: str
+    wallet: str
+    amount: int
+    captured: int = 0
+    remaining: int | None = None  # None: amount - captured
+    status: str = "active"
 
 
 def deposit(wallet: str, amount: int, label: str | None = None) -> Row:
@@ -214,36 +231,75 @@ def leg(
 
 
 def write_ledger(
-    database: TestDatabase, rows: list[Row], balances: dict[str, int] | None = None
+    database: TestDatabase,
+    rows: list[Row],
+    balances: dict[str, int] | None = None,
+    holds: tuple[HoldSpec, ...] = (),
+    held: dict[str, int] | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Replace the ledger by `rows`, in order: each `balance_after` the one before plus its
     signed amount unless given, each wallet's balance the sum of its ledger unless
-    `balances` says otherwise. The wallets' and transfers' ids by name."""
+    `balances` says otherwise, what it holds the sum of its active `holds` unless `held`
+    says otherwise. The wallets' and transfers' ids by name."""
     names = {row.wallet for row in rows} | {r.counterparty for r in rows if r.counterparty}
     wallets = {name: uuid.uuid4() for name in sorted(names | set(balances or {}))}
     transfers = {row.transfer: uuid.uuid4() for row in rows if row.transfer}
+    hold_ids = {spec.name: uuid.uuid4() for spec in holds}
     running = dict.fromkeys(wallets, 0)
     chain = []
     for row in rows:
-        running[row.wallet] += row.amount if row.operation in CREDIT_KINDS else -row.amount
+        if row.operation in CREDIT_KINDS:
+            running[row.wallet] += row.amount
+        elif row.operation not in UNMOVING_KINDS:
+            running[row.wallet] -= row.amount
         chain.append(running[row.wallet] if row.balance_after is None else row.balance_after)
     final = {**running, **(balances or {})}
+    holding = dict.fromkeys(wallets, 0)
+    for spec in holds:
+        if spec.status == "active":
+            holding[spec.wallet] += _remaining(spec)
+    holding.update(held or {})
 
     async def write() -> None:
         connection = await asyncpg.connect(database.url())
         try:
             async with connection.transaction():
-                await connection.execute("TRUNCATE wallet_operations, wallets")
+                await connection.execute("TRUNCATE wallet_operations, holds, wallets")
                 await connection.executemany(
-                    "INSERT INTO wallets (id, balance) VALUES ($1, $2)",
-                    [(wallets[name], final[name]) for name in wallets],
+                    "INSERT INTO wallets (id, balance, held, holds_expire_at) "
+                    "VALUES ($1, $2, $3, CASE WHEN $4 THEN now() + interval '1 hour' END)",
+                    [
+                        (
+                            wallets[name],
+                            final[name],
+                            holding[name],
+                            any(s.wallet == name and s.status == "active" for s in holds),
+                        )
+                        for name in wallets
+                    ],
+                )
+                await connection.executemany(
+                    "INSERT INTO holds (id, wallet_id, amount, captured, remaining, status, "
+                    "expires_at, closed_at) VALUES ($1, $2, $3, $4, $5, $6::text, "
+                    "now() + interval '1 hour', CASE WHEN $6::text <> 'active' THEN now() END)",
+                    [
+                        (
+                            hold_ids[spec.name],
+                            wallets[spec.wallet],
+                            spec.amount,
+                            spec.captured,
+                            _remaining(spec),
+                            spec.status,
+                        )
+                        for spec in holds
+                    ],
                 )
                 ids: dict[str, int] = {}
                 for row, balance_after in zip(rows, chain, strict=True):
                     written = await connection.fetchval(
                         "INSERT INTO wallet_operations (wallet_id, operation, amount, "
-                        "balance_after, transfer_id, counterparty_wallet_id, reverses_id) "
-                        "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                        "balance_after, transfer_id, counterparty_wallet_id, reverses_id, "
+                        "hold_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
                         wallets[row.wallet],
                         row.operation,
                         row.amount,
@@ -251,6 +307,7 @@ def write_ledger(
                         transfers.get(row.transfer or ""),
                         wallets.get(row.counterparty or ""),
                         ids[row.reverses] if row.reverses else None,
+                        hold_ids.get(row.hold or ""),
                     )
                     if row.label:
                         ids[row.label] = written
@@ -262,6 +319,10 @@ def write_ledger(
         {name: str(id_) for name, id_ in wallets.items()},
         {name: str(id_) for name, id_ in transfers.items()},
     )
+
+
+def _remaining(spec: HoldSpec) -> int:
+    return spec.amount - spec.captured if spec.remaining is None else spec.remaining
 
 
 @pytest.fixture(scope="module")
@@ -307,6 +368,42 @@ def test_a_hand_written_ledger_that_keeps_every_rule_is_consistent(
     assert {rule: report[rule] for rule in RULES} == dict.fromkeys(RULES, 0)
 
 
+def test_a_hand_written_ledger_of_holds_that_keeps_every_rule_is_consistent(
+    ledger_database: TestDatabase,
+) -> None:
+    """Holds of each fate: active, captured in part into a payee with the rest released,
+    captured in part twice and still active, voided, expired and released."""
+    write_ledger(
+        ledger_database,
+        [
+            deposit("A", 1000),
+            Row("A", "HOLD", 100, hold="h1"),
+            Row("A", "HOLD", 200, hold="h2"),
+            Row("A", "CAPTURE", 150, counterparty="B", hold="h2"),
+            Row("B", "CAPTURE_IN", 150, counterparty="A", hold="h2"),
+            Row("A", "RELEASE", 50, hold="h2"),
+            Row("A", "HOLD", 90, hold="h3"),
+            Row("A", "CAPTURE", 20, hold="h3"),
+            Row("A", "CAPTURE", 30, hold="h3"),
+            Row("A", "HOLD", 40, hold="h4"),
+            Row("A", "RELEASE", 40, hold="h4"),
+            Row("A", "HOLD", 10, hold="h5"),
+            Row("A", "RELEASE", 10, hold="h5"),
+        ],
+        holds=(
+            HoldSpec("h1", "A", 100),
+            HoldSpec("h2", "A", 200, captured=150, remaining=0, status="captured"),
+            HoldSpec("h3", "A", 90, captured=50),
+            HoldSpec("h4", "A", 40, remaining=0, status="voided"),
+            HoldSpec("h5", "A", 10, remaining=0, status="expired"),
+        ),
+    )
+    clean = verify(ledger_database)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    report = json.loads(clean.stdout)
+    assert {rule: report[rule] for rule in RULES} == dict.fromkeys(RULES, 0)
+
+
 @dataclass(frozen=True)
 class Broken:
     """A ledger breaking one rule: what the verifier must report, and nothing else."""
@@ -317,9 +414,58 @@ class Broken:
     wallets: tuple[str, ...] = ()
     transfers: tuple[str, ...] = ()
     balances: dict[str, int] | None = None  # None: each wallet's ledger's sum
+    holds: tuple[HoldSpec, ...] = ()
+    held: dict[str, int] | None = None  # None: each wallet's active holds' sum
 
 
 ONE_RULE_BROKEN = [
+    pytest.param(
+        # What the wallet says it holds is not the sum of its active holds.
+        Broken(
+            "held_mismatches",
+            1,
+            rows=[deposit("A", 20), Row("A", "HOLD", 10, hold="h")],
+            wallets=("A",),
+            holds=(HoldSpec("h", "A", 10),),
+            held={"A": 9},
+        ),
+        id="held-not-its-holds",
+    ),
+    pytest.param(
+        # The ledger captured 4 of the hold, the hold says 3 (and still holds 6).
+        Broken(
+            "bad_holds",
+            1,
+            rows=[
+                deposit("A", 20),
+                Row("A", "HOLD", 10, hold="h"),
+                Row("A", "CAPTURE", 4, hold="h"),
+            ],
+            holds=(HoldSpec("h", "A", 10, captured=3, remaining=6),),
+        ),
+        id="hold-not-its-ledger",
+    ),
+    pytest.param(
+        # A voided hold whose release the ledger lacks: closed twice, or never released.
+        Broken(
+            "bad_holds",
+            1,
+            rows=[deposit("A", 20), Row("A", "HOLD", 10, hold="h")],
+            holds=(HoldSpec("h", "A", 10, remaining=0, status="voided"),),
+        ),
+        id="closed-hold-not-released",
+    ),
+    pytest.param(
+        # A hold of 10 on a wallet of 5: the ledger adds up, what is available does not.
+        Broken(
+            "negative_available",
+            1,
+            rows=[deposit("A", 5), Row("A", "HOLD", 10, hold="h")],
+            wallets=("A",),
+            holds=(HoldSpec("h", "A", 10),),
+        ),
+        id="more-held-than-the-balance",
+    ),
     pytest.param(
         # A balance that is not its ledger's sum: one a cent short, one (without a ledger)
         # a cent over, so that no money is made and only the balances disagree.
@@ -500,7 +646,9 @@ def test_the_verifier_catches_each_rule_broken_alone(
 ) -> None:
     """Every other rule holds, so only the case's rule can report the ledger: its count,
     and the wallets or transfers it names, are the whole report."""
-    wallet_ids, transfer_ids = write_ledger(ledger_database, case.rows, case.balances)
+    wallet_ids, transfer_ids = write_ledger(
+        ledger_database, case.rows, case.balances, case.holds, case.held
+    )
     broken = verify(ledger_database)
     assert broken.returncode == 1, broken.stdout + broken.stderr
     report = json.loads(broken.stdout)

@@ -156,7 +156,7 @@ def upgrade() -> None:
         ),
     )
     for name in _OLD_CHECKS:
-        op.drop_constraint(name, _LEDGER, type_="check")
+        op.drop_constraint(op.f(name), _LEDGER, type_="check")
     for name, condition in NEW_CHECKS.items():
         op.execute(f"ALTER TABLE {_LEDGER} ADD CONSTRAINT {name} CHECK ({condition}) NOT VALID")
     for name, definition in NEW_FOREIGN_KEYS.items():
@@ -171,12 +171,14 @@ def downgrade() -> None:
         "void or capture them and delete them first'; END IF; END $$"
     )
     for name in (*NEW_FOREIGN_KEYS, *NEW_CHECKS):
-        op.drop_constraint(name, _LEDGER)
+        op.drop_constraint(op.f(name), _LEDGER)
     for name, condition in _OLD_CHECKS.items():
+        # Validated as before this revision (a scan that lets reads and writes proceed).
         op.execute(f"ALTER TABLE {_LEDGER} ADD CONSTRAINT {name} CHECK ({condition}) NOT VALID")
+        op.execute(f"ALTER TABLE {_LEDGER} VALIDATE CONSTRAINT {name}")
     op.drop_column(_LEDGER, "hold_id")
     for name in _WALLET_CHECKS:
-        op.drop_constraint(name, "wallets")
+        op.drop_constraint(op.f(name), "wallets")
     op.drop_column("wallets", "holds_expire_at")
     op.drop_column("wallets", "held")
     op.drop_index("ix_holds_active_expires_at", table_name="holds")

@@ -23,16 +23,29 @@ depends_on: str | Sequence[str] | None = None
 
 _LEDGER = "wallet_operations"
 _INDEX = "ix_wallet_operations_hold_id"
-# What the previous revision added NOT VALID (a migration keeps its own copy).
+# What the previous revision added NOT VALID (a migration keeps its own copy: it must not
+# change when the code does).
+_KINDS = (
+    "'DEPOSIT', 'WITHDRAW', 'TRANSFER_IN', 'TRANSFER_OUT', 'REVERSAL_IN', 'REVERSAL_OUT', "
+    "'HOLD', 'CAPTURE', 'CAPTURE_IN', 'RELEASE'"
+)
+_HOLD_KINDS = "'HOLD', 'CAPTURE', 'CAPTURE_IN', 'RELEASE'"
 _CONSTRAINTS = {
-    "wallets": ("ck_wallets_held_not_negative",),
-    _LEDGER: (
-        "ck_wallet_operations_operation_known",
-        "ck_wallet_operations_transfer_names_both",
-        "ck_wallet_operations_counterparty_linked",
-        "ck_wallet_operations_hold_linked",
-        "fk_wallet_operations_hold_id_holds",
-    ),
+    "wallets": {"ck_wallets_held_not_negative": "CHECK (held >= 0)"},
+    _LEDGER: {
+        "ck_wallet_operations_operation_known": f"CHECK (operation IN ({_KINDS}))",
+        "ck_wallet_operations_transfer_names_both": (
+            "CHECK (transfer_id IS NULL OR counterparty_wallet_id IS NOT NULL)"
+        ),
+        "ck_wallet_operations_counterparty_linked": (
+            "CHECK (counterparty_wallet_id IS NULL OR transfer_id IS NOT NULL "
+            "OR hold_id IS NOT NULL)"
+        ),
+        "ck_wallet_operations_hold_linked": (
+            f"CHECK ((hold_id IS NOT NULL) = operation IN ({_HOLD_KINDS}))"
+        ),
+        "fk_wallet_operations_hold_id_holds": "FOREIGN KEY (hold_id) REFERENCES holds (id)",
+    },
 }
 
 
@@ -52,7 +65,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # The constraints go back to NOT VALID with the previous revision's downgrade; only the
-    # index is this revision's own.
+    # Back to the previous revision's state: the index gone, the constraints NOT VALID.
     with op.get_context().autocommit_block():
         op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_INDEX}")
+    for table, constraints in _CONSTRAINTS.items():
+        for name, definition in constraints.items():
+            op.drop_constraint(op.f(name), table)
+            op.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition} NOT VALID")

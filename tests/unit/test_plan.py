@@ -15,7 +15,15 @@ import pytest
 
 from wallet_api.core.errors import AppError
 from wallet_api.core.money import MAX_MINOR_UNITS
-from wallet_api.posting.entries import Entry, EntryKind, Leg, Posted, Refusal, Shortfall
+from wallet_api.posting.entries import (
+    Entry,
+    EntryKind,
+    HoldState,
+    Leg,
+    Posted,
+    Refusal,
+    Shortfall,
+)
 from wallet_api.posting.plan import Judged, Span, hopeful_starts, kept, parts, plan
 from wallet_api.wallets.models import OperationType
 from wallet_api.wallets.operations import (
@@ -365,3 +373,143 @@ def test_an_operations_refusal_quotes_the_balance_it_was_judged_on() -> None:
     assert gone.code == "wallet_not_found"
     assert str(w) in gone.detail
     assert outcome_of(deposit.legs[0], Posted((1234,), AT)) == 1234
+
+
+# --------------------------------------------------------------------------------------
+# Holds: judged on the available balance, captured and released from what they hold.
+
+
+def hold_leg(wallet: uuid.UUID, kind: EntryKind, amount: int, hold_id: uuid.UUID) -> Leg:
+    return Leg(wallet, kind, amount, hold=hold_id)
+
+
+def test_a_new_hold_is_judged_on_the_available_balance_and_sets_it_aside() -> None:
+    w, h1, h2 = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    judged = plan(
+        {w: 100},
+        [
+            entry(hold_leg(w, EntryKind.HOLD, 30, h1)),
+            entry(Leg(w, EntryKind.WITHDRAW, 61)),  # 60 are available: refused, quoting it
+            entry(hold_leg(w, EntryKind.HOLD, 61, h2)),  # likewise
+            entry(Leg(w, EntryKind.WITHDRAW, 60)),
+        ],
+        held={w: 10},  # another hold sets 10 aside already
+    )
+    assert judged.outcomes == [
+        (100,),
+        Refusal(Shortfall.INSUFFICIENT, 0, 60),
+        Refusal(Shortfall.INSUFFICIENT, 0, 60),
+        (40,),
+    ]
+    span = judged.spans[w]
+    assert (span.start, span.balance, span.available_start, span.available) == (100, 40, 90, 0)
+    assert (span.available_low, span.available_high) == (90, 90)  # 30 + 60 apply, 61 not
+    assert judged.holds == {h1: HoldState(remaining=30)}
+    assert judged.hold_after == {0: (HoldState(remaining=30), 60)}
+
+
+def test_a_capture_takes_from_the_hold_not_from_what_is_available() -> None:
+    w, payee, h = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    holds = {h: HoldState(remaining=30)}
+    capture = entry(
+        Leg(w, EntryKind.CAPTURE, 20, counterparty=payee, hold=h),
+        Leg(payee, EntryKind.CAPTURE_IN, 20, counterparty=w, hold=h),
+        hold_leg(w, EntryKind.RELEASE, 10, h),
+    )
+    capture = Entry(legs=capture.legs, hold_status="captured")
+    judged = plan({w: 100, payee: 5}, [capture], held={w: 30}, holds=holds)
+    assert judged.outcomes == [(80, 25, 80)]
+    assert judged.spans[w].available == 80  # 70 available, 10 released
+    assert judged.holds == {h: HoldState(remaining=0, captured=20, status="captured")}
+    assert holds[h] == HoldState(remaining=30)  # the states given are not changed
+    assert judged.hold_after[0] == (HoldState(remaining=0, captured=20, status="captured"), 80)
+
+
+def test_partial_captures_take_what_is_left_and_close_the_hold_when_it_is_gone() -> None:
+    w, h = uuid.uuid4(), uuid.uuid4()
+    part = entry(hold_leg(w, EntryKind.CAPTURE, 10, h))
+    judged = plan({w: 50}, [part, part, part, part], held={w: 30}, holds={h: HoldState(30)})
+    assert judged.outcomes == [
+        (40,),
+        (30,),
+        (20,),
+        Refusal(Shortfall.HOLD_CLOSED, 0, hold_status="captured"),
+    ]
+    assert judged.holds[h] == HoldState(remaining=0, captured=30, status="captured")
+    assert [state.remaining for state, _ in judged.hold_after.values()] == [20, 10, 0]
+    too_much = entry(hold_leg(w, EntryKind.CAPTURE, 31, h))
+    assert plan({w: 50}, [too_much], held={w: 30}, holds={h: HoldState(30)}).outcomes == [
+        Refusal(Shortfall.HOLD_EXCEEDED, 0, 30, "active")
+    ]
+    # Two legs on one hold are added up.
+    both = entry(hold_leg(w, EntryKind.CAPTURE, 20, h), hold_leg(w, EntryKind.RELEASE, 11, h))
+    assert plan({w: 50}, [both], held={w: 30}, holds={h: HoldState(30)}).outcomes == [
+        Refusal(Shortfall.HOLD_EXCEEDED, 1, 30, "active")
+    ]
+
+
+def test_a_closing_entry_must_take_all_the_hold_holds_else_it_changed() -> None:
+    w, h = uuid.uuid4(), uuid.uuid4()
+    void = Entry(legs=(hold_leg(w, EntryKind.RELEASE, 20, h),), hold_status="voided")
+    judged = plan({w: 50}, [void], held={w: 30}, holds={h: HoldState(30)})
+    assert judged.outcomes == [Refusal(Shortfall.HOLD_CHANGED, 0, 30, "active")]
+    assert not judged.writes([void])
+    exact = Entry(legs=(hold_leg(w, EntryKind.RELEASE, 30, h),), hold_status="voided")
+    done = plan({w: 50}, [exact], held={w: 30}, holds={h: HoldState(30)})
+    assert done.outcomes == [(50,)]
+    assert done.spans[w].available == 50
+    assert done.holds[h] == HoldState(remaining=0, status="voided")
+
+
+def test_an_expired_hold_is_closed_to_captures_and_released_only_as_expired() -> None:
+    w, h, gone = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    states = {h: HoldState(30, expired=True)}
+    capture = entry(hold_leg(w, EntryKind.CAPTURE, 10, h))
+    assert plan({w: 50}, [capture], holds=states).outcomes == [
+        Refusal(Shortfall.HOLD_CLOSED, 0, hold_status="expired")
+    ]
+    expiry = Entry(legs=(hold_leg(w, EntryKind.RELEASE, 30, h),), hold_status="expired")
+    judged = plan({w: 50}, [expiry], holds=states)  # nothing held counts: expired
+    assert judged.outcomes == [(50,)]
+    assert (judged.spans[w].available_start, judged.spans[w].available) == (50, 50)
+    assert judged.holds[h].status == "expired"
+    # Only an expired hold is released as expired; a closed or unknown one not at all.
+    open_hold = {h: HoldState(30)}
+    assert plan({w: 50}, [expiry], holds=open_hold).outcomes == [
+        Refusal(Shortfall.HOLD_NOT_EXPIRED, 0, 30, "active")
+    ]
+    closed = {h: HoldState(0, status="voided")}
+    assert plan({w: 50}, [expiry], holds=closed).outcomes == [
+        Refusal(Shortfall.HOLD_CLOSED, 0, hold_status="voided")
+    ]
+    unknown = Entry(legs=(hold_leg(w, EntryKind.RELEASE, 1, gone),), hold_status="expired")
+    assert plan({w: 50}, [unknown]).outcomes == [Refusal(Shortfall.HOLD_CLOSED, 0)]
+
+
+def test_a_hold_opened_in_the_batch_can_be_captured_later_in_it() -> None:
+    w, h = uuid.uuid4(), uuid.uuid4()
+    judged = plan(
+        {w: 40},
+        [
+            entry(hold_leg(w, EntryKind.HOLD, 25, h)),
+            Entry(legs=(hold_leg(w, EntryKind.CAPTURE, 25, h),), hold_status="captured"),
+        ],
+    )
+    assert judged.outcomes == [(40,), (15,)]
+    assert judged.holds[h] == HoldState(remaining=0, captured=25, status="captured")
+
+
+def test_a_hold_change_is_never_kept_for_its_key_and_hopeful_starts_count_holds() -> None:
+    w, h = uuid.uuid4(), uuid.uuid4()
+    keyed = entry(hold_leg(w, EntryKind.RELEASE, 5, h), key="k")
+    assert not kept(keyed, Refusal(Shortfall.HOLD_CHANGED, 0, 5, "active"))
+    assert kept(keyed, Refusal(Shortfall.HOLD_EXCEEDED, 0, 5, "active"))
+    starts = hopeful_starts(
+        [
+            entry(hold_leg(w, EntryKind.HOLD, 30, h)),
+            entry(hold_leg(w, EntryKind.CAPTURE, 10, h)),
+            entry(hold_leg(w, EntryKind.RELEASE, 20, h)),
+            entry(Leg(w, EntryKind.WITHDRAW, 25)),
+        ]
+    )
+    assert starts == {w: 35}  # 30 held, 10 of it taken, 20 given back: 25 more need 5

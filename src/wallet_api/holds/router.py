@@ -164,7 +164,7 @@ async def capture_hold(
     response_model=Hold,
     responses={
         **replayed_success(200),
-        **error_responses(HoldNotFound, *_CLOSED, *_WRITE_FAILURES, replayed=(404, 409)),
+        **error_responses(HoldNotFound, *_CLOSED, *_WRITE_FAILURES, replayed=(409,)),
     },
 )
 async def void_hold(

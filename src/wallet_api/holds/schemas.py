@@ -156,12 +156,15 @@ class Hold(BaseModel):
     description: str | None
     created_at: datetime
     expires_at: datetime
-    closed_at: datetime | None
+    closed_at: datetime | None = Field(None, description="When it was closed; null if active.")
     balances: Balances | None = Field(
+        None,
         description="The wallet's balances right after the request (in the answer to a "
-        "POST; null when read)."
+        "POST; null when read).",
     )
-    capture: CaptureMade | None = Field(description="The capture this answer is for, if any.")
+    capture: CaptureMade | None = Field(
+        None, description="The capture this answer is for (null for any other)."
+    )
 
 
 class HoldsPage(BaseModel):

@@ -30,7 +30,7 @@ from wallet_api.core.errors import (
     WalletBusy,
     error_document,
 )
-from wallet_api.core.idempotency import IdempotencyKeyReused, Replay
+from wallet_api.core.idempotency import IdempotencyKeyReused, Replay, replay
 from wallet_api.core.metrics import declare_operation_outcomes, operation_outcomes
 from wallet_api.holds import repository
 from wallet_api.holds.exceptions import (
@@ -44,7 +44,7 @@ from wallet_api.holds.repository import HoldRow
 from wallet_api.holds.schemas import CaptureRequest, HoldRequest, hold_document, render
 from wallet_api.posting.entries import ACTIVE, Entry, EntryKind, Leg, Posted, Refusal, Shortfall
 from wallet_api.posting.queue import Group, GroupCommitQueue, Settle
-from wallet_api.posting.repository import DueHold
+from wallet_api.posting.repository import DueHold, stored_responses
 from wallet_api.posting.writer import Outcome, Writer, outcome_label
 from wallet_api.transfers.exceptions import refusal_error
 from wallet_api.wallets.cursors import MAX_LEDGER_ID
@@ -158,6 +158,9 @@ class HoldService:
     ) -> str | Replay:
         """Take all or part of what a hold of `owner` still holds, to a payee or out of
         the service; with `final`, release the rest and close it. The hold's body (200)."""
+        replayed = await self._replay("CAPTURE", idempotency_key, fingerprint)
+        if replayed is not None:
+            return replayed
         for _ in range(CHANGED_ATTEMPTS):
             hold = await self._open_hold("CAPTURE", hold_id, owner)
             payee = request.to_wallet_uuid
@@ -194,6 +197,9 @@ class HoldService:
         fingerprint: str,
     ) -> str | Replay:
         """Release all a hold of `owner` still holds and close it. The hold's body."""
+        replayed = await self._replay("VOID", idempotency_key, fingerprint)
+        if replayed is not None:
+            return replayed
         for _ in range(CHANGED_ATTEMPTS):
             hold = await self._open_hold("VOID", hold_id, owner)
             entry = _void_entry(hold, key=(idempotency_key, fingerprint, api_key_id))
@@ -270,6 +276,22 @@ class HoldService:
         self, groups: Sequence[Group[Entry]], settle: Settle[Outcome]
     ) -> list[list[Outcome]]:
         return await self._writer.apply(groups, on_settled=settle)
+
+    async def _replay(self, kind: str, key: str | None, fingerprint: str) -> Replay | None:
+        """The answer kept for the key of a capture or a void, if it was used before: the
+        hold read now may be closed by that very request (raises IdempotencyKeyReused for
+        a key of another request)."""
+        if key is None:
+            return None
+        async with self._database.autocommit() as connection:
+            stored = await stored_responses(connection, {key})
+        if key not in stored:
+            return None
+        replayed = replay(stored[key], fingerprint)
+        _count(kind, replayed)
+        if isinstance(replayed, IdempotencyKeyReused):
+            raise replayed
+        return replayed
 
     async def _open_hold(self, kind: str, hold_id: UUID, owner: str | None) -> HoldRow:
         """The hold as it is now, if `owner` may take from it and it is open."""

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -205,73 +205,60 @@ class Writer:
             runs[index] for part in pending for index in part
         ).items():
             guesses[wallet_id], held[wallet_id] = self._known_balances.get(wallet_id, (hopeful, 0))
-        # Each part's entries and the wallets they name, in order.
+        # The wallets each part names, in order.
         named = {
-            id(part): ([runs[index] for index in part], list(_wallets(runs[i] for i in part)))
+            id(part): [runs[part[0]].legs[0].wallet_id]
+            if len(part) == 1 and len(runs[part[0]].legs) == 1
+            else list(_wallets(runs[index] for index in part))
             for part in pending
         }
         missing: set[UUID] = set()
         for _ in range(OPTIMISTIC_ATTEMPTS):
-            write = repository.RangeWrite()
-            planned: list[tuple[list[Entry], dict[UUID, int], Plan, bool]] = []
-            for number, part in enumerate(pending):
-                entries, wallets = named[id(part)]
-                starts = {w: guesses[w] for w in wallets if w not in missing}
-                part_plan = plan(starts, entries, held=held)
-                writes = part_plan.writes(entries)
-                planned.append((entries, starts, part_plan, writes))
-                if writes:
-                    part_write(write, number, entries, starts, part_plan)
-                else:
-                    write.checked.extend(starts)
-            found, at = await self._write(write)
+            starts = {
+                w: guesses[w] for part in pending for w in named[id(part)] if w not in missing
+            }
+            round_ = _Round(runs, pending, named, starts, held)
+            found, at = await self._write(round_.write)
             results: dict[int, Outcome] = {}
-            again: list[list[int]] = []
-            for part, (entries, starts, part_plan, writes) in zip(pending, planned, strict=True):
-                now_held = {w: found[w].held for w in starts if w in found}
-                if writes and _written(starts, found):  # whole: every wallet moved
-                    shifts = {
-                        w: shift
-                        for w, span in part_plan.spans.items()
-                        if (shift := (found[w].start or 0) - span.start)
-                    }
-                    final = part_plan
-                    moved_held = any(
-                        span.start - span.available_start != now_held[w]
-                        for w, span in part_plan.spans.items()
-                    )
-                    if shifts or moved_held:  # the same decisions: only the figures move
-                        final = (not moved_held and _shifted(part_plan, entries, shifts)) or plan(
-                            {w: found[w].start or 0 for w in starts}, entries, held=now_held
-                        )
-                    self._settle(part, final, at, results)
-                    continue
-                missing.update(wallet_id for wallet_id in starts if wallet_id not in found)
-                balances = {w: found[w].balance for w in starts if w in found}
-                found_plan = plan(balances, entries, held=now_held)
-                if found_plan.writes(entries):
-                    guesses.update(balances)
-                    held.update(now_held)
-                    again.append(part)
-                else:  # refusals only, on balances that were the wallets' in the statement
-                    self._settle(part, found_plan, at, results)
+            for part, outcomes, wallets, spans, shifts in round_.settled(found):
+                self._settle(
+                    part, outcomes, at, results, wallets=wallets, spans=spans, shifts=shifts
+                )
+            missing.update(round_.missing)
+            for wallet_id, (balance, holding) in round_.found_again.items():
+                guesses[wallet_id], held[wallet_id] = balance, holding
             record(results)  # committed: final, whatever happens to the rounds after it
-            if not again:
+            if not round_.again:
                 return
-            pending = again
+            pending = round_.again
         record(await self._write_locked(runs, sorted(i for part in pending for i in part)))
 
     def _settle(
         self,
         part: Sequence[int],
-        part_plan: Plan,
+        outcomes: Sequence[Judged],
         at: datetime | None,
         results: dict[int, Outcome],
+        *,
+        wallets: Sequence[UUID],
+        spans: Mapping[UUID, Span],
+        shifts: Mapping[UUID, int],
     ) -> None:
-        """The outcomes of a part whose plan held (written, or refusals only)."""
-        for index, judged in zip(part, part_plan.outcomes, strict=True):
+        """The outcomes of a part whose plan held (written, or refusals only), and the
+        balances it leaves remembered (each moved by its wallet's shift)."""
+        for index, judged in zip(part, outcomes, strict=True):
             results[index] = _outcome(judged, at)
-        self._remember_all(part_plan)
+        known = self._known_balances
+        for wallet_id in wallets:
+            span = spans.get(wallet_id)
+            if span is not None:
+                known[wallet_id] = (
+                    span.balance + shifts.get(wallet_id, 0),
+                    span.balance - span.available,
+                )
+                known.move_to_end(wallet_id)
+        while len(known) > KNOWN_BALANCES_LIMIT:
+            known.popitem(last=False)
 
     async def _write_locked(self, runs: Sequence[Entry], indexes: list[int]) -> dict[int, Outcome]:
         """Apply the entries `indexes` of `runs` in one transaction that holds their
@@ -443,44 +430,228 @@ def _raced(exc: UniqueViolation) -> bool:
     return is_key_conflict(exc) or exc.constraint_name == REVERSAL_INDEX
 
 
-def _shifted(part_plan: Plan, entries: Sequence[Entry], shifts: dict[UUID, int]) -> Plan | None:
-    """The plan of applied entries only as it stands on starts moved by `shifts` that keep
-    its decisions: every balance of a wallet moved by its shift. None when it holds a
+#: A part of a round: its runs, where its entries are in the round's, its wallets (those
+#: believed to exist), and whether it writes anything.
+_Section = tuple[list[int], slice, list[UUID], bool]
+#: What a round settles for a part: its runs, their outcomes, its wallets, the spans the
+#: outcomes come from, and by how much each wallet's balance is moved from them.
+_Settled = tuple[list[int], Sequence[Judged], list[UUID], Mapping[UUID, Span], dict[UUID, int]]
+
+
+class _Round:
+    """One statement of the optimistic write: the parts planned (in one plan: they share
+    no wallet, so it judges each as a plan of its own would) on the balances guessed, the
+    statement built, and, once it ran, what it settled and what goes again."""
+
+    def __init__(
+        self,
+        runs: Sequence[Entry],
+        pending: list[list[int]],
+        named: Mapping[int, list[UUID]],
+        starts: dict[UUID, int],
+        held: Mapping[UUID, int],
+    ) -> None:
+        self.entries = [runs[index] for part in pending for index in part]
+        whole = plan(starts, self.entries, held=held)
+        self.outcomes, self.spans = whole.outcomes, whole.spans
+        self.write = repository.RangeWrite()
+        self.sections: list[_Section] = []
+        position = 0
+        for number, part in enumerate(pending):
+            section = slice(position, position + len(part))
+            position += len(part)
+            if len(part) == 1 and self._one_leg(part, number, section, starts):
+                continue
+            wallets = [w for w in named[id(part)] if w in starts]
+            writes = _writes(self.entries[section], self.outcomes[section])
+            self.sections.append((part, section, wallets, writes))
+            if writes:
+                _part_rows(
+                    self.write,
+                    number,
+                    self.entries[section],
+                    self.outcomes[section],
+                    wallets=wallets,
+                    starts=starts,
+                    spans=self.spans,
+                )
+            else:
+                self.write.checked.extend(wallets)
+        self.missing: set[UUID] = set()
+        self.again: list[list[int]] = []
+        #: The balance and what is held found for the wallets of the parts that go again.
+        self.found_again: dict[UUID, tuple[int, int]] = {}
+
+    def _one_leg(
+        self, part: list[int], number: int, section: slice, starts: Mapping[UUID, int]
+    ) -> bool:
+        """A part of one entry of one leg, without a key (most of them: a deposit, a
+        withdrawal, a batch item), added to the statement as `_part_rows` would add it,
+        without its loops; False for any other part."""
+        index = section.start
+        entry = self.entries[index]
+        if len(entry.legs) != 1 or entry.idempotency_key is not None:
+            return False
+        leg = entry.legs[0]
+        wallet_id = leg.wallet_id
+        judged = self.outcomes[index]
+        if isinstance(judged, Refusal):  # nothing to write: its balance only read
+            wallets = [wallet_id] if wallet_id in starts else []
+            self.write.checked.extend(wallets)
+            self.sections.append((part, section, wallets, False))
+            return True
+        span = self.spans[wallet_id]
+        self.write.rows.append(
+            (
+                wallet_id,
+                leg.kind,  # a StrEnum: the text itself
+                leg.amount,
+                judged[0] - span.start,
+                None,
+                entry.transfer_id,
+                leg.counterparty,
+                entry.description,
+                entry.api_key_id,
+            )
+        )
+        self.write.wallets.append(
+            (
+                wallet_id,
+                span.balance - span.start,
+                span.low,
+                span.high,
+                number,
+                1,
+                span.available_low,
+                span.available_high,
+            )
+        )
+        self.sections.append((part, section, [wallet_id], True))
+        return True
+
+    def settled(self, found: Mapping[UUID, repository.Found]) -> list[_Settled]:
+        """The parts settled by the statement that found `found`: written (on the starts
+        planned, or on others that keep the decisions: the figures move), or of refusals
+        only on balances that were the wallets' then. The others go `again`."""
+        settled: list[_Settled] = []
+        judge_again: list[tuple[_Section, bool]] = []
+        for section in self.sections:
+            part, where, wallets, writes = section
+            if writes and _written(wallets, found):  # whole: every wallet moved
+                if len(part) == 1 and len(wallets) == 1:  # one entry on one wallet
+                    settled.append(self._one_settled(section, found))
+                    continue
+                shifts = self._shifts(wallets, found)
+                outcomes: Sequence[Judged] | None = self.outcomes[where]
+                if shifts:  # the same decisions: only the figures move
+                    outcomes = _shifted(self.entries[where], self.outcomes[where], shifts)
+                if outcomes is None or shifts is None:
+                    judge_again.append((section, True))
+                else:
+                    settled.append((part, outcomes, wallets, self.spans, shifts))
+                continue
+            self.missing.update(w for w in wallets if w not in found)
+            judge_again.append((section, False))
+        if judge_again:
+            settled.extend(self._judged_again(judge_again, found))
+        return settled
+
+    def _one_settled(self, section: _Section, found: Mapping[UUID, repository.Found]) -> _Settled:
+        """`settled` for a written part of one entry on one wallet: its figures moved by
+        the difference between the start found and the one planned."""
+        part, where, wallets, _ = section
+        (wallet_id,) = wallets
+        span = self.spans[wallet_id]
+        shift = (found[wallet_id].start or 0) - span.start
+        judged = self.outcomes[where.start]
+        if not shift:
+            return part, (judged,), wallets, self.spans, {}
+        assert not isinstance(judged, Refusal)  # a part of one refusal writes nothing
+        moved = tuple([balance + shift for balance in judged])
+        return part, (moved,), wallets, self.spans, {wallet_id: shift}
+
+    def _shifts(
+        self, wallets: Sequence[UUID], found: Mapping[UUID, repository.Found]
+    ) -> dict[UUID, int] | None:
+        """How far each wallet's start is from the one planned; None when what its holds
+        set aside changed too (the part is then judged again)."""
+        shifts: dict[UUID, int] = {}
+        for wallet_id in wallets:
+            span = self.spans.get(wallet_id)
+            if span is None:  # named by an entry refused before it: unmoved
+                continue
+            seen = found[wallet_id]
+            if seen.held != span.start - span.available_start:
+                return None
+            if seen.start != span.start:
+                shifts[wallet_id] = (seen.start or 0) - span.start
+        return shifts
+
+    def _judged_again(
+        self, sections: list[tuple[_Section, bool]], found: Mapping[UUID, repository.Found]
+    ) -> list[_Settled]:
+        """On what the statement found, these parts again, in one plan: one written on
+        other starts (final: its decisions held), one not written (final if it writes
+        nothing, else it goes again)."""
+        starts: dict[UUID, int] = {}
+        held: dict[UUID, int] = {}
+        for (_, _, wallets, _), written in sections:
+            for wallet_id in wallets:
+                seen = found.get(wallet_id)
+                if seen is not None:
+                    starts[wallet_id] = (seen.start or 0) if written else seen.balance
+                    held[wallet_id] = seen.held
+        entries = [e for (_, where, _, _), _ in sections for e in self.entries[where]]
+        judged = plan(starts, entries, held=held)
+        settled: list[_Settled] = []
+        position = 0
+        for (part, where, wallets, _), written in sections:
+            outcomes = judged.outcomes[position : position + len(part)]
+            position += len(part)
+            if written or not _writes(self.entries[where], outcomes):
+                settled.append((part, outcomes, wallets, judged.spans, {}))
+            else:
+                self.again.append(part)
+                for wallet_id in wallets:
+                    if wallet_id in starts:
+                        self.found_again[wallet_id] = (starts[wallet_id], held[wallet_id])
+        return settled
+
+
+def _shifted(
+    entries: Sequence[Entry], outcomes: Sequence[Judged], shifts: dict[UUID, int]
+) -> list[Judged] | None:
+    """Outcomes of applied entries only as they stand on starts moved by `shifts` that
+    keep their decisions: every balance of a wallet moved by its shift. None when one is a
     refusal (which quotes a balance: judged again)."""
-    if any(isinstance(judged, Refusal) for judged in part_plan.outcomes):
-        return None
-    outcomes: list[Judged] = []
-    append = outcomes.append
-    for entry, judged in zip(entries, part_plan.outcomes, strict=True):
-        assert not isinstance(judged, Refusal)
+    shifted: list[Judged] = []
+    append = shifted.append
+    for entry, judged in zip(entries, outcomes, strict=True):
+        if isinstance(judged, Refusal):
+            return None
         legs = entry.legs
         if len(legs) == 1:
             append((judged[0] + shifts.get(legs[0].wallet_id, 0),))
         else:
             append(
                 tuple(
-                    [b + shifts.get(leg.wallet_id, 0) for leg, b in zip(legs, judged, strict=False)]
+                    [b + shifts.get(leg.wallet_id, 0) for leg, b in zip(legs, judged, strict=True)]
                 )
             )
-    spans = {}
-    for w, span in part_plan.spans.items():
-        shift = shifts.get(w, 0)
-        spans[w] = Span(
-            span.start + shift,
-            span.balance + shift,
-            span.available_start + shift,
-            span.available + shift,
-            span.low,
-            span.high,
-            span.available_low,
-            span.available_high,
-        )
-    return Plan(outcomes, spans)
+    return shifted
 
 
-def _written(starts: dict[UUID, int], found: dict[UUID, repository.Found]) -> bool:
+def _writes(entries: Sequence[Entry], outcomes: Sequence[Judged]) -> bool:
+    """Whether a part leaves anything to write: an entry applied, or a key kept."""
+    return any(
+        not isinstance(judged, Refusal) or kept(entry, judged)
+        for entry, judged in zip(entries, outcomes, strict=True)
+    )
+
+
+def _written(wallets: Sequence[UUID], found: Mapping[UUID, repository.Found]) -> bool:
     """Whether the statement wrote a part (it writes all of a part's wallets or none)."""
-    first = found.get(next(iter(starts)))
+    first = found.get(wallets[0]) if wallets else None
     return first is not None and first.start is not None
 
 
@@ -516,13 +687,34 @@ def part_write(
     starts: dict[UUID, int],
     part_plan: Plan,
 ) -> None:
+    """Add a part, planned on its own, to the statement (as part `number`)."""
+    _part_rows(
+        write,
+        number,
+        entries,
+        part_plan.outcomes,
+        wallets=list(starts),
+        starts=starts,
+        spans=part_plan.spans,
+    )
+
+
+def _part_rows(
+    write: repository.RangeWrite,
+    number: int,
+    entries: Sequence[Entry],
+    outcomes: Sequence[Judged],
+    *,
+    wallets: Sequence[UUID],
+    starts: Mapping[UUID, int],
+    spans: Mapping[UUID, Span],
+) -> None:
     """Add a part to the statement (as part `number`): every wallet it names that is
-    believed to exist (all must be found, and each within its range, for the part to be
-    written), its ledger rows and its kept responses."""
-    spans = part_plan.spans
+    believed to exist (`wallets`: all must be found, and each within its range, for the
+    part to be written), its ledger rows and its kept responses."""
     pinned: set[UUID] = set()
     rows, keys = write.rows, write.keys
-    for entry, judged in zip(entries, part_plan.outcomes, strict=True):
+    for entry, judged in zip(entries, outcomes, strict=True):
         key = entry.idempotency_key
         if isinstance(judged, Refusal):
             if key is not None and kept(entry, judged):
@@ -558,8 +750,9 @@ def part_write(
             keys.append(
                 (first.wallet_id, key, entry.fingerprint, status, None, offset, prefix, suffix)
             )
-    size = len(starts)
-    for wallet_id, start in starts.items():
+    size = len(wallets)
+    for wallet_id in wallets:
+        start = starts[wallet_id]
         span = spans.get(wallet_id)
         if span is None:  # named by an entry refused before its leg was judged
             write.wallets.append(

@@ -76,6 +76,8 @@ _CREATED_LINKS = {
         ("GetWallet", "get_wallet"),
         ("Operate", "operate"),
         ("ListOperations", "list_operations"),
+        ("GetBalances", "get_balances"),
+        ("ListHolds", "list_holds"),
     )
 }
 
