@@ -5,9 +5,11 @@ names): pgbench's ceilings (a single-row UPDATE; an UPDATE of a random row of ma
 ledger INSERT, one commit each); then the service under Gunicorn with 2 workers and 64
 connections: one hot wallet (plain and with Idempotency-Keys), the same load over 10,000
 and over 100,000 wallets, the batch endpoint (1,000 operations a request, 8 connections),
-transfers between random pairs of the 10,000 and from them into one wallet,
-GET balance, GET /health/live (the HTTP ceiling); then the hot wallet again with
-coalescing off, and with API keys required. After every write run it reconciles the ledger
+transfers between random pairs of the 10,000 and from them into one wallet, holds of 1.00
+created and captured on the 10,000 (pairs a second), the hot wallet with 1,000 active holds
+on it (beside the same load without them, run just before), GET balance, GET /health/live
+(the HTTP ceiling); then the hot wallet again with coalescing off, and with API keys
+required. After every write run it reconciles the ledger
 with what the clients saw. Every service run reports the CPU time the service's process
 tree and PostgreSQL's spent per request (bench/cpu.py).
 
@@ -15,6 +17,7 @@ With `--baseline DIR` (another checkout of this repository), the hot wallet, spr
 and both transfer runs are measured for the code in DIR as well, on a second service beside
 the first (same PostgreSQL, same data, same schema: the current migrations), interleaved
 baseline, current, current, baseline; each gains the baseline's figures and `vs_baseline`.
+The holds runs are measured once, for the current code only (a baseline may have no holds).
 Prints one JSON document and writes it to bench/results/. See docs/PERFORMANCE.md.
 """
 
@@ -41,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 
 from bench import cpu
 from wallet_api.devtools.postgres import (
@@ -50,17 +54,32 @@ from wallet_api.devtools.postgres import (
     ensure_database,
 )
 from wallet_api.devtools.server import ServiceProcess, run_alembic
-from wallet_api.posting.entries import CREDIT_KINDS
+from wallet_api.posting.entries import CREDIT_KINDS, UNMOVING_KINDS
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk.lua"
 WRK_BATCH_SCRIPT = Path(__file__).resolve().parent / "wrk_batch.lua"
+WRK_HOLDS_SCRIPT = Path(__file__).resolve().parent / "wrk_holds.lua"
+#: The holds runs: what each hold of the pairs run sets aside (and its capture takes); the
+#: active holds on the hot wallet, what each sets aside and how long it lasts (far longer
+#: than the run: no hold expires, so the sweeper writes nothing during a run).
+HOLD_AMOUNT = "1.00"
+HOT_WALLET_HOLDS = 1000
+HOT_WALLET_HOLD_AMOUNT = "0.01"
+HOT_WALLET_HOLD_SECONDS = 3600
 #: The batch endpoint's run: operations per request, and connections.
 BATCH_SIZE = 1000
 BATCH_CONNECTIONS = 8
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-#: The ledger kinds that add to a balance, as SQL.
+#: The ledger kinds that add to a balance, and those that leave it as it is (a hold, a
+#: release), as SQL.
 _CREDITS = ", ".join(f"'{kind}'" for kind in sorted(CREDIT_KINDS))
+_UNMOVING = ", ".join(f"'{kind}'" for kind in sorted(UNMOVING_KINDS))
+#: A ledger row's change of its wallet's balance, as SQL over wallet_operations AS o.
+_DELTA = (
+    f"CASE WHEN o.operation IN ({_CREDITS}) THEN o.amount"
+    f" WHEN o.operation IN ({_UNMOVING}) THEN 0 ELSE -o.amount END"
+)
 START_BALANCE = 100_000_000  # minor units: 1,000,000.00, so withdrawals of 1.00 never fail
 
 
@@ -446,6 +465,233 @@ def write_run(
     return result
 
 
+def holds_run(
+    bench: Bench, service: ServiceProcess, wallets: list[str], *, duration: int
+) -> dict[str, Any]:
+    """Holds created and captured: each connection opens a hold of 1.00 on a random one of
+    `wallets`, then captures all of it (out of the service), and again (bench/wrk_holds.lua);
+    the rate is of pairs, completed captures a second. Then the ledger is reconciled with
+    what the clients saw, and the holds the run left open (created, their capture not yet
+    written when wrk stopped) are voided, so that nothing of it lingers into later runs."""
+    wallets_file = bench.workdir / f"holds-wallets-{len(wallets)}.txt"
+    wallets_file.write_text("\n".join(wallets) + "\n")
+    _wait_until_idle(bench, 0)
+    bench.sql("DROP TABLE IF EXISTS bench_snapshot")
+    bench.sql("CREATE TABLE bench_snapshot AS SELECT id, balance FROM wallets")
+    (row,) = bench.sql(
+        "SELECT (SELECT coalesce(max(id), 0) FROM wallet_operations) AS last,"
+        " (SELECT coalesce(max(seq), 0) FROM holds) AS last_seq"
+    )
+    last_id, last_seq = int(row["last"]), int(row["last_seq"])
+    roots = _cpu_roots(bench, service)
+    before = cpu.sample(roots)
+    result = subprocess.run(
+        [
+            "wrk",
+            f"--threads={bench.threads}",
+            f"--connections={bench.connections}",
+            f"--duration={duration}s",
+            "--timeout=10s",
+            f"--script={WRK_HOLDS_SCRIPT}",
+            service.base_url,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "WALLETS_FILE": str(wallets_file), "HOLD_AMOUNT": HOLD_AMOUNT},
+        check=True,
+        timeout=duration + 60,
+    )
+    spent = cpu.seconds_between(before, cpu.sample(roots))
+    line = next(x for x in result.stdout.splitlines() if x.startswith("BENCH_JSON "))
+    raw: dict[str, Any] = json.loads(line.removeprefix("BENCH_JSON "))
+    seconds = raw["duration_us"] / 1e6
+    run: dict[str, Any] = {
+        "pairs_per_s": round(raw["captured"] / seconds, 1),
+        "holds_per_s": round(raw["created"] / seconds, 1),
+        "requests_per_s": round(raw["responses"] / seconds, 1),
+        **_cpu_fields(spent, raw["responses"], postgres_unmeasured=bench.postmaster_unmeasured),
+        "cpu_us_per_pair": cpu.microseconds_per(spent, raw["captured"]),
+        "latency_ms": {k: round(v / 1000, 2) for k, v in raw["latency_us"].items()},
+        "latency_of": "every request, holds and captures alike",
+        "errors": raw["failed"] + raw["unparsed"] + sum(raw["socket_errors"].values()),
+        "error_statuses": raw["failed"],
+        "hold_ids_unreadable": raw["unparsed"],
+        "socket_errors": raw["socket_errors"],
+        "first_error": raw["first_failure"] or None,
+        "holds_sent": raw["holds_sent"],
+        "holds_created": raw["created"],
+        "captures_sent": raw["captures_sent"],
+        "captures_done": raw["captured"],
+        "responses": raw["responses"],
+        "unanswered_at_stop": raw["sent"] - raw["responses"],
+        "seconds": round(seconds, 2),
+    }
+    _wait_until_idle(bench, last_id)
+    run["ledger"] = reconcile_holds(bench, last_id, last_seq, run)
+    left = [
+        str(row["id"])
+        for row in bench.sql(
+            "SELECT id FROM holds WHERE seq > $1 AND status = 'active' ORDER BY seq", last_seq
+        )
+    ]
+    _post_all(service, [(f"/api/v1/holds/{hold}/void", {}) for hold in left], expect=200)
+    run["ledger"]["left_open_at_stop_then_voided"] = len(left)
+    _wait_until_idle(bench, last_id)
+    return run
+
+
+def reconcile_holds(
+    bench: Bench, last_id: int, last_seq: int, run: dict[str, Any]
+) -> dict[str, Any]:
+    """The pairs run's ledger: balances and chains as every write run's (reconcile); a
+    HOLD row for every hold the run created and a CAPTURE row of all of it for every
+    capture, each as many as the clients saw succeed, plus at most the requests wrk wrote
+    but stopped waiting for; no other rows (a capture of all releases nothing); every
+    captured hold of the run is `captured`, holding nothing, and the others are still
+    `active`, holding all of theirs."""
+    checks = _ledger_checks(bench, last_id)
+    (row,) = bench.sql(
+        """
+        SELECT count(*) FILTER (WHERE operation = 'HOLD') AS hold_rows,
+               count(*) FILTER (WHERE operation = 'CAPTURE') AS capture_rows,
+               count(*) FILTER (WHERE operation NOT IN ('HOLD', 'CAPTURE')) AS other_rows,
+               count(*) FILTER (WHERE operation = 'CAPTURE' AND (
+                   amount <> $3 OR counterparty_wallet_id IS NOT NULL OR hold_id IS NULL
+               )) AS odd_captures,
+               count(*) FILTER (WHERE operation = 'HOLD' AND amount <> $3) AS odd_holds,
+               (SELECT count(*) FROM holds WHERE seq > $2) AS holds,
+               (SELECT count(*) FROM holds WHERE seq > $2 AND status = 'captured'
+                   AND captured = amount AND remaining = 0) AS holds_captured,
+               (SELECT count(*) FROM holds WHERE seq > $2 AND status = 'active'
+                   AND remaining = amount AND captured = 0) AS holds_active,
+               (SELECT count(*) FROM holds h WHERE seq > $2 AND NOT EXISTS (
+                   SELECT FROM wallet_operations o
+                   WHERE o.hold_id = h.id AND o.operation = 'HOLD' AND o.id > $1
+               )) AS holds_without_row
+        FROM wallet_operations WHERE id > $1
+        """,
+        last_id,
+        last_seq,
+        _minor_units(HOLD_AMOUNT),
+    )
+    counts = {name: int(value) for name, value in row.items()}
+    holds_unanswered = counts["hold_rows"] - run["holds_created"]
+    captures_unanswered = counts["capture_rows"] - run["captures_done"]
+    counts_ok = (
+        holds_unanswered >= 0
+        and captures_unanswered >= 0
+        and holds_unanswered + captures_unanswered <= run["unanswered_at_stop"]
+    )
+    holds_ok = (
+        counts["holds"] == counts["hold_rows"]
+        and counts["holds_captured"] == counts["capture_rows"]
+        and counts["holds_captured"] + counts["holds_active"] == counts["holds"]
+        and counts["holds_without_row"] == 0
+    )
+    return {
+        **checks,
+        **counts,
+        "holds_created_seen": run["holds_created"],
+        "captures_seen": run["captures_done"],
+        "holds_applied_but_unanswered_at_stop": holds_unanswered,
+        "captures_applied_but_unanswered_at_stop": captures_unanswered,
+        "mismatches": checks["balance_mismatches"]
+        + checks["chain_breaks"]
+        + (checks["money_created"] != 0)
+        + (not counts_ok)
+        + (not holds_ok)
+        + counts["other_rows"]
+        + counts["odd_captures"]
+        + counts["odd_holds"],
+    }
+
+
+def hot_wallet_with_holds_run(
+    bench: Bench, service: ServiceProcess, hot: str, *, duration: int
+) -> dict[str, Any]:
+    """The hot-wallet load with 1,000 active holds on the wallet, beside the same load
+    without them run just before (the database as it is now, not as it was at the first
+    hot-wallet run). The holds are opened through the API (0.01 each, for an hour: none
+    expires during the run) and voided after it, so the later hot-wallet runs find none."""
+    print("bench: hot wallet, before its holds", file=sys.stderr)
+    without = write_run(bench, service, [hot], duration=duration)
+    created = _post_all(
+        service,
+        [
+            (
+                "/api/v1/holds",
+                {
+                    "wallet_uuid": hot,
+                    "amount": HOT_WALLET_HOLD_AMOUNT,
+                    "expires_in": HOT_WALLET_HOLD_SECONDS,
+                },
+            )
+        ]
+        * HOT_WALLET_HOLDS,
+        expect=201,
+    )
+    holds = [str(body["hold_id"]) for body in created]
+    before = _holds_on(bench, hot)
+    print(f"bench: hot wallet, {len(holds)} active holds on it", file=sys.stderr)
+    run = write_run(bench, service, [hot], duration=duration)
+    after = _holds_on(bench, hot)
+    _post_all(service, [(f"/api/v1/holds/{hold}/void", {}) for hold in holds], expect=200)
+    _wait_until_idle(bench, 0)
+    expected = {
+        "active": HOT_WALLET_HOLDS,
+        "held": HOT_WALLET_HOLDS * _minor_units(HOT_WALLET_HOLD_AMOUNT),
+    }
+    run["holds"] = {
+        "amount_each": HOT_WALLET_HOLD_AMOUNT,
+        "expires_in": HOT_WALLET_HOLD_SECONDS,
+        "before_run": before,
+        "after_run": after,
+        "after_void": _holds_on(bench, hot),
+    }
+    run["ledger"]["mismatches"] += (before != expected) + (after != expected)
+    run["without_holds"] = without
+    run["vs_without_holds"] = _ratio(run["ops_per_s"], without)
+    return run
+
+
+def _holds_on(bench: Bench, wallet: str) -> dict[str, int]:
+    """A wallet's active holds and what the wallet says they set aside."""
+    (row,) = bench.sql(
+        "SELECT (SELECT count(*) FROM holds WHERE wallet_id = $1 AND status = 'active')"
+        " AS active, (SELECT held FROM wallets WHERE id = $1) AS held",
+        uuid.UUID(wallet),
+    )
+    return {"active": int(row["active"]), "held": int(row["held"])}
+
+
+def _minor_units(amount: str) -> int:
+    units, _, cents = amount.partition(".")
+    return int(units) * 100 + int(cents.ljust(2, "0"))
+
+
+def _post_all(
+    service: ServiceProcess, requests: list[tuple[str, dict[str, Any]]], *, expect: int
+) -> list[dict[str, Any]]:
+    """POST each (path, body), 16 at a time; their JSON answers, in order. Any other status
+    than `expect` ends the benchmark: the run it prepares or tidies would mean nothing."""
+
+    async def post_all() -> list[dict[str, Any]]:
+        limit = asyncio.Semaphore(16)
+        async with httpx.AsyncClient(base_url=service.base_url, timeout=30) as client:
+
+            async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+                async with limit:
+                    response = await client.post(path, json=body)
+                if response.status_code != expect:
+                    sys.exit(f"bench: POST {path}: {response.status_code} {response.text[:300]}")
+                answer: dict[str, Any] = response.json()
+                return answer
+
+            return await asyncio.gather(*(post(path, body) for path, body in requests))
+
+    return asyncio.run(post_all())
+
+
 def _wait_until_idle(bench: Bench, last_id: int) -> None:
     """Requests wrk abandoned at its deadline still finish on the server; let them."""
     previous = -1
@@ -464,16 +710,35 @@ def reconcile(
     balance_after follows from the row before it; new rows = acknowledged requests (times
     the rows each writes: 2 for a transfer), plus at most those of the requests wrk wrote
     but stopped waiting for at its deadline; transfers created no money."""
+    checks = _ledger_checks(bench, last_id)
+    rows_added = checks["rows_added"]
+    applied_unanswered = rows_added // rows_per_request - run["acknowledged"]
+    count_ok = (
+        rows_added % rows_per_request == 0 and 0 <= applied_unanswered <= run["unanswered_at_stop"]
+    )
+    return {
+        "rows_added": rows_added,
+        "acknowledged": run["acknowledged"],
+        "applied_but_unanswered_at_stop": applied_unanswered,
+        **checks,
+        "mismatches": checks["balance_mismatches"]
+        + checks["chain_breaks"]
+        + (not count_ok)
+        + (checks["money_created"] != 0),
+    }
+
+
+def _ledger_checks(bench: Bench, last_id: int) -> dict[str, int]:
+    """The ledger rows after `last_id` against bench_snapshot: the rows added, the wallets
+    whose balance is not their start plus their new rows, the rows whose balance_after
+    does not follow from the row before, and the money transfers created (none)."""
     (row,) = bench.sql(
         f"""
         WITH added AS (
-            SELECT wallet_id, count(*) AS n,
-                   sum(CASE WHEN operation IN ({_CREDITS}) THEN amount ELSE -amount END)
-                       AS delta,
-                   sum(CASE WHEN transfer_id IS NULL THEN 0
-                            WHEN operation IN ({_CREDITS}) THEN amount ELSE -amount END)
+            SELECT o.wallet_id, count(*) AS n, sum({_DELTA}) AS delta,
+                   sum(CASE WHEN o.transfer_id IS NULL THEN 0 ELSE {_DELTA} END)
                        AS transferred
-            FROM wallet_operations WHERE id > $1 GROUP BY wallet_id
+            FROM wallet_operations o WHERE o.id > $1 GROUP BY o.wallet_id
         )
         SELECT count(*) FILTER (WHERE w.balance <> s.balance + coalesce(a.delta, 0))
                    AS balance_mismatches,
@@ -487,9 +752,7 @@ def reconcile(
         f"""
         SELECT count(*) AS breaks FROM (
             SELECT o.balance_after,
-                   coalesce(lag(o.balance_after) OVER w, s.balance)
-                   + CASE WHEN o.operation IN ({_CREDITS}) THEN o.amount ELSE -o.amount END
-                   AS expected
+                   coalesce(lag(o.balance_after) OVER w, s.balance) + {_DELTA} AS expected
             FROM wallet_operations o JOIN bench_snapshot s ON s.id = o.wallet_id
             WHERE o.id > $1
             WINDOW w AS (PARTITION BY o.wallet_id ORDER BY o.id)
@@ -497,23 +760,11 @@ def reconcile(
         """,
         last_id,
     )
-    rows_added = int(row["rows_added"])
-    applied_unanswered = rows_added // rows_per_request - run["acknowledged"]
-    count_ok = (
-        rows_added % rows_per_request == 0 and 0 <= applied_unanswered <= run["unanswered_at_stop"]
-    )
-    money_created = int(row["money_created"])
     return {
-        "rows_added": rows_added,
-        "acknowledged": run["acknowledged"],
-        "applied_but_unanswered_at_stop": applied_unanswered,
+        "rows_added": int(row["rows_added"]),
         "balance_mismatches": int(row["balance_mismatches"]),
         "chain_breaks": int(chain["breaks"]),
-        "money_created": money_created,
-        "mismatches": int(row["balance_mismatches"])
-        + int(chain["breaks"])
-        + (not count_ok)
-        + (money_created != 0),
+        "money_created": int(row["money_created"]),
     }
 
 
@@ -605,9 +856,9 @@ def measure(
             "hot wallet, coalescing on",
             lambda on: write_run(bench, on, [hot], duration=args.duration),
         )
-        print("bench: hot wallet, an Idempotency-Key on every request", file=sys.stderr)
-        results["hot_wallet_idempotent"] = write_run(
-            bench, service, [hot], duration=args.duration, idempotency_keys=True
+        results["hot_wallet_idempotent"] = ab.once(
+            "hot wallet, an Idempotency-Key on every request",
+            lambda on: write_run(bench, on, [hot], duration=args.duration, idempotency_keys=True),
         )
         results["spread_wallets"] = ab.run(
             f"{len(spread)} wallets, coalescing on",
@@ -627,9 +878,17 @@ def measure(
                 bench, on, spread, duration=args.duration, transfers=True, transfer_to=merchant
             ),
         )
-        print(f"bench: {len(spread_large)} wallets, coalescing on", file=sys.stderr)
-        results["spread_wallets_large"] = write_run(
-            bench, service, spread_large, duration=args.duration
+        # Holds: the current code only (a baseline may have none), even with --baseline.
+        results["holds_created_and_captured"] = ab.once(
+            f"holds created and captured on {len(spread)} wallets",
+            lambda on: holds_run(bench, on, spread, duration=args.duration),
+        )
+        results["hot_wallet_with_holds"] = hot_wallet_with_holds_run(
+            bench, service, hot, duration=args.duration
+        )
+        results["spread_wallets_large"] = ab.once(
+            f"{len(spread_large)} wallets, coalescing on",
+            lambda on: write_run(bench, on, spread_large, duration=args.duration),
         )
         print("bench: GET balance of the hot wallet", file=sys.stderr)
         results["get_balance_hot_wallet"] = run_wrk(
@@ -693,6 +952,11 @@ class AB:
     def __init__(self, current: ServiceProcess, baseline: ServiceProcess | None) -> None:
         self.current = current
         self.baseline = baseline
+
+    def once(self, label: str, load: Callable[[ServiceProcess], dict[str, Any]]) -> dict[str, Any]:
+        """A load measured on the current service only, with a baseline or without."""
+        print(f"bench: {label}", file=sys.stderr)
+        return load(self.current)
 
     def run(self, label: str, load: Callable[[ServiceProcess], dict[str, Any]]) -> dict[str, Any]:
         if self.baseline is None:
@@ -992,6 +1256,12 @@ def main() -> None:
             "transfers_into_hot_wallet_vs_hot_wallet": _ratio(
                 results["transfers_into_hot_wallet"]["ops_per_s"], results["hot_wallet"]
             ),
+            "holds_pairs_vs_hot_wallet": _ratio(
+                results["holds_created_and_captured"]["pairs_per_s"], results["hot_wallet"]
+            ),
+            "hot_wallet_with_1000_holds_vs_without": results["hot_wallet_with_holds"][
+                "vs_without_holds"
+            ],
             "get_balance_vs_http_ceiling": _ratio(
                 results["get_balance_hot_wallet"]["ops_per_s"], results["http_ceiling"]
             ),
