@@ -11,6 +11,7 @@ import random
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -129,7 +130,9 @@ def test_keyed_refusals_racing_deposits_lose_no_update(
     the write must then change nothing and be planned again, never overwrite them."""
     wallet = new_wallet(any_client)
     deposits: list[Keyed] = [(wallet, operation("DEPOSIT", 1), None)] * 300
-    refusals = [(wallet, operation("WITHDRAW", 1000), f"over-{uuid.uuid4()}") for _ in range(100)]
+    refusals: list[Keyed] = [
+        (wallet, operation("WITHDRAW", 1000), f"over-{uuid.uuid4()}") for _ in range(100)
+    ]
     requests = deposits + refusals
     random.Random(7).shuffle(requests)
     responses = asyncio.run(send_keyed(any_service.base_url, requests))
@@ -148,7 +151,9 @@ def test_keyed_refusals_racing_deposits_lose_no_update(
     assert any_client.get(f"/api/v1/wallets/{wallet}").json() == {"balance": 300}
     # Each refusal's key replays the very answer it got, the balance it quoted included:
     # the response kept with the key is the one judged on the balance the write found.
-    answered = {key: r.json() for (_, _, key), r in zip(requests, responses, strict=True) if key}
+    answered: dict[str | None, Any] = {
+        key: r.json() for (_, _, key), r in zip(requests, responses, strict=True) if key
+    }
     replays = asyncio.run(send_keyed(any_service.base_url, refusals))
     assert [r.headers.get("Idempotent-Replayed") for r in replays] == ["true"] * 100
     for (_, _, key), replayed in zip(refusals, replays, strict=True):
