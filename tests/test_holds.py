@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +23,8 @@ from tests.support import (
     Key,
     TestDatabase,
     create_key,
+    launch_service,
+    migrated,
     money,
     operation,
 )
@@ -266,12 +269,14 @@ def _past_expiry(database: TestDatabase, hold_id: str) -> None:
 
 
 def test_an_expired_hold_counts_no_more_and_cannot_be_captured_without_the_sweep(
-    start_service: Callable[..., ServiceProcess], database: TestDatabase
+    make_database: Callable[[], TestDatabase], tmp_path: Path
 ) -> None:
     """With the sweep off, nothing writes the release: the money is available again at
-    the expiry all the same, judged by the database's clock on every read and write."""
-    service = start_service(HOLDS_SWEEP_SECONDS="0")
-    with httpx.Client(base_url=service.base_url, timeout=30) as client:
+    the expiry all the same, judged by the database's clock on every read and write. On
+    a database of its own: the session's other services sweep theirs."""
+    database = migrated(make_database())
+    service = launch_service(database, tmp_path / "gunicorn.log", {"HOLDS_SWEEP_SECONDS": "0"})
+    with service.serving(), httpx.Client(base_url=service.base_url, timeout=30) as client:
         wallet = new_wallet(client, 10)
         hold_id = held(client, wallet, 10, expires_in=1)["hold_id"]
         assert balances(client, wallet) == (10, 10, 0)
