@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.support import (
     EVERY_SCOPE,
@@ -28,24 +27,13 @@ from tests.support import (
     money,
     operation,
 )
+from tests.test_transfers import any_client, new_wallet
 from tests.test_wallet_contract import assert_problem
 from wallet_api.devtools.server import ServiceProcess
 
 HOLDS = "/api/v1/holds"
-
-
-@pytest.fixture
-def any_client(any_service: ServiceProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=any_service.base_url, timeout=60) as client:
-        yield client
-
-
-def new_wallet(client: httpx.Client, balance: object = 0) -> str:
-    wallet = str(client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"])
-    if balance:
-        response = client.post(OPERATION_PATH.format(wallet), json=operation("DEPOSIT", balance))
-        assert response.status_code == 200, response.text
-    return wallet
+#: The fixture shared with the transfer tests: a client of `any_service`.
+__all__ = ["any_client"]
 
 
 def hold(client: httpx.Client, wallet: str, amount: object, **extra: object) -> httpx.Response:

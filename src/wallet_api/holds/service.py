@@ -74,14 +74,8 @@ class HoldService:
         if settings.coalescing_enabled:
             # One lane per hold's wallet: a wallet's hold requests keep their order; a
             # batch spans many wallets, one transaction for all of them.
-            self._queue = GroupCommitQueue(
-                self._write_groups,
-                kind="hold",
-                max_batch=settings.coalescing_max_batch,
-                max_in_flight=settings.coalescing_max_in_flight,
-                queue_limit=settings.coalescing_queue_limit,
-                deadline=settings.operation_deadline,
-                interrupted=OutcomeUnknown,
+            self._queue = GroupCommitQueue.configured(
+                self._write_groups, settings, kind="hold", interrupted=OutcomeUnknown
             )
         declare_operation_outcomes(METRIC_KINDS, ["applied", "replayed"])
 

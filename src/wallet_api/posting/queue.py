@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from uuid import UUID
 
+from wallet_api.core.config import Settings
 from wallet_api.core.database import is_lock_timeout, is_transient_error
 from wallet_api.core.errors import (
     AppError,
@@ -113,6 +114,27 @@ class GroupCommitQueue(Generic[Op, Outcome]):
         self._closing = False
         self.kind = kind
         self._batch_size = BATCH_SIZE.labels(kind)
+
+    @classmethod
+    def configured(
+        cls,
+        apply_batch: BatchApplier[Op, Outcome],
+        settings: Settings,
+        *,
+        kind: str,
+        interrupted: Callable[[], AppError],
+    ) -> GroupCommitQueue[Op, Outcome]:
+        """A queue bounded by the coalescing settings (COALESCING_MAX_BATCH, ..._IN_FLIGHT,
+        ..._QUEUE_LIMIT, OPERATION_DEADLINE)."""
+        return cls(
+            apply_batch,
+            kind=kind,
+            max_batch=settings.coalescing_max_batch,
+            max_in_flight=settings.coalescing_max_in_flight,
+            queue_limit=settings.coalescing_queue_limit,
+            deadline=settings.operation_deadline,
+            interrupted=interrupted,
+        )
 
     def queue_depth(self) -> int:
         """Requests waiting in this process (not yet in a batch), over all wallets."""

@@ -44,14 +44,8 @@ class TransferService:
         if settings.coalescing_enabled:
             # One lane per source wallet: a payer's transfers keep their order; a batch
             # spans many lanes, one transaction and one lock per wallet for all of them.
-            self._queue = GroupCommitQueue(
-                self._write_groups,
-                kind="transfer",
-                max_batch=settings.coalescing_max_batch,
-                max_in_flight=settings.coalescing_max_in_flight,
-                queue_limit=settings.coalescing_queue_limit,
-                deadline=settings.operation_deadline,
-                interrupted=OutcomeUnknown,
+            self._queue = GroupCommitQueue.configured(
+                self._write_groups, settings, kind="transfer", interrupted=OutcomeUnknown
             )
         declare_operation_outcomes(
             [METRIC_KIND], ["applied", "replayed", "insufficient_funds", "balance_limit_exceeded"]

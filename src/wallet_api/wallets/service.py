@@ -106,23 +106,14 @@ class WalletService:
         self._writes: GroupCommitQueue[Entry, EntryOutcome] | None = None
         self._reads: GroupCommitQueue[None, int | None] | None = None
         if settings.coalescing_enabled:
-            self._writes = GroupCommitQueue(
-                self._write_groups,
-                kind="write",
-                max_batch=settings.coalescing_max_batch,
-                max_in_flight=settings.coalescing_max_in_flight,
-                queue_limit=settings.coalescing_queue_limit,
-                deadline=settings.operation_deadline,
-                interrupted=OutcomeUnknown,
+            self._writes = GroupCommitQueue.configured(
+                self._write_groups, settings, kind="write", interrupted=OutcomeUnknown
             )
             # Concurrent reads share queries: one for every wallet read meanwhile.
-            self._reads = GroupCommitQueue(
+            self._reads = GroupCommitQueue.configured(
                 self._read_groups,
+                settings,
                 kind="read",
-                max_batch=settings.coalescing_max_batch,
-                max_in_flight=settings.coalescing_max_in_flight,
-                queue_limit=settings.coalescing_queue_limit,
-                deadline=settings.operation_deadline,
                 interrupted=lambda: DatabaseUnavailable("The balance could not be read."),
             )
         # Every series an alert may watch exists from the start, at zero.
