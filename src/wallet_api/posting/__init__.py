@@ -1,1 +1,2 @@
-"""The write engine's shared parts: group commit across wallets."""
+"""The one write engine of every movement of money: entries (the one shape), the pure
+planner, group commit across wallets, the writer and its SQL. It imports only core/."""
