@@ -20,7 +20,7 @@ from tests.support import TestDatabase, migrated
 from wallet_api.posting.entries import Entry, EntryKind, Leg
 from wallet_api.posting.plan import plan
 from wallet_api.posting.repository import Found, RangeWrite, write_range
-from wallet_api.posting.writer import part_write
+from wallet_api.posting.rows import part_write
 
 Written = tuple[dict[UUID, Found], datetime | None]
 
