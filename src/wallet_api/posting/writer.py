@@ -16,8 +16,9 @@ outcome. How:
    quotes), locking rows in id order, and reports what it found for the others. Only
    those are planned again, on what was found; after a few such races they run in a
    transaction that holds their row locks (the fallback; the path of every entry with
-   coalescing off, of a reversal, and of a keyed entry whose response the statement
-   cannot render).
+   coalescing off, of a reversal, of a hold and of what takes from one, and of a keyed
+   entry whose response the statement cannot render). What the statements write is
+   built from the plans in `rows.py`.
 
 Nothing is acknowledged before its commit: outcomes are returned only after the statement
 (or the transaction) committed. A commit whose outcome cannot be known raises
