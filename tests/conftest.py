@@ -131,12 +131,16 @@ SERVER_AGNOSTIC = frozenset(
         "tests/unit",
         "tests/test_auth.py",
         "tests/test_command_line.py",
+        "tests/test_database_waits.py",  # the client's and the pool's waits, not the SQL's
         "tests/test_docs_pages.py",
+        "tests/test_entrypoint.py",
         "tests/test_limits_redis.py",
         "tests/test_listening.py",
         "tests/test_openapi.py",
         "tests/test_operability.py",
+        "tests/test_owner_change.py",
         "tests/test_owners.py",  # who may touch what: decided before any SQL of the write
+        "tests/test_rate_limit_leases.py",
         "tests/test_rate_limits.py",
         "tests/test_shutdown.py",
         "tests/test_validation.py",
