@@ -290,3 +290,12 @@ def test_a_code_change_reinstalls_no_dependency(target: str) -> None:
     wanted = 1 if target == "builder" else 2  # the tests image adds the `dev` extra
     assert dependency_installs == wanted
     assert source_installed
+
+
+def test_every_setting_of_the_service_is_passed_on_to_its_container() -> None:
+    """DOCKER §Run: the compose file passes every setting on (a `.env` value reaches the
+    service), so a setting added to the code is one the container can be given. Checked
+    here without Docker (make docker-test checks it too, as Compose resolves the file)."""
+    named = set(compose()["services"]["fastapi"]["environment"])
+    missing = sorted(name.upper() for name in Settings.model_fields if name.upper() not in named)
+    assert missing == []
