@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 
 from tests.support import (
@@ -27,6 +28,7 @@ from tests.support import (
     money,
     operation,
 )
+from tests.test_serial_history import connections_to_both_workers
 from tests.test_transfers import any_client, new_wallet
 from tests.test_wallet_contract import assert_problem
 from wallet_api.devtools.server import ServiceProcess
@@ -328,22 +330,22 @@ def test_fifty_final_captures_at_once_one_succeeds(
 def test_fifty_partial_captures_at_once_never_take_more_than_was_held(
     any_service: ServiceProcess, any_client: httpx.Client, database: TestDatabase
 ) -> None:
+    """Captures of 7 of a hold of 30: four fit, and 2 stay held, less than any other
+    capture asks: each of those is refused as more than the hold holds."""
     wallet = new_wallet(any_client, 100)
     hold_id = held(any_client, wallet, 30)["hold_id"]
     responses = asyncio.run(
         _at_once(
             any_service.base_url,
-            [(f"{HOLDS}/{hold_id}/capture", {"amount": 1, "final": False})] * 50,
+            [(f"{HOLDS}/{hold_id}/capture", {"amount": 7, "final": False})] * 50,
         )
     )
-    taken = [r for r in responses if r.status_code == 200]
-    assert len(taken) == 30
-    assert {r.json()["code"] for r in responses if r.status_code != 200} <= {
-        "capture_exceeds_hold",
-        "hold_captured",
-    }
-    assert sum(amount for kind, amount in ledger(database, hold_id) if kind == "CAPTURE") == 3000
-    assert balances(any_client, wallet) == (70, 0, 70)
+    assert sorted(r.status_code for r in responses) == [200] * 4 + [422] * 46, [
+        r.text for r in responses if r.status_code not in (200, 422)
+    ]
+    assert {r.json()["code"] for r in responses if r.status_code == 422} == {"capture_exceeds_hold"}
+    assert sum(amount for kind, amount in ledger(database, hold_id) if kind == "CAPTURE") == 2800
+    assert balances(any_client, wallet) == (72, 2, 70)
 
 
 def test_a_capture_racing_a_void_one_of_them_wins(
@@ -439,3 +441,67 @@ def test_another_owners_hold_is_a_404_and_a_capture_may_pay_another_owner(
 def balances_of(http: httpx.Client, wallet: str, key: Key) -> Figures:
     body = http.get(f"/api/v1/wallets/{wallet}/balances", headers=key.headers).json()
     return money(body["balance"]), money(body["held"]), money(body["available"])
+
+
+def test_a_debit_is_judged_on_what_a_hold_made_by_the_other_worker_left_available(
+    any_service: ServiceProcess, any_client: httpx.Client
+) -> None:
+    """By construction: worker A writes the wallet (and so knows its balance, nothing
+    held), worker B then holds 60 of its 100, and A is asked for a withdrawal of 50 that
+    what A last saw would allow: the statement judges it under the row lock on the 40
+    available, and it is refused."""
+    first, second = connections_to_both_workers(any_service)
+    try:
+        wallet = new_wallet(any_client)
+        path = OPERATION_PATH.format(wallet)
+        assert first.post(path, json=operation("DEPOSIT", 100)).status_code == 200
+        assert hold(second, wallet, 60).status_code == 201
+        refused = first.post(path, json=operation("WITHDRAW", 50))
+        assert_problem(refused, 400, "insufficient_funds")
+        assert refused.json()["detail"] == "Cannot withdraw 50: the balance is 40."
+        assert balances(any_client, wallet) == (100, 60, 40)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_capture_that_gets_its_hold_after_the_expiry_is_refused(
+    any_client: httpx.Client, database: TestDatabase
+) -> None:
+    """By construction: the capture reads the hold while it is active, then waits for
+    its row, which the test holds until the database's clock has passed the expiry: the
+    capture, judged under the lock, is refused as expired, and nothing moves."""
+
+    async def race(hold_id: str) -> httpx.Response:
+        holder = await asyncpg.connect(database.url())
+        try:
+            transaction = holder.transaction()
+            await transaction.start()
+            await holder.execute("SELECT FROM holds WHERE id = $1 FOR UPDATE", uuid.UUID(hold_id))
+            async with httpx.AsyncClient(base_url=str(any_client.base_url), timeout=60) as client:
+                capture = asyncio.create_task(client.post(f"{HOLDS}/{hold_id}/capture", json={}))
+                deadline = time.monotonic() + 30
+                while not await holder.fetchval(
+                    "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database() AND application_name = 'wallet-api')"
+                ):
+                    assert time.monotonic() < deadline, "the capture never waited for the hold"
+                    await asyncio.sleep(0.02)
+                while not await holder.fetchval(
+                    "SELECT clock_timestamp() > expires_at FROM holds WHERE id = $1",
+                    uuid.UUID(hold_id),
+                ):
+                    assert time.monotonic() < deadline, "the hold never expired"
+                    await asyncio.sleep(0.05)
+                await transaction.commit()
+                return await capture
+        finally:
+            await holder.close()
+
+    wallet = new_wallet(any_client, 10)
+    hold_id = held(any_client, wallet, 10, expires_in=1)["hold_id"]
+    response = asyncio.run(race(hold_id))
+    assert_problem(response, 409, "hold_expired")
+    assert ledger(database, hold_id)[:1] == [("HOLD", 1000)]
+    assert "CAPTURE" not in [kind for kind, _ in ledger(database, hold_id)]
+    assert balances(any_client, wallet)[0] == 10

@@ -92,11 +92,16 @@ _LOCK_WALLETS = f"""
 """
 # The holds an entry captures or releases, locked in id order before any wallet (the
 # order every writer takes them in), with whether each has expired by the database's
-# clock.
+# clock as it reads once it holds the row: not the transaction's start (`now()`), which a
+# wait for the lock may have left behind the expiry.
 _LOCK_HOLDS = """
-    SELECT h.id, h.remaining, h.captured, h.status, h.expires_at <= now() AS expired
-    FROM unnest($1::uuid[]) AS t(id) JOIN holds h ON h.id = t.id
-    ORDER BY h.id FOR UPDATE OF h
+    WITH locked AS (
+        SELECT h.id, h.remaining, h.captured, h.status, h.expires_at
+        FROM unnest($1::uuid[]) AS t(id) JOIN holds h ON h.id = t.id
+        ORDER BY h.id FOR UPDATE OF h
+    )
+    SELECT id, remaining, captured, status, expires_at <= clock_timestamp() AS expired
+    FROM locked
 """
 # Up to $1 holds past their expiry that are still active, oldest expiry first, locked in id
 # order, skipping those another transaction holds (a capture, another instance's sweep).
