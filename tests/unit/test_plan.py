@@ -7,6 +7,7 @@ writes themselves."""
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from datetime import UTC, datetime
@@ -25,13 +26,16 @@ from wallet_api.posting.entries import (
     Shortfall,
 )
 from wallet_api.posting.plan import Judged, Span, hopeful_starts, kept, parts, plan
+from wallet_api.wallets.exceptions import InsufficientFunds
 from wallet_api.wallets.models import OperationType
 from wallet_api.wallets.operations import (
     AtomicRefusal,
     Operation,
     atomic_outcome,
+    atomic_response,
     entry_of,
     outcome_of,
+    refusal_document,
 )
 
 AT = datetime(2026, 12, 4, tzinfo=UTC)
@@ -513,3 +517,112 @@ def test_a_hold_change_is_never_kept_for_its_key_and_hopeful_starts_count_holds(
         ]
     )
     assert starts == {w: 35}  # 30 held, 10 of it taken, 20 given back: 25 more need 5
+
+
+# --------------------------------------------------------------------------------------
+# What the planner's other parts promise, each case with known answers.
+
+
+def test_an_entry_renders_its_outcomes_for_its_key_with_its_render_only() -> None:
+    w = uuid.uuid4()
+    rendered = Entry(legs=(Leg(w, EntryKind.DEPOSIT, 5),), render=lambda outcome: (201, "x"))
+    assert rendered.response(Posted((5,), AT)) == (201, "x")
+    with pytest.raises(AssertionError, match=r"^an entry with a key renders its outcomes$"):
+        Entry(legs=(Leg(w, EntryKind.DEPOSIT, 5),)).response(Posted((5,), AT))
+
+
+def test_a_wallet_without_holds_given_holds_nothing() -> None:
+    a, b = uuid.uuid4(), uuid.uuid4()
+    judged = plan({a: 10, b: 10}, [entry(Leg(b, EntryKind.WITHDRAW, 10))], held={a: 5})
+    assert judged.outcomes == [(0,)]
+    assert judged.spans[b].available_start == 10
+
+
+def test_a_reversal_of_two_legs_reverses_each_row_once() -> None:
+    a, b = uuid.uuid4(), uuid.uuid4()
+
+    def reversal(out_row: int, in_row: int) -> Entry:
+        return entry(
+            Leg(b, EntryKind.REVERSAL_OUT, 5, counterparty=a, reverses=in_row),
+            Leg(a, EntryKind.REVERSAL_IN, 5, counterparty=b, reverses=out_row),
+        )
+
+    judged = plan({a: 0, b: 10}, [reversal(1, 2), reversal(3, 2), reversal(1, 4)])
+    assert judged.outcomes == [
+        (5, 5),
+        Refusal(Shortfall.ALREADY_REVERSED, 0),
+        Refusal(Shortfall.ALREADY_REVERSED, 1),
+    ]
+    assert judged.hold_after == {}  # names no hold
+
+
+def test_an_entry_may_open_two_holds() -> None:
+    a, b, h1, h2 = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    both = entry(hold_leg(a, EntryKind.HOLD, 3, h1), hold_leg(b, EntryKind.HOLD, 4, h2))
+    judged = plan({a: 10, b: 10}, [both])
+    assert judged.holds == {h1: HoldState(remaining=3), h2: HoldState(remaining=4)}
+    assert judged.hold_after == {0: (HoldState(remaining=4), 7)}
+
+
+def test_a_hold_needs_its_amount_available_in_the_hopeful_start() -> None:
+    w, h = uuid.uuid4(), uuid.uuid4()
+    held_then_spent = [
+        entry(hold_leg(w, EntryKind.HOLD, 30, h)),
+        entry(Leg(w, EntryKind.WITHDRAW, 25)),
+    ]
+    assert hopeful_starts(held_then_spent) == {w: 55}
+
+
+def test_entries_of_one_leg_are_parted_by_wallet_in_order() -> None:
+    a, b = uuid.uuid4(), uuid.uuid4()
+    entries = [
+        entry(Leg(a, EntryKind.DEPOSIT, 1)),
+        entry(Leg(b, EntryKind.DEPOSIT, 1)),
+        entry(Leg(a, EntryKind.WITHDRAW, 1)),
+    ]
+    assert parts(entries) == [[0, 2], [1]]
+
+
+def test_an_operation_is_an_entry_of_one_leg_and_with_a_key_the_endpoints_answer() -> None:
+    w = uuid.uuid4()
+    plain = entry_of(w, Operation(OperationType.WITHDRAW, 500, api_key_id="k1"))
+    assert plain.legs == (Leg(w, EntryKind.WITHDRAW, 500),)
+    assert (plain.api_key_id, plain.idempotency_key, plain.render) == ("k1", None, None)
+    keyed = entry_of(
+        w,
+        Operation(
+            OperationType.DEPOSIT,
+            1250,
+            idempotency_key="key",
+            fingerprint="fp",
+            api_key_id="k2",
+        ),
+    )
+    assert keyed.legs == (Leg(w, EntryKind.DEPOSIT, 1250),)
+    assert (keyed.idempotency_key, keyed.fingerprint, keyed.api_key_id) == ("key", "fp", "k2")
+    assert keyed.applied_body == (200, '{"status":"success","balance":', "}")
+    assert keyed.keep_missing is False
+    assert keyed.response(Posted((1250,), AT)) == (200, '{"status":"success","balance":12.5}')
+    status, body = keyed.response(Refusal(Shortfall.OVER_LIMIT, 0, MAX_MINOR_UNITS))
+    assert status == 400
+    assert '"code":"balance_limit_exceeded"' in body
+
+
+def test_an_atomic_batch_answers_every_balance_or_its_first_refusal_by_position() -> None:
+    status, body = atomic_response([150, 20])
+    assert (status, json.loads(body)) == (
+        200,
+        {
+            "results": [
+                {"status": 200, "body": {"status": "success", "balance": 1.5}},
+                {"status": 200, "body": {"status": "success", "balance": 0.2}},
+            ]
+        },
+    )
+    refused = AtomicRefusal(1, InsufficientFunds(balance=30, amount=500))
+    status, body = atomic_response(refused)
+    document = json.loads(body)
+    assert status == 400
+    assert (document["code"], document["index"]) == ("insufficient_funds", 1)
+    assert document["detail"] == "Operation 1: Cannot withdraw 5: the balance is 0.3."
+    assert refusal_document(refused)["index"] == 1

@@ -90,7 +90,10 @@ def atomic_outcome(entries: Sequence[Entry], outcomes: Sequence[Posted | Refusal
     """An all-or-nothing batch judged in order: the balance after each item, in the
     items' order, or the first refusal."""
     balances: list[int] = []
-    for index, (entry, outcome) in enumerate(zip(entries, outcomes, strict=True)):
+    # One outcome per entry by construction: `strict` only documents it.
+    for index, (entry, outcome) in enumerate(
+        zip(entries, outcomes, strict=True)  # pragma: no mutate
+    ):
         if isinstance(outcome, Refusal):
             return AtomicRefusal(index, refusal_error(entry.legs[0], outcome))
         balances.append(outcome.balances[0])
