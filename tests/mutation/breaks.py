@@ -81,7 +81,10 @@ BREAKS = [
         WRITER,
         "                    look_up = True\n                    continue\n",
         "                    look_up = True\n                    settled.clear()\n                    continue\n",
-        ("tests/test_coalescing.py",),
+        (
+            "tests/test_coalescing.py::"
+            "test_a_wallet_committed_in_an_earlier_round_is_not_written_again_when_a_later_one_fails",
+        ),
     ),
     Break(
         "settled-groups-retried",
@@ -97,7 +100,10 @@ BREAKS = [
         "src/wallet_api/posting/queue.py",
         "            if is_transient_error(exc) and not is_lock_timeout(exc):\n",
         "            if is_transient_error(exc):\n",
-        ("tests/test_coalescing.py",),
+        (
+            "tests/test_coalescing.py::"
+            "test_a_wallet_held_by_another_transaction_does_not_hold_up_the_others_in_its_batch",
+        ),
     ),
     Break(
         "no-row-lock",
@@ -105,7 +111,7 @@ BREAKS = [
         POSTING_REPOSITORY,
         "        ORDER BY w.id FOR UPDATE OF w\n    )\n    SELECT now() AS at",
         "        ORDER BY w.id\n    )\n    SELECT now() AS at",
-        ("tests/test_concurrency.py",),
+        ("tests/test_concurrency.py::test_concurrent_deposits_each_report_their_own_balance",),
     ),
     Break(
         "commit-failure-answered-as-success",
@@ -116,7 +122,10 @@ BREAKS = [
         "                await transaction.commit()\n"
         "            except Exception:\n"
         "                await transaction.rollback()\n",
-        ("tests/test_coalescing.py",),
+        (
+            "tests/test_coalescing.py::"
+            "test_a_commit_that_fails_fails_only_the_operation_that_broke_it",
+        ),
     ),
     Break(
         "unknown-outcome-called-not-applied",
@@ -132,7 +141,10 @@ BREAKS = [
         DATABASE,
         "                if server_went_away(exc):\n",
         "                if False:\n",
-        ("tests/test_faults.py",),
+        (
+            "tests/test_faults.py::"
+            "test_a_fatal_error_on_idle_connections_is_never_a_500_and_they_are_all_replaced",
+        ),
     ),
     Break(
         "pool-expired-on-any-error",
@@ -156,7 +168,10 @@ BREAKS = [
         DATABASE,
         "        if not unbounded:\n",
         "        if not unbounded and settings.db_statement_timeout_ms:\n",
-        ("tests/test_faults.py",),
+        (
+            "tests/test_faults.py::"
+            "test_without_a_statement_timeout_a_silent_database_is_answered_within_the_client_timeout",
+        ),
     ),
     Break(
         "keys-purged-early",
@@ -180,7 +195,10 @@ BREAKS = [
         SECOND_MIGRATION,
         '    op.drop_column("wallet_operations", "idempotency_key")\n',
         "",
-        ("tests/test_migrations.py",),
+        (
+            "tests/test_migrations.py::"
+            "test_each_migration_downgrades_exactly_to_the_schema_before_it",
+        ),
     ),
     Break(
         "migration-without-two-checks",
@@ -191,7 +209,7 @@ BREAKS = [
         '            "balance_after >= 0", name=op.f("ck_wallet_operations_balance_after_not_negative")\n'
         "        ),\n",
         "",
-        ("tests/test_migrations.py",),
+        ("tests/test_migrations.py::test_migrations_build_exactly_the_schema_the_models_describe",),
     ),
     Break(
         "balance-may-go-negative",
@@ -199,7 +217,7 @@ BREAKS = [
         FIRST_MIGRATION,
         '        sa.CheckConstraint("balance >= 0", name=op.f("ck_wallets_balance_not_negative")),\n',
         "",
-        ("tests/test_migrations.py",),
+        ("tests/test_migrations.py::test_migrations_build_exactly_the_schema_the_models_describe",),
     ),
     Break(
         "verifier-blind-to-negatives",
@@ -281,7 +299,7 @@ BREAKS = [
         REPOSITORY,
         "(SELECT count(*) FROM unmatched) AS unmatched_transfers",
         "0 AS unmatched_transfers",
-        ("tests/test_verifier.py",),
+        ("tests/test_verifier.py::test_the_verifier_catches_a_transfer_that_creates_money",),
     ),
     Break(
         "transfer-fast-path-differs",

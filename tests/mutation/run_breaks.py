@@ -51,7 +51,7 @@ def run(item: Break, workspace: Path) -> dict[str, object]:
     }
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *item.tests],
+        [sys.executable, "-m", "pytest", "-x", "-q", "-rf", "-p", "no:cacheprovider", *item.tests],
         cwd=copy,
         env=environment,
         capture_output=True,
@@ -59,13 +59,16 @@ def run(item: Break, workspace: Path) -> dict[str, object]:
         check=False,
     )
     shutil.rmtree(copy, ignore_errors=True)
-    summary = result.stdout.strip().splitlines()[-1:] or [result.stderr.strip()[-300:]]
+    lines = result.stdout.strip().splitlines()
+    summary = lines[-1:] or [result.stderr.strip()[-300:]]
+    failed = [line.split()[1] for line in lines if line.startswith("FAILED ")]
     return {
         "break": item.name,
         "promise": item.promise,
         "caught": result.returncode == TESTS_FAILED,
         "pytest_exit_status": result.returncode,
         "pytest": summary[0],
+        "caught_by": failed,
         "seconds": round(time.monotonic() - started, 1),
     }
 
