@@ -1,5 +1,6 @@
-"""The owner matrix: every endpoint that moves money, crossed with whose wallets, entries
-and transfers a request names, over HTTP against a service with AUTH_MODE=keys.
+"""The owner matrix: every endpoint that moves or sets aside money, crossed with whose
+wallets, entries, transfers and holds a request names, over HTTP against a service with
+AUTH_MODE=keys.
 
 The caller is always Alice's key (every scope). Each wallet a request names is one of four
 kinds: Alice's own, another owner's (Bob's), one without an owner (inserted in SQL, its
@@ -43,6 +44,7 @@ WALLETS = "/api/v1/wallets"
 TRANSFERS = "/api/v1/transfers"
 REVERSALS = "/api/v1/reversals"
 BATCH = "/api/v1/operations/batch"
+HOLDS = "/api/v1/holds"
 
 OWN, OTHER, NOBODY, MISSING = "own", "other", "ownerless", "missing"
 #: The kinds of wallet a request can name; the payer and payee of an existing transfer are
@@ -94,6 +96,14 @@ RULES: dict[str, str] = {
     "reverse-own-entry": (
         'API.md, Who may call: "a deposit or a withdrawal [is reversed] by its wallet\'s owner"'
     ),
+    "hold-own": (
+        "API.md, Holds: \"Owners: a hold is its wallet's owner's; another owner's hold is a "
+        '`404 hold_not_found`, as a missing one is"'
+    ),
+    "capture-pays-anyone": (
+        "API.md, Holds: \"a capture into another owner's wallet is allowed (`to_balance` is "
+        'then null), as transfers are"'
+    ),
     "reversal-not-reversible": (
         'API.md, Reversals: "`422 entry_not_reversible` (a reversal itself)"; SECURITY.md: '
         "another owner's entry is answered as a missing one \"before anything else about "
@@ -109,6 +119,7 @@ SOURCE_GONE = "The source wallet … does not exist."
 DESTINATION_GONE = "The destination wallet … does not exist."
 ENTRY_GONE = "Ledger entry … does not exist."
 TRANSFER_GONE = "Transfer … does not exist."
+HOLD_GONE = "Hold … does not exist."
 #: An entry id no ledger reaches.
 NO_ENTRY = 2**62
 
@@ -281,6 +292,9 @@ class Case:
     moves: dict[str, int]
     names: list[str] = field(default_factory=list)  # ids a refusal's detail may name
     headers: dict[str, str] = field(default_factory=dict)
+    #: Ledger rows it writes when applied; None: one per wallet it moves (a hold writes a
+    #: row and moves no balance).
+    rows: int | None = None
 
 
 def anonymised(text: str, ids: list[str]) -> str:
@@ -315,7 +329,10 @@ def judge(world: World, case: Case, expect: Expect) -> httpx.Response:
         moved = {w: after.balances[w] - before.balances[w] for w in before.balances}
         assert moved == {w: case.moves.get(w, 0) for w in before.balances}, response.text
         rows = after.ledger_rows - before.ledger_rows
-        assert rows == sum(1 for amount in case.moves.values() if amount), response.text
+        expected_rows = case.rows
+        if expected_rows is None:
+            expected_rows = sum(1 for amount in case.moves.values() if amount)
+        assert rows == expected_rows, response.text
     for wallet, role in case.wallets.items():  # money never leaves a wallet not Alice's
         if role != OWN and wallet in before.balances:
             assert after.balances[wallet] >= before.balances[wallet], (role, response.text)
@@ -340,6 +357,13 @@ def shown_balances(body: Any, case: Case) -> list[tuple[str, Any]]:
         ]
     if "legs" in body:
         return [(leg["wallet_uuid"], leg["balance_after"]) for leg in body["legs"]]
+    if "hold_id" in body:  # a hold: its wallet's balance, and a capture's payee's
+        shown = []
+        if body["balances"] is not None:  # a hold as read: no balances at all
+            shown.append((body["wallet_uuid"], body["balances"]["balance"]))
+        if body["capture"] is not None and body["capture"]["to_wallet_uuid"] is not None:
+            shown.append((body["capture"]["to_wallet_uuid"], body["capture"]["to_balance"]))
+        return shown
     if "balance" in body and case.path.endswith("/operation"):
         return [(case.path.split("/")[-2], body["balance"])]
     return []
@@ -500,6 +524,102 @@ def test_transfer(world: World, way: str, source: str, destination: str) -> None
     response = judge(world, case, expect)
     if expect.code is None:
         assert response.headers["location"] == f"{TRANSFERS}/{response.json()['transfer_id']}"
+
+
+# --------------------------------------------------------------------------------------
+# Holds: one opened on each kind of wallet; captured (into no payee and into each kind),
+# voided and read, each of a hold on each kind of wallet
+
+
+HOLD_CELLS = [param(f"{way}-{role}", way, role) for way in (FAST, KEYED) for role in ROLES]
+
+
+@pytest.mark.parametrize(("way", "role"), HOLD_CELLS)
+def test_hold(world: World, way: str, role: str) -> None:
+    if role == OWN:
+        expect = Expect(201, None, "hold-own")
+    else:
+        rule = "missing" if role == MISSING else "not-yours"
+        expect = Expect(404, "wallet_not_found", rule, WALLET_GONE)
+    wallet = world.wallet(role) if expect.code is None else world.shared_wallet(role)
+    case = Case(
+        "POST",
+        HOLDS,
+        {"wallet_uuid": wallet, "amount": 1},
+        {wallet: role},
+        {},
+        names=[wallet],
+        headers={"Idempotency-Key": f"owners-{uuid.uuid4()}"} if way == KEYED else {},
+        rows=1,  # the HOLD row: the balance stays, what is available falls
+    )
+    judge(world, case, expect)
+
+
+def hold_on(world: World, role: str, amount: int = 30) -> tuple[str, str]:
+    """A new hold of `amount` cents on a new wallet of that kind (opened without keys),
+    and its wallet; a missing hold's id and a missing wallet for MISSING."""
+    wallet = world.wallet(role)
+    if role == MISSING:
+        return str(uuid.uuid4()), wallet
+    made = world.set_up(HOLDS, {"wallet_uuid": wallet, "amount": str(Decimal(amount) / 100)})
+    return str(made["hold_id"]), wallet
+
+
+def foreign_hold_expect(role: str) -> Expect:
+    return Expect(404, "hold_not_found", "missing" if role == MISSING else "not-yours", HOLD_GONE)
+
+
+CAPTURE_CELLS = [
+    param(f"{role}-hold-to-{payee or 'nobody'}", role, payee)
+    for role in ROLES
+    for payee in (None, *ROLES)
+    if role == OWN or payee in (None, OWN)
+]
+
+
+@pytest.mark.parametrize(("role", "payee_role"), CAPTURE_CELLS)
+def test_capture(world: World, role: str, payee_role: str | None) -> None:
+    hold, wallet = hold_on(world, role)
+    payee = None if payee_role is None else world.wallet(payee_role)
+    body = {} if payee is None else {"to_wallet_uuid": payee}
+    wallets = {wallet: role} | ({} if payee is None or payee_role is None else {payee: payee_role})
+    if role != OWN:
+        expect = foreign_hold_expect(role)
+    elif payee_role == MISSING:
+        expect = Expect(404, "wallet_not_found", "missing")
+    else:
+        expect = Expect(200, None, "hold-own" if payee is None else "capture-pays-anyone")
+    moves = {wallet: -30} | ({} if payee is None else {payee: 30})
+    case = Case("POST", f"{HOLDS}/{hold}/capture", body, wallets, moves, names=[hold, wallet])
+    response = judge(world, case, expect)
+    if expect.code is None:
+        assert response.json()["status"] == "captured", response.text
+
+
+VOID_CELLS = [param(role, role) for role in ROLES]
+
+
+@pytest.mark.parametrize("role", VOID_CELLS)
+def test_void_and_read(world: World, role: str) -> None:
+    hold, wallet = hold_on(world, role)
+    expect = Expect(200, None, "hold-own") if role == OWN else foreign_hold_expect(role)
+    read = world.http.get(f"{HOLDS}/{hold}", headers=world.alice.headers)
+    listed = world.http.get(f"{WALLETS}/{wallet}/holds", headers=world.alice.headers)
+    balances = world.http.get(f"{WALLETS}/{wallet}/balances", headers=world.alice.headers)
+    if role == OWN:
+        assert read.status_code == listed.status_code == balances.status_code == 200
+        assert [each["hold_id"] for each in listed.json()["items"]] == [hold], listed.text
+    else:
+        assert read.status_code == 404, read.text
+        assert read.json()["code"] == "hold_not_found"
+        assert anonymised(read.json()["detail"], [hold]) == HOLD_GONE
+        for refused in (listed, balances):  # the wallet itself is not the caller's
+            assert refused.status_code == 404, refused.text
+            assert anonymised(refused.json()["detail"], [wallet]) == WALLET_GONE
+    case = Case("POST", f"{HOLDS}/{hold}/void", {}, {wallet: role}, {}, names=[hold], rows=1)
+    response = judge(world, case, expect)
+    if expect.code is None:
+        assert response.json()["status"] == "voided", response.text
 
 
 # --------------------------------------------------------------------------------------

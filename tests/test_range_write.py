@@ -204,3 +204,48 @@ def test_a_debit_the_snapshot_could_not_bear_is_written_on_the_balance_it_waited
     assert starts_of(first[0]) == {a: 1000}
     assert starts_of(second[0]) == {a: None}
     assert state(database, [a]) == ({a: 100}, 1)
+
+
+def hold(wallet: UUID, amount: int, seconds: int) -> Entry:
+    return Entry(legs=(Leg(wallet, EntryKind.HOLD, amount, hold=uuid.uuid4()),), expires_in=seconds)
+
+
+def test_a_hold_is_opened_with_its_part_and_only_then(database: TestDatabase) -> None:
+    """A written part's new holds are opened with it: the hold's row, its ledger row (the
+    balance unchanged, the hold named), the wallet's `held` and first expiry (the earliest
+    of its holds); a part not written opens none."""
+    a, b = wallets(database, 100, 40)
+    first, later, unwritten = hold(a, 30, 60), hold(a, 20, 3600), hold(b, 50, 60)
+    found, at = write(
+        database,
+        statement(([first, later], {a: 100}), ([unwritten], {b: 100})),  # b has 40, not 100
+    )
+    assert at is not None
+    assert starts_of(found) == {a: 100, b: None}
+    assert found[a].held == 0  # what its holds set aside when it was locked
+    (wallet_a,) = database.fetch(
+        "SELECT balance, held, holds_expire_at FROM wallets WHERE id = $1", a
+    )
+    assert (wallet_a["balance"], wallet_a["held"]) == (100, 50)
+    opened = database.fetch(
+        "SELECT id, amount, remaining, status, expires_at - created_at AS lasts, "
+        "expires_at FROM holds WHERE wallet_id = ANY($1) ORDER BY amount DESC",
+        [a, b],
+    )
+    assert [(r["id"], r["amount"], r["remaining"], r["status"]) for r in opened] == [
+        (first.legs[0].hold, 30, 30, "active"),
+        (later.legs[0].hold, 20, 20, "active"),
+    ]
+    assert [r["lasts"].total_seconds() for r in opened] == [60, 3600]
+    assert wallet_a["holds_expire_at"] == opened[0]["expires_at"]
+    rows = database.fetch(
+        "SELECT operation, amount, balance_after, hold_id FROM wallet_operations "
+        "WHERE wallet_id = ANY($1) ORDER BY id",
+        [a, b],
+    )
+    assert [tuple(r) for r in rows] == [
+        ("HOLD", 30, 100, first.legs[0].hold),
+        ("HOLD", 20, 100, later.legs[0].hold),
+    ]
+    (wallet_b,) = database.fetch("SELECT held, holds_expire_at FROM wallets WHERE id = $1", b)
+    assert (wallet_b["held"], wallet_b["holds_expire_at"]) == (0, None)

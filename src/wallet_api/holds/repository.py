@@ -36,7 +36,7 @@ class HoldRow:
 _STATUS = "CASE WHEN status = 'active' AND expires_at <= now() THEN 'expired' ELSE status END"
 _COLUMNS = f"""id, wallet_id, amount, captured, remaining, {_STATUS} AS status, created_at,
     expires_at, closed_at, description, seq"""
-_HOLD = f"SELECT {_COLUMNS} FROM holds WHERE id = $1"
+_HOLDS = f"SELECT {_COLUMNS} FROM holds WHERE id = ANY($1::uuid[])"
 # A wallet's holds, newest first, by keyset on their creation order (its index).
 _WALLET_HOLDS = f"""
     SELECT {_COLUMNS} FROM holds
@@ -46,9 +46,9 @@ _WALLET_HOLDS = f"""
 """
 
 
-async def hold(connection: Connection, hold_id: UUID) -> HoldRow | None:
-    row = await connection.fetchrow(_HOLD, hold_id)
-    return None if row is None else HoldRow(*row)
+async def holds(connection: Connection, hold_ids: list[UUID]) -> dict[UUID, HoldRow]:
+    """Those of the holds that exist, by id."""
+    return {row[0]: HoldRow(*row) for row in await connection.fetch(_HOLDS, hold_ids)}
 
 
 async def wallet_holds(

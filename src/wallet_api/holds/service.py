@@ -40,6 +40,7 @@ from wallet_api.holds.exceptions import (
     HoldInsufficientFunds,
     HoldNotFound,
 )
+from wallet_api.holds.reader import HoldReader
 from wallet_api.holds.repository import HoldRow
 from wallet_api.holds.schemas import CaptureRequest, HoldRequest, hold_document, render
 from wallet_api.posting.entries import ACTIVE, Entry, EntryKind, Leg, Posted, Refusal, Shortfall
@@ -70,6 +71,7 @@ class HoldService:
         self._database = database
         self._owners = owners
         self._writer = writer
+        self._reader = HoldReader(database)
         self._queue: GroupCommitQueue[Entry, Outcome] | None = None
         if settings.coalescing_enabled:
             # One lane per hold's wallet: a wallet's hold requests keep their order; a
@@ -206,11 +208,7 @@ class HoldService:
 
     async def get(self, hold_id: UUID, *, owner: str | None = None) -> str:
         """A hold of `owner`, as it is now."""
-        async with self._database.autocommit() as connection:
-            hold = await repository.hold(connection, hold_id)
-        if hold is None or hold.wallet_id in await self._owners.foreign(owner, (hold.wallet_id,)):
-            raise HoldNotFound(hold_id)
-        return render(_document(hold))
+        return render(_document(await self._hold_of(owner, hold_id)))
 
     async def wallet_holds(
         self,
@@ -287,15 +285,17 @@ class HoldService:
             raise replayed
         return replayed
 
+    async def _hold_of(self, owner: str | None, hold_id: UUID) -> HoldRow:
+        """The hold as it is now, if it is `owner`'s; another owner's is a missing one."""
+        hold = await self._reader.read(hold_id)
+        if hold is None or hold.wallet_id in await self._owners.foreign(owner, (hold.wallet_id,)):
+            raise HoldNotFound(hold_id)
+        return hold
+
     async def _open_hold(self, kind: str, hold_id: UUID, owner: str | None) -> HoldRow:
         """The hold as it is now, if `owner` may take from it and it is open."""
-        async with self._database.autocommit() as connection:
-            hold = await repository.hold(connection, hold_id)
         try:
-            if hold is None or hold.wallet_id in await self._owners.foreign(
-                owner, (hold.wallet_id,)
-            ):
-                raise HoldNotFound(hold_id)
+            hold = await self._hold_of(owner, hold_id)
             if hold.status != ACTIVE:
                 raise CLOSED[hold.status](hold_id)
         except AppError as error:
@@ -315,8 +315,8 @@ class HoldService:
         try:
             if self._queue is not None:
                 outcome = await self._queue.submit(lane, entry)
-            else:
-                outcome = await self._writer.apply_one(lane, entry)
+            else:  # one transaction holding the rows' locks, as COALESCING_ENABLED=false says
+                outcome = await self._writer.apply_one(lane, entry, optimistic=False)
         except AppError as error:
             _count(kind, error)
             raise

@@ -177,8 +177,13 @@ _WRITE_ENTRIES = """
 #: range of its available balance (its balance less what its holds set aside now).
 RangeWallet = tuple[UUID, int, int, int, int, int, int, int]
 #: A ledger row of the range write: wallet, kind, amount, balance after less the wallet's
-#: start, Idempotency-Key, transfer, counterparty, description, API key.
-RangeRow = tuple[UUID, str, int, int, str | None, UUID | None, UUID | None, str | None, str | None]
+#: start, Idempotency-Key, transfer, counterparty, description, API key, hold.
+RangeRow = tuple[
+    UUID, str, int, int, str | None, UUID | None, UUID | None, str | None, str | None, UUID | None
+]
+#: A hold the range write opens: its id, wallet, amount, seconds it lasts, description, API
+#: key.
+RangeHold = tuple[UUID, UUID, int, int, str | None, str | None]
 #: A response kept for a key: the wallet it is written with, key, fingerprint, status,
 #: body (or None: the text around the balance, known only in the statement), the balance
 #: after its entry less the wallet's start, the text before it and after it.
@@ -196,12 +201,14 @@ class RangeWrite:
     if every one of its `size` wallets exists and lies in its range: each wallet then
     gets its total added, its ledger rows and kept responses are written, each balance as
     an offset from the balance found. Checked wallets are only read: a part of refusals
-    stands if the balances read still give them."""
+    stands if the balances read still give them. A written part's new holds are opened
+    with it (their wallets' `held` and first expiry moved to match)."""
 
     wallets: list[RangeWallet] = field(default_factory=list)
     rows: list[RangeRow] = field(default_factory=list)
     keys: list[RangeKey] = field(default_factory=list)
     checked: list[UUID] = field(default_factory=list)
+    holds: list[RangeHold] = field(default_factory=list)
 
 
 def _columns(rows: list[Any], width: int) -> list[Any]:
@@ -235,9 +242,40 @@ class Found:
 # or stored meanwhile by another transaction, fails the whole statement (unique violation
 # of the key's primary key) and nothing is written: the index is the check, so a batch of
 # new keys pays no look-up. The answer: each wallet's start (written) and balance.
-_WRITE_RANGE = f"""
+def _write_range_sql(*, holds: bool) -> str:
+    """The range write; `holds`: the variant that also opens holds (a deposit does not pay
+    for their columns)."""
+    if holds:
+        held = """,
+            held = l.stored_held + n.amount,
+            holds_expire_at = least(l.holds_expire_at, n.first_expiry)
+        FROM locked l JOIN fitting f ON f.part = l.part
+        LEFT JOIN LATERAL (
+            SELECT coalesce(sum(o.amount), 0) AS amount,
+                   min(now() + o.seconds * interval '1 second') AS first_expiry
+            FROM opening o WHERE o.wallet_id = l.id
+        ) n ON true"""
+        opening = """, opening AS (
+        SELECT * FROM unnest(
+            $27::uuid[], $28::uuid[], $29::bigint[], $30::int[], $31::text[], $32::text[]
+        ) AS o(id, wallet_id, amount, seconds, description, api_key)
+    )"""
+        opened = """, opened AS (
+        INSERT INTO holds (
+            id, wallet_id, amount, remaining, status, expires_at, description, api_key_id
+        )
+        SELECT o.id, o.wallet_id, o.amount, o.amount, 'active',
+               now() + o.seconds * interval '1 second', o.description, o.api_key
+        FROM opening o JOIN updated u ON u.id = o.wallet_id
+    )"""
+    else:
+        held = """
+        FROM locked l JOIN fitting f ON f.part = l.part"""
+        opening = opened = ""
+    return f"""
     WITH locked AS (
-        SELECT w.id, w.balance, {held_now("w")} AS held,
+        SELECT w.id, w.balance, {held_now("w")} AS held, w.held AS stored_held,
+               w.holds_expire_at,
                i.delta, i.low, i.high, i.part, i.size, i.available_low, i.available_high
         FROM unnest(
             $1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::int[], $6::int[],
@@ -251,24 +289,23 @@ _WRITE_RANGE = f"""
             balance BETWEEN low AND high
             AND balance - held BETWEEN available_low AND available_high
         )
-    ), updated AS (
-        UPDATE wallets w SET balance = l.balance + l.delta
-        FROM locked l JOIN fitting f ON f.part = l.part
+    ){opening}, updated AS (
+        UPDATE wallets w SET balance = l.balance + l.delta{held}
         WHERE w.id = l.id
         RETURNING w.id, l.balance AS start
-    ), inserted AS (
+    ){opened}, inserted AS (
         INSERT INTO wallet_operations (
             wallet_id, operation, amount, balance_after, idempotency_key,
-            transfer_id, counterparty_wallet_id, description, api_key_id
+            transfer_id, counterparty_wallet_id, description, api_key_id, hold_id
         )
         SELECT r.wallet_id, r.kind, r.amount, u.start + r.offset_after, r.key,
-               r.transfer_id, r.counterparty, r.description, r.api_key
+               r.transfer_id, r.counterparty, r.description, r.api_key, r.hold
         FROM unnest(
             $7::uuid[], $8::text[], $9::bigint[], $10::bigint[], $11::text[],
-            $12::uuid[], $13::uuid[], $14::text[], $15::text[]
+            $12::uuid[], $13::uuid[], $14::text[], $15::text[], ${33 if holds else 27}::uuid[]
         ) WITH ORDINALITY AS r(
             wallet_id, kind, amount, offset_after, key,
-            transfer_id, counterparty, description, api_key, n
+            transfer_id, counterparty, description, api_key, hold, n
         )
         JOIN updated u ON u.id = r.wallet_id
         ORDER BY r.n
@@ -290,20 +327,31 @@ _WRITE_RANGE = f"""
 """
 
 
+_WRITE_RANGE = _write_range_sql(holds=False)
+_WRITE_RANGE_OPENING_HOLDS = _write_range_sql(holds=True)
+
+
 async def write_range(
     connection: Connection, write: RangeWrite
 ) -> tuple[dict[UUID, Found], datetime | None]:
     """Write `write` in one statement: what it found for each wallet that exists, and
     the transaction's timestamp (None when it named no wallet that exists)."""
     wallets = _columns(write.wallets, 8)
-    rows = await connection.fetch(
-        _WRITE_RANGE,
+    ledger_rows = _columns(write.rows, 10)
+    arguments = [
         *wallets[:6],
-        *_columns(write.rows, 9),
+        *ledger_rows[:9],
         *_columns(write.keys, 8),
         write.checked,
         *wallets[6:],
-    )
+    ]
+    if write.holds:
+        arguments += [*_columns(write.holds, 6), ledger_rows[9]]
+        statement = _WRITE_RANGE_OPENING_HOLDS
+    else:
+        arguments.append(ledger_rows[9])
+        statement = _WRITE_RANGE
+    rows = await connection.fetch(statement, *arguments)
     found = {row["id"]: Found(row["start"], row["balance"], row["held"]) for row in rows}
     return found, rows[0]["at"] if rows else None
 

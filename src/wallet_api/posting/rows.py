@@ -14,7 +14,7 @@ from uuid import UUID
 
 from wallet_api.core.money import MAX_MINOR_UNITS
 from wallet_api.posting import repository
-from wallet_api.posting.entries import Entry, EntryKind, HoldState, Posted, Refusal
+from wallet_api.posting.entries import Entry, EntryKind, HoldState, Leg, Posted, Refusal
 from wallet_api.posting.plan import Judged, Plan, Span, kept, plan
 
 #: A part of a round: its runs, where its entries are in the round's, its wallets (those
@@ -99,8 +99,11 @@ class Round:
                 leg.counterparty,
                 entry.description,
                 entry.api_key_id,
+                leg.hold,
             )
         )
+        if leg.kind is EntryKind.HOLD:
+            _open(self.write, entry, leg)
         self.write.wallets.append(
             (
                 wallet_id,
@@ -249,6 +252,29 @@ def wallets_named(entries: Iterable[Entry]) -> dict[UUID, None]:
     return {leg.wallet_id: None for entry in entries for leg in entry.legs}
 
 
+def opened_holds(
+    runs: Sequence[Entry],
+    part: Sequence[int],
+    results: Mapping[int, object],
+    found: Mapping[UUID, repository.Found],
+) -> None:
+    """The outcomes of the new holds of a part the statement settled, with the hold they
+    opened and what their wallet had available right after each: its balance less what
+    its holds set aside when the statement locked it (`found`) and the new holds the part
+    opened up to it."""
+    held: dict[UUID, int] = {}
+    for index in part:
+        outcome = results[index]
+        if not isinstance(outcome, Posted):
+            continue
+        for leg, balance in zip(runs[index].legs, outcome.balances, strict=True):
+            if leg.kind is EntryKind.HOLD:
+                wallet_id = leg.wallet_id
+                held[wallet_id] = held.get(wallet_id, found[wallet_id].held) + leg.amount
+                outcome.hold = HoldState(leg.amount)
+                outcome.available = balance - held[wallet_id]
+
+
 def judged_outcome(
     judged: Judged, at: datetime | None, hold: tuple[HoldState, int] | None = None
 ) -> Posted | Refusal:
@@ -320,8 +346,11 @@ def _part_rows(
                     leg.counterparty,
                     entry.description,
                     entry.api_key_id,
+                    leg.hold,
                 )
             )
+            if leg.kind is EntryKind.HOLD:
+                _open(write, entry, leg)
         if key is not None:
             assert entry.applied_body is not None
             status, prefix, suffix = entry.applied_body
@@ -356,6 +385,15 @@ def _part_rows(
                     span.available_high,
                 )
             )
+
+
+def _open(write: repository.RangeWrite, entry: Entry, leg: Leg) -> None:
+    """The hold a HOLD leg opens, written with its part."""
+    assert leg.hold is not None
+    assert entry.expires_in is not None
+    write.holds.append(
+        (leg.hold, leg.wallet_id, leg.amount, entry.expires_in, entry.description, entry.api_key_id)
+    )
 
 
 def exact_write(

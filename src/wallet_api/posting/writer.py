@@ -16,8 +16,9 @@ outcome. How:
    quotes), locking rows in id order, and reports what it found for the others. Only
    those are planned again, on what was found; after a few such races they run in a
    transaction that holds their row locks (the fallback; the path of every entry with
-   coalescing off, of a reversal, of a hold and of what takes from one, and of a keyed
-   entry whose response the statement cannot render). What the statements write is
+   coalescing off, of a reversal, of what takes from a hold (a capture, a release), and
+   of a keyed entry whose response the statement cannot render: a new hold without a key
+   is written by the statement, with its part). What the statements write is
    built from the plans in `rows.py`.
 
 Nothing is acknowledged before its commit: outcomes are returned only after the statement
@@ -57,7 +58,13 @@ from wallet_api.posting.plan import (
     parts,
     plan,
 )
-from wallet_api.posting.rows import Round, exact_write, judged_outcome, wallets_named
+from wallet_api.posting.rows import (
+    Round,
+    exact_write,
+    judged_outcome,
+    opened_holds,
+    wallets_named,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -225,6 +232,8 @@ class Writer:
                 self._settle(
                     part, outcomes, at, results, wallets=wallets, spans=spans, shifts=shifts
                 )
+                if round_.write.holds:
+                    opened_holds(runs, part, results, found)
             missing.update(round_.missing)
             for wallet_id, (balance, holding) in round_.found_again.items():
                 guesses[wallet_id], held[wallet_id] = balance, holding
@@ -435,10 +444,12 @@ def _raced(exc: UniqueViolation) -> bool:
 
 def _in_one_statement(entry: Entry) -> bool:
     """An entry the one statement may write: its key's response (if any) can be rendered
-    by the statement, and it reverses nothing and names no hold (a reversal and a hold
-    are judged under the locks: the rows reversed before, the hold's own row)."""
+    by the statement, and it reverses nothing and takes from no hold (a reversal, a
+    capture and a release are judged under the locks: the rows reversed before, the hold's
+    own row). A new hold may: it is judged on its wallet's available balance alone."""
     return (entry.idempotency_key is None or entry.applied_body is not None) and all(
-        leg.reverses is None and leg.hold is None for leg in entry.legs
+        leg.reverses is None and (leg.hold is None or leg.kind is EntryKind.HOLD)
+        for leg in entry.legs
     )
 
 
