@@ -23,11 +23,27 @@ from wallet_api.core.errors import (
     PROBLEM_CONTENT_TYPE,
     PROBLEM_TYPE_PREFIX,
     AppError,
+    BodyTooLarge,
+    DatabaseUnavailable,
+    InternalError,
+    OutcomeUnknown,
     ValidationFailed,
 )
+from wallet_api.core.idempotency import IdempotencyKeyReused
 from wallet_api.core.request_context import REQUEST_ID_PATTERN
 
 SCHEMAS = "#/components/schemas/"
+#: What any POST that writes may answer besides its own refusals: a body too large or not
+#: valid, its Idempotency-Key sent before with another request, an outcome it cannot know
+#: (retry with the key), a failure of ours (nothing applied), the database unavailable.
+WRITE_FAILURES: tuple[type[AppError], ...] = (
+    BodyTooLarge,
+    ValidationFailed,
+    IdempotencyKeyReused,
+    OutcomeUnknown,
+    InternalError,
+    DatabaseUnavailable,
+)
 HEADERS = "#/components/headers/"
 
 #: Header names, as documented.

@@ -11,16 +11,19 @@ from fastapi import APIRouter, Query, Request, Response, status
 from wallet_api.auth.gate import key_id_of, owner_of
 from wallet_api.core import idempotency
 from wallet_api.core.errors import (
-    BodyTooLarge,
     DatabaseUnavailable,
     InternalError,
-    OutcomeUnknown,
     ServiceUnavailable,
     ValidationFailed,
     WalletBusy,
 )
-from wallet_api.core.idempotency import IdempotencyKey, IdempotencyKeyReused, Replay, scoped_key
-from wallet_api.core.openapi import error_responses, json_request_body, replayed_success
+from wallet_api.core.idempotency import IdempotencyKey, Replay, scoped_key
+from wallet_api.core.openapi import (
+    WRITE_FAILURES,
+    error_responses,
+    json_request_body,
+    replayed_success,
+)
 from wallet_api.core.requests import read_json_body
 from wallet_api.holds.exceptions import (
     CaptureExceedsHold,
@@ -49,16 +52,8 @@ router = APIRouter(prefix="/api/v1/holds", tags=["holds"])
 HOLDS_PATH = router.prefix
 wallet_holds_router = APIRouter(prefix="/api/v1/wallets", tags=["holds"])
 
-_WRITE_FAILURES = (
-    BodyTooLarge,
-    ValidationFailed,
-    IdempotencyKeyReused,
-    OutcomeUnknown,
-    InternalError,
-    DatabaseUnavailable,
-    WalletBusy,
-    ServiceUnavailable,
-)
+#: A hold's writes wait in a queue: a wallet held too long, a queue full or closing.
+_WRITE_FAILURES = (*WRITE_FAILURES, WalletBusy, ServiceUnavailable)
 _CLOSED = (HoldCaptured, HoldVoided, HoldExpired)
 
 

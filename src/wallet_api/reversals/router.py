@@ -7,15 +7,15 @@ from fastapi import APIRouter, Request, Response, status
 from wallet_api.auth.gate import key_id_of, owner_of
 from wallet_api.core import idempotency
 from wallet_api.core.errors import (
-    BodyTooLarge,
-    DatabaseUnavailable,
-    InternalError,
-    OutcomeUnknown,
-    ValidationFailed,
     WalletBusy,
 )
-from wallet_api.core.idempotency import IdempotencyKey, IdempotencyKeyReused, Replay, scoped_key
-from wallet_api.core.openapi import error_responses, json_request_body, replayed_success
+from wallet_api.core.idempotency import IdempotencyKey, Replay, scoped_key
+from wallet_api.core.openapi import (
+    WRITE_FAILURES,
+    error_responses,
+    json_request_body,
+    replayed_success,
+)
 from wallet_api.core.requests import read_json_body
 from wallet_api.reversals.exceptions import (
     AlreadyReversed,
@@ -55,12 +55,7 @@ def reversal_service(request: Request) -> ReversalService:
             AlreadyReversed,
             EntryNotReversible,
             ReversalExceedsEntry,
-            BodyTooLarge,
-            ValidationFailed,
-            IdempotencyKeyReused,
-            OutcomeUnknown,
-            InternalError,
-            DatabaseUnavailable,
+            *WRITE_FAILURES,
             WalletBusy,  # a wallet of it held past DB_LOCK_TIMEOUT_MS
             replayed=(400, 409),
         ),

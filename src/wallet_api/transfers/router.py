@@ -10,16 +10,19 @@ from fastapi import APIRouter, Request, Response, status
 from wallet_api.auth.gate import key_id_of, owner_of
 from wallet_api.core import idempotency
 from wallet_api.core.errors import (
-    BodyTooLarge,
     DatabaseUnavailable,
     InternalError,
-    OutcomeUnknown,
     ServiceUnavailable,
     ValidationFailed,
     WalletBusy,
 )
-from wallet_api.core.idempotency import IdempotencyKey, IdempotencyKeyReused, Replay, scoped_key
-from wallet_api.core.openapi import error_responses, json_request_body, replayed_success
+from wallet_api.core.idempotency import IdempotencyKey, Replay, scoped_key
+from wallet_api.core.openapi import (
+    WRITE_FAILURES,
+    error_responses,
+    json_request_body,
+    replayed_success,
+)
 from wallet_api.core.requests import read_json_body
 from wallet_api.transfers.exceptions import (
     TransferBalanceLimitExceeded,
@@ -63,12 +66,7 @@ def transfer_service(request: Request) -> TransferService:
             TransferInsufficientFunds,
             TransferBalanceLimitExceeded,
             TransferWalletNotFound,
-            BodyTooLarge,
-            ValidationFailed,
-            IdempotencyKeyReused,
-            OutcomeUnknown,
-            InternalError,
-            DatabaseUnavailable,
+            *WRITE_FAILURES,
             WalletBusy,
             ServiceUnavailable,
             replayed=(400, 404),

@@ -14,14 +14,18 @@ from wallet_api.core.errors import (
     BodyTooLarge,
     DatabaseUnavailable,
     InternalError,
-    OutcomeUnknown,
     ServiceUnavailable,
     ValidationFailed,
     WalletBusy,
     problem_response,
 )
-from wallet_api.core.idempotency import IdempotencyKey, IdempotencyKeyReused, Replay, scoped_key
-from wallet_api.core.openapi import error_responses, json_request_body, replayed_success
+from wallet_api.core.idempotency import IdempotencyKey, Replay, scoped_key
+from wallet_api.core.openapi import (
+    WRITE_FAILURES,
+    error_responses,
+    json_request_body,
+    replayed_success,
+)
 from wallet_api.core.requests import read_json_body
 from wallet_api.wallets.cursors import CURSOR_PATTERN, decode_cursor
 from wallet_api.wallets.dependencies import WalletServiceDep, wallet_service
@@ -86,12 +90,7 @@ _WRITE_ERRORS = (
     InsufficientFunds,
     BalanceLimitExceeded,
     WalletNotFound,
-    BodyTooLarge,
-    ValidationFailed,
-    IdempotencyKeyReused,
-    OutcomeUnknown,
-    InternalError,
-    DatabaseUnavailable,
+    *WRITE_FAILURES,
 )
 
 
@@ -102,12 +101,7 @@ _WRITE_ERRORS = (
     responses={
         201: {"links": _CREATED_LINKS, **replayed_success(201)[201]},
         **error_responses(
-            BodyTooLarge,
-            ValidationFailed,
-            IdempotencyKeyReused,
-            OutcomeUnknown,
-            InternalError,
-            DatabaseUnavailable,
+            *WRITE_FAILURES,
         ),
     },
 )
