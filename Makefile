@@ -43,7 +43,7 @@ check: lint typecheck test ## Everything CI runs
 # Part one mutates the pure modules ([tool.mutmut] in pyproject.toml) against tests/unit/:
 # every mutant must be killed, or explained where it is with `# pragma: no mutate`. Part two
 # applies each targeted break of a database-facing promise (tests/mutation/breaks.py) to a
-# copy of the repository and expects its tests to fail. About 13 minutes.
+# copy of the repository and expects its tests to fail. About 10 minutes.
 mutate: $(STAMP) ## Mutation testing: mutmut on the pure modules, then targeted breaks (MUTATE_ARGS="--only NAME")
 	rm -rf mutants
 	$(BIN)/mutmut run > /dev/null 2>&1 || { $(BIN)/mutmut run; exit 1; }

@@ -1522,7 +1522,7 @@ BREAKS = [
     Break(
         "capture-tells-payee-balance",
         "a capture into another owner's wallet does not tell its balance",
-        "src/wallet_api/holds/service.py",
+        "src/wallet_api/holds/entries.py",
         "    payee_balance = None if payee is None or hidden else outcome.balances[1]\n",
         "    payee_balance = None if payee is None else outcome.balances[1]\n",
         ("tests/test_owners.py::test_capture",),

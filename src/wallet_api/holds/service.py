@@ -1,12 +1,11 @@
-"""Holds: the business rules, over the posting engine (posting/).
+"""Holds: the flows of their requests, over the posting engine (posting/): who may touch
+a hold, reading it, submitting its entry (built in `entries.py`), answering the outcome,
+and the sweep that releases expired ones.
 
-A hold is an entry of one leg (HOLD) that sets its amount aside on a wallet: the
-wallet's available balance falls, its balance does not. A capture is an entry that takes
-from what the hold still holds (CAPTURE; with a payee, CAPTURE_IN credits it) and, when
-final, releases the rest (RELEASE) and closes the hold; a void releases all of it; the
-expiry sweep releases what an expired hold held. The engine judges each under the hold's
-row lock, on the hold as it is then: closed, expired (by the database's clock), or asked
-for more than it holds, the request is refused and nothing changes.
+The engine judges each entry under the hold's row lock, on the hold as it is then:
+closed, expired (by the database's clock), or asked for more than it holds, the request
+is refused and nothing changes. A capture or a void is built from the hold as read; if
+the hold changed meanwhile, it is read and built again.
 """
 
 from __future__ import annotations
@@ -15,39 +14,35 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import timedelta
 from functools import partial
 from uuid import UUID
 
-import orjson
-
 from wallet_api.core.config import Settings
 from wallet_api.core.database import Database
-from wallet_api.core.errors import (
-    AppError,
-    OutcomeUnknown,
-    ValidationFailed,
-    WalletBusy,
-    error_document,
-)
+from wallet_api.core.errors import AppError, OutcomeUnknown, ValidationFailed, WalletBusy
 from wallet_api.core.idempotency import IdempotencyKeyReused, Replay, replay
 from wallet_api.core.metrics import declare_operation_outcomes, operation_outcomes
 from wallet_api.holds import repository
-from wallet_api.holds.exceptions import (
-    CLOSED,
-    CaptureExceedsHold,
-    HoldClosed,
-    HoldInsufficientFunds,
-    HoldNotFound,
+from wallet_api.holds.entries import (
+    capture_entry,
+    capture_error,
+    hold_entry,
+    hold_error,
+    read_document,
+    release_entry,
+    respond_capture,
+    respond_hold,
+    respond_taken,
+    void_entry,
 )
+from wallet_api.holds.exceptions import CLOSED, HoldNotFound
 from wallet_api.holds.reader import HoldReader
 from wallet_api.holds.repository import HoldRow
-from wallet_api.holds.schemas import CaptureRequest, HoldRequest, hold_document, render
-from wallet_api.posting.entries import ACTIVE, Entry, EntryKind, Leg, Posted, Refusal, Shortfall
+from wallet_api.holds.schemas import CaptureRequest, HoldRequest, render
+from wallet_api.posting.entries import ACTIVE, Entry, Posted, Refusal, Shortfall
 from wallet_api.posting.queue import Group, GroupCommitQueue, Settle
-from wallet_api.posting.repository import DueHold, stored_responses
+from wallet_api.posting.repository import stored_responses
 from wallet_api.posting.writer import Outcome, Writer, outcome_label
-from wallet_api.transfers.exceptions import refusal_error
 from wallet_api.wallets.cursors import MAX_LEDGER_ID
 from wallet_api.wallets.exceptions import WalletNotFound
 from wallet_api.wallets.owners import WalletOwners
@@ -98,49 +93,12 @@ class HoldService:
             _count("HOLD", WalletNotFound(wallet_id))
             raise WalletNotFound(wallet_id)
         hold_id = uuid.uuid4()
-
-        def error_of(refusal: Refusal) -> AppError:
-            if refusal.reason is Shortfall.INSUFFICIENT:
-                assert refusal.balance is not None
-                return HoldInsufficientFunds(
-                    wallet_id=wallet_id, available=refusal.balance, amount=request.amount
-                )
-            return WalletNotFound(wallet_id)
-
-        def respond(outcome: Posted | Refusal) -> tuple[int, str]:
-            if isinstance(outcome, Refusal):
-                return _problem(error_of(outcome))
-            balance = outcome.balances[0]
-            assert outcome.available is not None
-            document = hold_document(
-                hold_id=hold_id,
-                wallet_id=wallet_id,
-                status=ACTIVE,
-                amount=request.amount,
-                captured=0,
-                held=request.amount,
-                description=request.description,
-                created_at=outcome.at,
-                expires_at=outcome.at + timedelta(seconds=request.expires_in),
-                closed_at=None,
-                balances=(balance, balance - outcome.available),
-            )
-            return 201, render(document)
-
-        entry = Entry(
-            legs=(Leg(wallet_id, EntryKind.HOLD, request.amount, hold=hold_id),),
-            render=respond,
-            description=request.description,
-            idempotency_key=idempotency_key,
-            fingerprint=fingerprint,
-            api_key_id=api_key_id,
-            expires_in=request.expires_in,
-        )
-        outcome = await self._settled("HOLD", wallet_id, entry, error_of)
+        entry = hold_entry(request, hold_id, key=(idempotency_key, fingerprint, api_key_id))
+        outcome = await self._settled("HOLD", wallet_id, entry, partial(hold_error, request))
         assert outcome is not None  # a new hold changes under no one
         if isinstance(outcome, Replay):
             return outcome
-        return hold_id, respond(outcome)[1]
+        return hold_id, respond_hold(request, hold_id, outcome)[1]
 
     async def capture(
         self,
@@ -166,20 +124,20 @@ class HoldService:
                     errors=[{"loc": ["body", "to_wallet_uuid"], "message": "the hold's own"}],
                 )
             hidden = await self._owners.foreign(owner, () if payee is None else (payee,))
-            entry = _capture_entry(
+            entry = capture_entry(
                 hold,
                 request,
                 hidden=payee in hidden,
                 key=(idempotency_key, fingerprint, api_key_id),
             )
             outcome = await self._settled(
-                "CAPTURE", hold.wallet_id, entry, partial(_capture_error, hold, legs=entry.legs)
+                "CAPTURE", hold.wallet_id, entry, partial(capture_error, hold, legs=entry.legs)
             )
             if outcome is not None:
                 return (
                     outcome
                     if isinstance(outcome, Replay)
-                    else _respond_capture(hold, request, outcome, hidden=payee in hidden)[1]
+                    else respond_capture(hold, request, outcome, hidden=payee in hidden)[1]
                 )
         raise WalletBusy("The hold kept changing while it was captured; retry shortly.")
 
@@ -198,17 +156,17 @@ class HoldService:
             return replayed
         for _ in range(CHANGED_ATTEMPTS):
             hold = await self._open_hold("VOID", hold_id, owner)
-            entry = _void_entry(hold, key=(idempotency_key, fingerprint, api_key_id))
+            entry = void_entry(hold, key=(idempotency_key, fingerprint, api_key_id))
             outcome = await self._settled(
-                "VOID", hold.wallet_id, entry, partial(_capture_error, hold)
+                "VOID", hold.wallet_id, entry, partial(capture_error, hold)
             )
             if outcome is not None:
-                return outcome if isinstance(outcome, Replay) else _respond(hold, outcome)[1]
+                return outcome if isinstance(outcome, Replay) else respond_taken(hold, outcome)[1]
         raise WalletBusy("The hold kept changing while it was voided; retry shortly.")
 
     async def get(self, hold_id: UUID, *, owner: str | None = None) -> str:
         """A hold of `owner`, as it is now."""
-        return render(_document(await self._hold_of(owner, hold_id)))
+        return render(read_document(await self._hold_of(owner, hold_id)))
 
     async def wallet_holds(
         self,
@@ -232,13 +190,13 @@ class HoldService:
             if not rows and not await repository.wallet_exists(connection, wallet_id):
                 raise WalletNotFound(wallet_id)
         following = rows[limit - 1].seq if len(rows) > limit else None
-        return [render(_document(row)) for row in rows[:limit]], following
+        return [render(read_document(row)) for row in rows[:limit]], following
 
     async def release_expired(self) -> int:
         """Release every hold that has expired (bounded statements); how many."""
         released = 0
         while True:
-            count = await self._writer.release_expired(SWEEP_BATCH, _release)
+            count = await self._writer.release_expired(SWEEP_BATCH, release_entry)
             released += count
             if count < SWEEP_BATCH:
                 return released
@@ -330,137 +288,6 @@ class HoldService:
         if isinstance(outcome, AppError):
             raise outcome
         return outcome
-
-
-def _capture_entry(
-    hold: HoldRow,
-    request: CaptureRequest,
-    *,
-    hidden: bool,
-    key: tuple[str | None, str, str | None],
-) -> Entry:
-    """A capture as an entry: what it takes (all the hold holds if no amount), into the
-    payee if any, and, when final, the release of the rest, which closes the hold."""
-    amount = hold.remaining if request.amount is None else request.amount
-    if amount > hold.remaining:
-        raise CaptureExceedsHold(hold_id=hold.id, amount=amount, held=hold.remaining)
-    payee = request.to_wallet_uuid
-    legs = [Leg(hold.wallet_id, EntryKind.CAPTURE, amount, counterparty=payee, hold=hold.id)]
-    if payee is not None:
-        legs.append(
-            Leg(payee, EntryKind.CAPTURE_IN, amount, counterparty=hold.wallet_id, hold=hold.id)
-        )
-    rest = hold.remaining - amount
-    if request.final and rest:
-        legs.append(Leg(hold.wallet_id, EntryKind.RELEASE, rest, hold=hold.id))
-    idempotency_key, fingerprint, api_key_id = key
-
-    def respond(outcome: Posted | Refusal) -> tuple[int, str]:
-        if isinstance(outcome, Refusal):
-            return _problem(_capture_error(hold, outcome, legs))
-        return _respond_capture(hold, request, outcome, hidden=hidden)
-
-    return Entry(
-        legs=tuple(legs),
-        render=respond,
-        description=request.description,
-        idempotency_key=idempotency_key,
-        fingerprint=fingerprint,
-        api_key_id=api_key_id,
-        hold_status="captured" if request.final or not rest else None,
-    )
-
-
-def _void_entry(hold: HoldRow, *, key: tuple[str | None, str, str | None]) -> Entry:
-    """A void as an entry: the release of all the hold holds, which closes it."""
-
-    def respond(outcome: Posted | Refusal) -> tuple[int, str]:
-        if isinstance(outcome, Refusal):
-            return _problem(_capture_error(hold, outcome))
-        return _respond(hold, outcome)
-
-    idempotency_key, fingerprint, api_key_id = key
-    return Entry(
-        legs=(Leg(hold.wallet_id, EntryKind.RELEASE, hold.remaining, hold=hold.id),),
-        render=respond,
-        idempotency_key=idempotency_key,
-        fingerprint=fingerprint,
-        api_key_id=api_key_id,
-        hold_status="voided",
-    )
-
-
-def _capture_error(hold: HoldRow, refusal: Refusal, legs: Sequence[Leg] | None = None) -> AppError:
-    """The problem a capture's or a void's refusal is answered with."""
-    if refusal.reason is Shortfall.HOLD_CLOSED:
-        return CLOSED.get(refusal.hold_status or "", HoldClosed)(hold.id)
-    if refusal.reason is Shortfall.HOLD_EXCEEDED:
-        assert legs is not None
-        assert refusal.balance is not None
-        return CaptureExceedsHold(hold_id=hold.id, amount=legs[0].amount, held=refusal.balance)
-    assert legs is not None  # the payee's: missing, or past the limit
-    return refusal_error(refusal, legs, verb="capture")
-
-
-def _respond(
-    hold: HoldRow, outcome: Posted, capture: tuple[int, UUID | None, int | None] | None = None
-) -> tuple[int, str]:
-    """The 200 body of a capture or a void: the hold as the entry left it."""
-    assert outcome.hold is not None
-    assert outcome.available is not None
-    state = outcome.hold
-    balance = outcome.balances[0]
-    closed = state.status != ACTIVE
-    document = hold_document(
-        hold_id=hold.id,
-        wallet_id=hold.wallet_id,
-        status=state.status,
-        amount=hold.amount,
-        captured=state.captured,
-        held=state.remaining,
-        description=hold.description,
-        created_at=hold.created_at,
-        expires_at=hold.expires_at,
-        closed_at=outcome.at if closed else None,
-        balances=(balance, balance - outcome.available),
-        capture=capture,
-    )
-    return 200, render(document)
-
-
-def _respond_capture(
-    hold: HoldRow, request: CaptureRequest, outcome: Posted, *, hidden: bool
-) -> tuple[int, str]:
-    payee = request.to_wallet_uuid
-    payee_balance = None if payee is None or hidden else outcome.balances[1]
-    amount = hold.remaining if request.amount is None else request.amount
-    return _respond(hold, outcome, (amount, payee, payee_balance))
-
-
-def _document(hold: HoldRow) -> dict[str, object]:
-    return hold_document(
-        hold_id=hold.id,
-        wallet_id=hold.wallet_id,
-        status=hold.status,
-        amount=hold.amount,
-        captured=hold.captured,
-        held=hold.held,
-        description=hold.description,
-        created_at=hold.created_at,
-        expires_at=hold.expires_at,
-        closed_at=hold.closed_at,
-    )
-
-
-def _release(due: DueHold) -> Entry:
-    """The release of an expired hold: all it held, closing it as expired."""
-    leg = Leg(due.wallet_id, EntryKind.RELEASE, due.state.remaining, hold=due.id)
-    return Entry(legs=(leg,), hold_status="expired")
-
-
-def _problem(error: AppError) -> tuple[int, str]:
-    """(status, body) of a refusal, as kept for its key (without a request id)."""
-    return error.status, orjson.dumps(error_document(error)).decode()
 
 
 def _count(kind: str, outcome: Posted | Replay | AppError | IdempotencyKeyReused) -> None:
