@@ -45,7 +45,8 @@ from wallet_api.holds.schemas import (
 )
 from wallet_api.holds.service import HoldService
 from wallet_api.transfers.exceptions import TransferBalanceLimitExceeded, TransferWalletNotFound
-from wallet_api.wallets.cursors import CURSOR_PATTERN, decode_cursor, encode_cursor
+from wallet_api.wallets.cursors import decode_cursor, encode_cursor
+from wallet_api.wallets.dependencies import PageCursor
 from wallet_api.wallets.exceptions import WalletNotFound
 
 router = APIRouter(prefix="/api/v1/holds", tags=["holds"])
@@ -206,13 +207,7 @@ async def list_holds(
     limit: Annotated[
         int, Query(ge=1, le=HOLDS_LIMIT_MAX, description="Holds per page.")
     ] = HOLDS_LIMIT_DEFAULT,
-    cursor: Annotated[
-        str | None,
-        Query(
-            pattern=CURSOR_PATTERN,
-            description="The `next_cursor` of the previous page; none for the newest page.",
-        ),
-    ] = None,
+    cursor: PageCursor = None,
 ) -> Response:
     """The wallet's holds, newest first, a page at a time."""
     items, following = await hold_service(request).wallet_holds(

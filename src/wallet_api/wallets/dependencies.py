@@ -1,11 +1,12 @@
-"""Request-scoped dependencies of the wallet endpoints."""
+"""Request-scoped dependencies and parameters of the wallet endpoints."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
+from wallet_api.wallets.cursors import CURSOR_PATTERN
 from wallet_api.wallets.service import WalletService
 
 
@@ -21,3 +22,12 @@ async def get_wallet_service(request: Request) -> WalletService:
 
 
 WalletServiceDep = Annotated[WalletService, Depends(get_wallet_service)]
+
+#: The `cursor` of a list paged newest first (a wallet's history, its holds).
+PageCursor = Annotated[
+    str | None,
+    Query(
+        pattern=CURSOR_PATTERN,
+        description="The `next_cursor` of the previous page; none for the newest page.",
+    ),
+]

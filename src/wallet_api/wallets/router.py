@@ -27,8 +27,8 @@ from wallet_api.core.openapi import (
     replayed_success,
 )
 from wallet_api.core.requests import read_json_body
-from wallet_api.wallets.cursors import CURSOR_PATTERN, decode_cursor
-from wallet_api.wallets.dependencies import WalletServiceDep, wallet_service
+from wallet_api.wallets.cursors import decode_cursor
+from wallet_api.wallets.dependencies import PageCursor, WalletServiceDep, wallet_service
 from wallet_api.wallets.exceptions import (
     BalanceLimitExceeded,
     InsufficientFunds,
@@ -225,13 +225,7 @@ async def list_operations(
     limit: Annotated[
         int, Query(ge=1, le=HISTORY_LIMIT_MAX, description="Items per page.")
     ] = HISTORY_LIMIT_DEFAULT,
-    cursor: Annotated[
-        str | None,
-        Query(
-            pattern=CURSOR_PATTERN,
-            description="The `next_cursor` of the previous page; none for the newest page.",
-        ),
-    ] = None,
+    cursor: PageCursor = None,
 ) -> Response:
     """The wallet's applied operations, newest first, a page at a time."""
     entries, next_id = await service.history(
