@@ -19,7 +19,7 @@ import pytest
 from tests.support import TestDatabase, migrated
 from wallet_api.posting.entries import Entry, EntryKind, Leg
 from wallet_api.posting.plan import plan
-from wallet_api.posting.repository import Found, RangeWrite, write_range
+from wallet_api.posting.repository import Found, Locked, RangeWrite, lock_wallets, write_range
 from wallet_api.posting.rows import part_write
 
 Written = tuple[dict[UUID, Found], datetime | None]
@@ -249,3 +249,76 @@ def test_a_hold_is_opened_with_its_part_and_only_then(database: TestDatabase) ->
     ]
     (wallet_b,) = database.fetch("SELECT held, holds_expire_at FROM wallets WHERE id = $1", b)
     assert (wallet_b["held"], wallet_b["holds_expire_at"]) == (0, None)
+
+
+def with_an_expired_hold(database: TestDatabase, wallet: UUID, amount: int) -> None:
+    """An active hold of `amount` on `wallet` that expired a minute ago, its release not
+    written (the sweep off): its wallet's stored `held` still counts it."""
+    database.fetch(
+        "INSERT INTO holds (id, wallet_id, amount, remaining, status, expires_at, created_at) "
+        "VALUES ($1, $2, $3, $3, 'active', now() - interval '1 minute', "
+        "now() - interval '2 minutes')",
+        uuid.uuid4(),
+        wallet,
+        amount,
+    )
+    database.fetch(
+        "UPDATE wallets SET held = held + $2, holds_expire_at = now() - interval '1 minute' "
+        "WHERE id = $1",
+        wallet,
+        amount,
+    )
+
+
+def test_a_wallet_with_an_expired_hold_is_left_to_the_locks(database: TestDatabase) -> None:
+    """What such a wallet's holds set aside is a sum over its holds, which a statement
+    that waited for the wallet's row reads as they were when it began: the one statement
+    never writes it (it says so: `due`), whatever its plan; the locking transaction does."""
+    (a,) = wallets(database, 100)
+    with_an_expired_hold(database, a, 10)
+    before = state(database, [a])
+    found, _ = write(database, statement(([hold(a, 60, 3600)], {a: 100})))
+    assert starts_of(found) == {a: None}
+    assert found[a].due
+    assert found[a].held == 0  # the expired hold counts no more
+    assert state(database, [a]) == before
+
+
+def test_the_locks_sum_the_holds_another_transaction_committed(database: TestDatabase) -> None:
+    """A wallet with an expired hold of 10 (stored `held` 10), and another transaction
+    that holds its row while it opens a hold of 60 (stored 70). The locking transaction
+    that waited for the row sees what is held now: 60 (the new hold; the expired one no
+    more), not the 0 its first statement's snapshot holds, nor the stored 70. By
+    construction: the other transaction commits once the lock is seen awaited."""
+    (a,) = wallets(database, 100)
+    with_an_expired_hold(database, a, 10)
+
+    async def run() -> Locked:
+        holder = await asyncpg.connect(database.url())
+        locker = await asyncpg.connect(database.url())
+        try:
+            opening = holder.transaction()
+            await opening.start()
+            await holder.execute(
+                "UPDATE wallets SET held = held + 60, holds_expire_at = now() - "
+                "interval '1 minute' WHERE id = $1",
+                a,
+            )
+            await holder.execute(
+                "INSERT INTO holds (id, wallet_id, amount, remaining, status, expires_at) "
+                "VALUES ($1, $2, 60, 60, 'active', now() + interval '1 hour')",
+                uuid.uuid4(),
+                a,
+            )
+            async with locker.transaction():
+                pending = asyncio.create_task(lock_wallets(locker, [a]))  # type: ignore[arg-type]
+                await _waits_for_a_lock(holder, locker.get_server_pid())
+                await opening.commit()
+                return await pending
+        finally:
+            await holder.close()
+            await locker.close()
+
+    locked = asyncio.run(run())
+    assert locked.stored_held == {a: 70}
+    assert locked.held == {a: 60}

@@ -63,7 +63,7 @@ BREAKS = [
         "range-write-without-range",
         "a batch is written only while the balance still gives its decisions",
         POSTING_REPOSITORY,
-        "        HAVING count(*) = min(size) AND bool_and(\n            balance BETWEEN low AND high\n            AND balance - held BETWEEN available_low AND available_high\n        )\n",
+        "        HAVING count(*) = min(size) AND bool_and(\n            balance BETWEEN low AND high\n            AND balance - held BETWEEN available_low AND available_high\n            AND NOT due\n        )\n",
         "        HAVING count(*) = min(size)\n",
         ("tests/test_serial_history.py", "tests/test_concurrency.py"),
     ),
@@ -1549,6 +1549,23 @@ BREAKS = [
             "tests/test_holds.py::"
             "test_an_expired_hold_counts_no_more_and_cannot_be_captured_without_the_sweep",
         ),
+    ),
+    Break(
+        "range-write-trusts-a-stale-sum-of-holds",
+        "a wallet with a hold expired and not yet released is written only under its lock, "
+        "its holds summed after it",
+        POSTING_REPOSITORY,
+        "            AND NOT due\n",
+        "",
+        ("tests/test_range_write.py::test_a_wallet_with_an_expired_hold_is_left_to_the_locks",),
+    ),
+    Break(
+        "locked-held-summed-in-the-waiting-statement",
+        "the locking transaction sums a wallet's holds after it holds the wallet's lock",
+        POSTING_REPOSITORY,
+        '    if row["due"]:  # a hold of theirs has expired: what the others set aside, read now\n',
+        "    if False:\n",
+        ("tests/test_range_write.py::test_the_locks_sum_the_holds_another_transaction_committed",),
     ),
     Break(
         "compose-setting-not-passed-on",

@@ -12,9 +12,11 @@ request read again), never the last word.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from uuid import UUID
 
 from wallet_api.core.database import Database
+from wallet_api.core.errors import ServiceUnavailable
 from wallet_api.holds import repository
 from wallet_api.holds.repository import HoldRow
 
@@ -32,7 +34,10 @@ class HoldReader:
         answer: asyncio.Future[HoldRow | None] = asyncio.get_running_loop().create_future()
         self._asked.setdefault(hold_id, []).append(answer)
         if self._reading is None:
-            self._reading = asyncio.create_task(self._read_all())
+            # A fresh context: the query serves many requests, not the one that started it.
+            self._reading = asyncio.get_running_loop().create_task(
+                self._read_all(), context=contextvars.Context()
+            )
         return await answer
 
     async def _read_all(self) -> None:
@@ -42,17 +47,24 @@ class HoldReader:
                 try:
                     async with self._database.autocommit() as connection:
                         found = await repository.holds(connection, list(asked))
-                except BaseException as exc:
-                    for answers in asked.values():
-                        for answer in answers:
-                            if not answer.done():
-                                answer.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise  # cancelled: the event loop is closing
+                except Exception as exc:  # each waiting request fails as its own query would
+                    _fail(asked, exc)
                     continue
+                except BaseException:  # cancelled: the event loop is closing
+                    _fail(asked, ServiceUnavailable("The service is shutting down; retry."))
+                    _fail(self._asked, ServiceUnavailable("The service is shutting down; retry."))
+                    self._asked = {}
+                    raise
                 for hold_id, answers in asked.items():
                     for answer in answers:
                         if not answer.done():  # its request may have been cancelled
                             answer.set_result(found.get(hold_id))
         finally:
             self._reading = None
+
+
+def _fail(asked: dict[UUID, list[asyncio.Future[HoldRow | None]]], error: Exception) -> None:
+    for answers in asked.values():
+        for answer in answers:
+            if not answer.done():
+                answer.set_exception(error)

@@ -57,7 +57,13 @@ def held_now(wallet: str) -> str:
     """SQL: what the holds of `wallet` (a wallets row's alias) set aside now, by the
     database's clock: its stored `held` while none of its holds has expired (the common
     case: one column), else the sum of those that have not (an expired hold stops counting
-    at its expiry, whether or not its release has been written yet)."""
+    at its expiry, whether or not its release has been written yet).
+
+    The sum is read in the statement's snapshot: in a statement that waited for the
+    wallet's row lock it misses what committed meanwhile (a hold opened, captured), while
+    the row itself is read as it is now. So a statement that locks the row trusts only the
+    stored figure (`due`: a wallet whose figure is not it), and the locking transaction
+    reads the sum again, after its locks, in a statement of its own."""
     return f"""(CASE WHEN {wallet}.holds_expire_at IS NULL OR {wallet}.holds_expire_at > now()
         THEN {wallet}.held
         ELSE (SELECT coalesce(sum(h.remaining), 0)::bigint FROM holds h
@@ -80,15 +86,22 @@ class Locked:
 # Rows locked in id order, as every writer locks them (the range write too), so that
 # transactions over overlapping wallets wait for each other, never in a cycle. `now()` is
 # the transaction's timestamp: the created_at of the rows it writes.
-_LOCK_WALLETS = f"""
+_LOCK_WALLETS = """
     WITH locked AS (
-        SELECT w.id, w.balance, {held_now("w")} AS held, w.held AS stored_held
+        SELECT w.id, w.balance, w.held AS stored_held,
+               w.holds_expire_at IS NOT NULL AND w.holds_expire_at <= now() AS due
         FROM unnest($1::uuid[]) AS t(id) JOIN wallets w ON w.id = t.id
         ORDER BY w.id FOR UPDATE OF w
     )
     SELECT now() AS at, array_agg(id) AS ids, array_agg(balance) AS balances,
-           array_agg(held) AS held, array_agg(stored_held) AS stored_held
+           array_agg(stored_held) AS stored_held, array_agg(id) FILTER (WHERE due) AS due
     FROM locked
+"""
+# What the holds of wallets locked by the caller's transaction set aside now: read after
+# the locks, in a statement of its own (a snapshot of its own: see `held_now`).
+_HELD_NOW = f"""
+    SELECT w.id, {held_now("w")} AS held
+    FROM unnest($1::uuid[]) AS t(id) JOIN wallets w ON w.id = t.id
 """
 # The holds an entry captures or releases, locked in id order before any wallet (the
 # order every writer takes them in), with whether each has expired by the database's
@@ -226,6 +239,9 @@ class Found:
     start: int | None
     balance: int
     held: int = 0
+    #: A hold of the wallet has expired, its release not yet written: `held` was summed
+    #: in the statement's snapshot (see `held_now`), and the wallet is not written here.
+    due: bool = False
 
 
 # One statement, its own commit. `locked` takes the written wallets' row locks in id order
@@ -275,7 +291,7 @@ def _write_range_sql(*, holds: bool) -> str:
     return f"""
     WITH locked AS (
         SELECT w.id, w.balance, {held_now("w")} AS held, w.held AS stored_held,
-               w.holds_expire_at,
+               w.holds_expire_at, coalesce(w.holds_expire_at <= now(), false) AS due,
                i.delta, i.low, i.high, i.part, i.size, i.available_low, i.available_high
         FROM unnest(
             $1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::int[], $6::int[],
@@ -288,6 +304,7 @@ def _write_range_sql(*, holds: bool) -> str:
         HAVING count(*) = min(size) AND bool_and(
             balance BETWEEN low AND high
             AND balance - held BETWEEN available_low AND available_high
+            AND NOT due
         )
     ){opening}, updated AS (
         UPDATE wallets w SET balance = l.balance + l.delta{held}
@@ -319,10 +336,10 @@ def _write_range_sql(*, holds: bool) -> str:
         ) AS k(wallet_id, key, fingerprint, status, body, offset_after, prefix, suffix)
         JOIN updated u ON u.id = k.wallet_id
     )
-    SELECT l.id, u.start, l.balance, l.held, now() AS at
+    SELECT l.id, u.start, l.balance, l.held, now() AS at, l.due
     FROM locked l LEFT JOIN updated u ON u.id = l.id
     UNION ALL
-    SELECT w.id, NULL, w.balance, {held_now("w")}, now() FROM unnest($24::uuid[]) AS c(id)
+    SELECT w.id, NULL, w.balance, {held_now("w")}, now(), false FROM unnest($24::uuid[]) AS c(id)
     JOIN wallets w ON w.id = c.id
 """
 
@@ -352,7 +369,9 @@ async def write_range(
         arguments.append(ledger_rows[9])
         statement = _WRITE_RANGE
     rows = await connection.fetch(statement, *arguments)
-    found = {row["id"]: Found(row["start"], row["balance"], row["held"]) for row in rows}
+    found = {
+        row["id"]: Found(row["start"], row["balance"], row["held"], row["due"]) for row in rows
+    }
     return found, rows[0]["at"] if rows else None
 
 
@@ -362,10 +381,16 @@ async def lock_wallets(connection: Connection, wallet_ids: Sequence[UUID]) -> Lo
     row = await connection.fetchrow(_LOCK_WALLETS, wallet_ids)
     assert row is not None
     ids = row["ids"] or ()
+    stored_held = dict(zip(ids, row["stored_held"] or (), strict=True))
+    held = dict(stored_held)
+    if row["due"]:  # a hold of theirs has expired: what the others set aside, read now
+        held.update(
+            (each["id"], each["held"]) for each in await connection.fetch(_HELD_NOW, row["due"])
+        )
     return Locked(
         balances=dict(zip(ids, row["balances"] or (), strict=True)),
-        held=dict(zip(ids, row["held"] or (), strict=True)),
-        stored_held=dict(zip(ids, row["stored_held"] or (), strict=True)),
+        held=held,
+        stored_held=stored_held,
         at=row["at"],
     )
 

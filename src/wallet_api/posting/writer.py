@@ -221,6 +221,7 @@ class Writer:
             for part in pending
         }
         missing: set[UUID] = set()
+        due: list[list[int]] = []  # judged under the locks (rows.Round.due)
         for _ in range(OPTIMISTIC_ATTEMPTS):
             starts = {
                 w: guesses[w] for part in pending for w in named[id(part)] if w not in missing
@@ -238,10 +239,13 @@ class Writer:
             for wallet_id, (balance, holding) in round_.found_again.items():
                 guesses[wallet_id], held[wallet_id] = balance, holding
             record(results)  # committed: final, whatever happens to the rounds after it
-            if not round_.again:
-                return
+            due.extend(round_.due)
             pending = round_.again
-        record(await self._write_locked(runs, sorted(i for part in pending for i in part)))
+            if not pending:
+                break
+        locked = sorted(i for part in (*pending, *due) for i in part)
+        if locked:
+            record(await self._write_locked(runs, locked))
 
     def _settle(
         self,
