@@ -92,22 +92,7 @@ class Round:
             self.sections.append((part, section, wallets, False))
             return True
         span = self.spans[wallet_id]
-        self.write.rows.append(
-            (
-                wallet_id,
-                leg.kind,  # a StrEnum: the text itself
-                leg.amount,
-                judged[0] - span.start,
-                None,
-                entry.transfer_id,
-                leg.counterparty,
-                entry.description,
-                entry.api_key_id,
-                leg.hold,
-            )
-        )
-        if leg.kind is EntryKind.HOLD:
-            _open(self.write, entry, leg)
+        _add_row(self.write, entry, leg, judged[0] - span.start, None)
         self.write.wallets.append(
             (
                 wallet_id,
@@ -326,7 +311,7 @@ def _part_rows(
     believed to exist (`wallets`: all must be found, and each within its range, for the
     part to be written), its ledger rows and its kept responses."""
     pinned: set[UUID] = set()
-    rows, keys = write.rows, write.keys
+    keys = write.keys
     for entry, judged in zip(entries, outcomes, strict=True):
         key = entry.idempotency_key
         if isinstance(judged, Refusal):
@@ -342,22 +327,8 @@ def _part_rows(
         for leg, balance in zip(entry.legs, judged, strict=True):
             # The key is the requester's: on the first leg's row (the payer's, for a
             # transfer), never shown in the other wallet's history.
-            rows.append(
-                (
-                    leg.wallet_id,
-                    leg.kind,  # a StrEnum: the text itself
-                    leg.amount,
-                    balance - spans[leg.wallet_id].start,
-                    key if leg is first else None,
-                    entry.transfer_id,
-                    leg.counterparty,
-                    entry.description,
-                    entry.api_key_id,
-                    leg.hold,
-                )
-            )
-            if leg.kind is EntryKind.HOLD:
-                _open(write, entry, leg)
+            offset = balance - spans[leg.wallet_id].start
+            _add_row(write, entry, leg, offset, key if leg is first else None)
         if key is not None:
             assert entry.applied_body is not None
             status, prefix, suffix = entry.applied_body
@@ -394,13 +365,38 @@ def _part_rows(
             )
 
 
-def _open(write: repository.RangeWrite, entry: Entry, leg: Leg) -> None:
-    """The hold a HOLD leg opens, written with its part."""
-    assert leg.hold is not None
-    assert entry.expires_in is not None
-    write.holds.append(
-        (leg.hold, leg.wallet_id, leg.amount, entry.expires_in, entry.description, entry.api_key_id)
+def _add_row(
+    write: repository.RangeWrite, entry: Entry, leg: Leg, offset: int, key: str | None
+) -> None:
+    """A leg's ledger row in the range write (its balance after as `offset` from its
+    wallet's start), and the hold a HOLD leg opens, written with its part."""
+    write.rows.append(
+        (
+            leg.wallet_id,
+            leg.kind,  # a StrEnum: the text itself
+            leg.amount,
+            offset,
+            key,
+            entry.transfer_id,
+            leg.counterparty,
+            entry.description,
+            entry.api_key_id,
+            leg.hold,
+        )
     )
+    if leg.kind is EntryKind.HOLD:
+        assert leg.hold is not None
+        assert entry.expires_in is not None
+        write.holds.append(
+            (
+                leg.hold,
+                leg.wallet_id,
+                leg.amount,
+                entry.expires_in,
+                entry.description,
+                entry.api_key_id,
+            )
+        )
 
 
 def exact_write(
