@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
+from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -23,6 +24,7 @@ from wallet_api.posting.repository import Found, Locked, RangeWrite, lock_wallet
 from wallet_api.posting.rows import part_write
 
 Written = tuple[dict[UUID, Found], datetime | None]
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -153,31 +155,45 @@ async def _waits_for_a_lock(connection: asyncpg.Connection, pid: int) -> None:
         await asyncio.sleep(0.01)
 
 
+def _behind_a_commit_of(
+    database: TestDatabase,
+    changes: Sequence[tuple[Any, ...]],
+    act: Callable[[asyncpg.Connection], Coroutine[Any, Any, T]],
+) -> T:
+    """Run `act` on a connection of its own while another transaction holds what
+    `changes` (each a statement and its arguments) wrote; commit that transaction once
+    `act` waits for a row lock. What `act` returns."""
+
+    async def run() -> T:
+        holder = await asyncpg.connect(database.url())
+        other = await asyncpg.connect(database.url())
+        try:
+            transaction = holder.transaction()
+            await transaction.start()
+            for statement_, *arguments in changes:
+                await holder.execute(statement_, *arguments)
+            pending = asyncio.create_task(act(other))
+            await _waits_for_a_lock(holder, other.get_server_pid())
+            await transaction.commit()
+            return await pending
+        finally:
+            await holder.close()
+            await other.close()
+
+    return asyncio.run(run())
+
+
 def _behind_a_commit(database: TestDatabase, balance: int, batch: RangeWrite) -> list[Written]:
     """Run `batch` while another transaction holds its first wallet's row, having set its
     balance to `balance`; commit that transaction once the statement waits for the row,
     then run `batch` again."""
 
-    async def run() -> list[Written]:
-        holder = await asyncpg.connect(database.url())
-        writer = await asyncpg.connect(database.url())
-        try:
-            transaction = holder.transaction()
-            await transaction.start()
-            await holder.execute(
-                "UPDATE wallets SET balance = $2 WHERE id = $1", batch.wallets[0][0], balance
-            )
-            pending = asyncio.create_task(write_range(writer, batch))  # type: ignore[arg-type]
-            await _waits_for_a_lock(holder, writer.get_server_pid())
-            await transaction.commit()
-            first = await pending
-            second = await write_range(writer, batch)  # type: ignore[arg-type]
-            return [first, second]
-        finally:
-            await holder.close()
-            await writer.close()
+    async def twice(writer: asyncpg.Connection) -> list[Written]:
+        first = await write_range(writer, batch)  # type: ignore[arg-type]
+        return [first, await write_range(writer, batch)]  # type: ignore[arg-type]
 
-    return asyncio.run(run())
+    change = ("UPDATE wallets SET balance = $2 WHERE id = $1", batch.wallets[0][0], balance)
+    return _behind_a_commit_of(database, [change], twice)
 
 
 def test_the_balance_is_judged_as_a_concurrent_commit_left_it(database: TestDatabase) -> None:
@@ -293,32 +309,23 @@ def test_the_locks_sum_the_holds_another_transaction_committed(database: TestDat
     (a,) = wallets(database, 100)
     with_an_expired_hold(database, a, 10)
 
-    async def run() -> Locked:
-        holder = await asyncpg.connect(database.url())
-        locker = await asyncpg.connect(database.url())
-        try:
-            opening = holder.transaction()
-            await opening.start()
-            await holder.execute(
-                "UPDATE wallets SET held = held + 60, holds_expire_at = now() - "
-                "interval '1 minute' WHERE id = $1",
-                a,
-            )
-            await holder.execute(
-                "INSERT INTO holds (id, wallet_id, amount, remaining, status, expires_at) "
-                "VALUES ($1, $2, 60, 60, 'active', now() + interval '1 hour')",
-                uuid.uuid4(),
-                a,
-            )
-            async with locker.transaction():
-                pending = asyncio.create_task(lock_wallets(locker, [a]))  # type: ignore[arg-type]
-                await _waits_for_a_lock(holder, locker.get_server_pid())
-                await opening.commit()
-                return await pending
-        finally:
-            await holder.close()
-            await locker.close()
+    async def lock(locker: asyncpg.Connection) -> Locked:
+        async with locker.transaction():
+            return await lock_wallets(locker, [a])  # type: ignore[arg-type]
 
-    locked = asyncio.run(run())
+    opening = [
+        (
+            "UPDATE wallets SET held = held + 60, holds_expire_at = now() - "
+            "interval '1 minute' WHERE id = $1",
+            a,
+        ),
+        (
+            "INSERT INTO holds (id, wallet_id, amount, remaining, status, expires_at) "
+            "VALUES ($1, $2, 60, 60, 'active', now() + interval '1 hour')",
+            uuid.uuid4(),
+            a,
+        ),
+    ]
+    locked = _behind_a_commit_of(database, opening, lock)
     assert locked.stored_held == {a: 70}
     assert locked.held == {a: 60}
