@@ -1586,4 +1586,13 @@ BREAKS = [
         "    SELECT id, remaining, captured, status, expires_at <= now() AS expired\n",
         ("tests/test_holds.py::test_a_capture_that_gets_its_hold_after_the_expiry_is_refused",),
     ),
+    Break(
+        "active-holds-read-among-all-holds",
+        "a write reads a wallet's active holds through their own index: its cost does not grow"
+        " with the wallet's closed holds or other wallets' active ones",
+        "migrations/versions/2026_12_05_0020-e5b1c7d93a42_index_active_holds_by_wallet.py",
+        '            ["wallet_id", "expires_at"],\n            postgresql_include=["remaining"],\n',
+        '            ["api_key_id"],\n',
+        ("tests/test_query_plans.py",),
+    ),
 ]

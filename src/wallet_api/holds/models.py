@@ -63,11 +63,20 @@ holds = Table(
     CheckConstraint("status IN ('active', 'captured', 'voided', 'expired')", name="status_known"),
     CheckConstraint("(status = 'active') = (closed_at IS NULL)", name="closed_when_not_active"),
     CheckConstraint("status = 'active' OR remaining = 0", name="closed_holds_nothing"),
-    # A wallet's holds by keyset; the active ones by expiry (the sweeper's order).
+    # A wallet's holds by keyset; the active ones by expiry (the sweeper's order); a
+    # wallet's active ones by expiry, with what each holds (their sum and first expiry, read
+    # by every write that changes them, without the wallet's closed holds).
     Index("ix_holds_wallet_id_seq", "wallet_id", "seq"),
     Index(
         "ix_holds_active_expires_at",
         "expires_at",
+        postgresql_where=text("status = 'active'"),
+    ),
+    Index(
+        "ix_holds_active_wallet_id_expires_at",
+        "wallet_id",
+        "expires_at",
+        postgresql_include=["remaining"],
         postgresql_where=text("status = 'active'"),
     ),
 )
