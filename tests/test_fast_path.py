@@ -1,10 +1,11 @@
-"""The fast paths answer exactly as the FastAPI routes do.
+"""The fast paths (`core/fast_path.py`) answer exactly as the FastAPI routes do.
 
 `wallets/fast_path.py` serves `POST …/{uuid}/operation` with a canonical (hyphenated) UUID
 and no Idempotency-Key; the same wallet written as 32 hex digits is a valid UUID to the
 route but not to the fast path, so that form reaches the route. Every scenario is sent both
 ways and must give the same status, headers and body (request ids aside).
-`transfers/fast_path.py` serves a plain `POST /api/v1/transfers`; the same request with an
+`transfers/fast_path.py` serves a plain `POST /api/v1/transfers`, and `holds/fast_path.py` a
+plain `POST /api/v1/holds` and `POST /api/v1/holds/{uuid}/capture`; the same request with an
 Idempotency-Key reaches the route."""
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import uuid
 
 import httpx
 import pytest
+from starlette.types import Receive, Scope, Send
 
 from tests.support import operation
-from wallet_api.core.requests import is_plain_json_post
-from wallet_api.wallets.fast_path import OperationFastPath
+from wallet_api.core.fast_path import FastPaths
+from wallet_api.holds import fast_path as holds_fast_path
+from wallet_api.transfers import fast_path as transfers_fast_path
+from wallet_api.wallets import fast_path as wallets_fast_path
 
 JSON = "application/json"
 SCENARIOS: list[tuple[str, str, bytes]] = [
@@ -31,6 +35,35 @@ SCENARIOS: list[tuple[str, str, bytes]] = [
     ("text", "text/plain", b'{"operation":"DEPOSIT","amount":1}'),
     ("over the limit", JSON, b'{"operation":"DEPOSIT","amount":9999999999999.99}'),
 ]
+
+
+async def _not_served(scope: Scope, receive: Receive, send: Send) -> None:
+    raise AssertionError("only match() is called")
+
+
+FAST_PATHS = FastPaths(
+    _not_served,
+    [
+        *wallets_fast_path.fast_routes(),
+        *transfers_fast_path.fast_routes(),
+        *holds_fast_path.fast_routes(),
+    ],
+)
+
+
+def served(method: str, path: str, *headers: tuple[bytes, bytes]) -> tuple[str, list[str]] | None:
+    """The route path a fast path serves the request with, and its path's UUIDs; None
+    when the request goes on to FastAPI."""
+    scope = {"type": "http", "method": method, "path": path, "headers": list(headers)}
+    matched = FAST_PATHS.match(scope)
+    if matched is None:
+        return None
+    route, ids = matched
+    return route.path, [str(each) for each in ids]
+
+
+JSON_BODY = (b"content-type", b"application/json")
+KEYED = (b"idempotency-key", b"k-1")
 
 
 def comparable(response: httpx.Response) -> tuple[int, str | None, object]:
@@ -78,19 +111,13 @@ def test_an_unknown_wallet_is_the_same_404_both_ways(client: httpx.Client) -> No
 def test_the_two_forms_take_different_paths() -> None:
     # What makes the comparisons above compare two code paths, not one with itself.
     wallet = uuid.uuid4()
-
-    def scope(path_id: str, *headers: tuple[bytes, bytes]) -> dict[str, object]:
-        return {
-            "type": "http",
-            "method": "POST",
-            "path": f"/api/v1/wallets/{path_id}/operation",
-            "headers": [(b"content-type", b"application/json"), *headers],
-        }
-
-    assert OperationFastPath._plain_operation(scope(str(wallet))) == wallet
-    assert OperationFastPath._plain_operation(scope(wallet.hex)) is None
-    keyed = scope(str(wallet), (b"idempotency-key", b"k-1"))
-    assert OperationFastPath._plain_operation(keyed) is None
+    path = f"/api/v1/wallets/{wallet}/operation"
+    route = "/api/v1/wallets/{wallet_uuid}/operation"
+    assert served("POST", path, JSON_BODY) == (route, [str(wallet)])
+    assert served("POST", f"/api/v1/wallets/{wallet.hex}/operation", JSON_BODY) is None
+    assert served("POST", path, JSON_BODY, KEYED) is None
+    assert served("POST", path, (b"content-type", b"text/plain")) is None
+    assert served("GET", path) is None
 
 
 def test_a_balance_read_is_the_same_both_ways(client: httpx.Client) -> None:
@@ -109,14 +136,11 @@ def test_a_balance_read_is_the_same_both_ways(client: httpx.Client) -> None:
 
 def test_only_a_canonical_balance_read_takes_the_fast_path() -> None:
     wallet = uuid.uuid4()
-
-    def scope(method: str, path: str) -> dict[str, object]:
-        return {"type": "http", "method": method, "path": path, "headers": []}
-
-    assert OperationFastPath._plain_balance(scope("GET", f"/api/v1/wallets/{wallet}")) == wallet
-    assert OperationFastPath._plain_balance(scope("GET", f"/api/v1/wallets/{wallet.hex}")) is None
-    assert OperationFastPath._plain_balance(scope("POST", f"/api/v1/wallets/{wallet}")) is None
-    assert OperationFastPath._plain_balance(scope("GET", "/api/v1/wallets/create_wallet")) is None
+    route = "/api/v1/wallets/{wallet_uuid}"
+    assert served("GET", f"/api/v1/wallets/{wallet}") == (route, [str(wallet)])
+    assert served("GET", f"/api/v1/wallets/{wallet.hex}") is None
+    assert served("POST", f"/api/v1/wallets/{wallet}", JSON_BODY) is None
+    assert served("GET", "/api/v1/wallets/create_wallet") is None
 
 
 TRANSFER_SCENARIOS: list[tuple[str, str, str]] = [
@@ -164,10 +188,119 @@ def test_a_transfer_is_answered_the_same_by_the_fast_path_and_the_route(
 
 
 def test_only_a_plain_transfer_takes_the_fast_path() -> None:
-    def scope(*headers: tuple[bytes, bytes]) -> dict[str, object]:
-        return {"type": "http", "method": "POST", "path": "/api/v1/transfers", "headers": headers}
+    assert served("POST", "/api/v1/transfers", JSON_BODY) == ("/api/v1/transfers", [])
+    assert served("POST", "/api/v1/transfers", JSON_BODY, KEYED) is None
+    assert served("POST", "/api/v1/transfers", (b"content-type", b"text/plain")) is None
+    assert served("POST", "/api/v1/transfers/", JSON_BODY) is None
+    assert served("GET", "/api/v1/transfers") is None
 
-    json_body = (b"content-type", b"application/json")
-    assert is_plain_json_post(scope(json_body))
-    assert not is_plain_json_post(scope(json_body, (b"idempotency-key", b"k-1")))
-    assert not is_plain_json_post(scope((b"content-type", b"text/plain")))
+
+HOLD_SCENARIOS: list[tuple[str, str, str]] = [
+    ("hold", JSON, '{{"wallet_uuid":"{a}","amount":"2.50","description":"ride 1"}}'),
+    ("more than available", JSON, '{{"wallet_uuid":"{a}","amount":11}}'),
+    ("unknown wallet", JSON, '{{"wallet_uuid":"{x}","amount":1}}'),
+    ("bad amount", JSON, '{{"wallet_uuid":"{a}","amount":0.001}}'),
+    ("bad expiry", JSON, '{{"wallet_uuid":"{a}","amount":1,"expires_in":0}}'),
+    ("not json", JSON, "{{oops"),
+    ("empty", JSON, ""),
+    ("text", "text/plain", '{{"wallet_uuid":"{a}","amount":1}}'),
+]
+CAPTURE_SCENARIOS: list[tuple[str, str, str]] = [
+    ("all of it", JSON, "{{}}"),
+    ("part, kept open", JSON, '{{"amount":"1.25","final":false}}'),
+    ("into a wallet", JSON, '{{"amount":2,"to_wallet_uuid":"{b}"}}'),
+    ("into an unknown wallet", JSON, '{{"to_wallet_uuid":"{x}"}}'),
+    ("into its own wallet", JSON, '{{"to_wallet_uuid":"{a}"}}'),
+    ("more than held", JSON, '{{"amount":6}}'),
+    ("bad amount", JSON, '{{"amount":-1}}'),
+    ("not json", JSON, "{{oops"),
+    ("text", "text/plain", "{{}}"),
+    ("a closed hold", JSON, "{{}}"),
+    ("an unknown hold", JSON, "{{}}"),
+]
+
+
+def _hold_answer(response: httpx.Response, names: dict[str, str]) -> tuple[int, str | None, str]:
+    """The answer with the ids and times that differ from one request to the next named."""
+    status, answer_type, body = comparable(response)
+    if isinstance(body, dict) and "hold_id" in body:
+        assert response.headers.get("location", f"/api/v1/holds/{body['hold_id']}") == (
+            f"/api/v1/holds/{body['hold_id']}"
+        )
+        names = {**names, body["hold_id"]: "<hold>"}
+        for field in ("created_at", "expires_at", "closed_at"):
+            if body[field] is not None:
+                names[body[field]] = f"<{field}>"
+    text = str(body)
+    for value, name in names.items():
+        text = text.replace(value, name)
+    return status, answer_type, f"{text} location={'location' in response.headers}"
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type", "template"), HOLD_SCENARIOS, ids=[s[0] for s in HOLD_SCENARIOS]
+)
+def test_a_hold_is_answered_the_same_by_the_fast_path_and_the_route(
+    client: httpx.Client, name: str, content_type: str, template: str
+) -> None:
+    """A plain hold takes the fast path; the same request with an Idempotency-Key (its
+    first use) takes the route. Same status, headers and body, ids and times aside."""
+    answers = []
+    for headers in ({}, {"Idempotency-Key": f"fast-path-{uuid.uuid4()}"}):
+        a = client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"]
+        client.post(f"/api/v1/wallets/{a}/operation", json=operation("DEPOSIT", 10))
+        unknown = str(uuid.uuid4())
+        response = client.post(
+            "/api/v1/holds",
+            headers={"Content-Type": content_type, **headers},
+            content=template.format(a=a, x=unknown),
+        )
+        answers.append(_hold_answer(response, {a: "<a>", unknown: "<x>"}))
+    assert answers[0] == answers[1]
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type", "template"),
+    CAPTURE_SCENARIOS,
+    ids=[s[0] for s in CAPTURE_SCENARIOS],
+)
+def test_a_capture_is_answered_the_same_by_the_fast_path_and_the_route(
+    client: httpx.Client, name: str, content_type: str, template: str
+) -> None:
+    """A plain capture of a hold of 5.00 takes the fast path; the same request with an
+    Idempotency-Key (its first use), or of the hold written as 32 hex digits, takes the
+    route. Same status, headers and body, ids and times aside."""
+    answers = []
+    for form in ("fast path", "keyed", "hex"):
+        a, b = (client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"] for _ in "ab")
+        client.post(f"/api/v1/wallets/{a}/operation", json=operation("DEPOSIT", 10))
+        hold = client.post("/api/v1/holds", json={"wallet_uuid": a, "amount": 5}).json()
+        hold_id = hold["hold_id"]
+        if name == "a closed hold":
+            client.post(f"/api/v1/holds/{hold_id}/void")
+        if name == "an unknown hold":
+            hold_id = str(uuid.uuid4())
+        unknown = str(uuid.uuid4())
+        in_path = uuid.UUID(hold_id).hex if form == "hex" else hold_id
+        keyed = {"Idempotency-Key": f"fast-path-{uuid.uuid4()}"} if form == "keyed" else {}
+        response = client.post(
+            f"/api/v1/holds/{in_path}/capture",
+            headers={"Content-Type": content_type, **keyed},
+            content=template.format(a=a, b=b, x=unknown),
+        )
+        names = {a: "<a>", b: "<b>", unknown: "<x>", hold_id: "<hold>"}
+        names[uuid.UUID(hold_id).hex] = "<hold>"
+        answers.append(_hold_answer(response, names))
+    assert answers[0] == answers[1] == answers[2]
+
+
+def test_only_a_plain_hold_or_capture_takes_the_fast_path() -> None:
+    hold = uuid.uuid4()
+    capture = f"/api/v1/holds/{hold}/capture"
+    assert served("POST", "/api/v1/holds", JSON_BODY) == ("/api/v1/holds", [])
+    assert served("POST", "/api/v1/holds", JSON_BODY, KEYED) is None
+    assert served("POST", capture, JSON_BODY) == ("/api/v1/holds/{hold_id}/capture", [str(hold)])
+    assert served("POST", capture, JSON_BODY, KEYED) is None
+    assert served("POST", f"/api/v1/holds/{hold.hex}/capture", JSON_BODY) is None
+    assert served("POST", f"/api/v1/holds/{hold}/void", JSON_BODY) is None
+    assert served("GET", f"/api/v1/holds/{hold}") is None

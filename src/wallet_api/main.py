@@ -16,21 +16,23 @@ from wallet_api.core.config import Settings, get_settings
 from wallet_api.core.database import Database
 from wallet_api.core.docs import install_docs
 from wallet_api.core.errors import install_error_handlers
+from wallet_api.core.fast_path import FastPaths
 from wallet_api.core.logging import configure_logging
 from wallet_api.core.metrics import MetricsMiddleware, sample_gauges
 from wallet_api.core.metrics import router as metrics_router
 from wallet_api.core.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from wallet_api.core.openapi import install_openapi
 from wallet_api.health.router import router as health_router
+from wallet_api.holds import fast_path as holds_fast_path
 from wallet_api.holds.router import router as holds_router
 from wallet_api.holds.router import wallet_holds_router
 from wallet_api.holds.service import HoldService
 from wallet_api.reversals.router import router as reversals_router
 from wallet_api.reversals.service import ReversalService
-from wallet_api.transfers.fast_path import TransferFastPath
+from wallet_api.transfers import fast_path as transfers_fast_path
 from wallet_api.transfers.router import router as transfers_router
 from wallet_api.transfers.service import TransferService
-from wallet_api.wallets.fast_path import OperationFastPath
+from wallet_api.wallets import fast_path as wallets_fast_path
 from wallet_api.wallets.router import BATCH_PATH, batch_router
 from wallet_api.wallets.router import router as wallets_router
 from wallet_api.wallets.service import WalletService
@@ -123,9 +125,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     # Outermost last: request id, then metrics and the access log, then the body limit,
     # then the API key gate (with keys required), then the fast paths (they answer plain
-    # operations and transfers without FastAPI's routing).
-    app.add_middleware(OperationFastPath)
-    app.add_middleware(TransferFastPath)
+    # operations, transfers, holds and captures, and balance reads, without FastAPI's
+    # routing).
+    app.add_middleware(
+        FastPaths,
+        routes=[
+            *wallets_fast_path.fast_routes(),
+            *transfers_fast_path.fast_routes(),
+            *holds_fast_path.fast_routes(),
+        ],
+    )
     if keys_required:  # before the fast paths: they are guarded too
         app.add_middleware(GateMiddleware)
     app.add_middleware(

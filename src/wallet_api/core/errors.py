@@ -214,8 +214,8 @@ def log_unavailable(error: AppError) -> None:
 
 def exception_response(exc: Exception) -> Response:
     """The problem response for any exception a request ended with (and its log line):
-    the one mapping behind the application's error handlers, and behind the operation
-    fast path (`wallets/fast_path.py`), which answers outside FastAPI's routing."""
+    the one mapping behind the application's error handlers, and behind the fast paths
+    (`core/fast_path.py`), which answer outside FastAPI's routing."""
     if isinstance(exc, AppError) and exc.status == 503:
         log_unavailable(exc)
         return error_response(exc)
@@ -270,7 +270,7 @@ def _other_error(_: Request, exc: Exception) -> Response:
 
 
 #: The exceptions answered where they are raised (by FastAPI's exception middleware, or
-#: by the operation fast path). Any other one reaches Starlette's server-error middleware,
+#: by the fast paths). Any other one reaches Starlette's server-error middleware,
 #: which answers the same 500 document through the `Exception` handler, then re-raises it
 #: for the server to log and close the connection.
 ANSWERED_ERRORS: tuple[type[Exception], ...] = (

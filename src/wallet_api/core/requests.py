@@ -6,7 +6,7 @@ import json
 from decimal import Decimal
 from typing import TypeVar
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope
@@ -92,8 +92,8 @@ _CONTENT_TYPE = b"content-type"
 
 
 def is_plain_json_post(scope: Scope) -> bool:
-    """A POST with a JSON body and no Idempotency-Key: the form a fast path serves (the
-    middlewares that answer hot requests without FastAPI's routing)."""
+    """A POST with a JSON body and no Idempotency-Key: the form a fast path serves
+    (`core/fast_path.py`: hot requests answered without FastAPI's routing)."""
     if scope["type"] != "http" or scope["method"] != "POST":
         return False
     content_type: bytes | None = None
@@ -116,11 +116,3 @@ async def receive_body(receive: Receive) -> bytes:
         if not message.get("more_body", False):
             return b"".join(chunks)
 
-
-def route_of(router: APIRouter, path: str, method: str) -> object:
-    """The route a fast path stands in for: metrics and the access log label with it."""
-    return next(
-        route
-        for route in router.routes
-        if getattr(route, "path", None) == path and method in getattr(route, "methods", ())
-    )

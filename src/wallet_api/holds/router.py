@@ -51,6 +51,7 @@ from wallet_api.wallets.exceptions import WalletNotFound
 
 router = APIRouter(prefix="/api/v1/holds", tags=["holds"])
 HOLDS_PATH = router.prefix
+CAPTURE_PATH = f"{HOLDS_PATH}/{{hold_id}}/capture"
 wallet_holds_router = APIRouter(prefix="/api/v1/wallets", tags=["holds"])
 
 #: A hold's writes wait in a queue: a wallet held too long, a queue full or closing.
@@ -96,9 +97,13 @@ async def create_hold(request: Request, idempotency_key: IdempotencyKey = None) 
     )
     if isinstance(result, Replay):
         return _replayed(result)
-    hold_id, text = result
+    return created_response(*result)
+
+
+def created_response(hold_id: UUID, body: str) -> Response:
+    """The 201 of a new hold (also the fast path's, `holds/fast_path.py`)."""
     return Response(
-        text,
+        body,
         status.HTTP_201_CREATED,
         media_type="application/json",
         headers={"Location": f"{HOLDS_PATH}/{hold_id}"},
