@@ -8,7 +8,8 @@ and over 100,000 wallets, the batch endpoint (1,000 operations a request, 8 conn
 transfers between random pairs of the 10,000 and from them into one wallet, holds of 1.00
 created and captured on the 10,000 (pairs a second), the hot wallet with 1,000 active holds
 on it (beside the same load without them, run just before), GET balance, GET /health/live
-(the HTTP ceiling); then the hot wallet again with coalescing off, and with API keys
+(the HTTP ceiling), the Python client's latency beside plain httpx (bench/client_overhead.py);
+then the hot wallet again with coalescing off, and with API keys
 required. After every write run it reconciles the ledger
 with what the clients saw. Every service run reports the CPU time the service's process
 tree and PostgreSQL's spent per request (bench/cpu.py).
@@ -46,7 +47,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench import cpu
+from bench import client_overhead, cpu
 from wallet_api.devtools.postgres import (
     PostgresAddress,
     drop_database,
@@ -817,6 +818,25 @@ def machine() -> dict[str, Any]:
     }
 
 
+def reads_and_client(
+    bench: Bench, service: ServiceProcess, hot: str, *, duration: int
+) -> dict[str, Any]:
+    """The reads (GET balance of the hot wallet; GET /health/live, the HTTP ceiling), then
+    the Python client's latency beside plain httpx (bench/client_overhead.py)."""
+    print("bench: GET balance of the hot wallet", file=sys.stderr)
+    balance = run_wrk(
+        bench, service, duration=duration, mode="get", target=f"/api/v1/wallets/{hot}"
+    )
+    print("bench: HTTP ceiling, GET /health/live", file=sys.stderr)
+    ceiling = run_wrk(bench, service, duration=duration, mode="get", target="/health/live")
+    print("bench: the Python client's latency beside plain httpx", file=sys.stderr)
+    return {
+        "get_balance_hot_wallet": balance,
+        "http_ceiling": ceiling,
+        "client_latency": client_overhead.measure(service.base_url, hot),
+    }
+
+
 def measure(
     bench: Bench, args: argparse.Namespace, checks: dict[str, Any]
 ) -> tuple[dict[str, Any], str, str]:
@@ -890,18 +910,7 @@ def measure(
             f"{len(spread_large)} wallets, coalescing on",
             lambda on: write_run(bench, on, spread_large, duration=args.duration),
         )
-        print("bench: GET balance of the hot wallet", file=sys.stderr)
-        results["get_balance_hot_wallet"] = run_wrk(
-            bench,
-            service,
-            duration=args.duration,
-            mode="get",
-            target=f"/api/v1/wallets/{hot}",
-        )
-        print("bench: HTTP ceiling, GET /health/live", file=sys.stderr)
-        results["http_ceiling"] = run_wrk(
-            bench, service, duration=args.duration, mode="get", target="/health/live"
-        )
+        results.update(reads_and_client(bench, service, hot, duration=args.duration))
     with running_service(bench, COALESCING_ENABLED="false") as service:
         run_wrk(bench, service, duration=warmup, mode="operations", target=_file(bench, [hot]))
         print("bench: hot wallet, coalescing off", file=sys.stderr)
@@ -1265,6 +1274,7 @@ def main() -> None:
             "get_balance_vs_http_ceiling": _ratio(
                 results["get_balance_hot_wallet"]["ops_per_s"], results["http_ceiling"]
             ),
+            "python_client_vs_httpx_latency": results["client_latency"]["client_vs_httpx"],
         },
     }
     if baseline is not None:

@@ -1616,4 +1616,29 @@ BREAKS = [
         "        hold_id,\n        request,\n        owner=None,\n",
         ("tests/test_owners.py::test_capture",),
     ),
+    Break(
+        "client-new-key-per-try",
+        "every try of a client's POST carries the same Idempotency-Key: a lost answer's retry"
+        " is replayed, never applied again",
+        "clients/python/src/wallet_api_client/_calls.py",
+        "        return request_of(self.call, self.key)\n",
+        '        return request_of(self.call, new_key() if self.call.method == "POST" else None)\n',
+        ("tests/test_client_retries.py::test_a_deposit_whose_answer_was_lost_is_applied_once",),
+    ),
+    Break(
+        "client-retries-refusals",
+        "the client never tries a refused request (a 4xx other than 429) again",
+        "clients/python/src/wallet_api_client/retry.py",
+        "    return status in RETRIED_STATUSES or (status == 500 and code in RETRIED_500_CODES)\n",
+        "    return status >= 400\n",
+        ("tests/test_client_retries.py::test_a_refusal_is_never_tried_again",),
+    ),
+    Break(
+        "client-ignores-retry-after",
+        "the client waits at least the Retry-After the service sent before it tries again",
+        "clients/python/src/wallet_api_client/retry.py",
+        "            delay = max(delay, retry_after)\n",
+        "            delay = min(delay, retry_after)\n",
+        ("tests/test_client_retries.py::test_a_429_is_retried_after_its_retry_after",),
+    ),
 ]

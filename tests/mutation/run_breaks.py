@@ -46,7 +46,14 @@ def run(item: Break, workspace: Path) -> dict[str, object]:
     environment = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(copy / "src"), os.environ.get("PYTHONPATH")])
+            filter(
+                None,
+                [
+                    str(copy / "src"),
+                    str(copy / "clients" / "python" / "src"),
+                    os.environ.get("PYTHONPATH"),
+                ],
+            )
         ),
     }
     started = time.monotonic()

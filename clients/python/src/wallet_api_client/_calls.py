@@ -1,0 +1,313 @@
+"""What the sync and the async client share: each endpoint as a `Call` (method, path,
+body, how its answer is read), the request's headers, an answer read as a result or an
+error, and the bookkeeping of a call's tries (`Tries`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+import httpx
+
+from wallet_api_client._version import __version__
+from wallet_api_client.errors import ApiError, ConnectionFailed, WalletApiError, error_class
+from wallet_api_client.models import (
+    Balances,
+    BatchResponse,
+    Hold,
+    OperationItem,
+    OperationResult,
+    Page,
+    Reversal,
+    Transfer,
+    WalletBalance,
+    WalletCreated,
+)
+from wallet_api_client.retry import RetryPolicy, is_retried, retry_after_seconds
+
+T = TypeVar("T")
+logger = logging.getLogger("wallet_api_client")
+
+USER_AGENT = f"wallet-api-client/{__version__} (python; httpx {httpx.__version__})"
+#: An amount the caller may pass: exact types only (a float is refused: 0.1 is not 1/10).
+Amount = Decimal | int | str
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One request of an endpoint, and how its successful answer is read."""
+
+    method: str
+    path: str
+    read: Callable[[Any], T]
+    body: Mapping[str, Any] | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+def amount_text(amount: Amount) -> str:
+    """An amount as the exact decimal text the service reads ("12.50"), without an
+    exponent; a float or anything that is not a number is refused (TypeError)."""
+    if isinstance(amount, bool) or not isinstance(amount, Decimal | int | str):
+        raise TypeError(f"an amount must be a Decimal, an int or a str, not {type(amount)}")
+    try:
+        value = Decimal(amount)
+    except InvalidOperation:
+        raise ValueError(f"not an amount: {amount!r}") from None
+    if not value.is_finite():
+        raise ValueError(f"not an amount: {amount!r}")
+    return format(value, "f")
+
+
+def _without_none(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in body.items() if value is not None}
+
+
+def _page_of(model: type[Any]) -> Callable[[Any], Page[Any]]:
+    return Page[model].model_validate  # type: ignore[valid-type]
+
+
+# The endpoints (docs/API.md, Endpoints), in its order.
+
+
+def create_wallet() -> Call[WalletCreated]:
+    return Call("POST", "/api/v1/wallets/create_wallet", WalletCreated.model_validate)
+
+
+def get_wallet(wallet: UUID | str) -> Call[WalletBalance]:
+    return Call("GET", f"/api/v1/wallets/{wallet}", WalletBalance.model_validate)
+
+
+def operate(wallet: UUID | str, operation: str, amount: Amount) -> Call[OperationResult]:
+    body = {"operation": operation, "amount": amount_text(amount)}
+    return Call("POST", f"/api/v1/wallets/{wallet}/operation", OperationResult.model_validate, body)
+
+
+def list_operations(
+    wallet: UUID | str, *, limit: int | None = None, cursor: str | None = None
+) -> Call[Page[OperationItem]]:
+    return Call(
+        "GET",
+        f"/api/v1/wallets/{wallet}/operations",
+        _page_of(OperationItem),
+        params=_without_none({"limit": limit, "cursor": cursor}),
+    )
+
+
+def apply_batch(
+    operations: list[tuple[UUID | str, str, Amount]], *, atomic: bool
+) -> Call[BatchResponse]:
+    body = {
+        "operations": [
+            {"wallet_uuid": str(wallet), "operation": kind, "amount": amount_text(amount)}
+            for wallet, kind, amount in operations
+        ],
+        "atomic": atomic,
+    }
+    return Call("POST", "/api/v1/operations/batch", BatchResponse.model_validate, body)
+
+
+def create_transfer(
+    source: UUID | str, destination: UUID | str, amount: Amount, description: str | None
+) -> Call[Transfer]:
+    body = _without_none(
+        {
+            "from_wallet_uuid": str(source),
+            "to_wallet_uuid": str(destination),
+            "amount": amount_text(amount),
+            "description": description,
+        }
+    )
+    return Call("POST", "/api/v1/transfers", Transfer.model_validate, body)
+
+
+def get_transfer(transfer: UUID | str) -> Call[Transfer]:
+    return Call("GET", f"/api/v1/transfers/{transfer}", Transfer.model_validate)
+
+
+def reverse_entry(
+    *,
+    entry_id: int | None,
+    transfer_id: UUID | str | None,
+    amount: Amount | None,
+    description: str | None,
+) -> Call[Reversal]:
+    if (entry_id is None) == (transfer_id is None):
+        raise ValueError("name exactly one of entry_id and transfer_id")
+    body = _without_none(
+        {
+            "entry_id": entry_id,
+            "transfer_id": None if transfer_id is None else str(transfer_id),
+            "amount": None if amount is None else amount_text(amount),
+            "description": description,
+        }
+    )
+    return Call("POST", "/api/v1/reversals", Reversal.model_validate, body)
+
+
+def get_balances(wallet: UUID | str) -> Call[Balances]:
+    return Call("GET", f"/api/v1/wallets/{wallet}/balances", Balances.model_validate)
+
+
+def create_hold(
+    wallet: UUID | str, amount: Amount, expires_in: int | None, description: str | None
+) -> Call[Hold]:
+    body = _without_none(
+        {
+            "wallet_uuid": str(wallet),
+            "amount": amount_text(amount),
+            "expires_in": expires_in,
+            "description": description,
+        }
+    )
+    return Call("POST", "/api/v1/holds", Hold.model_validate, body)
+
+
+def capture_hold(
+    hold: UUID | str,
+    *,
+    amount: Amount | None,
+    to_wallet: UUID | str | None,
+    final: bool | None,
+    description: str | None,
+) -> Call[Hold]:
+    body = _without_none(
+        {
+            "amount": None if amount is None else amount_text(amount),
+            "to_wallet_uuid": None if to_wallet is None else str(to_wallet),
+            "final": final,
+            "description": description,
+        }
+    )
+    return Call("POST", f"/api/v1/holds/{hold}/capture", Hold.model_validate, body)
+
+
+def void_hold(hold: UUID | str) -> Call[Hold]:
+    return Call("POST", f"/api/v1/holds/{hold}/void", Hold.model_validate)
+
+
+def get_hold(hold: UUID | str) -> Call[Hold]:
+    return Call("GET", f"/api/v1/holds/{hold}", Hold.model_validate)
+
+
+def list_holds(
+    wallet: UUID | str,
+    *,
+    status: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Call[Page[Hold]]:
+    return Call(
+        "GET",
+        f"/api/v1/wallets/{wallet}/holds",
+        _page_of(Hold),
+        params=_without_none({"status": status, "limit": limit, "cursor": cursor}),
+    )
+
+
+def new_key() -> str:
+    """A new Idempotency-Key: unique, and the same for every try of one call."""
+    return f"wac-{uuid.uuid4()}"
+
+
+def request_of(call: Call[Any], key: str | None) -> tuple[dict[str, str], bytes | None]:
+    """The headers and body of a try of `call` (its key on a POST)."""
+    headers = {}
+    content = None
+    if call.body is not None:
+        headers["Content-Type"] = "application/json"
+        content = json.dumps(call.body, separators=(",", ":")).encode()
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return headers, content
+
+
+def read_answer(call: Call[T], response: httpx.Response, key: str | None) -> T | ApiError:
+    """A successful answer's result, or the error its problem document names."""
+    content = response.content
+    document: Any
+    try:  # JSON is UTF-8 (RFC 8259): read as bytes, without guessing an encoding
+        document = json.loads(content, parse_float=Decimal) if content else None
+    except ValueError:
+        document = None
+    if response.is_success:
+        return call.read(document)
+    problem = (
+        document
+        if isinstance(document, dict)
+        else {"detail": content[:200].decode("utf-8", "replace")}
+    )
+    return error_class(response.status_code, problem.get("code"))(
+        problem,
+        status=response.status_code,
+        method=call.method,
+        path=call.path,
+        idempotency_key=key,
+        retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+    )
+
+
+class Tries:
+    """A call's tries: its key, how many were made, and whether and when to try again."""
+
+    def __init__(
+        self, call: Call[Any], key: str | None, policy: RetryPolicy, rng: random.Random
+    ) -> None:
+        self.call = call
+        self.key = key if key is not None or call.method != "POST" else new_key()
+        self.count = 0
+        self._policy = policy
+        self._rng = rng
+        self._started = time.monotonic()
+
+    def begin(self) -> tuple[dict[str, str], bytes | None]:
+        """The next try's headers and body."""
+        self.count += 1
+        return request_of(self.call, self.key)
+
+    def failed(self, error: Exception) -> float:
+        """The wait before the next try after `error` (a try's failure); raises the error
+        the call ends with when there is none."""
+        call = self.call
+        if isinstance(error, ApiError):
+            failure: WalletApiError = error
+            retried = is_retried(error.status, error.code)
+            retry_after = error.retry_after
+        else:
+            failure = ConnectionFailed(
+                f"no answer: {type(error).__name__}: {error}",
+                method=call.method,
+                path=call.path,
+                idempotency_key=self.key,
+            )
+            retried, retry_after = True, None
+        failure.attempts = self.count
+        delay = (
+            self._policy.next_delay(
+                self.count, time.monotonic() - self._started, retry_after, self._rng
+            )
+            if retried
+            else None
+        )
+        if delay is None:
+            if failure is error:
+                raise failure
+            raise failure from error
+        logger.warning(
+            "%s %s: %s; try %d of %d in %.2f s (Idempotency-Key %s)",
+            call.method,
+            call.path,
+            failure.args[0],
+            self.count + 1,
+            self._policy.max_attempts,
+            delay,
+            self.key,
+        )
+        return delay

@@ -1,0 +1,235 @@
+"""The asynchronous client: `Client`'s methods, awaited (`async for` over the lists)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import TypeVar
+from uuid import UUID
+
+import httpx
+
+from wallet_api_client import _calls
+from wallet_api_client._calls import USER_AGENT, Amount, Call, Tries, read_answer
+from wallet_api_client.models import (
+    Balances,
+    BatchResponse,
+    Hold,
+    OperationItem,
+    OperationResult,
+    Page,
+    Reversal,
+    Transfer,
+    WalletBalance,
+    WalletCreated,
+)
+from wallet_api_client.retry import RETRIED_TRANSPORT_ERRORS, RetryPolicy
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """The Wallet API over HTTP, every POST made safe to retry (see `Client`).
+
+    Each POST carries an Idempotency-Key (the one passed as `idempotency_key`, else a new
+    one) that all its tries reuse; a call is tried again as `retry` says (see
+    `wallet_api_client.retry`). A call returns its typed result or raises a
+    `WalletApiError` (`wallet_api_client.errors`) that says how many tries it took and
+    whether its outcome is settled.
+    """
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout = 10.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        if api_key is not None:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._http = httpx.AsyncClient(
+            base_url=base_url, headers=headers, timeout=timeout, transport=transport
+        )
+        self._retry = retry or RetryPolicy()
+        self._rng = rng or random.Random()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def send(self, call: Call[T], idempotency_key: str | None = None) -> T:
+        """Make `call`, trying again as the retry policy allows."""
+        tries = Tries(call, idempotency_key, self._retry, self._rng)
+        while True:
+            headers, content = tries.begin()
+            try:
+                response = await self._http.request(
+                    call.method,
+                    call.path,
+                    params=call.params or None,
+                    headers=headers,
+                    content=content,
+                )
+            except RETRIED_TRANSPORT_ERRORS as error:
+                await asyncio.sleep(tries.failed(error))
+                continue
+            answer = read_answer(call, response, tries.key)
+            if not isinstance(answer, Exception):
+                return answer
+            await asyncio.sleep(tries.failed(answer))
+
+    # Wallets (the specification's endpoints).
+
+    async def create_wallet(self, *, idempotency_key: str | None = None) -> WalletCreated:
+        return await self.send(_calls.create_wallet(), idempotency_key)
+
+    async def get_wallet(self, wallet: UUID | str) -> WalletBalance:
+        return await self.send(_calls.get_wallet(wallet))
+
+    async def deposit(
+        self, wallet: UUID | str, amount: Amount, *, idempotency_key: str | None = None
+    ) -> OperationResult:
+        return await self.send(_calls.operate(wallet, "DEPOSIT", amount), idempotency_key)
+
+    async def withdraw(
+        self, wallet: UUID | str, amount: Amount, *, idempotency_key: str | None = None
+    ) -> OperationResult:
+        return await self.send(_calls.operate(wallet, "WITHDRAW", amount), idempotency_key)
+
+    async def get_balances(self, wallet: UUID | str) -> Balances:
+        return await self.send(_calls.get_balances(wallet))
+
+    async def list_operations(
+        self, wallet: UUID | str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[OperationItem]:
+        return await self.send(_calls.list_operations(wallet, limit=limit, cursor=cursor))
+
+    def history(
+        self, wallet: UUID | str, *, page_size: int | None = None
+    ) -> AsyncIterator[OperationItem]:
+        """Every entry of the wallet's history, newest first, page after page."""
+        return self._follow(
+            lambda cursor: _calls.list_operations(wallet, limit=page_size, cursor=cursor)
+        )
+
+    async def apply_batch(
+        self,
+        operations: list[tuple[UUID | str, str, Amount]],
+        *,
+        atomic: bool = False,
+        idempotency_key: str | None = None,
+    ) -> BatchResponse:
+        """(wallet, "DEPOSIT" or "WITHDRAW", amount) each; all or none with `atomic`."""
+        return await self.send(_calls.apply_batch(operations, atomic=atomic), idempotency_key)
+
+    # Transfers and reversals.
+
+    async def create_transfer(
+        self,
+        source: UUID | str,
+        destination: UUID | str,
+        amount: Amount,
+        *,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Transfer:
+        call = _calls.create_transfer(source, destination, amount, description)
+        return await self.send(call, idempotency_key)
+
+    async def get_transfer(self, transfer: UUID | str) -> Transfer:
+        return await self.send(_calls.get_transfer(transfer))
+
+    async def reverse(
+        self,
+        *,
+        entry_id: int | None = None,
+        transfer_id: UUID | str | None = None,
+        amount: Amount | None = None,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Reversal:
+        """Reverse a ledger entry or a transfer, all of it or `amount`."""
+        call = _calls.reverse_entry(
+            entry_id=entry_id, transfer_id=transfer_id, amount=amount, description=description
+        )
+        return await self.send(call, idempotency_key)
+
+    # Holds.
+
+    async def create_hold(
+        self,
+        wallet: UUID | str,
+        amount: Amount,
+        *,
+        expires_in: int | None = None,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Hold:
+        return await self.send(
+            _calls.create_hold(wallet, amount, expires_in, description), idempotency_key
+        )
+
+    async def capture_hold(
+        self,
+        hold: UUID | str,
+        *,
+        amount: Amount | None = None,
+        to_wallet: UUID | str | None = None,
+        final: bool | None = None,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Hold:
+        call = _calls.capture_hold(
+            hold, amount=amount, to_wallet=to_wallet, final=final, description=description
+        )
+        return await self.send(call, idempotency_key)
+
+    async def void_hold(self, hold: UUID | str, *, idempotency_key: str | None = None) -> Hold:
+        return await self.send(_calls.void_hold(hold), idempotency_key)
+
+    async def get_hold(self, hold: UUID | str) -> Hold:
+        return await self.send(_calls.get_hold(hold))
+
+    async def list_holds(
+        self,
+        wallet: UUID | str,
+        *,
+        status: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[Hold]:
+        return await self.send(_calls.list_holds(wallet, status=status, limit=limit, cursor=cursor))
+
+    def holds(
+        self, wallet: UUID | str, *, status: str | None = None, page_size: int | None = None
+    ) -> AsyncIterator[Hold]:
+        """Every hold of the wallet (in `status`), newest first, page after page."""
+        return self._follow(
+            lambda cursor: _calls.list_holds(wallet, status=status, limit=page_size, cursor=cursor)
+        )
+
+    async def _follow(self, page: Callable[[str | None], Call[Page[T]]]) -> AsyncIterator[T]:
+        cursor: str | None = None
+        while True:
+            current = await self.send(page(cursor))
+            for item in current.items:
+                yield item
+            if current.next_cursor is None:
+                return
+            cursor = current.next_cursor

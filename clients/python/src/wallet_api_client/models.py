@@ -1,0 +1,145 @@
+"""The service's answers as typed, immutable objects. Amounts are `Decimal`, parsed from
+the JSON text exactly (never through a binary float). Fields a newer service adds are kept
+(`model_extra`), so an older client does not break on them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+T = TypeVar("T")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+class WalletCreated(Model):
+    wallet_uuid: UUID
+
+
+class WalletBalance(Model):
+    balance: Decimal
+
+
+class Balances(Model):
+    """The ledger balance, what active holds set aside, and what may be spent."""
+
+    balance: Decimal
+    held: Decimal
+    available: Decimal
+
+
+class OperationResult(Model):
+    status: str
+    balance: Decimal
+
+
+class OperationItem(Model):
+    """A ledger entry of a wallet's history."""
+
+    id: int
+    operation: str
+    amount: Decimal
+    balance_after: Decimal
+    created_at: datetime
+    idempotency_key: str | None = None
+    transfer_id: UUID | None = None
+    counterparty_wallet_uuid: UUID | None = None
+    reverses_entry_id: int | None = None
+    reversed_by_entry_id: int | None = None
+    description: str | None = None
+    hold_id: UUID | None = None
+
+
+class Page(Model, Generic[T]):
+    """A page of a list, and the cursor of the next one (None on the last)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+class BatchResult(Model):
+    """One operation of a batch: its status and the body it would have had alone (the
+    operation's result, or a problem document)."""
+
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def result(self) -> OperationResult | None:
+        """The operation's result, when it applied."""
+        return OperationResult.model_validate(self.body) if self.ok else None
+
+
+class BatchResponse(Model):
+    results: list[BatchResult]
+
+
+class TransferReversal(Model):
+    amount: Decimal
+    reversed_at: datetime
+
+
+class Transfer(Model):
+    """A transfer; each balance is shown only to the owner of its wallet (None else)."""
+
+    transfer_id: UUID
+    from_wallet_uuid: UUID
+    to_wallet_uuid: UUID
+    amount: Decimal
+    description: str | None
+    from_balance: Decimal | None
+    to_balance: Decimal | None
+    created_at: datetime
+    reversal: TransferReversal | None = None
+
+
+class ReversalLeg(Model):
+    wallet_uuid: UUID
+    operation: str
+    amount: Decimal
+    balance_after: Decimal | None
+    reverses_entry_id: int
+
+
+class Reversal(Model):
+    transfer_id: UUID | None
+    amount: Decimal
+    description: str | None
+    legs: list[ReversalLeg]
+    created_at: datetime
+
+
+class CaptureMade(Model):
+    amount: Decimal
+    to_wallet_uuid: UUID | None
+    to_balance: Decimal | None
+
+
+class Hold(Model):
+    """A hold: what it set aside, captured and released, and its state (`active`,
+    `captured`, `voided`, `expired`). `balances` and `capture` are given in the answer to
+    a POST."""
+
+    hold_id: UUID
+    wallet_uuid: UUID
+    status: str
+    amount: Decimal
+    captured: Decimal
+    released: Decimal
+    held: Decimal
+    description: str | None
+    created_at: datetime
+    expires_at: datetime
+    closed_at: datetime | None = None
+    balances: Balances | None = None
+    capture: CaptureMade | None = None
