@@ -36,6 +36,7 @@ from wallet_api_client.retry import RetryPolicy, is_retried, retry_after_seconds
 T = TypeVar("T")
 logger = logging.getLogger("wallet_api_client")
 
+DEFAULT_URL = "http://127.0.0.1:8000"
 USER_AGENT = f"wallet-api-client/{__version__} (python; httpx {httpx.__version__})"
 #: An amount the caller may pass: exact types only (a float is refused: 0.1 is not 1/10).
 Amount = Decimal | int | str

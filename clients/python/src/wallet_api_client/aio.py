@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
@@ -12,7 +13,7 @@ from uuid import UUID
 import httpx
 
 from wallet_api_client import _calls
-from wallet_api_client._calls import USER_AGENT, Amount, Call, Tries, read_answer
+from wallet_api_client._calls import DEFAULT_URL, USER_AGENT, Amount, Call, Tries, read_answer
 from wallet_api_client.models import (
     Balances,
     BatchResponse,
@@ -38,11 +39,14 @@ class AsyncClient:
     `wallet_api_client.retry`). A call returns its typed result or raises a
     `WalletApiError` (`wallet_api_client.errors`) that says how many tries it took and
     whether its outcome is settled.
+
+    `base_url` defaults to the environment's `WALLET_API_URL`, else
+    http://127.0.0.1:8000; `api_key` to `WALLET_API_KEY` (none: the service's open mode).
     """
 
     def __init__(
         self,
-        base_url: str = "http://127.0.0.1:8000",
+        base_url: str | None = None,
         *,
         api_key: str | None = None,
         timeout: float | httpx.Timeout = 10.0,
@@ -50,8 +54,10 @@ class AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        base_url = base_url or os.environ.get("WALLET_API_URL") or DEFAULT_URL
+        api_key = api_key if api_key is not None else os.environ.get("WALLET_API_KEY")
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-        if api_key is not None:
+        if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         self._http = httpx.AsyncClient(
             base_url=base_url, headers=headers, timeout=timeout, transport=transport
