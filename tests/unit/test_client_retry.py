@@ -7,9 +7,10 @@ import random
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import httpx
 import pytest
 
-from wallet_api_client import _calls
+from wallet_api_client import NO_RETRIES, _calls, errors
 from wallet_api_client.retry import RetryPolicy, is_retried, retry_after_seconds
 
 RNG_SEEDS = range(20)
@@ -107,7 +108,15 @@ def test_every_try_of_a_post_carries_one_key_and_a_get_none() -> None:
 
 @pytest.mark.parametrize(
     ("amount", "text"),
-    [(Decimal("12.50"), "12.50"), (7, "7"), ("0.07", "0.07"), (Decimal("1E+2"), "100")],
+    [
+        (Decimal("12.50"), "12.5"),
+        (7, "7"),
+        ("0.07", "0.07"),
+        ("100", "100"),
+        (Decimal("1E+2"), "100"),
+        (Decimal("10.00") * Decimal("1.5"), "15"),
+        ("-1", "-1"),  # the service's to refuse, with its own words
+    ],
 )
 def test_amounts_go_out_as_exact_decimal_text(amount: _calls.Amount, text: str) -> None:
     assert _calls.amount_text(amount) == text
@@ -119,7 +128,73 @@ def test_an_amount_of_an_inexact_type_is_refused(amount: object) -> None:
         _calls.amount_text(amount)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("amount", ["ten", "NaN", "Infinity"])
-def test_an_amount_that_is_not_a_number_is_refused(amount: str) -> None:
+@pytest.mark.parametrize(
+    "amount",
+    [
+        "ten",
+        "NaN",
+        "Infinity",
+        " 1",
+        "+1",
+        "1_000",
+        "\uff11\uff12",
+        "1e5",
+        "1.",
+        Decimal("1e50000000"),
+    ],
+)
+def test_an_amount_that_is_not_a_number_is_refused(amount: str | Decimal) -> None:
     with pytest.raises(ValueError, match="not an amount"):
         _calls.amount_text(amount)
+
+
+def _failed(tries: _calls.Tries, error: Exception) -> float | errors.WalletApiError:
+    tries.begin()
+    try:
+        return tries.failed(error)
+    except errors.WalletApiError as raised:
+        return raised
+
+
+def _problem(status: int, code: str) -> errors.ApiError:
+    return errors.error_class(status, code)(
+        {"code": code}, status=status, method="POST", path="/api/v1/transfers"
+    )
+
+
+def test_an_error_after_a_try_that_went_unanswered_is_not_settled() -> None:
+    policy = RetryPolicy(max_attempts=2, initial_delay=0.01, max_delay=0.01)
+    tries = _calls.Tries(_calls.create_wallet(), None, policy, random.Random(0))
+    assert isinstance(_failed(tries, httpx.ReadTimeout("lost")), float)
+    last = _failed(tries, _problem(503, "database_unavailable"))
+    assert isinstance(last, errors.DatabaseUnavailable)
+    assert last.attempts == 2
+    assert not last.settled  # the first try may have been applied
+    alone = _calls.Tries(_calls.create_wallet(), None, NO_RETRIES, random.Random(0))
+    assert _failed(alone, _problem(503, "database_unavailable")).settled  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "settled"),
+    [
+        (400, "insufficient_funds", True),
+        (409, "hold_captured", True),
+        (500, "internal_error", True),
+        (503, "wallet_busy", True),
+        (500, "outcome_unknown", False),
+        (502, "", False),
+        (504, "", False),
+        (507, "", False),
+    ],
+)
+def test_which_answers_settle_a_call(status: int, code: str, settled: bool) -> None:
+    tries = _calls.Tries(_calls.create_wallet(), None, NO_RETRIES, random.Random(0))
+    raised = _failed(tries, _problem(status, code))
+    assert isinstance(raised, errors.ApiError)
+    assert raised.settled is settled
+
+
+def test_a_post_spelt_in_lower_case_carries_a_key_too() -> None:
+    call = _calls.Call("post", "/api/v1/wallets/create_wallet", dict)
+    tries = _calls.Tries(call, None, RetryPolicy(), random.Random(0))
+    assert tries.begin()[0]["Idempotency-Key"].startswith("wac-")

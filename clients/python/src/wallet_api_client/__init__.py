@@ -4,7 +4,7 @@
 
     with Client("http://127.0.0.1:8000", api_key=None) as wallets:
         wallet = wallets.create_wallet().wallet_uuid
-        print(wallets.deposit(wallet, "10.50").balance)  # Decimal('10.50')
+        print(wallets.deposit(wallet, "10.50").balance)  # Decimal('10.5')
 
 `AsyncClient` has the same methods, awaited. See the package's README.
 """

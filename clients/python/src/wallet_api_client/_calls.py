@@ -7,18 +7,25 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 import httpx
 
 from wallet_api_client._version import __version__
-from wallet_api_client.errors import ApiError, ConnectionFailed, WalletApiError, error_class
+from wallet_api_client.errors import (
+    ApiError,
+    ConnectionFailed,
+    UnexpectedAnswer,
+    WalletApiError,
+    error_class,
+)
 from wallet_api_client.models import (
     Balances,
     BatchResponse,
@@ -38,6 +45,13 @@ logger = logging.getLogger("wallet_api_client")
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 USER_AGENT = f"wallet-api-client/{__version__} (python; httpx {httpx.__version__})"
+#: Amount text the client passes on: ASCII digits, an optional point and sign.
+_AMOUNT_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+#: Beyond 10**30 (or below 10**-30), no amount of the service's (at most 13 digits, and
+#: cents): refused before its text is written out.
+_LARGEST_EXPONENT = 30
+#: Methods that change nothing: sent without an Idempotency-Key.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: An amount the caller may pass: exact types only (a float is refused: 0.1 is not 1/10).
 Amount = Decimal | int | str
 
@@ -54,17 +68,19 @@ class Call(Generic[T]):
 
 
 def amount_text(amount: Amount) -> str:
-    """An amount as the exact decimal text the service reads ("12.50"), without an
-    exponent; a float or anything that is not a number is refused (TypeError)."""
+    """An amount as the plain decimal text the service reads ("12.5"): no exponent, no
+    trailing zeros (`Decimal("10.00") * Decimal("1.5")` is 15, not 15.000). A float is
+    refused (TypeError), and so is text other than ASCII digits with an optional point and
+    sign, or a value of absurd size (ValueError); the service judges the rest."""
     if isinstance(amount, bool) or not isinstance(amount, Decimal | int | str):
         raise TypeError(f"an amount must be a Decimal, an int or a str, not {type(amount)}")
-    try:
-        value = Decimal(amount)
-    except InvalidOperation:
-        raise ValueError(f"not an amount: {amount!r}") from None
-    if not value.is_finite():
+    if isinstance(amount, str) and _AMOUNT_TEXT.fullmatch(amount) is None:
         raise ValueError(f"not an amount: {amount!r}")
-    return format(value, "f")
+    value = Decimal(amount)
+    if not value.is_finite() or abs(value.adjusted()) > _LARGEST_EXPONENT:
+        raise ValueError(f"not an amount: {amount!r}")
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _without_none(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -230,7 +246,9 @@ def request_of(call: Call[Any], key: str | None) -> tuple[dict[str, str], bytes 
     return headers, content
 
 
-def read_answer(call: Call[T], response: httpx.Response, key: str | None) -> T | ApiError:
+def read_answer(
+    call: Call[T], response: httpx.Response, key: str | None
+) -> T | ApiError | UnexpectedAnswer:
     """A successful answer's result, or the error its problem document names."""
     content = response.content
     document: Any
@@ -239,7 +257,15 @@ def read_answer(call: Call[T], response: httpx.Response, key: str | None) -> T |
     except ValueError:
         document = None
     if response.is_success:
-        return call.read(document)
+        try:
+            return call.read(document)
+        except ValueError as error:  # pydantic's ValidationError is one
+            return UnexpectedAnswer(
+                f"{response.status_code}, but not an answer this client reads: {error}",
+                method=call.method,
+                path=call.path,
+                idempotency_key=key,
+            )
     problem = (
         document
         if isinstance(document, dict)
@@ -262,8 +288,10 @@ class Tries:
         self, call: Call[Any], key: str | None, policy: RetryPolicy, rng: random.Random
     ) -> None:
         self.call = call
-        self.key = key if key is not None or call.method != "POST" else new_key()
+        self.key = key if key is not None or call.method.upper() in SAFE_METHODS else new_key()
         self.count = 0
+        #: Whether an earlier try may have been applied (no answer, or an ambiguous one).
+        self.ambiguous = False
         self._policy = policy
         self._rng = rng
         self._started = time.monotonic()
@@ -281,6 +309,8 @@ class Tries:
             failure: WalletApiError = error
             retried = is_retried(error.status, error.code)
             retry_after = error.retry_after
+        elif isinstance(error, WalletApiError):
+            failure, retried, retry_after = error, False, None
         else:
             failure = ConnectionFailed(
                 f"no answer: {type(error).__name__}: {error}",
@@ -290,6 +320,8 @@ class Tries:
             )
             retried, retry_after = True, None
         failure.attempts = self.count
+        self.ambiguous = self.ambiguous or not failure.settled
+        failure.settled = not self.ambiguous
         delay = (
             self._policy.next_delay(
                 self.count, time.monotonic() - self._started, retry_after, self._rng

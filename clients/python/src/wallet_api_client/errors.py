@@ -1,12 +1,13 @@
 """The errors a call raises: one class per problem `code` the service answers with, and
 `ConnectionFailed` when no answer came at all.
 
-Every error says whether its outcome is settled (`settled`): `True` when the service
-answered that the request was refused or not applied (a 4xx, a 503, a 500
-`internal_error`), `False` when it may have been applied (a 500 `outcome_unknown`, or no
-answer). A POST that ends unsettled can be settled by sending it again with the same
-`idempotency_key` (the error carries it): the service then replays its outcome or applies
-it once.
+Every error says whether its outcome is settled (`settled`): `True` when the request was
+refused or not applied, for sure (a 4xx, a 503 of the service, a 500 `internal_error`, and
+no earlier try of the call went unanswered), `False` when it may have been applied (no
+answer, a 500 `outcome_unknown`, a 502 or 504 of a proxy in between, another 5xx; or any
+error after such a try: the service may have applied that one). A POST that ends
+unsettled is settled by sending it again with the same `idempotency_key` (the error carries
+it): the service then replays its outcome or applies it once.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any, ClassVar
 class WalletApiError(Exception):
     """A call that did not succeed, after `attempts` tries."""
 
-    #: Whether the service said for sure that the request changed nothing (or was refused).
-    settled: ClassVar[bool] = True
+    #: Whether this kind of answer says for sure that the request changed nothing (or was
+    #: refused); an instance's `settled` also counts the call's earlier tries.
+    settled_by_answer: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -34,6 +36,8 @@ class WalletApiError(Exception):
         self.path = path
         self.attempts = attempts
         self.idempotency_key = idempotency_key
+        #: Whether the call's outcome is known: nothing applied (or refused), for sure.
+        self.settled = self.settled_by_answer
 
     def __str__(self) -> str:
         tries = "1 attempt" if self.attempts == 1 else f"{self.attempts} attempts"
@@ -44,7 +48,15 @@ class ConnectionFailed(WalletApiError):
     """No answer came (a refused or dropped connection, a time-out) on any attempt: a POST
     may have been applied. Send it again with `idempotency_key` to settle it."""
 
-    settled = False
+    settled_by_answer = False
+
+
+class UnexpectedAnswer(WalletApiError):
+    """A success whose body is not the answer this client knows (a proxy's page, a newer
+    service's incompatible answer): whether the request was applied is not known. Not
+    retried."""
+
+    settled_by_answer = False
 
 
 class ApiError(WalletApiError):
@@ -87,7 +99,10 @@ class ClientError(ApiError):
 
 
 class ServerError(ApiError):
-    """A 5xx: the request was not applied, unless the class says otherwise."""
+    """A 5xx. Not settled unless its class says so (a 502 or a 504 of a proxy in between,
+    or a 5xx this client does not know, may come after the request was applied)."""
+
+    settled_by_answer = False
 
 
 # The service's codes (docs/API.md, Errors), each a class of its own.
@@ -249,24 +264,28 @@ class InternalError(ServerError):
     """500: a failure of the service; not applied."""
 
     code_name = "internal_error"
+    settled_by_answer = True
 
 
 class WalletBusy(ServerError):
     """503: not applied (retried)."""
 
     code_name = "wallet_busy"
+    settled_by_answer = True
 
 
 class DatabaseUnavailable(ServerError):
     """503: not applied (retried)."""
 
     code_name = "database_unavailable"
+    settled_by_answer = True
 
 
 class ServiceUnavailable(ServerError):
     """503: not applied (retried)."""
 
     code_name = "service_unavailable"
+    settled_by_answer = True
 
 
 class OutcomeUnknown(ServerError):
@@ -274,7 +293,6 @@ class OutcomeUnknown(ServerError):
     not confirm the commit). Send it again with `idempotency_key` to settle it."""
 
     code_name = "outcome_unknown"
-    settled = False
 
 
 #: Each code's class.

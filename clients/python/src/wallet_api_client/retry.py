@@ -12,7 +12,8 @@ request would be refused again), nor any other 500.
 The waits grow exponentially with jitter (a random half to whole of `initial_delay *
 2**retry`, at most `max_delay`), and are never shorter than a `Retry-After` the service
 sent. Retries stop after `max_attempts` tries, or when the next one would start more than
-`max_elapsed` seconds after the first.
+`max_elapsed` seconds after the first (a try itself is bounded by the client's timeout,
+per phase: connecting, writing, each read).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ RETRIED_TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
     httpx.TimeoutException,
     httpx.NetworkError,
     httpx.RemoteProtocolError,
+    httpx.DecodingError,  # an answer came, unreadable: its retry reads the replay
 )
 
 
