@@ -130,6 +130,8 @@ SERVER_AGNOSTIC = frozenset(
     {
         "tests/unit",
         "tests/test_auth.py",
+        "tests/test_client.py",  # the client's behaviour: the service's answers, not its SQL
+        "tests/test_client_retries.py",
         "tests/test_command_line.py",
         "tests/test_database_waits.py",  # the client's and the pool's waits, not the SQL's
         "tests/test_docs_pages.py",
