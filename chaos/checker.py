@@ -80,6 +80,11 @@ class Report:
     internal_errors: int = 0
     #: Seconds from the fault's end to the first 200 of a request sent after it.
     recovery_seconds: float | None = None
+    #: Deposits sent through the Python client (clients/python) with its default settings
+    #: (checked with the others: applied once if answered, never if refused), and those of
+    #: them that ended without a settled outcome (the client's promise: none).
+    client_calls: int = 0
+    client_unsettled: int = 0
     examples: list[str] = field(default_factory=list)
 
     @property
@@ -92,6 +97,7 @@ class Report:
             + self.unsettled
             + self.inconsistent_wallets
             + self.internal_errors
+            + self.client_unsettled
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -4,8 +4,10 @@ of its own, and every outcome checked against the ledger (chaos/checker.py).
 Rounds: kill -9 of a worker, kill -9 of an instance's master, every backend terminated,
 the primary frozen (SIGSTOP), an immediate restart of the primary, and a primary failover
 (the primary's postmaster, its processes and its Patroni killed with SIGKILL: the server is
-lost). Prints a table and JSON; exits 1 on any violation (a lost, phantom, duplicated or
-misreported operation, an unsettled one, a ledger that does not add up) or on a service
+lost). In the failover round, 1,000 deposits also go through the Python client
+(clients/python) with its default settings. Prints a table and JSON; exits 1 on any
+violation (a lost, phantom, duplicated or misreported operation, an unsettled one, a call
+through the client that ended unsettled, a ledger that does not add up) or on a service
 that does not recover within the round; exits 0 with a message, having run nothing, on a
 machine without etcd, HAProxy, PostgreSQL 15 or Patroni.
 """
@@ -42,6 +44,8 @@ from wallet_api.devtools.cluster import (
     pg_bin_dir,
     pid_alive,
 )
+from wallet_api_client import AsyncClient
+from wallet_api_client.errors import WalletApiError
 
 BASE_URL = f"http://127.0.0.1:{HTTP_PORT}"
 #: How long a round may wait for the first 200 after its fault (the issue's targets).
@@ -50,6 +54,12 @@ DEFAULT_TARGET = 5.0
 ROUNDS = ("worker", "master", "backends", "freeze", "restart", "failover")
 FREEZE_SECONDS = 3.0
 OPENING_BALANCE = 100_00
+#: The round in which deposits also go through the Python client, how many, and their pace
+#: (spread over the round: before, during and after the fault).
+CLIENT_ROUND = "failover"
+CLIENT_DEPOSITS = 1000
+CLIENT_RATE = 50.0
+CLIENT_CONCURRENCY = 4
 
 
 class Load:
@@ -93,6 +103,49 @@ class Load:
                 op.balance = minor_units(body["balance"])
             elif op.outcome != "ok":
                 await asyncio.sleep(0.05)  # a client backs off a little after a failure
+
+
+class ClientLoad:
+    """Deposits of 0.01 through the Python client (clients/python) with its default
+    settings, paced, each with a key of the round's (so that the checker finds it): the
+    client's promise is that each call returns its result or raises an error that says
+    whether it was applied, and that none applies twice."""
+
+    def __init__(self, load: Load, total: int) -> None:
+        self.load = load
+        self.total = total
+        self.unsettled = 0
+        self._numbers = iter(range(total))
+
+    async def run(self) -> None:
+        started = time.monotonic()
+        async with AsyncClient(BASE_URL) as client:
+            await asyncio.gather(
+                *(self._sender(client, started) for _ in range(CLIENT_CONCURRENCY))
+            )
+
+    async def _sender(self, client: AsyncClient, started: float) -> None:
+        for number in self._numbers:
+            await asyncio.sleep(max(0.0, started + number / CLIENT_RATE - time.monotonic()))
+            wallet = self.load.wallets[number % len(self.load.wallets)]
+            op = Operation(
+                key=f"{self.load.prefix}-client-{number}",
+                wallet=wallet,
+                kind="DEPOSIT",
+                amount=1,
+                start=time.monotonic(),
+            )
+            self.load.operations.append(op)
+            try:
+                result = await client.deposit(wallet, "0.01", idempotency_key=op.key)
+            except WalletApiError as error:
+                op.status = getattr(error, "status", None)
+                op.code = getattr(error, "code", None)
+                op.outcome = "fail" if error.settled else "info"
+                self.unsettled += 0 if error.settled else 1
+            else:
+                op.status, op.outcome, op.balance = 200, "ok", minor_units(result.balance)
+            op.end = time.monotonic()
 
 
 async def send(http: httpx.AsyncClient, op: Operation) -> tuple[int | None, dict[str, Any] | None]:
@@ -305,6 +358,8 @@ async def run_round(
 ) -> Report:
     load = Load(wallets, clients, fault)
     runner = asyncio.create_task(load.run())
+    through_client = ClientLoad(load, CLIENT_DEPOSITS if fault == CLIENT_ROUND else 0)
+    client_runner = asyncio.create_task(through_client.run())
     await asyncio.sleep(before)
     fault_end = await asyncio.to_thread(FAULTS[fault], cluster)
     target = TARGETS.get(fault, DEFAULT_TARGET)
@@ -316,10 +371,13 @@ async def run_round(
     await asyncio.sleep(after)
     load.stop()
     await runner
+    await client_runner
     await settle(load.operations)
     ledger, inconsistent = await read_ledger(cluster, load.prefix)
     report = check(fault, load.operations, ledger, fault_end)
     report.inconsistent_wallets = inconsistent
+    report.client_calls = through_client.total
+    report.client_unsettled = through_client.unsettled
     return report
 
 
