@@ -3,6 +3,7 @@ builds), as pure functions: when a call is tried again, after how long, with wha
 
 from __future__ import annotations
 
+import inspect
 import random
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -10,7 +11,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from wallet_api_client import NO_RETRIES, _calls, errors
+from wallet_api_client import NO_RETRIES, AsyncClient, Client, _calls, errors
 from wallet_api_client.retry import RetryPolicy, is_retried, retry_after_seconds
 
 RNG_SEEDS = range(20)
@@ -198,3 +199,18 @@ def test_a_post_spelt_in_lower_case_carries_a_key_too() -> None:
     call = _calls.Call("post", "/api/v1/wallets/create_wallet", dict)
     tries = _calls.Tries(call, None, RetryPolicy(), random.Random(0))
     assert tries.begin()[0]["Idempotency-Key"].startswith("wac-")
+
+
+def test_the_sync_and_the_async_client_offer_the_same_calls() -> None:
+    """`AsyncClient` is `Client` awaited: the same methods, with the same parameters (the
+    two are written side by side; every rule they apply lives in `_calls`)."""
+
+    def calls(cls: type) -> dict[str, list[str]]:
+        return {
+            name: list(inspect.signature(method).parameters)
+            for name, method in inspect.getmembers(cls, inspect.isfunction)
+            if not name.startswith("_") and name not in ("close", "aclose")
+        }
+
+    assert calls(Client) == calls(AsyncClient)
+    assert len(calls(Client)) == 18  # 17 endpoints and iterators, and send()
