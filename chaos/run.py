@@ -58,7 +58,7 @@ OPENING_BALANCE = 100_00
 #: (spread over the round: before, during and after the fault).
 CLIENT_ROUND = "failover"
 CLIENT_DEPOSITS = 1000
-CLIENT_RATE = 50.0
+CLIENT_RATE = 100.0
 CLIENT_CONCURRENCY = 4
 
 

@@ -37,11 +37,11 @@ DEPOSITS = 1000
 WALLETS = 10
 THREADS = 8
 #: The run's pace: the faults strike while deposits are in flight, not after them.
-SECONDS = 10.0
+SECONDS = 8.0
 #: When each fault strikes, in seconds from the start.
-KILL_A_WORKER_AT = 2.0
-TERMINATE_SESSIONS_AT = 4.0
-RESTART_DATABASE_AT = 6.0
+KILL_A_WORKER_AT = 1.5
+TERMINATE_SESSIONS_AT = 3.5
+RESTART_DATABASE_AT = 5.5
 #: How long the database stays down.
 DOWN_SECONDS = 1.5
 #: Outages answered quickly (503s that the client retries), as in test_resilience.py.
