@@ -145,6 +145,8 @@ def _refusals(call: Callable[..., Any]) -> list[tuple[str, Callable[[], Any], ty
     wallet = call("create_wallet").wallet_uuid
     other = call("create_wallet").wallet_uuid
     call("deposit", wallet, 10)
+    expired = call("create_hold", wallet, 1, expires_in=1)
+    expires = time.monotonic() + 1.0
     transfer = call("create_transfer", wallet, other, 1)
     entry = call("list_operations", wallet, limit=1).items[0].id
     call("reverse", transfer_id=transfer.transfer_id)
@@ -154,12 +156,11 @@ def _refusals(call: Callable[..., Any]) -> list[tuple[str, Callable[[], Any], ty
     voided = call("create_hold", wallet, 1)
     call("void_hold", voided.hold_id)
     open_hold = call("create_hold", wallet, 2)
-    expired = call("create_hold", wallet, 1, expires_in=1)
     call("deposit", wallet, 1)
     small = call("list_operations", wallet, limit=1).items[0].id
     key = f"client-{uuid4()}"
     call("deposit", wallet, 1, idempotency_key=key)
-    time.sleep(1.5)  # past `expired`'s expiry (1 s after its creation)
+    time.sleep(max(0.0, expires + 0.2 - time.monotonic()))  # past `expired`'s expiry
     return [
         ("insufficient_funds", lambda: call("withdraw", wallet, 1000), errors.InsufficientFunds),
         (

@@ -43,7 +43,7 @@ KILL_A_WORKER_AT = 1.5
 TERMINATE_SESSIONS_AT = 3.5
 RESTART_DATABASE_AT = 5.5
 #: How long the database stays down.
-DOWN_SECONDS = 1.5
+DOWN_SECONDS = 1.0
 #: Outages answered quickly (503s that the client retries), as in test_resilience.py.
 SETTINGS = {
     "DB_CONNECT_TIMEOUT": "1",
