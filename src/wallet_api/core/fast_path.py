@@ -34,14 +34,13 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wallet_api.core.errors import ANSWERED_ERRORS, exception_response
-from wallet_api.core.fields import parse_uuid
+from wallet_api.core.fields import CANONICAL_UUID, parse_uuid
 from wallet_api.core.requests import is_plain_json_post, receive_body
 
 #: A handler: the request's scope, its body (empty for a GET) and the UUIDs of its path.
 Handler = Callable[[Scope, bytes, tuple[UUID, ...]], Awaitable[Response]]
 
-_HEX = "[0-9A-Fa-f]"
-_CANONICAL_UUID = f"({_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}})"
+_CANONICAL_UUID = f"({CANONICAL_UUID})"
 _PARAMETER = re.compile(r"\{[a-z_]+\}")
 
 

@@ -52,7 +52,10 @@ Amount = Annotated[
 ]
 
 
-_CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+#: A UUID in its canonical hyphenated form, as a regular expression (also the fast paths'
+#: path parameters, core/fast_path.py).
+CANONICAL_UUID = r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
+_CANONICAL_UUID = re.compile(CANONICAL_UUID)
 
 
 def parse_uuid(text: str) -> UUID:
