@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 # The models register their tables on the metadata.
 import wallet_api.auth.models
+import wallet_api.events.models
 import wallet_api.holds.models
 import wallet_api.wallets.models  # noqa: F401
 from tests.support import TestDatabase, alembic, migrated
@@ -27,6 +28,7 @@ from wallet_api.devtools.server import run_alembic
 SCHEMA_TABLES = [
     "alembic_version",
     "api_keys",
+    "events",
     "holds",
     "idempotency_keys",
     "wallet_operations",
@@ -231,11 +233,14 @@ def test_the_transfers_migration_upgrades_a_populated_ledger_in_place(
         "description",
         "api_key_id",
         "hold_id",
+        "seq",
     }
     assert [{k: v for k, v in row.items() if k not in new_columns} for row in after] == before
     assert all(row[column] is None for row in after for column in new_columns)
     assert database.fetch("SELECT * FROM idempotency_keys ORDER BY key") == keys_before
     assert_verifies(database)
+    # Each wallet's numbering goes on from the rows it had (two each): the next is its 3rd.
+    assert {row["seq"] for row in database.fetch("SELECT seq FROM wallets")} == {2}
     # Built and validated while the table stayed writable, and usable.
     (indexes,) = database.fetch(
         "SELECT count(*) FILTER (WHERE i.indisvalid) AS valid, count(*) AS built "

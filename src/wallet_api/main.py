@@ -22,6 +22,8 @@ from wallet_api.core.metrics import MetricsMiddleware, sample_gauges
 from wallet_api.core.metrics import router as metrics_router
 from wallet_api.core.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from wallet_api.core.openapi import install_openapi
+from wallet_api.events.router import router as events_router
+from wallet_api.events.service import EventFeed
 from wallet_api.health.router import router as health_router
 from wallet_api.holds import fast_path as holds_fast_path
 from wallet_api.holds.router import router as holds_router
@@ -56,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         holds = app.state.hold_service = HoldService(
             database, settings, service.owners, service.writer
         )
+        feed = app.state.event_feed = EventFeed(database)
         gate = app.state.gate = open_gate(settings, database) if keys_required else None
         # Move everything built so far (modules, the app, its routes) out of the garbage
         # collector's reach: full collections then scan only per-request garbage. Measured
@@ -80,6 +83,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
             ),
             asyncio.create_task(database.recycle_connections_periodically()),
+            asyncio.create_task(
+                feed.purge_periodically(
+                    older_than_seconds=settings.events_retention_days * 86_400,
+                    every=settings.idempotency_purge_interval,
+                )
+            ),
         ]
         if gate is not None:
             background.append(asyncio.create_task(gate.keys.refresh_periodically()))
@@ -105,7 +114,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary=(
             "Digital wallets: create, read the balance, deposit, withdraw, in batches; "
-            "transfers between wallets, reversals; holds (authorize, capture, void, expiry)."
+            "transfers between wallets, reversals; holds (authorize, capture, void, expiry); "
+            "a feed of every committed change."
         ),
         lifespan=lifespan,
         # Metrics are Prometheus's (/metrics); without this FastAPI asks OpenTelemetry on
@@ -157,6 +167,7 @@ ROUTERS = (
     reversals_router,
     holds_router,
     wallet_holds_router,
+    events_router,
     health_router,
     metrics_router,
 )

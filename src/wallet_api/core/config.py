@@ -136,6 +136,16 @@ class Settings(BaseSettings):
     )
     idempotency_purge_interval: float = Field(300.0, gt=0, description="Seconds between purges.")
 
+    # Events (see docs/EVENTS.md).
+    events_enabled: bool = Field(
+        True,
+        description="Write an event for every committed change (GET /api/v1/events); "
+        "off, none is written (what the events cost is measured against this).",
+    )
+    events_retention_days: float = Field(
+        90.0, gt=0, le=3650, description="Days an event is kept in the feed."
+    )
+
     # Holds (see docs/API.md, "Holds").
     holds_sweep_seconds: float = Field(
         1.0,

@@ -16,6 +16,7 @@ from uuid import UUID
 import orjson
 
 from wallet_api.core.errors import AppError, error_document
+from wallet_api.events.types import EventType
 from wallet_api.holds.exceptions import (
     CLOSED,
     CaptureExceedsHold,
@@ -44,6 +45,7 @@ def hold_entry(request: HoldRequest, hold_id: UUID, *, key: Key) -> Entry:
         fingerprint=fingerprint,
         api_key_id=api_key_id,
         expires_in=request.expires_in,
+        event=EventType.HOLD_CREATED,
     )
 
 
@@ -117,6 +119,7 @@ def capture_entry(
         fingerprint=fingerprint,
         api_key_id=api_key_id,
         hold_status="captured" if request.final or not rest else None,
+        event=EventType.HOLD_CAPTURED,
     )
 
 
@@ -136,6 +139,7 @@ def void_entry(hold: HoldRow, *, key: Key) -> Entry:
         fingerprint=fingerprint,
         api_key_id=api_key_id,
         hold_status="voided",
+        event=EventType.HOLD_VOIDED,
     )
 
 
@@ -207,7 +211,7 @@ def read_document(hold: HoldRow) -> dict[str, object]:
 def release_entry(due: DueHold) -> Entry:
     """The release of an expired hold: all it held, closing it as expired."""
     leg = Leg(due.wallet_id, EntryKind.RELEASE, due.state.remaining, hold=due.id)
-    return Entry(legs=(leg,), hold_status="expired")
+    return Entry(legs=(leg,), hold_status="expired", event=EventType.HOLD_EXPIRED)
 
 
 def problem(error: AppError) -> tuple[int, str]:

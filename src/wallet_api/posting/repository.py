@@ -51,6 +51,10 @@ class EntriesWrite:
     hold_remaining: list[int] = field(default_factory=list)
     hold_captured: list[int] = field(default_factory=list)
     hold_statuses: list[str] = field(default_factory=list)
+    # The events the entries write: each row's (its number in `events`, from 1; None: no
+    # event), and their types.
+    row_events: list[int | None] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
 
 
 def held_now(wallet: str) -> str:
@@ -145,10 +149,44 @@ _STORED_RESPONSES = """
 """
 # The balances are the exact ones planned under the row locks. Identity values follow
 # the ORDER BY: a wallet's rows get ids in the order they were applied.
-_WRITE_ENTRIES = """
-    WITH moved AS (
-        UPDATE wallets w SET balance = m.balance, held = m.held
+# The events of the entries a statement wrote (its CTE `ledger`: the rows it wrote, each
+# with its event's number, its wallet's owner and its `seq`; `{entered}`: their ids,
+# returned by the INSERT): one per entry and owner of its wallets (a transfer to another
+# owner's wallet is an event of each), on the owner's first wallet, with all of the entry's
+# rows. Their ids follow the order of the entries.
+_EVENTS = """, evented AS (
+        INSERT INTO events (type, owner, wallet_id, ledger_ids)
+        SELECT t.type, o.owner, o.wallet_id, a.ids
+        FROM (
+            SELECT r.event, array_agg(i.id ORDER BY r.n) AS ids
+            FROM ledger r JOIN {entered} i USING (wallet_id, seq)
+            WHERE r.event IS NOT NULL GROUP BY r.event
+        ) a
+        JOIN (
+            SELECT DISTINCT ON (event, owner) event, owner, wallet_id, n FROM ledger
+            WHERE event IS NOT NULL ORDER BY event, owner, n
+        ) o USING (event)
+        JOIN unnest({types}::text[]) WITH ORDINALITY AS t(type, event) USING (event)
+        ORDER BY o.event, o.n
+    )"""
+_WRITE_ENTRIES = f"""
+    WITH ledger AS (
+        SELECT r.*, w.owner,
+               w.seq + row_number() OVER (PARTITION BY r.wallet_id ORDER BY r.n) AS seq
+        FROM unnest(
+            $3::uuid[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
+            $8::uuid[], $9::uuid[], $10::bigint[], $11::text[], $16::text[], $18::uuid[],
+            $29::bigint[]
+        ) WITH ORDINALITY AS r(
+            wallet_id, kind, amount, balance_after, key,
+            transfer_id, counterparty, reverses, description, api_key, hold, event, n
+        )
+        JOIN wallets w ON w.id = r.wallet_id
+    ), moved AS (
+        UPDATE wallets w SET balance = m.balance, held = m.held, seq = coalesce(s.seq, w.seq)
         FROM unnest($1::uuid[], $2::bigint[], $17::bigint[]) AS m(id, balance, held)
+        LEFT JOIN (SELECT wallet_id, max(seq) AS seq FROM ledger GROUP BY wallet_id) s
+            ON s.wallet_id = m.id
         WHERE w.id = m.id
     ), opened AS (
         INSERT INTO holds (
@@ -168,19 +206,16 @@ _WRITE_ENTRIES = """
     ), entered AS (
         INSERT INTO wallet_operations (
             wallet_id, operation, amount, balance_after, idempotency_key,
-            transfer_id, counterparty_wallet_id, reverses_id, description, api_key_id, hold_id
+            transfer_id, counterparty_wallet_id, reverses_id, description, api_key_id, hold_id,
+            seq
         )
         SELECT r.wallet_id, r.kind, r.amount, r.balance_after, r.key,
-               r.transfer_id, r.counterparty, r.reverses, r.description, r.api_key, r.hold
-        FROM unnest(
-            $3::uuid[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
-            $8::uuid[], $9::uuid[], $10::bigint[], $11::text[], $16::text[], $18::uuid[]
-        ) WITH ORDINALITY AS r(
-            wallet_id, kind, amount, balance_after, key,
-            transfer_id, counterparty, reverses, description, api_key, hold, n
-        )
+               r.transfer_id, r.counterparty, r.reverses, r.description, r.api_key, r.hold,
+               r.seq
+        FROM ledger r
         ORDER BY r.n
-    )
+        RETURNING id, wallet_id, seq
+    ){_EVENTS.format(entered="entered", types="$30")}
     INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body)
     SELECT * FROM unnest($12::text[], $13::text[], $14::smallint[], $15::text[])
 """
@@ -190,9 +225,20 @@ _WRITE_ENTRIES = """
 #: range of its available balance (its balance less what its holds set aside now).
 RangeWallet = tuple[UUID, int, int, int, int, int, int, int]
 #: A ledger row of the range write: wallet, kind, amount, balance after less the wallet's
-#: start, Idempotency-Key, transfer, counterparty, description, API key, hold.
+#: start, Idempotency-Key, transfer, counterparty, description, API key, hold, and the
+#: number of its entry's event (None: no event).
 RangeRow = tuple[
-    UUID, str, int, int, str | None, UUID | None, UUID | None, str | None, str | None, UUID | None
+    UUID,
+    str,
+    int,
+    int,
+    str | None,
+    UUID | None,
+    UUID | None,
+    str | None,
+    str | None,
+    UUID | None,
+    int | None,
 ]
 #: A hold the range write opens: its id, wallet, amount, seconds it lasts, description, API
 #: key.
@@ -222,6 +268,8 @@ class RangeWrite:
     keys: list[RangeKey] = field(default_factory=list)
     checked: list[UUID] = field(default_factory=list)
     holds: list[RangeHold] = field(default_factory=list)
+    #: The types of the events the entries write (a row names its event by number).
+    events: list[str] = field(default_factory=list)
 
 
 def _columns(rows: list[Any], width: int) -> list[Any]:
@@ -261,11 +309,13 @@ class Found:
 def _write_range_sql(*, holds: bool) -> str:
     """The range write; `holds`: the variant that also opens holds (a deposit does not pay
     for their columns)."""
+    rest = 33 if holds else 27  # the number of the first parameter after the holds'
     if holds:
         held = """,
             held = l.stored_held + n.amount,
             holds_expire_at = least(l.holds_expire_at, n.first_expiry)
         FROM locked l JOIN fitting f ON f.part = l.part
+        LEFT JOIN counted c ON c.wallet_id = l.id
         LEFT JOIN LATERAL (
             SELECT coalesce(sum(o.amount), 0) AS amount,
                    min(now() + o.seconds * interval '1 second') AS first_expiry
@@ -286,12 +336,14 @@ def _write_range_sql(*, holds: bool) -> str:
     )"""
     else:
         held = """
-        FROM locked l JOIN fitting f ON f.part = l.part"""
+        FROM locked l JOIN fitting f ON f.part = l.part
+        LEFT JOIN counted c ON c.wallet_id = l.id"""
         opening = opened = ""
     return f"""
     WITH locked AS (
         SELECT w.id, w.balance, {held_now("w")} AS held, w.held AS stored_held,
                w.holds_expire_at, coalesce(w.holds_expire_at <= now(), false) AS due,
+               w.seq, w.owner,
                i.delta, i.low, i.high, i.part, i.size, i.available_low, i.available_high
         FROM unnest(
             $1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::int[], $6::int[],
@@ -306,27 +358,36 @@ def _write_range_sql(*, holds: bool) -> str:
             AND balance - held BETWEEN available_low AND available_high
             AND NOT due
         )
+    ), counted AS (
+        SELECT wallet_id, count(*) AS rows FROM unnest($7::uuid[]) AS c(wallet_id)
+        GROUP BY wallet_id
     ){opening}, updated AS (
-        UPDATE wallets w SET balance = l.balance + l.delta{held}
+        UPDATE wallets w SET balance = l.balance + l.delta, seq = l.seq + coalesce(c.rows, 0){held}
         WHERE w.id = l.id
-        RETURNING w.id, l.balance AS start
-    ){opened}, inserted AS (
-        INSERT INTO wallet_operations (
-            wallet_id, operation, amount, balance_after, idempotency_key,
-            transfer_id, counterparty_wallet_id, description, api_key_id, hold_id
-        )
-        SELECT r.wallet_id, r.kind, r.amount, u.start + r.offset_after, r.key,
-               r.transfer_id, r.counterparty, r.description, r.api_key, r.hold
+        RETURNING w.id, l.balance AS start, l.seq AS start_seq, l.owner
+    ){opened}, ledger AS (
+        SELECT r.*, u.start + r.offset_after AS balance_after, u.owner,
+               u.start_seq + row_number() OVER (PARTITION BY r.wallet_id ORDER BY r.n) AS seq
         FROM unnest(
             $7::uuid[], $8::text[], $9::bigint[], $10::bigint[], $11::text[],
-            $12::uuid[], $13::uuid[], $14::text[], $15::text[], ${33 if holds else 27}::uuid[]
+            $12::uuid[], $13::uuid[], $14::text[], $15::text[], ${rest}::uuid[],
+            ${rest + 1}::bigint[]
         ) WITH ORDINALITY AS r(
             wallet_id, kind, amount, offset_after, key,
-            transfer_id, counterparty, description, api_key, hold, n
+            transfer_id, counterparty, description, api_key, hold, event, n
         )
         JOIN updated u ON u.id = r.wallet_id
+    ), inserted AS (
+        INSERT INTO wallet_operations (
+            wallet_id, operation, amount, balance_after, idempotency_key,
+            transfer_id, counterparty_wallet_id, description, api_key_id, hold_id, seq
+        )
+        SELECT r.wallet_id, r.kind, r.amount, r.balance_after, r.key,
+               r.transfer_id, r.counterparty, r.description, r.api_key, r.hold, r.seq
+        FROM ledger r
         ORDER BY r.n
-    ), remembered AS (
+        RETURNING id, wallet_id, seq
+    ){_EVENTS.format(entered="inserted", types=f"${rest + 2}")}, remembered AS (
         INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body)
         SELECT k.key, k.fingerprint, k.status,
                coalesce(k.body, k.prefix || {money_text("u.start + k.offset_after")} || k.suffix)
@@ -354,7 +415,7 @@ async def write_range(
     """Write `write` in one statement: what it found for each wallet that exists, and
     the transaction's timestamp (None when it named no wallet that exists)."""
     wallets = _columns(write.wallets, 8)
-    ledger_rows = _columns(write.rows, 10)
+    ledger_rows = _columns(write.rows, 11)
     arguments = [
         *wallets[:6],
         *ledger_rows[:9],
@@ -363,11 +424,11 @@ async def write_range(
         *wallets[6:],
     ]
     if write.holds:
-        arguments += [*_columns(write.holds, 6), ledger_rows[9]]
+        arguments += _columns(write.holds, 6)
         statement = _WRITE_RANGE_OPENING_HOLDS
     else:
-        arguments.append(ledger_rows[9])
         statement = _WRITE_RANGE
+    arguments += [ledger_rows[9], ledger_rows[10], write.events]
     rows = await connection.fetch(statement, *arguments)
     found = {
         row["id"]: Found(row["start"], row["balance"], row["held"], row["due"]) for row in rows
@@ -443,6 +504,8 @@ async def write_entries(connection: Connection, write: EntriesWrite) -> None:
         write.hold_remaining,
         write.hold_captured,
         write.hold_statuses,
+        write.row_events,
+        write.events,
     )
 
 

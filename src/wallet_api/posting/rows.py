@@ -92,7 +92,7 @@ class Round:
             self.sections.append((part, section, wallets, False))
             return True
         span = self.spans[wallet_id]
-        _add_row(self.write, entry, leg, judged[0] - span.start, None)
+        _add_row(self.write, entry, leg, judged[0] - span.start, None, _event(self.write, entry))
         self.write.wallets.append(
             (
                 wallet_id,
@@ -324,11 +324,12 @@ def _part_rows(
                 keys.append((wallet_id, key, entry.fingerprint, status, body, 0, None, None))
             continue
         first = entry.legs[0]
+        event = _event(write, entry)
         for leg, balance in zip(entry.legs, judged, strict=True):
             # The key is the requester's: on the first leg's row (the payer's, for a
             # transfer), never shown in the other wallet's history.
             offset = balance - spans[leg.wallet_id].start
-            _add_row(write, entry, leg, offset, key if leg is first else None)
+            _add_row(write, entry, leg, offset, key if leg is first else None, event)
         if key is not None:
             assert entry.applied_body is not None
             status, prefix, suffix = entry.applied_body
@@ -365,8 +366,22 @@ def _part_rows(
             )
 
 
-def _add_row(
-    write: repository.RangeWrite, entry: Entry, leg: Leg, offset: int, key: str | None
+def _event(write: repository.RangeWrite | repository.EntriesWrite, entry: Entry) -> int | None:
+    """The number of the event an applied entry writes, in its statement (from 1), its
+    type added; None when it writes none."""
+    if entry.event is None:
+        return None
+    write.events.append(entry.event)
+    return len(write.events)
+
+
+def _add_row(  # noqa: PLR0917 (one call per ledger row: positional, as the tuple it fills)
+    write: repository.RangeWrite,
+    entry: Entry,
+    leg: Leg,
+    offset: int,
+    key: str | None,
+    event: int | None,
 ) -> None:
     """A leg's ledger row in the range write (its balance after as `offset` from its
     wallet's start), and the hold a HOLD leg opens, written with its part."""
@@ -382,6 +397,7 @@ def _add_row(
             entry.description,
             entry.api_key_id,
             leg.hold,
+            event,
         )
     )
     if leg.kind is EntryKind.HOLD:
@@ -442,7 +458,9 @@ def exact_write(
 
 
 def _add_rows(write: repository.EntriesWrite, entry: Entry, posted: Posted) -> None:
+    event = _event(write, entry)
     for index, (leg, balance) in enumerate(zip(entry.legs, posted.balances, strict=True)):
+        write.row_events.append(event)
         write.row_wallets.append(leg.wallet_id)
         write.kinds.append(leg.kind)
         write.amounts.append(leg.amount)

@@ -32,6 +32,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
+from typing import TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -84,6 +85,8 @@ KEY_RACE_ATTEMPTS = 4
 #: Tries of a batch that the database aborted to break a deadlock or a serialization
 #: conflict (none is expected: rows are locked in one order), before it fails.
 ABORTED_ATTEMPTS = 3
+#: A statement's writes (either family's).
+_Write = TypeVar("_Write", repository.RangeWrite, repository.EntriesWrite)
 #: Wallets whose last seen balance a process remembers (a guess, always verified).
 KNOWN_BALANCES_LIMIT = 10_000
 #: The unique index that keeps an entry's reversal single (the migration's, models.py's).
@@ -93,8 +96,10 @@ REVERSAL_INDEX = "uq_wallet_operations_reverses_id"
 class Writer:
     """Applies batches of entries over many wallets (see the module's docstring)."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, events: bool = True) -> None:
         self._database = database
+        #: Whether the entries' events are written (EVENTS_ENABLED): off, none is.
+        self._events = events
         #: Each wallet's last seen balance and what its holds set aside then.
         self._known_balances: OrderedDict[UUID, tuple[int, int]] = OrderedDict()
 
@@ -324,7 +329,7 @@ class Writer:
                     write.bodies.append(body)
             if write.row_wallets or write.keys:
                 commit.sent = True  # from here on, the commit may land
-                await repository.write_entries(connection, write)
+                await repository.write_entries(connection, self._evented(write))
                 if write.hold_ids or write.new_holds:
                     await repository.note_hold_expiries(connection, write.wallets)
         self._remember_all(exact)
@@ -369,7 +374,7 @@ class Writer:
             write = exact_write(entries, outcomes, exact, locked)
             if write.row_wallets:
                 commit.sent = True  # from here on, the commit may land
-                await repository.write_entries(connection, write)
+                await repository.write_entries(connection, self._evented(write))
                 await repository.note_hold_expiries(connection, write.wallets)
         self._remember_all(exact)
         return sum(isinstance(outcome, Posted) for outcome in outcomes)
@@ -410,7 +415,7 @@ class Writer:
             commit.sent = whole or key is not None  # from here on, the commit may land
             if whole:
                 await repository.write_entries(
-                    connection, exact_write(entries, outcomes, exact, locked)
+                    connection, self._evented(exact_write(entries, outcomes, exact, locked))
                 )
             if key is not None:
                 status, body = render(outcomes)
@@ -424,7 +429,13 @@ class Writer:
     ) -> tuple[dict[UUID, repository.Found], datetime | None]:
         async with committing(self._database) as commit:
             commit.sent = bool(write.wallets)  # one statement: it writes and commits
-            return await repository.write_range(commit.connection, write)
+            return await repository.write_range(commit.connection, self._evented(write))
+
+    def _evented(self, write: _Write) -> _Write:
+        """`write`, without its events when they are off."""
+        if not self._events:
+            write.events.clear()
+        return write
 
     async def _stored_responses(self, keys: set[str]) -> dict[str, StoredResponse]:
         async with self._database.autocommit() as connection:

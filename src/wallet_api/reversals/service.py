@@ -11,6 +11,7 @@ from wallet_api.core.database import Database
 from wallet_api.core.errors import AppError, error_document
 from wallet_api.core.idempotency import Replay
 from wallet_api.core.metrics import declare_operation_outcomes, operation_outcomes
+from wallet_api.events.types import EventType
 from wallet_api.posting.entries import Entry, EntryKind, Leg, Posted, Refusal, Shortfall
 from wallet_api.posting.writer import Writer, outcome_label
 from wallet_api.reversals import repository
@@ -90,6 +91,7 @@ class ReversalService:
 
         entry = Entry(
             legs=legs,
+            event=EventType.REVERSAL_CREATED,
             render=render,
             transfer_id=transfer_id,
             description=request.description,

@@ -13,6 +13,7 @@ from wallet_api.core.database import Database
 from wallet_api.core.errors import AppError, OutcomeUnknown, error_document
 from wallet_api.core.idempotency import IdempotencyKeyReused, Replay
 from wallet_api.core.metrics import declare_operation_outcomes, operation_outcomes
+from wallet_api.events.types import EventType
 from wallet_api.posting.entries import Entry, EntryKind, Leg, Posted, Refusal
 from wallet_api.posting.queue import Group, GroupCommitQueue, Settle
 from wallet_api.posting.writer import Outcome as EntryOutcome
@@ -99,6 +100,7 @@ class TransferService:
 
         entry = Entry(
             legs=legs,
+            event=EventType.TRANSFER_CREATED,
             render=render,
             transfer_id=transfer_id,
             description=request.description,

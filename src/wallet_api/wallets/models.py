@@ -72,6 +72,13 @@ wallets = Table(
         nullable=True,
         comment="The first expiry of its active holds; NULL: none.",
     ),
+    Column(
+        "seq",
+        BigInteger,
+        nullable=False,
+        server_default=text("0"),
+        comment="The number of its last ledger row (0: none).",
+    ),
     # The last line of defence: the service never writes these, the database refuses them.
     CheckConstraint("balance >= 0", name="balance_not_negative"),
     CheckConstraint(f"balance <= {MAX_MINOR_UNITS}", name="balance_within_limit"),
@@ -121,6 +128,13 @@ wallet_operations = Table(
         ForeignKey("holds.id"),
         nullable=True,
         comment="The hold a HOLD, CAPTURE, CAPTURE_IN or RELEASE row belongs to.",
+    ),
+    Column(
+        "seq",
+        BigInteger,
+        nullable=True,
+        comment="Its place in its wallet's ledger: 1, 2, 3, ... (NULL: written before "
+        "the numbering began).",
     ),
     CheckConstraint(_one_of(EntryKind), name="operation_known"),
     CheckConstraint("amount > 0", name="amount_positive"),

@@ -13,6 +13,7 @@ import orjson
 from wallet_api.core.errors import AppError, error_document
 from wallet_api.core.idempotency import Replay
 from wallet_api.core.money import MAX_MINOR_UNITS
+from wallet_api.events.types import EventType
 from wallet_api.posting.entries import Entry, EntryKind, Leg, Posted, Refusal, Shortfall
 from wallet_api.posting.writer import Outcome as EntryOutcome
 from wallet_api.wallets.exceptions import BalanceLimitExceeded, InsufficientFunds, WalletNotFound
@@ -35,15 +36,19 @@ class Operation:
     api_key_id: str | None = None  # the key that sent it, kept on its ledger row
 
 
+_APPLIED = EventType.OPERATION_APPLIED
+
+
 def entry_of(wallet_id: UUID, operation: Operation) -> Entry:
     """The operation as an entry of one leg. With a key, the response to keep is its
     endpoint's: the applied body is written by the statement around the balance."""
     kind = EntryKind.DEPOSIT if operation.kind is OperationType.DEPOSIT else EntryKind.WITHDRAW
     leg = Leg(wallet_id, kind, operation.amount)
     if operation.idempotency_key is None:
-        return Entry(legs=(leg,), api_key_id=operation.api_key_id)
+        return Entry(legs=(leg,), api_key_id=operation.api_key_id, event=_APPLIED)
     return Entry(
         legs=(leg,),
+        event=_APPLIED,
         render=lambda outcome: result_of(outcome_of(leg, outcome)),
         idempotency_key=operation.idempotency_key,
         fingerprint=operation.fingerprint,

@@ -39,7 +39,10 @@ _READ_BALANCES = """
 # ($2) the response to replay for it.
 _INSERT_WALLET = """
     WITH created AS (
-        INSERT INTO wallets (id, owner) VALUES ($1, $5) RETURNING id
+        INSERT INTO wallets (id, owner) VALUES ($1, $5) RETURNING id, owner
+    ), evented AS (
+        INSERT INTO events (type, owner, wallet_id)
+        SELECT 'wallet.created', owner, id FROM created WHERE $6::boolean
     )
     INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body)
     SELECT $2::text, $3::text, 201, $4::text FROM created WHERE $2::text IS NOT NULL
@@ -89,9 +92,11 @@ async def insert_wallet(
     key: str | None,
     fingerprint: str,
     body: str,
+    event: bool,
 ) -> None:
-    """Insert a wallet, and the response to keep for its Idempotency-Key if it has one."""
-    await connection.execute(_INSERT_WALLET, wallet_id, key, fingerprint, body, owner)
+    """Insert a wallet, its event (`wallet.created`) when `event`, and the response to
+    keep for its Idempotency-Key if it has one."""
+    await connection.execute(_INSERT_WALLET, wallet_id, key, fingerprint, body, owner, event)
 
 
 async def wallet_owners(

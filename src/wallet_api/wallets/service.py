@@ -100,7 +100,8 @@ class WalletService:
         self._database = database
         #: The posting engine's writer, for every entry of this process (its remembered
         #: balances serve transfers and operations alike).
-        self.writer = Writer(database)
+        self.writer = Writer(database, events=settings.events_enabled)
+        self._events = settings.events_enabled
         #: Whose each wallet is (checked for callers with an API key).
         self.owners = WalletOwners(database)
         self._writes: GroupCommitQueue[Entry, EntryOutcome] | None = None
@@ -148,6 +149,7 @@ class WalletService:
                         key=idempotency_key,
                         fingerprint=fingerprint,
                         body=created_body(wallet_id),
+                        event=self._events,
                     )
             except UniqueViolation as exc:
                 if attempt + 1 < KEY_RACE_ATTEMPTS and is_key_conflict(exc):

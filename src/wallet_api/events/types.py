@@ -1,0 +1,19 @@
+"""The types of events: what changed. Each domain names the events of the entries it
+builds; the feed filters on them."""
+
+from __future__ import annotations
+
+import enum
+
+
+class EventType(enum.StrEnum):
+    WALLET_CREATED = "wallet.created"
+    #: A deposit or a withdrawal (one operation, or a batch's item).
+    OPERATION_APPLIED = "operation.applied"
+    TRANSFER_CREATED = "transfer.created"
+    REVERSAL_CREATED = "reversal.created"
+    HOLD_CREATED = "hold.created"
+    #: A capture of all or part of a hold (with `final`, the rest released with it).
+    HOLD_CAPTURED = "hold.captured"
+    HOLD_VOIDED = "hold.voided"
+    HOLD_EXPIRED = "hold.expired"
