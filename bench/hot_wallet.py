@@ -944,8 +944,31 @@ def measure(
             )
         results["hot_wallet_keys_off"] = _combined(rounds["off"])
         results["hot_wallet_keys"] = _combined(rounds["on"])
+    results.update(events_on_and_off(bench, hot, duration=args.duration, warmup=warmup))
     results["verify"] = verify_ledger(bench)
     return results, str(version["server_version"]), str(revision["version_num"])
+
+
+def events_on_and_off(
+    bench: Bench, hot: str, *, duration: int, warmup: int
+) -> dict[str, dict[str, Any]]:
+    """The hot wallet with events written (the default) against EVENTS_ENABLED=false, at
+    the same point of the run: two services side by side, run in turn, twice each (off,
+    on, on, off), and the ratio of their rates."""
+    with (
+        running_service(bench, EVENTS_ENABLED="false") as off,
+        running_service(bench) as on,
+    ):
+        for service in (off, on):
+            run_wrk(bench, service, duration=warmup, mode="operations", target=_file(bench, [hot]))
+        rounds: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+        for turn in ("off", "on", "on", "off"):
+            print(f"bench: hot wallet, events {turn}", file=sys.stderr)
+            service = off if turn == "off" else on
+            rounds[turn].append(write_run(bench, service, [hot], duration=duration))
+    events_off, events_on = _combined(rounds["off"]), _combined(rounds["on"])
+    events_on["vs_events_off"] = _ratio(events_on["ops_per_s"], events_off)
+    return {"hot_wallet_events_off": events_off, "hot_wallet_events": events_on}
 
 
 #: The order of an A/B load's runs: ABBA, so that a drift over the four (the database

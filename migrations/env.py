@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import wallet_api.auth.models
 import wallet_api.events.models
 import wallet_api.holds.models
-import wallet_api.wallets.models  # noqa: F401
+import wallet_api.wallets.models
+import wallet_api.webhooks.models  # noqa: F401
 from wallet_api.cli.database import database_settings, reported_in_one_line
 from wallet_api.core.config import load_settings_or_exit
 from wallet_api.core.database import metadata

@@ -134,6 +134,7 @@ def launch_service(
 #: virtualenv's, Python's path), none of which a newcomer's shell has.
 _SETTINGS_AND_TOOLS = re.compile(
     r"^(DB_|TEST_DATABASE_URL|WALLET_|AUTH_|RATE_LIMIT|REDIS_URL|COALESCING_|LOG_|HOST$|PORT$|"
+    r"EVENTS_|WEBHOOK_|"
     r"WORKERS_COUNT|THREADS_COUNT|PROMETHEUS_|"
     r"MAKEFLAGS$|MAKELEVEL$|MFLAGS$|VIRTUAL_ENV$|PYTHONPATH$|PYTHONHOME$)"
 )

@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import wallet_api.auth.models
 import wallet_api.events.models
 import wallet_api.holds.models
-import wallet_api.wallets.models  # noqa: F401
+import wallet_api.wallets.models
+import wallet_api.webhooks.models  # noqa: F401
 from tests.support import TestDatabase, alembic, migrated
 from wallet_api.auth import repository
 from wallet_api.auth.keys import Scope
@@ -33,6 +34,10 @@ SCHEMA_TABLES = [
     "idempotency_keys",
     "wallet_operations",
     "wallets",
+    "webhook_attempts",
+    "webhook_deliveries",
+    "webhook_endpoints",
+    "webhook_feed",
 ]
 TABLES_SQL = (
     "SELECT table_name FROM information_schema.tables "

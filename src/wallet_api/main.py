@@ -38,6 +38,9 @@ from wallet_api.wallets import fast_path as wallets_fast_path
 from wallet_api.wallets.router import BATCH_PATH, batch_router
 from wallet_api.wallets.router import router as wallets_router
 from wallet_api.wallets.service import WalletService
+from wallet_api.webhooks.router import deliveries_router as webhook_deliveries_router
+from wallet_api.webhooks.router import router as webhooks_router
+from wallet_api.webhooks.service import WebhookService
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -59,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             database, settings, service.owners, service.writer
         )
         feed = app.state.event_feed = EventFeed(database)
+        app.state.webhook_service = WebhookService(database, feed)
         gate = app.state.gate = open_gate(settings, database) if keys_required else None
         # Move everything built so far (modules, the app, its routes) out of the garbage
         # collector's reach: full collections then scan only per-request garbage. Measured
@@ -168,6 +172,8 @@ ROUTERS = (
     holds_router,
     wallet_holds_router,
     events_router,
+    webhooks_router,
+    webhook_deliveries_router,
     health_router,
     metrics_router,
 )

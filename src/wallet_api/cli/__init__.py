@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from types import FrameType
 
+from wallet_api.cli import deliver as deliver_command
 from wallet_api.cli import keys as keys_command
 from wallet_api.cli.database import (
     COULD_NOT_CONNECT,
@@ -81,14 +82,22 @@ def serve() -> int:
             [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"],
             start_new_session=True,
         )
+        # The webhook sender beside it (a process of its own: docs/EVENTS.md).
+        sender = subprocess.Popen(
+            [sys.executable, "-m", "wallet_api.cli", "deliver"], start_new_session=True
+        )
 
         def stop(signum: int, _: FrameType | None) -> None:
             logger.info("received %s: stopping Gunicorn", signal.Signals(signum).name)
             gunicorn.send_signal(signal.SIGTERM)
+            sender.send_signal(signal.SIGTERM)
 
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, stop)
-        return gunicorn.wait()
+        status = gunicorn.wait()
+        sender.send_signal(signal.SIGTERM)
+        sender.wait()
+        return status
 
 
 def _cannot_bind(host: str, port: int) -> str | None:
@@ -163,6 +172,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="check that every balance equals its ledger; exit 1 on a mismatch, 2 if it "
         "could not check",
     )
+    commands.add_parser(
+        "deliver", help="send webhooks: the sender process (run beside the service)"
+    )
     keys_command.add_commands(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="wallet-api: %(message)s")
@@ -173,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(serve())
     if args.command == "verify":
         sys.exit(verify())
+    if args.command == "deliver":
+        sys.exit(deliver_command.run())
     if args.command == "keys":
         sys.exit(keys_command.run(args))
     migrate(database_settings())

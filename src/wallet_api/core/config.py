@@ -146,6 +146,41 @@ class Settings(BaseSettings):
         90.0, gt=0, le=3650, description="Days an event is kept in the feed."
     )
 
+    # Webhooks, sent by `wallet-api deliver` (see docs/EVENTS.md, "Webhooks").
+    webhook_allow_private_addresses: bool = Field(
+        False,
+        description="Send to endpoints whose host resolves to a private, loopback or "
+        "link-local address (off: refused, so that a key holder cannot make the service "
+        "call into its own network).",
+    )
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, le=60, description="Seconds an attempt may take, connecting included."
+    )
+    webhook_backoff_seconds: float = Field(
+        10.0, gt=0, le=3600, description="Seconds before the first retry (then doubling)."
+    )
+    webhook_retry_hours: float = Field(
+        72.0, gt=0, le=720, description="Hours after its event a delivery is retried for."
+    )
+    webhook_max_attempts: int = Field(
+        40, ge=1, le=1000, description="Attempts a delivery gets at most."
+    )
+    webhook_disable_after_seconds: float = Field(
+        5 * 86_400.0,
+        gt=0,
+        description="An endpoint whose attempts have failed this long, without a success, "
+        "is disabled.",
+    )
+    webhook_concurrency: int = Field(
+        32, ge=1, le=1024, description="Deliveries a sender process sends at once."
+    )
+    webhook_metrics_port: int = Field(
+        8001,
+        ge=0,
+        le=65535,
+        description="Port of the sender's own /metrics, on HOST; 0: none.",
+    )
+
     # Holds (see docs/API.md, "Holds").
     holds_sweep_seconds: float = Field(
         1.0,

@@ -39,6 +39,10 @@ _ONE = """
     SELECT e.id, e.xid::text AS xid, e.type, e.owner, e.wallet_id, e.ledger_ids, e.created_at
     FROM events e WHERE e.id = $1 AND ($2::text IS NULL OR e.owner = $2::text)
 """
+_BY_IDS = """
+    SELECT e.id, e.xid::text AS xid, e.type, e.owner, e.wallet_id, e.ledger_ids, e.created_at
+    FROM unnest($1::bigint[]) AS t(id) JOIN events e ON e.id = t.id
+"""
 _LEGS = """
     SELECT o.id, o.wallet_id, o.seq, o.operation, o.amount, o.balance_after, o.created_at,
            o.idempotency_key, o.transfer_id, o.counterparty_wallet_id, o.reverses_id,
@@ -130,6 +134,11 @@ async def page(
 async def one(connection: Connection, event_id: int, *, owner: str | None) -> EventRow | None:
     row = await connection.fetchrow(_ONE, event_id, owner)
     return None if row is None else _event(row)
+
+
+async def by_ids(connection: Connection, event_ids: list[int]) -> list[EventRow]:
+    """The events of those ids that are kept, whoever's."""
+    return [_event(row) for row in await connection.fetch(_BY_IDS, event_ids)]
 
 
 async def legs(connection: Connection, ledger_ids: list[int]) -> dict[int, LegRow]:

@@ -61,6 +61,14 @@ class EventFeed:
             (document,) = await self._render(connection, [row])
         return document
 
+    async def documents(self, event_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """The events of those ids that are kept, whoever's, as the feed shows them to
+        their owner (what a webhook delivers)."""
+        async with self._database.autocommit() as connection:
+            rows = await repository.by_ids(connection, event_ids)
+            documents = await self._render(connection, rows) if rows else []
+        return {row.id: document for row, document in zip(rows, documents, strict=True)}
+
     async def _render(self, connection: Connection, rows: list[EventRow]) -> list[dict[str, Any]]:
         ledger_ids = [ledger_id for row in rows for ledger_id in row.ledger_ids]
         legs = await repository.legs(connection, ledger_ids) if ledger_ids else {}
