@@ -169,12 +169,17 @@ def check_compose() -> None:
     source = yaml.safe_load(source_file.read_text())
     if "version" in source:
         raise CheckFailed("docker-compose.yml has a `version:` key (Compose v1 only; v2 warns)")
-    named = set(source["services"]["fastapi"]["environment"])
     from wallet_api.core.config import Settings
 
-    missing = sorted(name.upper() for name in Settings.model_fields if name.upper() not in named)
-    if missing:
-        raise CheckFailed(f"fastapi in docker-compose.yml does not pass on {missing}")
+    # The webhook sender's settings go to `deliver`, every other one to `fastapi`.
+    for service, wanted in (
+        ("fastapi", [n for n in Settings.model_fields if not n.startswith("webhook_")]),
+        ("deliver", [n for n in Settings.model_fields if n.startswith("webhook_")]),
+    ):
+        named = set(source["services"][service]["environment"])
+        missing = sorted(name.upper() for name in wanted if name.upper() not in named)
+        if missing:
+            raise CheckFailed(f"{service} in docker-compose.yml does not pass on {missing}")
     commands = compose_commands()
     if not commands:
         raise CheckFailed("no Compose installed (docker-compose, or the docker compose plugin)")

@@ -30,7 +30,15 @@ def run() -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         if settings.webhook_metrics_port:
-            start_http_server(settings.webhook_metrics_port, addr=settings.host)
+            try:
+                start_http_server(settings.webhook_metrics_port, addr=settings.host)
+            except OSError as exc:  # sending matters more than its metrics
+                logger.warning(
+                    "webhook sender: no metrics on %s:%d: %s",
+                    settings.host,
+                    settings.webhook_metrics_port,
+                    exc.strerror or exc,
+                )
         sampler = asyncio.create_task(sender.sample_backlog())
         logger.info("webhook sender started")
         try:
