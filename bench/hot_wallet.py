@@ -48,6 +48,7 @@ import asyncpg
 import httpx
 
 from bench import client_overhead, cpu
+from bench.webhooks import webhook_lag_run
 from wallet_api.devtools.postgres import (
     PostgresAddress,
     drop_database,
@@ -945,6 +946,7 @@ def measure(
         results["hot_wallet_keys_off"] = _combined(rounds["off"])
         results["hot_wallet_keys"] = _combined(rounds["on"])
     results.update(events_on_and_off(bench, hot, duration=args.duration, warmup=warmup))
+    results["webhook_delivery_lag"] = webhook_lag(bench, hot, duration=args.duration)
     results["verify"] = verify_ledger(bench)
     return results, str(version["server_version"]), str(revision["version_num"])
 
@@ -969,6 +971,29 @@ def events_on_and_off(
     events_off, events_on = _combined(rounds["off"]), _combined(rounds["on"])
     events_on["vs_events_off"] = _ratio(events_on["ops_per_s"], events_off)
     return {"hot_wallet_events_off": events_off, "hot_wallet_events": events_on}
+
+
+def webhook_lag(bench: Bench, hot: str, *, duration: int) -> dict[str, Any]:
+    """The lag of webhook deliveries (bench/webhooks.py) while the hot wallet runs."""
+    source, destination = create_wallets(bench, 2)
+    with running_service(bench) as service:
+        with httpx.Client(base_url=service.base_url) as client:
+            funded = client.post(
+                f"/api/v1/wallets/{source}/operation",
+                json={"operation": "DEPOSIT", "amount": 1_000_000},
+            )
+            funded.raise_for_status()
+        print("bench: webhook delivery lag, the hot wallet at full speed", file=sys.stderr)
+        return webhook_lag_run(
+            service,
+            bench.address.environment(bench.database),
+            (source, destination),
+            workdir=bench.workdir,
+            # wrk alone: the transfers beside it would not reconcile with its count.
+            load=lambda: run_wrk(
+                bench, service, duration=duration, mode="operations", target=_file(bench, [hot])
+            ),
+        )
 
 
 #: The order of an A/B load's runs: ABBA, so that a drift over the four (the database
