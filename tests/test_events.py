@@ -203,6 +203,18 @@ def test_an_owner_sees_its_own_events_and_its_side_of_a_transfer_to_another(
             assert alice.get(f"{EVENTS}/{event['id']}").json() == event
         missing = bob.get(f"{EVENTS}/{alices[0]['id']}")
         assert missing.json()["code"] == "event_not_found"
+        # A capture into Bob's wallet: his side of it, without Alice's hold.
+        hold = alice.post("/api/v1/holds", json={"wallet_uuid": payer, "amount": 2}).json()
+        captured = alice.post(
+            f"/api/v1/holds/{hold['hold_id']}/capture", json={"to_wallet_uuid": payee}
+        )
+        assert captured.status_code == 200, captured.text
+        (alice_capture,) = read_all(alice, type="hold.captured")
+        (bob_capture,) = read_all(bob, type="hold.captured")
+        assert alice_capture["data"]["hold"]["hold_id"] == hold["hold_id"]
+        assert [e["operation"] for e in alice_capture["data"]["entries"]] == ["CAPTURE"]
+        assert [e["operation"] for e in bob_capture["data"]["entries"]] == ["CAPTURE_IN"]
+        assert "hold" not in bob_capture["data"]
 
 
 def test_a_transaction_open_across_a_read_is_not_skipped(
@@ -333,6 +345,10 @@ def test_filters_long_poll_and_cursors(keyed: ServiceProcess, database: TestData
         end = read_cursor_at_end(client, client.get(EVENTS).json()["next_cursor"])
         empty = client.get(EVENTS, params={"after": end})
         assert empty.json() == {"items": [], "next_cursor": end}
+        # A filtered page that is not full goes on from the last event it examined, not
+        # from its last match: the next look (a long-poll's) starts there.
+        none = client.get(EVENTS, params={"type": "transfer.created"}).json()
+        assert none == {"items": [], "next_cursor": end}
 
         def deposit_soon() -> None:
             time.sleep(0.5)

@@ -23,14 +23,28 @@ from uuid import UUID
 
 from wallet_api.core.database import Connection
 
+# A page, and the position of the last event the page's snapshot shows at all (`last`,
+# whatever its type): in the same statement, hence the same snapshot. A page of filtered
+# events that is not full examined every event up to there, so its reader goes on from
+# there instead of examining them again (a long-poll looks many times).
 _PAGE = """
-    SELECT e.id, e.xid::text AS xid, e.type, e.owner, e.wallet_id, e.ledger_ids, e.created_at
-    FROM events e
-    WHERE {owner} AND (e.xid, e.id) > ($1::text::xid8, $2::bigint)
-      AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
-      AND ($4::text[] IS NULL OR e.type = ANY($4::text[]))
-    ORDER BY e.xid, e.id
-    LIMIT $5
+    WITH last AS (
+        SELECT e.xid, e.id FROM events e
+        WHERE {owner} AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
+        ORDER BY e.xid DESC, e.id DESC
+        LIMIT 1
+    )
+    SELECT p.*, last.xid::text AS last_xid, last.id AS last_id
+    FROM last LEFT JOIN LATERAL (
+        SELECT e.id, e.xid::text AS xid, e.type, e.owner, e.wallet_id, e.ledger_ids,
+               e.created_at
+        FROM events e
+        WHERE {owner} AND (e.xid, e.id) > ($1::text::xid8, $2::bigint)
+          AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
+          AND ($4::text[] IS NULL OR e.type = ANY($4::text[]))
+        ORDER BY e.xid, e.id
+        LIMIT $5
+    ) p ON true
 """
 #: An owner's events (ix_events_owner_xid_id), or every event (without keys: ix_events_xid_id).
 _OWNER_PAGE = _PAGE.format(owner="e.owner = $3::text")
@@ -52,8 +66,9 @@ _LEGS = """
     JOIN wallets w ON w.id = o.wallet_id
 """
 _HOLDS = """
-    SELECT h.id, h.wallet_id, h.amount, h.expires_at, h.description
+    SELECT h.id, h.wallet_id, h.amount, h.expires_at, h.description, w.owner
     FROM unnest($1::uuid[]) AS t(id) JOIN holds h ON h.id = t.id
+    JOIN wallets w ON w.id = h.wallet_id
 """
 # Oldest first, a bounded number at a time: the head of the feed's index, never a scan of
 # the rest (an event's age follows its place closely enough for retention).
@@ -101,13 +116,14 @@ class LegRow:
 
 @dataclass(frozen=True, slots=True)
 class HoldFacts:
-    """What never changes about a hold."""
+    """What never changes about a hold, and whose it is (its wallet's owner)."""
 
     id: UUID
     wallet_id: UUID
     amount: int
     expires_at: datetime
     description: str | None
+    owner: str | None
 
 
 def _event(row: object) -> EventRow:
@@ -123,12 +139,17 @@ async def page(
     owner: str | None,
     types: list[str] | None,
     limit: int,
-) -> list[EventRow]:
+) -> tuple[list[EventRow], tuple[int, int] | None]:
     """Up to `limit` events after the position `after` (xid, id), in the feed's order:
-    `owner`'s, or every one (None)."""
+    `owner`'s, or every one (None); and the position of the last event that can be read
+    now, whatever its type (None: there is none)."""
     statement = _ALL_PAGE if owner is None else _OWNER_PAGE
     rows = await connection.fetch(statement, str(after[0]), after[1], owner, types, limit)
-    return [_event(row) for row in rows]
+    if not rows:
+        return [], None
+    last = (int(rows[0]["last_xid"]), rows[0]["last_id"])
+    events = [_event(row[:7]) for row in rows if row["id"] is not None]
+    return events, last
 
 
 async def one(connection: Connection, event_id: int, *, owner: str | None) -> EventRow | None:

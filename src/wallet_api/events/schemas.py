@@ -50,7 +50,9 @@ class EventData(BaseModel):
         "were applied (none for `wallet.created`). A transfer or a capture into another "
         "owner's wallet is an event of each owner, each with its own rows."
     )
-    hold: EventHold | None = Field(None, description="For `hold.*` events.")
+    hold: EventHold | None = Field(
+        None, description="For `hold.*` events of the hold's owner (not a capture's payee)."
+    )
 
 
 class Event(BaseModel):
@@ -136,8 +138,9 @@ def event_document(
         "entries": [_entry(leg) for leg in entries],
     }
     hold_id = next((leg.hold_id for leg in entries if leg.hold_id is not None), None)
-    if hold_id is not None and hold_id in holds:
-        hold = holds[hold_id]
+    hold = None if hold_id is None else holds.get(hold_id)
+    # The payee of a capture has the hold's id on its row, not the payer's hold.
+    if hold is not None and hold.owner == event.owner:
         data["hold"] = {
             "hold_id": str(hold.id),
             "wallet_uuid": str(hold.wallet_id),

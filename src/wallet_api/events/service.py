@@ -42,13 +42,18 @@ class EventFeed:
         deadline = time.monotonic() + wait
         while True:
             async with self._database.autocommit() as connection:
-                rows = await repository.page(
+                rows, last = await repository.page(
                     connection, after=after, owner=owner, types=types, limit=limit
                 )
+                if len(rows) < limit and last is not None and last > after:
+                    # Every event up to `last` was examined: those of other types need not be
+                    # again (a page that is full stops at its own last row).
+                    after = last
                 if rows:
                     documents = await self._render(connection, rows)
-                    last = rows[-1]
-                    return documents, (last.xid, last.id)
+                    if len(rows) == limit:
+                        after = (rows[-1].xid, rows[-1].id)
+                    return documents, after
             if time.monotonic() + POLL_SECONDS > deadline:
                 return [], after
             await asyncio.sleep(POLL_SECONDS)

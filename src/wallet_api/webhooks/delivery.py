@@ -6,12 +6,12 @@ senders may run at once: the fan-out takes turns on one locked row, and a claim 
 each delivery to one sender (`FOR UPDATE SKIP LOCKED`, then not due again until the lease
 ends), so no attempt is sent by two at once. A sender killed mid-send loses nothing: its
 leased deliveries come due again when their leases end, and are sent again. So a receiver
-gets every event at least once, and drops duplicates by the `Wallet-Event-Id` header.
+gets every event at least once, and drops duplicates by the event's `id`.
 
 An attempt succeeds on a 2xx answer. Anything else (another status, a time-out, a refused
 connection, a redirect, which is never followed) is retried with exponential backoff and
 jitter, never sooner than a `Retry-After` the receiver sent, until WEBHOOK_RETRY_HOURS
-have passed since the event or WEBHOOK_MAX_ATTEMPTS were made; the delivery is then
+have passed since the delivery was made or WEBHOOK_MAX_ATTEMPTS were made; the delivery is then
 failed. An endpoint whose attempts have failed, without a success between, for
 WEBHOOK_DISABLE_AFTER_SECONDS is disabled: a warning in the log and the
 `wallet_webhook_endpoints_disabled_total` counter (webhooks/metrics.py: served by the
@@ -79,7 +79,7 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - now)
@@ -175,7 +175,21 @@ class Sender:
     async def _post(
         self, claimed: Claimed, body: bytes
     ) -> tuple[int | None, float | None, str | None]:
-        """POST the event: (status, Retry-After in seconds, error)."""
+        """POST the event: (status, Retry-After in seconds, error). Within the attempt's
+        time-out from its start (the address check included), whatever the receiver does;
+        anything unexpected is the attempt's failure, recorded like the others."""
+        try:
+            async with asyncio.timeout(self._settings.webhook_timeout_seconds):
+                return await self._attempt(claimed, body)
+        except TimeoutError:
+            return None, None, "timed out"
+        except Exception as exc:
+            logger.warning("webhook delivery %d: the attempt failed", claimed.id, exc_info=True)
+            return None, None, f"failed: {type(exc).__name__}"
+
+    async def _attempt(
+        self, claimed: Claimed, body: bytes
+    ) -> tuple[int | None, float | None, str | None]:
         problem = await address_problem(
             claimed.url, allow_private=self._settings.webhook_allow_private_addresses
         )
@@ -188,12 +202,11 @@ class Sender:
             DELIVERY_ID_HEADER: str(claimed.id),
         }
         try:
-            # One deadline for the whole attempt: httpx's time-outs bound each step (connect,
-            # each read), not a receiver that drips its answer.
-            async with (
-                asyncio.timeout(self._settings.webhook_timeout_seconds),
-                self._client.stream("POST", claimed.url, content=body, headers=headers) as answer,
-            ):
+            # The caller's deadline bounds the whole attempt: httpx's time-outs bound each
+            # step (connect, each read), not a receiver that drips its answer.
+            async with self._client.stream(
+                "POST", claimed.url, content=body, headers=headers
+            ) as answer:
                 read = 0
                 async for chunk in answer.aiter_raw():
                     read += len(chunk)
@@ -201,7 +214,7 @@ class Sender:
                         break
                 status = answer.status_code
                 retry_after = retry_after_seconds(answer.headers.get("Retry-After"), time.time())
-        except (httpx.TimeoutException, TimeoutError):
+        except httpx.TimeoutException:
             return None, None, "timed out"
         except httpx.HTTPError as exc:
             return None, None, f"{type(exc).__name__}: {exc}"[:ERROR_LENGTH]

@@ -119,7 +119,8 @@ async def delete_endpoint(connection: Connection, endpoint_id: UUID, *, owner: s
 
 # The fan-out: the next events after the position the deliveries were made up to (in the
 # feed's order, which never skips one: events/repository.py), a delivery for each enabled
-# endpoint of the event's owner that takes its type and existed when it was written, and
+# endpoint of the event's owner that takes its type (an endpoint gets the events fanned out
+# after it was made: those committed after it, and any the sender had not reached), and
 # the position moved past them; all in one statement, with the position's row locked
 # (another sender's fan-out skips its turn meanwhile).
 _FAN_OUT = """
@@ -135,7 +136,7 @@ _FAN_OUT = """
         INSERT INTO webhook_deliveries (endpoint_id, event_id)
         SELECT w.id, e.id FROM page e JOIN webhook_endpoints w
             ON w.status = 'enabled' AND w.owner IS NOT DISTINCT FROM e.owner
-           AND (w.types IS NULL OR e.type = ANY(w.types)) AND w.created_at <= e.created_at
+           AND (w.types IS NULL OR e.type = ANY(w.types))
         ORDER BY e.xid, e.id
         RETURNING 1
     ), moved AS (
@@ -162,8 +163,10 @@ _CLAIM = """
     RETURNING d.id, d.event_id, d.attempts, d.created_at, w.id AS endpoint_id, w.url, w.secret,
               w.status
 """
-# An attempt's record, its delivery's new state, and its endpoint's: failing since its
-# first failure after a success, disabled once that is older than $8 seconds.
+# An attempt's record; its delivery's new state, if the caller's claim still holds it
+# (its lease may have ended, and another sender claimed it since: the later claim decides,
+# and this one changes neither the delivery nor its endpoint); its endpoint's: failing
+# since its first failure after a success, disabled once that is older than $8 seconds.
 _RECORD = """
     WITH attempt AS (
         INSERT INTO webhook_attempts (delivery_id, status_code, duration_ms, error)
@@ -173,7 +176,8 @@ _RECORD = """
             status = $5::text,
             next_attempt_at = now() + make_interval(secs => $6::float8),
             finished_at = CASE WHEN $5::text = 'pending' THEN NULL ELSE now() END
-        WHERE id = $1::bigint
+        WHERE id = $1::bigint AND attempts = $10::int AND status = 'pending'
+        RETURNING id
     )
     UPDATE webhook_endpoints w SET
         failing_since = CASE WHEN $7::boolean THEN NULL ELSE coalesce(w.failing_since, now()) END,
@@ -182,7 +186,7 @@ _RECORD = """
                  AND w.failing_since < now() - make_interval(secs => $8::float8)
             THEN 'disabled'
             ELSE w.status END
-    FROM webhook_endpoints before
+    FROM webhook_endpoints before, delivery
     WHERE w.id = $9::uuid AND before.id = w.id
     RETURNING before.status = 'enabled' AND w.status = 'disabled' AS disabled
 """
@@ -192,6 +196,10 @@ _REDELIVER = """
         ON w.owner IS NOT DISTINCT FROM e.owner AND w.status = 'enabled'
        AND (w.types IS NULL OR e.type = ANY(w.types))
     WHERE e.id = $1::bigint AND ($2::uuid IS NULL OR w.id = $2::uuid)
+      AND NOT EXISTS (
+          SELECT FROM webhook_deliveries d
+          WHERE d.event_id = e.id AND d.endpoint_id = w.id AND d.status = 'pending'
+      )
     RETURNING id
 """
 _DELIVERIES = """
@@ -288,6 +296,7 @@ async def record(
         succeeded,
         disable_after_seconds,
         claimed.endpoint_id,
+        claimed.attempt,
     )
     return bool(disabled)
 

@@ -19,26 +19,51 @@ def url_problem(url: str) -> str | None:
     """Why `url` cannot be an endpoint's (its form alone), or None."""
     try:
         parts = urlsplit(url)
-        port = parts.port
+        parts.port  # noqa: B018 (a port out of range raises)
     except ValueError:
         return "not a URL"
-    if parts.scheme not in {"http", "https"}:
-        return "the scheme must be http or https"
-    if not parts.hostname:
-        return "the URL has no host"
-    if parts.username is not None or parts.password is not None:
-        return "credentials in the URL are not allowed"
-    if parts.fragment:
-        return "a fragment is not allowed"
-    del port
-    return None
+    problems = [
+        (parts.scheme not in {"http", "https"}, "the scheme must be http or https"),
+        (not parts.hostname, "the URL has no host"),
+        (
+            parts.username is not None or parts.password is not None,
+            "credentials in the URL are not allowed",
+        ),
+        (bool(parts.fragment), "a fragment is not allowed"),
+        (bool(parts.hostname) and not _encodable(parts.hostname or ""), "not a valid host name"),
+    ]
+    return next((problem for failed, problem in problems if failed), None)
+
+
+def _encodable(host: str) -> bool:
+    """Whether DNS can hold the name: labels of 1 to 63 characters."""
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True
+
+
+#: IPv6 prefixes that carry an IPv4 address in their last 32 bits: NAT64 (RFC 6052) and
+#: the deprecated IPv4-compatible form.
+_EMBEDDING_V4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96"))
+
+
+def _embedded_v4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address reaches through a translation or a tunnel."""
+    found = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+    if any(ip in network for network in _EMBEDDING_V4):
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return [each for each in found if each is not None]
 
 
 def _special(address: str) -> bool:
+    """Whether an address is not a public unicast one, or reaches one that is not."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not ip.is_global or ip.is_multicast
+    reached: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        reached += _embedded_v4(ip)
+    return any(not each.is_global or each.is_multicast for each in reached)
 
 
 async def address_problem(url: str, *, allow_private: bool) -> str | None:
@@ -49,11 +74,12 @@ async def address_problem(url: str, *, allow_private: bool) -> str | None:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        return f"the host does not resolve: {exc.strerror or exc}"
+    except (OSError, UnicodeError):
+        # Not what the resolver said: an attempt's error is shown to the endpoint's owner,
+        # who must not learn the service's own network from it.
+        return "the host does not resolve"
     if allow_private:
         return None
-    for *_, address in found:
-        if _special(str(address[0])):
-            return f"{host} resolves to {address[0]}, a private or special address"
+    if any(_special(str(address[0])) for *_, address in found):
+        return "the host resolves to a private or special address"
     return None

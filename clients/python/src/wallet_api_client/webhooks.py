@@ -51,7 +51,9 @@ def verify(
     expected = hmac.new(
         secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256
     ).hexdigest()
-    if not any(hmac.compare_digest(expected, given) for given in fields.get("v1", [])):
+    if not any(
+        hmac.compare_digest(expected.encode(), given.encode()) for given in fields.get("v1", [])
+    ):
         raise InvalidSignature("the signature does not match the body")
     event: dict[str, Any] = json.loads(body)
     return event
