@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import wallet_api.auth.models
 import wallet_api.events.models
 import wallet_api.holds.models
+import wallet_api.monitors.models
 import wallet_api.wallets.models
 import wallet_api.webhooks.models  # noqa: F401
 from wallet_api.cli.database import database_settings, reported_in_one_line

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import wallet_api.auth.models
 import wallet_api.events.models
 import wallet_api.holds.models
+import wallet_api.monitors.models
 import wallet_api.wallets.models
 import wallet_api.webhooks.models  # noqa: F401
 from tests.support import TestDatabase, alembic, migrated
@@ -29,6 +30,7 @@ from wallet_api.devtools.server import run_alembic
 SCHEMA_TABLES = [
     "alembic_version",
     "api_keys",
+    "balance_monitors",
     "events",
     "holds",
     "idempotency_keys",

@@ -29,6 +29,8 @@ from wallet_api.holds import fast_path as holds_fast_path
 from wallet_api.holds.router import router as holds_router
 from wallet_api.holds.router import wallet_holds_router
 from wallet_api.holds.service import HoldService
+from wallet_api.monitors.router import router as monitors_router
+from wallet_api.monitors.service import MonitorService
 from wallet_api.reversals.router import router as reversals_router
 from wallet_api.reversals.service import ReversalService
 from wallet_api.transfers import fast_path as transfers_fast_path
@@ -62,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             database, settings, service.owners, service.writer
         )
         feed = app.state.event_feed = EventFeed(database)
+        app.state.monitor_service = MonitorService(database, service.owners)
         app.state.webhook_service = WebhookService(database, feed)
         gate = app.state.gate = open_gate(settings, database) if keys_required else None
         # Move everything built so far (modules, the app, its routes) out of the garbage
@@ -172,6 +175,7 @@ ROUTERS = (
     holds_router,
     wallet_holds_router,
     events_router,
+    monitors_router,
     webhooks_router,
     webhook_deliveries_router,
     health_router,

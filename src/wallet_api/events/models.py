@@ -18,6 +18,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import UserDefinedType
 
 from wallet_api.core.database import metadata
@@ -64,6 +65,12 @@ events = Table(
         comment="The ledger rows of the change, in the order they were applied.",
     ),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column(
+        "detail",
+        JSONB,
+        nullable=True,
+        comment="What an event not made of ledger rows says (a monitor's crossing).",
+    ),
     # The feed: all events (without keys) or an owner's, in the order of the transactions.
     Index("ix_events_xid_id", "xid", "id"),
     Index("ix_events_owner_xid_id", "owner", "xid", "id"),

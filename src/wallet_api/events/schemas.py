@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from wallet_api.core.idempotency import client_key
@@ -43,6 +44,13 @@ class EventHold(BaseModel):
     description: str | None = None
 
 
+class EventMonitor(BaseModel):
+    monitor_id: UUID
+    condition: Literal["below", "above"]
+    threshold: float
+    available: float = Field(description="The wallet's available balance its commit left.")
+
+
 class EventData(BaseModel):
     wallet_uuid: UUID = Field(description="The wallet of the owner's that the change touched.")
     entries: list[EventEntry] = Field(
@@ -52,6 +60,9 @@ class EventData(BaseModel):
     )
     hold: EventHold | None = Field(
         None, description="For `hold.*` events of the hold's owner (not a capture's payee)."
+    )
+    monitor: EventMonitor | None = Field(
+        None, description="For `balance_monitor.triggered`: the monitor, and what was available."
     )
 
 
@@ -149,4 +160,12 @@ def event_document(
         }
         if hold.description is not None:
             data["hold"]["description"] = hold.description
+    if event.detail is not None:  # a monitor's crossing
+        detail = orjson.loads(event.detail)
+        data["monitor"] = {
+            "monitor_id": detail["monitor_id"],
+            "condition": detail["condition"],
+            "threshold": json_number(detail["threshold"]),
+            "available": json_number(detail["available"]),
+        }
     return {"id": event.id, "type": event.type, "created_at": event.created_at, "data": data}

@@ -17,3 +17,5 @@ class EventType(enum.StrEnum):
     HOLD_CAPTURED = "hold.captured"
     HOLD_VOIDED = "hold.voided"
     HOLD_EXPIRED = "hold.expired"
+    #: A wallet's available balance went across a monitor's threshold.
+    BALANCE_MONITOR_TRIGGERED = "balance_monitor.triggered"

@@ -169,6 +169,31 @@ _EVENTS = """, evented AS (
         JOIN unnest({types}::text[]) WITH ORDINALITY AS t(type, event) USING (event)
         ORDER BY o.event, o.n
     )"""
+# The balance monitors of the wallets a statement moved (its CTE `{moved}`: each moved
+# wallet's id and its available balance now, its balance less what its holds set aside as
+# stored): each whose wallet went across its threshold, or back, has its state flipped,
+# and one that went across writes its event (when the statement writes events at all:
+# `{types}` names some). A wallet's monitors are changed only by a statement that holds
+# its row lock, so one crossing flips its monitor once.
+_MONITORS = """, monitored AS (
+        UPDATE balance_monitors m SET across = c.across
+        FROM (
+            SELECT b.id, v.available, CASE b.condition
+                WHEN 'below' THEN v.available < b.threshold
+                ELSE v.available > b.threshold END AS across
+            FROM {moved} v JOIN balance_monitors b ON b.wallet_id = v.id
+        ) c
+        WHERE m.id = c.id AND m.across <> c.across
+        RETURNING m.id, m.wallet_id, m.owner, m.condition, m.threshold, m.across, c.available
+    ), triggered AS (
+        INSERT INTO events (type, owner, wallet_id, detail)
+        SELECT 'balance_monitor.triggered', t.owner, t.wallet_id, jsonb_build_object(
+                   'monitor_id', t.id, 'condition', t.condition, 'threshold', t.threshold,
+                   'available', t.available)
+        FROM monitored t
+        WHERE t.across AND cardinality({types}::text[]) > 0
+        ORDER BY t.wallet_id, t.id
+    )"""
 _WRITE_ENTRIES = f"""
     WITH ledger AS (
         SELECT r.*, w.owner,
@@ -188,6 +213,7 @@ _WRITE_ENTRIES = f"""
         LEFT JOIN (SELECT wallet_id, max(seq) AS seq FROM ledger GROUP BY wallet_id) s
             ON s.wallet_id = m.id
         WHERE w.id = m.id
+        RETURNING w.id, w.balance - w.held AS available
     ), opened AS (
         INSERT INTO holds (
             id, wallet_id, amount, remaining, status, expires_at, description, api_key_id
@@ -215,7 +241,7 @@ _WRITE_ENTRIES = f"""
         FROM ledger r
         ORDER BY r.n
         RETURNING id, wallet_id, seq
-    ){_EVENTS.format(entered="entered", types="$30")}
+    ){_EVENTS.format(entered="entered", types="$30")}{_MONITORS.format(moved="moved", types="$30")}
     INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body)
     SELECT * FROM unnest($12::text[], $13::text[], $14::smallint[], $15::text[])
 """
@@ -364,7 +390,8 @@ def _write_range_sql(*, holds: bool) -> str:
     ){opening}, updated AS (
         UPDATE wallets w SET balance = l.balance + l.delta, seq = l.seq + coalesce(c.rows, 0){held}
         WHERE w.id = l.id
-        RETURNING w.id, l.balance AS start, l.seq AS start_seq, l.owner
+        RETURNING w.id, l.balance AS start, l.seq AS start_seq, l.owner,
+                  w.balance - w.held AS available
     ){opened}, ledger AS (
         SELECT r.*, u.start + r.offset_after AS balance_after, u.owner,
                u.start_seq + row_number() OVER (PARTITION BY r.wallet_id ORDER BY r.n) AS seq
@@ -387,7 +414,9 @@ def _write_range_sql(*, holds: bool) -> str:
         FROM ledger r
         ORDER BY r.n
         RETURNING id, wallet_id, seq
-    ){_EVENTS.format(entered="inserted", types=f"${rest + 2}")}, remembered AS (
+    ){_EVENTS.format(entered="inserted", types=f"${rest + 2}")}{
+        _MONITORS.format(moved="updated", types=f"${rest + 2}")
+    }, remembered AS (
         INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body)
         SELECT k.key, k.fingerprint, k.status,
                coalesce(k.body, k.prefix || {money_text("u.start + k.offset_after")} || k.suffix)
