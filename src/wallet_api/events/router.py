@@ -20,7 +20,7 @@ from wallet_api.events.schemas import (
     EventsPage,
 )
 from wallet_api.events.service import EventFeed
-from wallet_api.events.types import EventType
+from wallet_api.posting.events import EventType
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from wallet_api.core.idempotency import client_key
 from wallet_api.core.responses import json_number
 from wallet_api.events.repository import EventRow, HoldFacts, LegRow
-from wallet_api.events.types import EventType
+from wallet_api.posting.events import EventType
 from wallet_api.wallets.schemas import OperationItem
 
 EVENTS_LIMIT_DEFAULT = 100

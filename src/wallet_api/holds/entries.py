@@ -16,7 +16,6 @@ from uuid import UUID
 import orjson
 
 from wallet_api.core.errors import AppError, error_document
-from wallet_api.events.types import EventType
 from wallet_api.holds.exceptions import (
     CLOSED,
     CaptureExceedsHold,
@@ -26,6 +25,7 @@ from wallet_api.holds.exceptions import (
 from wallet_api.holds.repository import HoldRow
 from wallet_api.holds.schemas import CaptureRequest, HoldRequest, hold_document, render
 from wallet_api.posting.entries import ACTIVE, Entry, EntryKind, Leg, Posted, Refusal, Shortfall
+from wallet_api.posting.events import EventType
 from wallet_api.posting.repository import DueHold
 from wallet_api.transfers.exceptions import refusal_error
 from wallet_api.wallets.exceptions import WalletNotFound

@@ -161,7 +161,7 @@ class Entry:
     #: expires, in seconds from the transaction's time.
     hold_status: str | None = None
     expires_in: int | None = None
-    #: The type of the event its commit writes (events/types.py), None: no event.
+    #: The type of the event its commit writes (posting/events.py), None: no event.
     event: str | None = None
 
     def response(self, outcome: Posted | Refusal) -> tuple[int, str]:

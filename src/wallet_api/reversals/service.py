@@ -11,8 +11,8 @@ from wallet_api.core.database import Database
 from wallet_api.core.errors import AppError, error_document
 from wallet_api.core.idempotency import Replay
 from wallet_api.core.metrics import declare_operation_outcomes, operation_outcomes
-from wallet_api.events.types import EventType
 from wallet_api.posting.entries import Entry, EntryKind, Leg, Posted, Refusal, Shortfall
+from wallet_api.posting.events import EventType
 from wallet_api.posting.writer import Writer, outcome_label
 from wallet_api.reversals import repository
 from wallet_api.reversals.exceptions import (

@@ -13,8 +13,8 @@ from wallet_api.core.database import Database
 from wallet_api.core.errors import AppError, OutcomeUnknown, error_document
 from wallet_api.core.idempotency import IdempotencyKeyReused, Replay
 from wallet_api.core.metrics import declare_operation_outcomes, operation_outcomes
-from wallet_api.events.types import EventType
 from wallet_api.posting.entries import Entry, EntryKind, Leg, Posted, Refusal
+from wallet_api.posting.events import EventType
 from wallet_api.posting.queue import Group, GroupCommitQueue, Settle
 from wallet_api.posting.writer import Outcome as EntryOutcome
 from wallet_api.posting.writer import Writer, outcome_label

@@ -13,8 +13,8 @@ import orjson
 from wallet_api.core.errors import AppError, error_document
 from wallet_api.core.idempotency import Replay
 from wallet_api.core.money import MAX_MINOR_UNITS
-from wallet_api.events.types import EventType
 from wallet_api.posting.entries import Entry, EntryKind, Leg, Posted, Refusal, Shortfall
+from wallet_api.posting.events import EventType
 from wallet_api.posting.writer import Outcome as EntryOutcome
 from wallet_api.wallets.exceptions import BalanceLimitExceeded, InsufficientFunds, WalletNotFound
 from wallet_api.wallets.models import OperationType

@@ -10,7 +10,7 @@ import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from wallet_api.events.types import EventType
+from wallet_api.posting.events import EventType
 from wallet_api.transfers.schemas import Description
 from wallet_api.webhooks.repository import DeliveryRow, EndpointRow
 from wallet_api.webhooks.targets import URL_MAX_LENGTH, url_problem

@@ -1,5 +1,5 @@
-"""The types of events: what changed. Each domain names the events of the entries it
-builds; the feed filters on them."""
+"""The types of events: what changed. The statements that move money write them (each
+domain names the event of the entries it builds); the feed (events/) filters on them."""
 
 from __future__ import annotations
 
