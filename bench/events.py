@@ -1,0 +1,111 @@
+"""The events' part of `make bench`, on its own (`python -m bench.events`): the hot wallet
+with events written against EVENTS_ENABLED=false, the webhook delivery lag while the hot
+wallet runs, and, with `--baseline DIR`, the hot wallet and 10,000 wallets against another
+checkout's code in the same run (ABBA). Prints the JSON; `make bench` runs the same
+functions among all its others."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.hot_wallet import (
+    AB,
+    PROJECT_DIR,
+    Bench,
+    _file,
+    baseline_service,
+    check_baseline,
+    create_wallets,
+    events_on_and_off,
+    find_postmaster,
+    machine,
+    postgres_server,
+    run_wrk,
+    running_service,
+    webhook_lag,
+    write_run,
+)
+from wallet_api.devtools.postgres import drop_database, ensure_database
+from wallet_api.devtools.server import run_alembic
+
+
+def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    migrated = run_alembic(
+        PROJECT_DIR, bench.address.environment(bench.database), "upgrade", "head"
+    )
+    if migrated.returncode != 0:
+        sys.exit(f"bench: migrations failed:\n{migrated.stderr}")
+    (hot,) = create_wallets(bench, 1)
+    spread = create_wallets(bench, args.wallets)
+    warmup = max(2, args.duration // 5)
+    results: dict[str, Any] = {}
+    if args.baseline is not None:
+        with (
+            running_service(bench) as service,
+            baseline_service(bench, args.baseline) as old,
+        ):
+            for each in (service, old):
+                assert each is not None
+                run_wrk(bench, each, duration=warmup, mode="operations", target=_file(bench, [hot]))
+            ab = AB(service, old)
+            results["hot_wallet"] = ab.run(
+                "hot wallet, coalescing on",
+                lambda on: write_run(bench, on, [hot], duration=args.duration),
+            )
+            results["spread_wallets"] = ab.run(
+                f"{len(spread)} wallets, coalescing on",
+                lambda on: write_run(bench, on, spread, duration=args.duration),
+            )
+    results.update(events_on_and_off(bench, hot, duration=args.duration, warmup=warmup))
+    results["webhook_delivery_lag"] = webhook_lag(bench, hot, duration=args.duration)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=15, help="seconds per run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--wallets", type=int, default=10_000)
+    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("bench: wrk not found; install it with `apt-get install wrk`")
+    if args.baseline is not None:
+        args.baseline = args.baseline.resolve()
+        check_baseline(args.baseline)
+    with postgres_server() as (address, where), tempfile.TemporaryDirectory() as workdir:
+        database = f"wallet_bench_{uuid.uuid4().hex[:8]}"
+        ensure_database(address, database)
+        postmaster, unmeasured = find_postmaster(address, database)
+        bench = Bench(
+            address,
+            database,
+            args.duration,
+            args.connections,
+            1,
+            Path(workdir),
+            postmaster=postmaster,
+            postmaster_unmeasured=unmeasured,
+        )
+        try:
+            results = measure(bench, args)
+        finally:
+            drop_database(address, database)
+    report = {
+        "benchmark": "events",
+        "command": "python -m bench.events " + " ".join(sys.argv[1:]),
+        "machine": {**machine(), "postgresql": where},
+        "runs": results,
+    }
+    print(json.dumps(report, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
