@@ -51,8 +51,16 @@ def _json(document: object, status_code: int = 200) -> Response:
     openapi_extra=json_request_body(EndpointRequest, ENDPOINT_REQUEST_EXAMPLES),
 )
 async def create_webhook_endpoint(request: Request) -> Response:
-    """Send the owner's events to a URL: each a signed POST (docs/EVENTS.md, Webhooks). The
-    answer carries the signing `secret`, shown this once."""
+    """Send the owner's events to a URL: each event a POST of its JSON, retried until a
+    2xx. The answer carries the signing `secret`, shown this once.
+
+    **Verifying a delivery.** The header `Wallet-Signature: t=<unix seconds>,v1=<hex>`:
+    `v1` is HMAC-SHA256, keyed by the secret, of `t`, a dot, and the body exactly as
+    received (bytes, before parsing). Recompute it, compare in constant time, and refuse a
+    `t` more than 5 minutes from your clock (a recorded delivery replayed later). A
+    delivery may come more than once: drop a duplicate by the event's `id` (also in the
+    `Wallet-Event-Id` header, which the signature does not cover). The Python client's
+    `wallet_api_client.webhooks.verify` does all of this (docs/EVENTS.md)."""
     body = await read_json_body(request, EndpointRequest)
     document = await webhook_service(request).create(body, owner=owner_of(request.scope))
     return _json(document, status.HTTP_201_CREATED)
