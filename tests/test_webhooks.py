@@ -270,6 +270,20 @@ def test_each_event_is_sent_signed_to_the_endpoints_that_take_it(
                     received.body,
                     now=received.at + 360,
                 )
+        # The README's receiver, as written, accepts these deliveries and refuses a change.
+        readme = (ROOT / "README.md").read_text()
+        (snippet,) = [
+            block.split("```", 1)[0]
+            for block in readme.split("```python\n")[1:]
+            if "def receive(" in block
+        ]
+        receiver: dict[str, Any] = {}
+        exec(snippet, receiver)  # noqa: S102 (the README's own code)
+        for received in everything.got:
+            secret = all_hook["secret"]
+            assert receiver["receive"](secret, received.headers, received.body) == 204
+            assert receiver["receive"](secret, received.headers, received.body + b" ") == 400
+            assert receiver["receive"](secret, {}, received.body) == 400
         # Every attempt is on record.
         first = everything.events()[0]["id"]
         (delivery,) = [d for d in tries(alice, first) if d["endpoint_id"] == all_hook["id"]]
