@@ -96,8 +96,17 @@ def serve() -> int:
             signal.signal(signum, stop)
         status = gunicorn.wait()
         sender.send_signal(signal.SIGTERM)
-        sender.wait()
+        try:
+            sender.wait(SENDER_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            sender.kill()  # its deliveries under way are sent again by the next sender
+            sender.wait()
         return status
+
+
+#: Seconds the webhook sender gets to finish its attempts under way when `serve` stops: an
+#: attempt's time-out (WEBHOOK_TIMEOUT_SECONDS, 10) and its record.
+SENDER_STOP_SECONDS = 20
 
 
 def _cannot_bind(host: str, port: int) -> str | None:
