@@ -16,7 +16,14 @@ STATE_REFUSALS = {
     400: {"insufficient_funds", "balance_limit_exceeded"},
     # A key first used for another request; a reversal larger than its entry, or of a
     # reversal (what the entry is, a body cannot say).
-    422: {"idempotency_key_reused", "reversal_exceeds_entry", "entry_not_reversible"},
+    # An owner's or a wallet's limit of webhook endpoints or balance monitors, reached.
+    422: {
+        "idempotency_key_reused",
+        "reversal_exceeds_entry",
+        "entry_not_reversible",
+        "too_many_webhook_endpoints",
+        "too_many_balance_monitors",
+    },
 }
 #: The one rule of the contract that its schema states in words only (see the amount's
 #: description): a JSON number amount has at most two fractional digits and no exponent.
@@ -67,7 +74,7 @@ def _breaks_only_the_amount_text_rule(problem: dict[str, Any]) -> bool:
         and bool(errors)
         and all(
             error.get("loc", [None])[0] == "body"
-            and error.get("loc", [None])[-1] == "amount"
+            and error.get("loc", [None])[-1] in {"amount", "threshold"}
             and error.get("message") in AMOUNT_TEXT_RULES
             for error in errors
         )

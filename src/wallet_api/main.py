@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         holds = app.state.hold_service = HoldService(
             database, settings, service.owners, service.writer
         )
-        feed = app.state.event_feed = EventFeed(database)
+        feed = app.state.event_feed = EventFeed(database, wait_max=settings.events_wait_max_seconds)
         app.state.monitor_service = MonitorService(database, service.owners)
         app.state.webhook_service = WebhookService(database, feed)
         gate = app.state.gate = open_gate(settings, database) if keys_required else None

@@ -145,6 +145,13 @@ class Settings(BaseSettings):
     events_retention_days: float = Field(
         90.0, gt=0, le=3650, description="Days an event is kept in the feed."
     )
+    events_wait_max_seconds: float = Field(
+        30.0,
+        ge=0,
+        le=30,
+        description="The longest a feed page waits for its first event (`wait` above it "
+        "waits this long): below a proxy's idle time-out.",
+    )
 
     # Webhooks, sent by `wallet-api deliver` (see docs/EVENTS.md, "Webhooks").
     webhook_allow_private_addresses: bool = Field(

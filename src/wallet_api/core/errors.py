@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from wallet_api.core.database import is_lock_timeout, is_transient_error
 from wallet_api.core.request_context import current_request_id
@@ -250,19 +251,34 @@ def _request_validation_error(request: Request, exc: Exception) -> Response:
     return exception_response(ValidationFailed.from_errors(exc.errors()))
 
 
-def _http_error(_: Request, exc: Exception) -> Response:
+def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     phrase = HTTPStatus(exc.status_code).phrase
     code = {404: "not_found", 405: "method_not_allowed"}.get(
         exc.status_code, phrase.lower().replace(" ", "_").replace("-", "_")
     )
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
     return problem_response(
         status=exc.status_code,
         code=code,
         title=phrase,
         detail=str(exc.detail) if exc.detail != phrase else f"{phrase}.",
-        headers=exc.headers,
+        headers=headers,
     )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at the request's path (Starlette names only those of
+    the first route that matched it: a path served by several routes, one per method,
+    would be answered with an `Allow` that leaves the others out)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 def _other_error(_: Request, exc: Exception) -> Response:

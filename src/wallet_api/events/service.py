@@ -24,8 +24,10 @@ PURGE_BATCH = 5_000
 
 
 class EventFeed:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, wait_max: float = 30.0) -> None:
         self._database = database
+        #: The longest a page waits (EVENTS_WAIT_MAX_SECONDS).
+        self._wait_max = wait_max
 
     async def page(
         self,
@@ -39,7 +41,7 @@ class EventFeed:
         """Up to `limit` events after the position `after`, rendered, and the position
         after the last of them (`after` itself when there are none). With `wait`, a page
         that would be empty waits up to that many seconds for one."""
-        deadline = time.monotonic() + wait
+        deadline = time.monotonic() + min(wait, self._wait_max)
         while True:
             async with self._database.autocommit() as connection:
                 rows, last = await repository.page(

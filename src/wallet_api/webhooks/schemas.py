@@ -13,7 +13,7 @@ from pydantic_core import PydanticCustomError
 from wallet_api.posting.events import EventType
 from wallet_api.transfers.schemas import Description
 from wallet_api.webhooks.repository import DeliveryRow, EndpointRow
-from wallet_api.webhooks.targets import URL_MAX_LENGTH, url_problem
+from wallet_api.webhooks.targets import URL_MAX_LENGTH, URL_PATTERN, url_problem
 
 #: Endpoints an owner may have: each event is sent to each of them (a bound on what one
 #: owner's writes cost the sender).
@@ -27,13 +27,24 @@ def _endpoint_url(value: str) -> str:
     return value
 
 
-Url = Annotated[str, Field(min_length=1, max_length=URL_MAX_LENGTH), AfterValidator(_endpoint_url)]
+Url = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=URL_MAX_LENGTH,
+        pattern=URL_PATTERN,
+        description="http or https; a host name or an IPv4 address, and a port; no "
+        "credentials, no fragment.",
+    ),
+    AfterValidator(_endpoint_url),
+]
 Types = Annotated[
     list[EventType] | None,
     Field(
         min_length=1,
         max_length=len(EventType),
-        description="The event types it gets (none: every type).",
+        description="The event types it gets (none: every type), each at most once.",
+        json_schema_extra={"uniqueItems": True},
     ),
 ]
 

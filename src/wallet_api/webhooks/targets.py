@@ -13,6 +13,14 @@ from urllib.parse import urlsplit
 
 #: The longest URL an endpoint may have.
 URL_MAX_LENGTH = 2048
+#: What an endpoint's URL may be, as its schema publishes it: http or https, a host of
+#: DNS labels (1 to 63 letters, digits or hyphens each) or an IPv4 address, a port from 0
+#: to 65535, a path and a query; no credentials, no fragment, no IPv6 literal.
+URL_PATTERN = (
+    r"^https?://[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*"
+    r"(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5]?[0-9]{1,4}))?"
+    r"(?:[/?][^#\s\u0000]*)?$"
+)
 
 
 def url_problem(url: str) -> str | None:
