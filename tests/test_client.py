@@ -232,6 +232,20 @@ MODELS: dict[str, type[BaseModel]] = {
     "OperationItem": models.OperationItem,
     "OperationsPage": models.Page[models.OperationItem],
     "HoldsPage": models.Page[models.Hold],
+    "EventsPage": models.Page[models.Event],
+    "Event": models.Event,
+    "EventData": models.EventData,
+    "EventEntry": models.EventEntry,
+    "EventHold": models.EventHold,
+    "EventMonitor": models.EventMonitor,
+    "Endpoint": models.WebhookEndpoint,
+    "EndpointCreated": models.WebhookEndpointCreated,
+    "EndpointsPage": models.Items[models.WebhookEndpoint],
+    "Delivery": models.Delivery,
+    "Attempt": models.Attempt,
+    "DeliveriesPage": models.Items[models.Delivery],
+    "Monitor": models.BalanceMonitor,
+    "MonitorsPage": models.Items[models.BalanceMonitor],
     "BatchResponse": models.BatchResponse,
     "BatchResult": models.BatchResult,
     "Transfer": models.Transfer,
@@ -257,6 +271,46 @@ def test_the_models_name_every_field_the_document_defines(client: httpx.Client) 
     assert answered - {"HealthStatus"} <= set(MODELS), "an answer the client cannot read"
     for name, model in MODELS.items():
         assert set(model.model_fields) == set(schemas[name]["properties"]), name
+
+
+def test_events_monitors_and_webhook_endpoints(service: ServiceProcess) -> None:
+    with Client(service.base_url) as wallets:
+        start = wallets.list_events(types=["wallet.created"], limit=1)
+        wallet = wallets.create_wallet().wallet_uuid
+        monitor = wallets.create_balance_monitor(wallet, "above", "5")
+        assert (monitor.condition, monitor.threshold, monitor.across) == ("above", 5, False)
+        wallets.deposit(wallet, "7.50")
+        mine = [
+            event
+            for event in wallets.events(after=start.next_cursor, page_size=50)
+            if event.data.wallet_uuid == wallet
+        ]
+        assert [event.type for event in mine] == [
+            "wallet.created",
+            "operation.applied",
+            "balance_monitor.triggered",
+        ]
+        assert mine[1].data.entries[0].balance_after == Decimal("7.5")
+        assert mine[2].data.monitor is not None
+        assert mine[2].data.monitor.available == Decimal("7.5")
+        assert wallets.get_event(mine[0].id) == mine[0]
+        assert [m.id for m in wallets.list_balance_monitors(wallet)] == [monitor.id]
+        wallets.delete_balance_monitor(wallet, monitor.id)
+        assert wallets.list_balance_monitors(wallet) == []
+
+        endpoint = wallets.create_webhook_endpoint(
+            "https://example.com/hook", types=["transfer.created"]
+        )
+        assert endpoint.secret.startswith("whsec_")
+        assert endpoint.id in [e.id for e in wallets.list_webhook_endpoints()]
+        changed = wallets.update_webhook_endpoint(endpoint.id, types=None, status="disabled")
+        assert (changed.types, changed.status) == (None, "disabled")
+        assert wallets.get_webhook_endpoint(endpoint.id) == changed
+        assert wallets.list_event_deliveries(mine[0].id) == []
+        assert wallets.redeliver_event(mine[0].id) == []  # no enabled endpoint takes it
+        wallets.delete_webhook_endpoint(endpoint.id)
+        with pytest.raises(errors.WebhookEndpointNotFound):
+            wallets.get_webhook_endpoint(endpoint.id)
 
 
 def test_a_history_read_while_it_grows_has_every_entry_once(service: ServiceProcess) -> None:

@@ -333,7 +333,7 @@ def test_a_fatal_error_on_idle_connections_is_never_a_500_and_they_are_all_repla
     assert [response.status_code for response in warm] == [200] * len(warm)
     assert proxy.connections() >= 8  # both workers' pools, full (and other services')
 
-    hold = 6.0
+    hold = 10.0
     cut_at = time.monotonic()
     assert proxy.terminate_and_hold(hold) >= 8
     # One request at a time, until each worker has met a poisoned connection: each then
@@ -345,7 +345,9 @@ def test_a_fatal_error_on_idle_connections_is_never_a_500_and_they_are_all_repla
     kinds = itertools.cycle(range(len(every_kind(wallet))))
     with httpx.Client(base_url=service.base_url, timeout=30) as client:
         while len(failed_on) < 2:
-            assert len(sent) < 200, f"only {failed_on} met the fault"
+            # Which worker accepts a connection is the kernel's choice: on a loaded machine a
+            # long run of them can go to one.
+            assert len(sent) < 600, f"only {failed_on} met the fault"
             method, path, body, key = every_kind(wallet)[next(kinds)]
             answer = client.request(
                 method,

@@ -239,7 +239,9 @@ def test_each_event_is_sent_signed_to_the_endpoints_that_take_it(
             "/api/v1/transfers",
             json={"from_wallet_uuid": payer, "to_wallet_uuid": payee, "amount": 4},
         ).is_success
-        got = everything.wait_for(3)
+        # Deliveries go out concurrently: they arrive in any order (a receiver orders them
+        # by id, and a wallet's by `seq`).
+        got = sorted(everything.wait_for(3), key=lambda event: event["id"])
         assert [event["type"] for event in got] == [
             "wallet.created",
             "operation.applied",
@@ -247,7 +249,7 @@ def test_each_event_is_sent_signed_to_the_endpoints_that_take_it(
         ]
         assert [event["type"] for event in transfers.wait_for(1)] == ["transfer.created"]
         # Bob's endpoint: his wallet, and his side of the transfer, nothing of Alice's.
-        bob_got = bobs.wait_for(2)
+        bob_got = sorted(bobs.wait_for(2), key=lambda event: event["id"])
         assert [event["type"] for event in bob_got] == ["wallet.created", "transfer.created"]
         assert [e["operation"] for e in bob_got[1]["data"]["entries"]] == ["TRANSFER_IN"]
         time.sleep(0.5)  # nothing more comes

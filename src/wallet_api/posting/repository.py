@@ -168,13 +168,15 @@ _EVENTS = """, evented AS (
         ) o USING (event)
         JOIN unnest({types}::text[]) WITH ORDINALITY AS t(type, event) USING (event)
         ORDER BY o.event, o.n
+        RETURNING id
     )"""
 # The balance monitors of the wallets a statement moved (its CTE `{moved}`: each moved
 # wallet's id and its available balance now, its balance less what its holds set aside as
 # stored): each whose wallet went across its threshold, or back, has its state flipped,
 # and one that went across writes its event (when the statement writes events at all:
-# `{types}` names some). A wallet's monitors are changed only by a statement that holds
-# its row lock, so one crossing flips its monitor once.
+# `{types}` names some), after the entries' events (it reads `evented` whole first: its
+# ids follow theirs). A wallet's monitors are changed only by a statement that holds its
+# row lock, so one crossing flips its monitor once.
 _MONITORS = """, monitored AS (
         UPDATE balance_monitors m SET across = c.across
         FROM (
@@ -190,7 +192,7 @@ _MONITORS = """, monitored AS (
         SELECT 'balance_monitor.triggered', t.owner, t.wallet_id, jsonb_build_object(
                    'monitor_id', t.id, 'condition', t.condition, 'threshold', t.threshold,
                    'available', t.available)
-        FROM monitored t
+        FROM monitored t, (SELECT count(*) FROM evented) AS after_the_entries
         WHERE t.across AND cardinality({types}::text[]) > 0
         ORDER BY t.wallet_id, t.id
     )"""

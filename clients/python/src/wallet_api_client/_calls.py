@@ -27,9 +27,13 @@ from wallet_api_client.errors import (
     error_class,
 )
 from wallet_api_client.models import (
+    BalanceMonitor,
     Balances,
     BatchResponse,
+    Delivery,
+    Event,
     Hold,
+    Items,
     OperationItem,
     OperationResult,
     Page,
@@ -37,6 +41,8 @@ from wallet_api_client.models import (
     Transfer,
     WalletBalance,
     WalletCreated,
+    WebhookEndpoint,
+    WebhookEndpointCreated,
 )
 from wallet_api_client.retry import RetryPolicy, is_retried, retry_after_seconds
 
@@ -227,6 +233,94 @@ def list_holds(
         _page_of(Hold),
         params=_without_none({"status": status, "limit": limit, "cursor": cursor}),
     )
+
+
+def list_events(
+    *,
+    after: str | None = None,
+    limit: int | None = None,
+    types: list[str] | None = None,
+    wait: float | None = None,
+) -> Call[Page[Event]]:
+    return Call(
+        "GET",
+        "/api/v1/events",
+        _page_of(Event),
+        params=_without_none({"after": after, "limit": limit, "type": types, "wait": wait}),
+    )
+
+
+def get_event(event: int) -> Call[Event]:
+    return Call("GET", f"/api/v1/events/{event}", Event.model_validate)
+
+
+def create_balance_monitor(
+    wallet: UUID | str, condition: str, threshold: Amount
+) -> Call[BalanceMonitor]:
+    body = {"condition": condition, "threshold": amount_text(threshold)}
+    return Call(
+        "POST",
+        f"/api/v1/wallets/{wallet}/balance_monitors",
+        BalanceMonitor.model_validate,
+        body,
+    )
+
+
+def list_balance_monitors(wallet: UUID | str) -> Call[Items[BalanceMonitor]]:
+    return Call(
+        "GET",
+        f"/api/v1/wallets/{wallet}/balance_monitors",
+        Items[BalanceMonitor].model_validate,
+    )
+
+
+def delete_balance_monitor(wallet: UUID | str, monitor: UUID | str) -> Call[None]:
+    return Call("DELETE", f"/api/v1/wallets/{wallet}/balance_monitors/{monitor}", _nothing)
+
+
+def create_webhook_endpoint(
+    url: str, types: list[str] | None, description: str | None
+) -> Call[WebhookEndpointCreated]:
+    body = _without_none({"url": url, "types": types, "description": description})
+    return Call("POST", "/api/v1/webhook_endpoints", WebhookEndpointCreated.model_validate, body)
+
+
+def list_webhook_endpoints() -> Call[Items[WebhookEndpoint]]:
+    return Call("GET", "/api/v1/webhook_endpoints", Items[WebhookEndpoint].model_validate)
+
+
+def get_webhook_endpoint(endpoint: UUID | str) -> Call[WebhookEndpoint]:
+    return Call("GET", f"/api/v1/webhook_endpoints/{endpoint}", WebhookEndpoint.model_validate)
+
+
+def update_webhook_endpoint(
+    endpoint: UUID | str, changes: Mapping[str, Any]
+) -> Call[WebhookEndpoint]:
+    """`changes`: the fields to change (`url`, `types`, `description`, `status`); a
+    `types` of None means every type."""
+    return Call(
+        "PATCH",
+        f"/api/v1/webhook_endpoints/{endpoint}",
+        WebhookEndpoint.model_validate,
+        dict(changes),
+    )
+
+
+def delete_webhook_endpoint(endpoint: UUID | str) -> Call[None]:
+    return Call("DELETE", f"/api/v1/webhook_endpoints/{endpoint}", _nothing)
+
+
+def list_event_deliveries(event: int) -> Call[Items[Delivery]]:
+    return Call("GET", f"/api/v1/events/{event}/deliveries", Items[Delivery].model_validate)
+
+
+def redeliver_event(event: int, endpoint: UUID | str | None) -> Call[Items[Delivery]]:
+    body = _without_none({"endpoint_id": None if endpoint is None else str(endpoint)})
+    return Call("POST", f"/api/v1/events/{event}/redeliver", Items[Delivery].model_validate, body)
+
+
+def _nothing(_: Any) -> None:
+    """The reading of an answer without a body (204)."""
 
 
 def new_key() -> str:

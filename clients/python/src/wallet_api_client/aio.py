@@ -15,8 +15,11 @@ import httpx
 from wallet_api_client import _calls
 from wallet_api_client._calls import DEFAULT_URL, USER_AGENT, Amount, Call, Tries, read_answer
 from wallet_api_client.models import (
+    BalanceMonitor,
     Balances,
     BatchResponse,
+    Delivery,
+    Event,
     Hold,
     OperationItem,
     OperationResult,
@@ -25,6 +28,8 @@ from wallet_api_client.models import (
     Transfer,
     WalletBalance,
     WalletCreated,
+    WebhookEndpoint,
+    WebhookEndpointCreated,
 )
 from wallet_api_client.retry import RETRIED_TRANSPORT_ERRORS, RetryPolicy
 
@@ -229,6 +234,97 @@ class AsyncClient:
         return self._follow(
             lambda cursor: _calls.list_holds(wallet, status=status, limit=page_size, cursor=cursor)
         )
+
+    # Events, balance monitors and webhooks (docs/EVENTS.md).
+
+    async def list_events(
+        self,
+        *,
+        after: str | None = None,
+        limit: int | None = None,
+        types: list[str] | None = None,
+        wait: float | None = None,
+    ) -> Page[Event]:
+        """A page of the feed after the cursor `after` (none: from the oldest event); its
+        `next_cursor` is always given: pass it back as `after`."""
+        return await self.send(_calls.list_events(after=after, limit=limit, types=types, wait=wait))
+
+    async def events(
+        self,
+        *,
+        after: str | None = None,
+        types: list[str] | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[Event]:
+        """Every event after the cursor `after`, page after page, up to the feed's end as it
+        is now; in the order that never skips one (docs/EVENTS.md)."""
+        while True:
+            page = await self.list_events(after=after, limit=page_size, types=types)
+            for event in page.items:
+                yield event
+            if not page.items:
+                return
+            after = page.next_cursor
+
+    async def get_event(self, event: int) -> Event:
+        return await self.send(_calls.get_event(event))
+
+    async def create_balance_monitor(
+        self,
+        wallet: UUID | str,
+        condition: str,
+        threshold: Amount,
+        *,
+        idempotency_key: str | None = None,
+    ) -> BalanceMonitor:
+        return await self.send(
+            _calls.create_balance_monitor(wallet, condition, threshold), idempotency_key
+        )
+
+    async def list_balance_monitors(self, wallet: UUID | str) -> list[BalanceMonitor]:
+        return (await self.send(_calls.list_balance_monitors(wallet))).items
+
+    async def delete_balance_monitor(self, wallet: UUID | str, monitor: UUID | str) -> None:
+        await self.send(_calls.delete_balance_monitor(wallet, monitor))
+
+    async def create_webhook_endpoint(
+        self,
+        url: str,
+        *,
+        types: list[str] | None = None,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> WebhookEndpointCreated:
+        return await self.send(
+            _calls.create_webhook_endpoint(url, types, description), idempotency_key
+        )
+
+    async def list_webhook_endpoints(self) -> list[WebhookEndpoint]:
+        return (await self.send(_calls.list_webhook_endpoints())).items
+
+    async def get_webhook_endpoint(self, endpoint: UUID | str) -> WebhookEndpoint:
+        return await self.send(_calls.get_webhook_endpoint(endpoint))
+
+    async def update_webhook_endpoint(
+        self, endpoint: UUID | str, **changes: object
+    ) -> WebhookEndpoint:
+        """Change `url`, `types` (None: every type), `description` or `status`."""
+        return await self.send(_calls.update_webhook_endpoint(endpoint, changes))
+
+    async def delete_webhook_endpoint(self, endpoint: UUID | str) -> None:
+        await self.send(_calls.delete_webhook_endpoint(endpoint))
+
+    async def list_event_deliveries(self, event: int) -> list[Delivery]:
+        return (await self.send(_calls.list_event_deliveries(event))).items
+
+    async def redeliver_event(
+        self,
+        event: int,
+        *,
+        endpoint: UUID | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> list[Delivery]:
+        return (await self.send(_calls.redeliver_event(event, endpoint), idempotency_key)).items
 
     async def _follow(self, page: Callable[[str | None], Call[Page[T]]]) -> AsyncIterator[T]:
         cursor: str | None = None

@@ -15,8 +15,11 @@ import httpx
 from wallet_api_client import _calls
 from wallet_api_client._calls import DEFAULT_URL, USER_AGENT, Amount, Call, Tries, read_answer
 from wallet_api_client.models import (
+    BalanceMonitor,
     Balances,
     BatchResponse,
+    Delivery,
+    Event,
     Hold,
     OperationItem,
     OperationResult,
@@ -25,6 +28,8 @@ from wallet_api_client.models import (
     Transfer,
     WalletBalance,
     WalletCreated,
+    WebhookEndpoint,
+    WebhookEndpointCreated,
 )
 from wallet_api_client.retry import RETRIED_TRANSPORT_ERRORS, RetryPolicy
 
@@ -229,6 +234,92 @@ class Client:
         return self._follow(
             lambda cursor: _calls.list_holds(wallet, status=status, limit=page_size, cursor=cursor)
         )
+
+    # Events, balance monitors and webhooks (docs/EVENTS.md).
+
+    def list_events(
+        self,
+        *,
+        after: str | None = None,
+        limit: int | None = None,
+        types: list[str] | None = None,
+        wait: float | None = None,
+    ) -> Page[Event]:
+        """A page of the feed after the cursor `after` (none: from the oldest event); its
+        `next_cursor` is always given: pass it back as `after`."""
+        return self.send(_calls.list_events(after=after, limit=limit, types=types, wait=wait))
+
+    def events(
+        self,
+        *,
+        after: str | None = None,
+        types: list[str] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Event]:
+        """Every event after the cursor `after`, page after page, up to the feed's end as it
+        is now; in the order that never skips one (docs/EVENTS.md)."""
+        while True:
+            page = self.list_events(after=after, limit=page_size, types=types)
+            yield from page.items
+            if not page.items:
+                return
+            after = page.next_cursor
+
+    def get_event(self, event: int) -> Event:
+        return self.send(_calls.get_event(event))
+
+    def create_balance_monitor(
+        self,
+        wallet: UUID | str,
+        condition: str,
+        threshold: Amount,
+        *,
+        idempotency_key: str | None = None,
+    ) -> BalanceMonitor:
+        return self.send(
+            _calls.create_balance_monitor(wallet, condition, threshold), idempotency_key
+        )
+
+    def list_balance_monitors(self, wallet: UUID | str) -> list[BalanceMonitor]:
+        return (self.send(_calls.list_balance_monitors(wallet))).items
+
+    def delete_balance_monitor(self, wallet: UUID | str, monitor: UUID | str) -> None:
+        self.send(_calls.delete_balance_monitor(wallet, monitor))
+
+    def create_webhook_endpoint(
+        self,
+        url: str,
+        *,
+        types: list[str] | None = None,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> WebhookEndpointCreated:
+        return self.send(_calls.create_webhook_endpoint(url, types, description), idempotency_key)
+
+    def list_webhook_endpoints(self) -> list[WebhookEndpoint]:
+        return (self.send(_calls.list_webhook_endpoints())).items
+
+    def get_webhook_endpoint(self, endpoint: UUID | str) -> WebhookEndpoint:
+        return self.send(_calls.get_webhook_endpoint(endpoint))
+
+    def update_webhook_endpoint(self, endpoint: UUID | str, **changes: object) -> WebhookEndpoint:
+        """Change `url`, `types` (None: every type), `description` or `status`."""
+        return self.send(_calls.update_webhook_endpoint(endpoint, changes))
+
+    def delete_webhook_endpoint(self, endpoint: UUID | str) -> None:
+        self.send(_calls.delete_webhook_endpoint(endpoint))
+
+    def list_event_deliveries(self, event: int) -> list[Delivery]:
+        return (self.send(_calls.list_event_deliveries(event))).items
+
+    def redeliver_event(
+        self,
+        event: int,
+        *,
+        endpoint: UUID | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> list[Delivery]:
+        return (self.send(_calls.redeliver_event(event, endpoint), idempotency_key)).items
 
     def _follow(self, page: Callable[[str | None], Call[Page[T]]]) -> Iterator[T]:
         cursor: str | None = None

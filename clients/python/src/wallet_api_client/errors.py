@@ -150,6 +150,36 @@ class HoldNotFound(NotFound):
     code_name = "hold_not_found"
 
 
+class EventNotFound(NotFound):
+    """404: no such event (or past its retention)."""
+
+    code_name = "event_not_found"
+
+
+class WebhookEndpointNotFound(NotFound):
+    """404: no such webhook endpoint."""
+
+    code_name = "webhook_endpoint_not_found"
+
+
+class BalanceMonitorNotFound(NotFound):
+    """404: no such balance monitor."""
+
+    code_name = "balance_monitor_not_found"
+
+
+class TooManyWebhookEndpoints(ClientError):
+    """422: the owner has as many webhook endpoints as it may."""
+
+    code_name = "too_many_webhook_endpoints"
+
+
+class TooManyBalanceMonitors(ClientError):
+    """422: the wallet has as many balance monitors as it may."""
+
+    code_name = "too_many_balance_monitors"
+
+
 class MethodNotAllowed(ClientError):
     """405: not with this method."""
 
@@ -306,6 +336,11 @@ ERRORS: dict[str, type[ApiError]] = {
         TransferNotFound,
         EntryNotFound,
         HoldNotFound,
+        EventNotFound,
+        WebhookEndpointNotFound,
+        BalanceMonitorNotFound,
+        TooManyWebhookEndpoints,
+        TooManyBalanceMonitors,
         MethodNotAllowed,
         AlreadyReversed,
         HoldCaptured,

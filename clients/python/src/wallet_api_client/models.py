@@ -143,3 +143,92 @@ class Hold(Model):
     closed_at: datetime | None = None
     balances: Balances | None = None
     capture: CaptureMade | None = None
+
+
+class Items(Model, Generic[T]):
+    """A whole list (webhook endpoints, deliveries, balance monitors): no pages."""
+
+    items: list[T]
+
+
+class EventEntry(OperationItem):
+    """A ledger row an event's change wrote, with its wallet and its place in that
+    wallet's ledger (1, 2, 3, ...; None for rows written before the numbering began)."""
+
+    wallet_uuid: UUID
+    seq: int | None
+
+
+class EventHold(Model):
+    hold_id: UUID
+    wallet_uuid: UUID
+    amount: Decimal
+    expires_at: datetime
+    description: str | None = None
+
+
+class EventMonitor(Model):
+    monitor_id: UUID
+    condition: str
+    threshold: Decimal
+    available: Decimal
+
+
+class EventData(Model):
+    wallet_uuid: UUID
+    entries: list[EventEntry]
+    hold: EventHold | None = None
+    monitor: EventMonitor | None = None
+
+
+class Event(Model):
+    """A committed change (docs/EVENTS.md): its id is stable, its type says what changed."""
+
+    id: int
+    type: str
+    created_at: datetime
+    data: EventData
+
+
+class WebhookEndpoint(Model):
+    id: UUID
+    url: str
+    types: list[str] | None
+    description: str | None
+    status: str
+    failing_since: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookEndpointCreated(WebhookEndpoint):
+    """A new endpoint, with the secret that signs its deliveries: shown only here."""
+
+    secret: str
+
+
+class Attempt(Model):
+    attempted_at: datetime
+    status_code: int | None
+    duration_ms: int
+    error: str | None
+
+
+class Delivery(Model):
+    id: int
+    endpoint_id: UUID
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    created_at: datetime
+    finished_at: datetime | None
+    tries: list[Attempt]
+
+
+class BalanceMonitor(Model):
+    id: UUID
+    wallet_uuid: UUID
+    condition: str
+    threshold: Decimal
+    across: bool
+    created_at: datetime
