@@ -278,7 +278,11 @@ def test_events_monitors_and_webhook_endpoints(service: ServiceProcess) -> None:
         start = wallets.list_events(types=["wallet.created"], limit=1)
         wallet = wallets.create_wallet().wallet_uuid
         monitor = wallets.create_balance_monitor(wallet, "above", "5")
-        assert (monitor.condition, monitor.threshold, monitor.across) == ("above", Decimal(5), False)
+        assert (monitor.condition, monitor.threshold, monitor.across) == (
+            "above",
+            Decimal(5),
+            False,
+        )
         wallets.deposit(wallet, "7.50")
         mine = [
             event
