@@ -82,6 +82,8 @@ _CREATED_LINKS = {
         ("ListOperations", "list_operations"),
         ("GetBalances", "get_balances"),
         ("ListHolds", "list_holds"),
+        ("CreateBalanceMonitor", "create_balance_monitor"),
+        ("ListBalanceMonitors", "list_balance_monitors"),
     )
 }
 
