@@ -1,4 +1,5 @@
-"""The write path's reads of a wallet's holds go through the index of its active holds
+"""Reads that must not grow with what lies behind them. The write path's reads of a
+wallet's holds go through the index of its active holds
 (`ix_holds_active_wallet_id_expires_at`): what one wallet's write costs must not grow with
 the holds it closed long ago, nor with other wallets' active holds. Read from the plans
 PostgreSQL chooses on a table that holds many of both. On a database of its own: its
@@ -7,15 +8,19 @@ by `wallet-api verify`) must not hold."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 
 from tests.support import TestDatabase, migrated
+from wallet_api.events.repository import _ALL_PAGE
 from wallet_api.posting.repository import _HELD_NOW, _NOTE_HOLD_EXPIRIES
+from wallet_api.webhooks.repository import _FAN_OUT
 
 INDEX = "ix_holds_active_wallet_id_expires_at"
 #: Closed holds of the wallet read, and active holds of other wallets, beside its one active
@@ -100,3 +105,67 @@ def test_a_wallets_active_holds_are_read_through_their_index(
     reads = reads_of_holds(database, statement, wallet_id)
     assert reads, "the statement reads no holds: this test no longer tests it"
     assert set(reads) == {INDEX}, reads
+
+
+@pytest.fixture(scope="module")
+def feed(make_database: Callable[[], TestDatabase]) -> TestDatabase:
+    """A database whose feed holds 20,000 events, and whose fan-out has passed all but the
+    last 10."""
+    database = migrated(make_database())
+    wallet = uuid.uuid4()
+    database.fetch("INSERT INTO wallets (id) VALUES ($1)", wallet)
+    for _ in range(4):  # 4 transactions: 4 transaction ids
+        database.fetch(
+            "INSERT INTO events (type, wallet_id) SELECT 'operation.applied', $1"
+            " FROM generate_series(1, 5000)",
+            wallet,
+        )
+    database.fetch(
+        "UPDATE webhook_feed SET (xid, event_id) ="
+        " (SELECT xid, id FROM events ORDER BY xid DESC, id DESC OFFSET 10 LIMIT 1)"
+    )
+    database.fetch("ANALYZE events")
+    return database
+
+
+def events_read(database: TestDatabase, sql: str, *args: Any) -> int:
+    """The rows the statement's plan reads from the events table, run as the service runs
+    it (a generic plan), in a transaction rolled back."""
+
+    async def run() -> int:
+        connection = await asyncpg.connect(
+            database.url(), server_settings={"plan_cache_mode": "force_generic_plan"}
+        )
+        try:
+            transaction = connection.transaction()
+            await transaction.start()
+            try:
+                row = await connection.fetchrow(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args)
+            finally:
+                await transaction.rollback()
+        finally:
+            await connection.close()
+        assert row is not None
+        (document,) = json.loads(row[0])
+        reads = [
+            node["Actual Rows"] * node["Actual Loops"]
+            for node in nodes(document["Plan"])
+            if node.get("Relation Name") == "events"
+        ]
+        assert reads, "the statement reads no events: this test no longer tests it"
+        return sum(reads)
+
+    return asyncio.run(run())
+
+
+def test_the_feed_and_the_fan_out_read_only_what_follows_their_position(
+    feed: TestDatabase,
+) -> None:
+    """A page after a position near the feed's end, and the fan-out after its position,
+    read the events after it, not the feed from its start (the fan-out's read of the whole
+    feed made webhooks seconds late under load)."""
+    (last,) = feed.fetch(
+        "SELECT xid::text, id FROM events ORDER BY xid DESC, id DESC OFFSET 10 LIMIT 1"
+    )
+    assert events_read(feed, _ALL_PAGE, last[0], last[1], None, None, 100) <= 12
+    assert events_read(feed, _FAN_OUT, 1000) <= 12

@@ -127,8 +127,10 @@ _FAN_OUT = """
     WITH position AS (
         SELECT xid, event_id FROM webhook_feed WHERE id = 1 FOR UPDATE SKIP LOCKED
     ), page AS (
-        SELECT e.id, e.xid, e.type, e.owner, e.created_at FROM events e, position p
-        WHERE (e.xid, e.id) > (p.xid, p.event_id)
+        -- The position as two scalars (values known when the scan starts): the bound of
+        -- the index scan. As a join, the scan read the whole feed and filtered it.
+        SELECT e.id, e.xid, e.type, e.owner, e.created_at FROM events e
+        WHERE (e.xid, e.id) > ((SELECT xid FROM position), (SELECT event_id FROM position))
           AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
         ORDER BY e.xid, e.id
         LIMIT $1
@@ -228,8 +230,12 @@ _BACKLOG = """
                WHERE d.status = 'pending'
            ), 0)::float8 AS age,
            (SELECT count(*) FROM (
-               SELECT 1 FROM events e, webhook_feed f
-               WHERE (e.xid, e.id) > (f.xid, f.event_id) LIMIT 100000
+               SELECT 1 FROM events e
+               WHERE (e.xid, e.id) > (
+                   (SELECT xid FROM webhook_feed WHERE id = 1),
+                   (SELECT event_id FROM webhook_feed WHERE id = 1)
+               )
+               LIMIT 100000
            ) unfanned) AS unfanned
 """
 
