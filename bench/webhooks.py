@@ -57,6 +57,16 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def _wait_for_start(log: Path, timeout: float = 60) -> None:
+    """Until the sender says it started (its imports take a while on a slow machine: the
+    first events would otherwise wait for them, and that is not delivery lag)."""
+    deadline = time.monotonic() + timeout
+    while b"webhook sender started" not in log.read_bytes():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the sender did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.1)
+
+
 def webhook_lag_run(
     service: ServiceProcess,
     environment: dict[str, str],
@@ -84,7 +94,8 @@ def webhook_lag_run(
             **environment,
             "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true",
             "WEBHOOK_METRICS_PORT": "0",
-            "LOG_LEVEL": "warning",
+            "LOG_LEVEL": "info",
+            "LOG_FORMAT": "console",
         },
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -105,7 +116,7 @@ def webhook_lag_run(
                 time.sleep(1 / TRANSFERS_PER_SECOND)
 
     try:
-        time.sleep(1)  # the sender up
+        _wait_for_start(workdir / "sender.log")
         maker = threading.Thread(target=transfers, daemon=True)
         maker.start()
         figures = load()
