@@ -264,7 +264,9 @@ def write_ledger(
         connection = await asyncpg.connect(database.url())
         try:
             async with connection.transaction():
-                await connection.execute("TRUNCATE wallet_operations, holds, wallets")
+                await connection.execute(
+                    "TRUNCATE wallet_operations, holds, balance_monitors, wallets"
+                )
                 await connection.executemany(
                     "INSERT INTO wallets (id, balance, held, holds_expire_at) "
                     "VALUES ($1, $2, $3, CASE WHEN $4 THEN now() + interval '1 hour' END)",

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
 
 import asyncpg
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from wallet_api.core.database import is_lock_timeout, is_transient_error
 from wallet_api.core.request_context import current_request_id
@@ -251,34 +250,19 @@ def _request_validation_error(request: Request, exc: Exception) -> Response:
     return exception_response(ValidationFailed.from_errors(exc.errors()))
 
 
-def _http_error(request: Request, exc: Exception) -> Response:
+def _http_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     phrase = HTTPStatus(exc.status_code).phrase
     code = {404: "not_found", 405: "method_not_allowed"}.get(
         exc.status_code, phrase.lower().replace(" ", "_").replace("-", "_")
     )
-    headers = exc.headers
-    if exc.status_code == 405:
-        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
     return problem_response(
         status=exc.status_code,
         code=code,
         title=phrase,
         detail=str(exc.detail) if exc.detail != phrase else f"{phrase}.",
-        headers=headers,
+        headers=exc.headers,
     )
-
-
-def _allowed_methods(request: Request) -> str:
-    """Every method some route serves at the request's path (Starlette names only those of
-    the first route that matched it: a path served by several routes, one per method,
-    would be answered with an `Allow` that leaves the others out)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
-    return ", ".join(sorted(methods))
 
 
 def _other_error(_: Request, exc: Exception) -> Response:
@@ -304,3 +288,26 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     for error in (*ANSWERED_ERRORS, Exception):
         app.add_exception_handler(error, _other_error)
+
+
+#: The methods a path may be asked with, besides those it serves.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+
+
+def refuse_other_methods(router: APIRouter, path: str, served: Collection[str]) -> None:
+    """Answer every method `path` does not serve with a 405 whose `Allow` names all it
+    serves. (A path served by several routes, one per method, would otherwise be answered
+    by Starlette with the `Allow` of the first route it tried.)"""
+    allowed = {*served, *(["HEAD"] if "GET" in served else [])}
+    header = {"Allow": ", ".join(sorted(allowed))}
+
+    async def refuse() -> None:
+        raise StarletteHTTPException(405, headers=header)
+
+    router.add_api_route(
+        path,
+        refuse,
+        methods=sorted(_METHODS - allowed),
+        include_in_schema=False,
+        name=f"refuse_other_methods:{path}",
+    )

@@ -8,7 +8,12 @@ import orjson
 from fastapi import APIRouter, Request, Response, status
 
 from wallet_api.auth.gate import owner_of
-from wallet_api.core.errors import DatabaseUnavailable, InternalError, ValidationFailed
+from wallet_api.core.errors import (
+    DatabaseUnavailable,
+    InternalError,
+    ValidationFailed,
+    refuse_other_methods,
+)
 from wallet_api.core.openapi import error_responses, json_request_body
 from wallet_api.core.requests import read_json_body
 from wallet_api.monitors.exceptions import MonitorNotFound, TooManyMonitors
@@ -73,3 +78,7 @@ async def delete_balance_monitor(wallet_uuid: UUID, monitor_id: UUID, request: R
     """Stop watching."""
     await monitor_service(request).delete(wallet_uuid, monitor_id, owner=owner_of(request.scope))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# A path served by two routes, one per method: any other method is a 405 naming both.
+refuse_other_methods(router, "/{wallet_uuid}/balance_monitors", ("GET", "POST"))

@@ -9,7 +9,12 @@ import orjson
 from fastapi import APIRouter, Path, Request, Response, status
 
 from wallet_api.auth.gate import owner_of
-from wallet_api.core.errors import DatabaseUnavailable, InternalError, ValidationFailed
+from wallet_api.core.errors import (
+    DatabaseUnavailable,
+    InternalError,
+    ValidationFailed,
+    refuse_other_methods,
+)
 from wallet_api.core.openapi import error_responses, json_request_body
 from wallet_api.core.requests import read_json_body
 from wallet_api.events.exceptions import EventNotFound
@@ -144,3 +149,8 @@ async def redeliver_event(event_id: EventId, request: Request) -> Response:
         event_id, body.endpoint_id, owner=owner_of(request.scope)
     )
     return _json({"items": items}, status.HTTP_202_ACCEPTED)
+
+
+# Paths served by several routes, one per method: any other method is a 405 naming them all.
+refuse_other_methods(router, "", ("GET", "POST"))
+refuse_other_methods(router, "/{endpoint_id}", ("GET", "PATCH", "DELETE"))
