@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from types import FrameType
 
-from wallet_api.cli import deliver as deliver_command
 from wallet_api.cli import keys as keys_command
 from wallet_api.cli.database import (
     COULD_NOT_CONNECT,
@@ -195,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "verify":
         sys.exit(verify())
     if args.command == "deliver":
+        # Imported here: the other commands (and Alembic's env.py) need no HTTP client.
+        from wallet_api.cli import deliver as deliver_command
+
         sys.exit(deliver_command.run())
     if args.command == "keys":
         sys.exit(keys_command.run(args))
