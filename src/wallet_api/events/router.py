@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from wallet_api.auth.gate import owner_of
 from wallet_api.core.errors import DatabaseUnavailable, InternalError, ValidationFailed
 from wallet_api.core.openapi import error_responses
+from wallet_api.core.responses import json_response
 from wallet_api.events.cursors import CURSOR_PATTERN, START, decode_cursor, encode_cursor
 from wallet_api.events.exceptions import EventNotFound
 from wallet_api.events.schemas import (
@@ -72,8 +72,7 @@ async def list_events(
         limit=limit,
         wait=wait,
     )
-    body = orjson.dumps({"items": documents, "next_cursor": encode_cursor(following)})
-    return Response(body, media_type="application/json")
+    return json_response({"items": documents, "next_cursor": encode_cursor(following)})
 
 
 @router.get(
@@ -86,4 +85,4 @@ async def get_event(
 ) -> Response:
     """One event, as the feed shows it."""
     document = await event_feed(request).one(event_id, owner=owner_of(request.scope))
-    return Response(orjson.dumps(document), media_type="application/json")
+    return json_response(document)

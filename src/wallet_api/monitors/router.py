@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from uuid import UUID
 
-import orjson
 from fastapi import APIRouter, Request, Response, status
 
 from wallet_api.auth.gate import owner_of
@@ -16,6 +15,7 @@ from wallet_api.core.errors import (
 )
 from wallet_api.core.openapi import error_responses, json_request_body
 from wallet_api.core.requests import read_json_body
+from wallet_api.core.responses import json_response
 from wallet_api.monitors.exceptions import MonitorNotFound, TooManyMonitors
 from wallet_api.monitors.schemas import (
     MONITOR_REQUEST_EXAMPLES,
@@ -36,10 +36,6 @@ def monitor_service(request: Request) -> MonitorService:
     return service
 
 
-def _json(document: object, status_code: int = 200) -> Response:
-    return Response(orjson.dumps(document), status_code, media_type="application/json")
-
-
 @router.post(
     "/{wallet_uuid}/balance_monitors",
     status_code=status.HTTP_201_CREATED,
@@ -55,7 +51,7 @@ async def create_balance_monitor(wallet_uuid: UUID, request: Request) -> Respons
     document = await monitor_service(request).create(
         wallet_uuid, body, owner=owner_of(request.scope)
     )
-    return _json(document, status.HTTP_201_CREATED)
+    return json_response(document, status_code=status.HTTP_201_CREATED)
 
 
 @router.get(
@@ -66,7 +62,7 @@ async def create_balance_monitor(wallet_uuid: UUID, request: Request) -> Respons
 async def list_balance_monitors(wallet_uuid: UUID, request: Request) -> Response:
     """The wallet's monitors, oldest first, each with its state now."""
     items = await monitor_service(request).of_wallet(wallet_uuid, owner=owner_of(request.scope))
-    return _json({"items": items})
+    return json_response({"items": items})
 
 
 @router.delete(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-import orjson
 from fastapi import APIRouter, Path, Request, Response, status
 
 from wallet_api.auth.gate import owner_of
@@ -17,6 +16,7 @@ from wallet_api.core.errors import (
 )
 from wallet_api.core.openapi import error_responses, json_request_body
 from wallet_api.core.requests import read_json_body
+from wallet_api.core.responses import json_response
 from wallet_api.events.exceptions import EventNotFound
 from wallet_api.webhooks.exceptions import TooManyWebhookEndpoints, WebhookEndpointNotFound
 from wallet_api.webhooks.schemas import (
@@ -44,10 +44,6 @@ def webhook_service(request: Request) -> WebhookService:
     return service
 
 
-def _json(document: object, status_code: int = 200) -> Response:
-    return Response(orjson.dumps(document), status_code, media_type="application/json")
-
-
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -68,14 +64,14 @@ async def create_webhook_endpoint(request: Request) -> Response:
     `wallet_api_client.webhooks.verify` does all of this (docs/EVENTS.md)."""
     body = await read_json_body(request, EndpointRequest)
     document = await webhook_service(request).create(body, owner=owner_of(request.scope))
-    return _json(document, status.HTTP_201_CREATED)
+    return json_response(document, status_code=status.HTTP_201_CREATED)
 
 
 @router.get("", response_model=EndpointsPage, responses=error_responses(*_FAILURES))
 async def list_webhook_endpoints(request: Request) -> Response:
     """The owner's endpoints, oldest first (without their secrets)."""
     items = await webhook_service(request).all(owner=owner_of(request.scope))
-    return _json({"items": items})
+    return json_response({"items": items})
 
 
 @router.get(
@@ -85,7 +81,9 @@ async def list_webhook_endpoints(request: Request) -> Response:
 )
 async def get_webhook_endpoint(endpoint_id: UUID, request: Request) -> Response:
     """One endpoint (without its secret)."""
-    return _json(await webhook_service(request).get(endpoint_id, owner=owner_of(request.scope)))
+    return json_response(
+        await webhook_service(request).get(endpoint_id, owner=owner_of(request.scope))
+    )
 
 
 @router.patch(
@@ -102,7 +100,7 @@ async def update_webhook_endpoint(endpoint_id: UUID, request: Request) -> Respon
     document = await webhook_service(request).update(
         endpoint_id, change, owner=owner_of(request.scope)
     )
-    return _json(document)
+    return json_response(document)
 
 
 @router.delete(
@@ -125,7 +123,7 @@ async def list_event_deliveries(event_id: EventId, request: Request) -> Response
     """Every delivery of an event to the owner's endpoints, with each attempt: its answer's
     status (none when there was no answer), how long it took, what went wrong."""
     items = await webhook_service(request).deliveries(event_id, owner=owner_of(request.scope))
-    return _json({"items": items})
+    return json_response({"items": items})
 
 
 @deliveries_router.post(
@@ -148,7 +146,7 @@ async def redeliver_event(event_id: EventId, request: Request) -> Response:
     items = await webhook_service(request).redeliver(
         event_id, body.endpoint_id, owner=owner_of(request.scope)
     )
-    return _json({"items": items}, status.HTTP_202_ACCEPTED)
+    return json_response({"items": items}, status_code=status.HTTP_202_ACCEPTED)
 
 
 # Paths served by several routes, one per method: any other method is a 405 naming them all.
