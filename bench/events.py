@@ -1,8 +1,8 @@
 """The events' part of `make bench`, on its own (`python -m bench.events`): the hot wallet
 with events written against EVENTS_ENABLED=false, the webhook delivery lag while the hot
-wallet runs, and, with `--baseline DIR`, the hot wallet and 10,000 wallets against another
-checkout's code in the same run (ABBA). Prints the JSON; `make bench` runs the same
-functions among all its others."""
+wallet runs, a webhook receiver down under load then up (`--webhook-outage`), and, with
+`--baseline DIR`, the hot wallet and 10,000 wallets against another checkout's code in the
+same run (ABBA). Prints the JSON; `make bench` runs the same functions among its others."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from bench.hot_wallet import (
     postgres_server,
     run_wrk,
     running_service,
-    webhook_lag,
+    webhook_runs,
     write_run,
 )
 from wallet_api.devtools.postgres import drop_database, ensure_database
@@ -64,7 +64,7 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                 lambda on: write_run(bench, on, spread, duration=args.duration),
             )
     results.update(events_on_and_off(bench, hot, duration=args.duration, warmup=warmup))
-    results["webhook_delivery_lag"] = webhook_lag(bench, hot, duration=args.duration)
+    results.update(webhook_runs(bench, hot, duration=args.duration, outage=args.webhook_outage))
     return results
 
 
@@ -74,6 +74,13 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--wallets", type=int, default=10_000)
     parser.add_argument("--baseline", type=Path, default=None, metavar="DIR")
+    parser.add_argument(
+        "--webhook-outage",
+        type=int,
+        default=600,
+        metavar="SECONDS",
+        help="how long the webhook receiver is down under load (0: that run is skipped)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk not found; install it with `apt-get install wrk`")

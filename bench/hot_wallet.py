@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
@@ -48,7 +49,7 @@ import asyncpg
 import httpx
 
 from bench import client_overhead, cpu
-from bench.webhooks import webhook_lag_run
+from bench.webhooks import webhook_lag_run, webhook_outage_run
 from wallet_api.devtools.postgres import (
     PostgresAddress,
     drop_database,
@@ -946,7 +947,7 @@ def measure(
         results["hot_wallet_keys_off"] = _combined(rounds["off"])
         results["hot_wallet_keys"] = _combined(rounds["on"])
     results.update(events_on_and_off(bench, hot, duration=args.duration, warmup=warmup))
-    results["webhook_delivery_lag"] = webhook_lag(bench, hot, duration=args.duration)
+    results.update(webhook_runs(bench, hot, duration=args.duration, outage=args.webhook_outage))
     results["verify"] = verify_ledger(bench)
     return results, str(version["server_version"]), str(revision["version_num"])
 
@@ -973,18 +974,43 @@ def events_on_and_off(
     return {"hot_wallet_events_off": events_off, "hot_wallet_events": events_on}
 
 
+def webhook_runs(
+    bench: Bench, hot: str, *, duration: int, outage: int
+) -> dict[str, dict[str, Any]]:
+    """The webhooks' runs: the delivery lag, and an outage of `outage` seconds (0: none)."""
+    results = {"webhook_delivery_lag": webhook_lag(bench, hot, duration=duration)}
+    if outage:
+        results["webhook_outage"] = webhook_outage(bench, hot, outage=outage)
+    return results
+
+
 def webhook_lag(bench: Bench, hot: str, *, duration: int) -> dict[str, Any]:
     """The lag of webhook deliveries (bench/webhooks.py) while the hot wallet runs."""
+    print("bench: webhook delivery lag, the hot wallet at full speed", file=sys.stderr)
+    return _webhook_run(bench, hot, duration, webhook_lag_run)
+
+
+def webhook_outage(bench: Bench, hot: str, *, outage: int) -> dict[str, Any]:
+    """A receiver down for `outage` seconds while the hot wallet runs, then up: the
+    backlog's drain (bench/webhooks.py), waited for at most the longest backoff and more."""
+    print(f"bench: webhooks, the receiver down for {outage} s under load", file=sys.stderr)
+    return _webhook_run(
+        bench, hot, outage, functools.partial(webhook_outage_run, drain_timeout=outage + 3_900)
+    )
+
+
+def _webhook_run(bench: Bench, hot: str, duration: int, run: Any) -> dict[str, Any]:
+    """`run` (bench/webhooks.py) on a service of its own, the hot wallet at full speed for
+    `duration` seconds as its load, transfers between two new wallets beside it."""
     source, destination = create_wallets(bench, 2)
     with running_service(bench) as service:
         with httpx.Client(base_url=service.base_url) as client:
             funded = client.post(
                 f"/api/v1/wallets/{source}/operation",
-                json={"operation": "DEPOSIT", "amount": 1_000_000},
+                json={"operation": "DEPOSIT", "amount": 1_000_000_000},
             )
             funded.raise_for_status()
-        print("bench: webhook delivery lag, the hot wallet at full speed", file=sys.stderr)
-        return webhook_lag_run(
+        result: dict[str, Any] = run(
             service,
             bench.address.environment(bench.database),
             (source, destination),
@@ -994,6 +1020,7 @@ def webhook_lag(bench: Bench, hot: str, *, duration: int) -> dict[str, Any]:
                 bench, service, duration=duration, mode="operations", target=_file(bench, [hot])
             ),
         )
+        return result
 
 
 #: The order of an A/B load's runs: ABBA, so that a drift over the four (the database
@@ -1226,6 +1253,13 @@ def main() -> None:
         "--large-wallets", type=int, default=100_000, help="wallets in the large spread run"
     )
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument(
+        "--webhook-outage",
+        type=int,
+        default=600,
+        metavar="SECONDS",
+        help="how long the webhook receiver is down under load (0: that run is skipped)",
+    )
     parser.add_argument(
         "--baseline",
         type=Path,

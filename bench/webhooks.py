@@ -1,11 +1,18 @@
-"""Webhook delivery lag under load (part of `make bench`): the hot wallet at full speed
-(wrk, as in its own run) while a transfer is made every 100 ms between two other wallets,
-and an endpoint that takes `transfer.created` receives them from a sender process
-(`wallet-api deliver`) on a local receiver. Lag: from the event's time (its transaction's
-start, a little before its commit: the figure errs high) to its arrival at the receiver."""
+"""Webhooks under load (part of `make bench`). In both runs the hot wallet runs at full
+speed (wrk, as in its own run) while a transfer is made every 100 ms between two other
+wallets, and an endpoint that takes `transfer.created` receives them from a sender process
+(`wallet-api deliver`) on a local receiver.
+
+- The lag: from the event's time (its transaction's start, a little before its commit:
+  the figure errs high) to its arrival at the receiver.
+- An outage: the receiver is down (its port refuses connections) while the load runs,
+  then up; how long the backlog takes to drain, and whether every transfer's event
+  arrived, at least once, each id always with the same body.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -67,6 +74,64 @@ def _wait_for_start(log: Path, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
+def _sender(environment: dict[str, str], workdir: Path) -> subprocess.Popen[bytes]:
+    with (workdir / "sender.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "wallet_api.cli", "deliver"],
+            env={
+                **os.environ,
+                **environment,
+                "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true",
+                "WEBHOOK_METRICS_PORT": "0",
+                "LOG_LEVEL": "info",
+                "LOG_FORMAT": "console",
+            },
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+class _Transfers:
+    """Transfers between two wallets, TRANSFERS_PER_SECOND, in a thread, until stopped;
+    the ids of those made."""
+
+    def __init__(self, base_url: str, wallets: tuple[str, str]) -> None:
+        self.made: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(base_url, wallets), daemon=True)
+        self._thread.start()
+
+    def _run(self, base_url: str, wallets: tuple[str, str]) -> None:
+        source, destination = wallets
+        with httpx.Client(base_url=base_url, timeout=30) as client:
+            while not self._stop.is_set():
+                response = client.post(
+                    "/api/v1/transfers",
+                    json={"from_wallet_uuid": source, "to_wallet_uuid": destination, "amount": 1},
+                )
+                if response.status_code == 201:
+                    self.made.append(response.json()["transfer_id"])
+                time.sleep(1 / TRANSFERS_PER_SECOND)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _endpoint(base_url: str, url: str) -> str:
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        made = client.post(
+            "/api/v1/webhook_endpoints", json={"url": url, "types": ["transfer.created"]}
+        )
+        made.raise_for_status()
+        return str(made.json()["id"])
+
+
+def _delete_endpoint(base_url: str, endpoint_id: str) -> None:
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        client.delete(f"/api/v1/webhook_endpoints/{endpoint_id}")
+
+
 def webhook_lag_run(
     service: ServiceProcess,
     environment: dict[str, str],
@@ -80,63 +145,26 @@ def webhook_lag_run(
     receiver = _Receiver()
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
-    with httpx.Client(base_url=service.base_url, timeout=30) as client:
-        made = client.post(
-            "/api/v1/webhook_endpoints", json={"url": url, "types": ["transfer.created"]}
-        )
-        made.raise_for_status()
-        endpoint_id = made.json()["id"]
-    log = (workdir / "sender.log").open("wb")
-    sender = subprocess.Popen(
-        [sys.executable, "-m", "wallet_api.cli", "deliver"],
-        env={
-            **os.environ,
-            **environment,
-            "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true",
-            "WEBHOOK_METRICS_PORT": "0",
-            "LOG_LEVEL": "info",
-            "LOG_FORMAT": "console",
-        },
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    stop = threading.Event()
-    sent = [0]
-
-    def transfers() -> None:
-        source, destination = wallets
-        with httpx.Client(base_url=service.base_url, timeout=30) as client:
-            while not stop.is_set():
-                response = client.post(
-                    "/api/v1/transfers",
-                    json={"from_wallet_uuid": source, "to_wallet_uuid": destination, "amount": 1},
-                )
-                if response.status_code == 201:
-                    sent[0] += 1
-                time.sleep(1 / TRANSFERS_PER_SECOND)
-
+    endpoint_id = _endpoint(service.base_url, url)
+    sender = _sender(environment, workdir)
     try:
         _wait_for_start(workdir / "sender.log")
-        maker = threading.Thread(target=transfers, daemon=True)
-        maker.start()
+        transfers = _Transfers(service.base_url, wallets)
         figures = load()
-        stop.set()
-        maker.join()
+        transfers.stop()
         deadline = time.monotonic() + 30
-        while len(receiver.lags) < sent[0] and time.monotonic() < deadline:
+        while len(receiver.lags) < len(transfers.made) and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
         sender.send_signal(signal.SIGTERM)
         sender.wait(30)
-        log.close()
         receiver.shutdown()
         receiver.server_close()
-        with httpx.Client(base_url=service.base_url, timeout=30) as client:
-            client.delete(f"/api/v1/webhook_endpoints/{endpoint_id}")
+        _delete_endpoint(service.base_url, endpoint_id)
     lags = receiver.lags
     return {
         "hot_wallet_ops_per_s": figures["ops_per_s"],
-        "transfers_sent": sent[0],
+        "transfers_sent": len(transfers.made),
         "events_delivered": len(lags),
         "lag_ms": {
             "p50": round(_percentile(lags, 0.5) * 1000, 1) if lags else None,
@@ -144,3 +172,101 @@ def webhook_lag_run(
             "max": round(max(lags) * 1000, 1) if lags else None,
         },
     }
+
+
+class _Outage(ThreadingHTTPServer):
+    """A receiver whose port is bound, refusing connections, until `up()`; then it records
+    each event it gets: the bodies of each id, and when the last arrived."""
+
+    request_queue_size = 256
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.bodies: dict[str, set[str]] = {}
+        self.transfers: set[str] = set()
+        self.requests = 0
+        self.last_arrival = 0.0
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                event = json.loads(body)
+                with receiver.lock:
+                    receiver.requests += 1
+                    receiver.last_arrival = time.monotonic()
+                    digest = hashlib.sha256(body).hexdigest()
+                    receiver.bodies.setdefault(str(event["id"]), set()).add(digest)
+                    receiver.transfers.update(
+                        entry["transfer_id"] for entry in event["data"]["entries"]
+                    )
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler, bind_and_activate=False)
+        self.server_bind()  # bound, not listening: a connection is refused
+
+    is_up = False
+
+    def up(self) -> None:
+        self.is_up = True
+        self.server_activate()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def webhook_outage_run(
+    service: ServiceProcess,
+    environment: dict[str, str],
+    wallets: tuple[str, str],
+    *,
+    workdir: Path,
+    load: Any,
+    drain_timeout: float,
+) -> dict[str, Any]:
+    """`load()` runs the hot wallet's wrk run while the receiver is down and transfers
+    between `wallets` are made; then the receiver comes up, and the run waits (at most
+    `drain_timeout` seconds) until every transfer's event has arrived. The drain's time,
+    and what arrived."""
+    receiver = _Outage()
+    url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    started = time.monotonic()
+    endpoint_id = _endpoint(service.base_url, url)
+    sender = _sender(environment, workdir)
+    try:
+        _wait_for_start(workdir / "sender.log")
+        transfers = _Transfers(service.base_url, wallets)
+        figures = load()
+        transfers.stop()
+        made = set(transfers.made)
+        down = time.monotonic() - started
+        receiver.up()
+        up = time.monotonic()
+        deadline = up + drain_timeout
+        while time.monotonic() < deadline:
+            with receiver.lock:
+                if made <= receiver.transfers:
+                    break
+            time.sleep(0.1)
+        drained = receiver.last_arrival - up if made <= receiver.transfers else None
+    finally:
+        sender.send_signal(signal.SIGTERM)
+        sender.wait(30)
+        if receiver.is_up:
+            receiver.shutdown()
+        receiver.server_close()
+        _delete_endpoint(service.base_url, endpoint_id)
+    with receiver.lock:
+        return {
+            "receiver_down_s": round(down, 1),
+            "hot_wallet_ops_per_s": figures["ops_per_s"],
+            "transfers_made": len(made),
+            "transfers_delivered": len(made & receiver.transfers),
+            "events_received": len(receiver.bodies),
+            "requests_received": receiver.requests,
+            "ids_with_differing_bodies": sum(len(b) > 1 for b in receiver.bodies.values()),
+            "drained_in_s": None if drained is None else round(drained, 1),
+        }

@@ -320,6 +320,33 @@ def test_failures_are_retried_with_backoff_honouring_retry_after(
     assert flaky.got[3].at - flaky.got[2].at >= 2
 
 
+def test_an_endpoint_back_from_an_outage_gets_its_waiting_deliveries_at_once(
+    keyed: ServiceProcess,
+    database: TestDatabase,
+    receivers: Callable[[Answer], Receiver],
+    senders: Callable[..., Sender],
+) -> None:
+    # The first event fails, and waits 5 to 10 minutes for its retry; the second is
+    # answered slowly; the third at once. That success shows the endpoint is back: the
+    # first comes again at once, and the second, still on its way, is not sent again.
+    script = {0: (503, {}, 0.0), 1: (200, {}, 3.0)}
+    receiver = receivers(lambda n, _: script.get(n, (200, {}, 0.0)))
+    senders(WEBHOOK_BACKOFF_SECONDS="600", WEBHOOK_TIMEOUT_SECONDS="10")
+    with owner(keyed, database) as alice:
+        endpoint(alice, receiver.url)
+        for made in range(1, 4):
+            wallet(alice)
+            receiver.wait_for(made)
+        first, slow, _ = (event["id"] for event in receiver.events())
+        got = receiver.wait_for(4, timeout=20)
+        assert got[3]["id"] == first
+        (delivery,) = settled(alice, first)
+        assert [t["status_code"] for t in delivery["tries"]] == [503, 200]
+        (delivery,) = settled(alice, slow)
+        assert [t["status_code"] for t in delivery["tries"]] == [200]
+    assert [event["id"] for event in receiver.events()].count(slow) == 1
+
+
 def test_refusals_time_outs_and_redirects_fail_and_attempts_stop_at_the_cap(
     keyed: ServiceProcess,
     database: TestDatabase,

@@ -1677,6 +1677,28 @@ BREAKS = [
         ("tests/test_webhooks.py::test_senders_share_the_work_and_a_killed_one_loses_nothing",),
     ),
     Break(
+        "a-recovered-endpoint-waits-out-its-backoffs",
+        "an endpoint that answers again gets its waiting deliveries at once",
+        "src/wallet_api/webhooks/repository.py",
+        "        WHERE $7::boolean AND w.id = $9::uuid AND w.failing_since IS NOT NULL",
+        "        WHERE $7::boolean AND false AND w.id = $9::uuid",
+        (
+            "tests/test_webhooks.py::"
+            "test_an_endpoint_back_from_an_outage_gets_its_waiting_deliveries_at_once",
+        ),
+    ),
+    Break(
+        "a-recovery-sends-a-leased-delivery-again",
+        "a recovery never makes a delivery leased to a sender due again",
+        "src/wallet_api/webhooks/repository.py",
+        "          AND d.next_attempt_at > now() + make_interval(secs => $11::float8)",
+        "          AND d.next_attempt_at > now() - make_interval(secs => $11::float8)",
+        (
+            "tests/test_webhooks.py::"
+            "test_an_endpoint_back_from_an_outage_gets_its_waiting_deliveries_at_once",
+        ),
+    ),
+    Break(
         "webhooks-into-the-private-network",
         "a webhook to a private or loopback address is refused unless allowed",
         "src/wallet_api/webhooks/targets.py",

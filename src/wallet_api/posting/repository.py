@@ -152,22 +152,20 @@ _STORED_RESPONSES = """
 # The events of the entries a statement wrote (its CTE `ledger`: the rows it wrote, each
 # with its event's number, its wallet's owner and its `seq`; `{entered}`: their ids,
 # returned by the INSERT): one per entry and owner of its wallets (a transfer to another
-# owner's wallet is an event of each), on the owner's first wallet, with all of the entry's
-# rows. Their ids follow the order of the entries.
+# owner's wallet is an event of each), on the owner's first wallet, with the entry's rows
+# on that owner's wallets only. Their ids follow the order of the entries. One grouping,
+# no sort of the whole statement's rows (each group's arrays are ordered on their own).
 _EVENTS = """, evented AS (
         INSERT INTO events (type, owner, wallet_id, ledger_ids)
-        SELECT t.type, o.owner, o.wallet_id, a.ids
+        SELECT t.type, g.owner, g.wallet_ids[1], g.ids
         FROM (
-            SELECT r.event, array_agg(i.id ORDER BY r.n) AS ids
+            SELECT r.event, r.owner, min(r.n) AS n, array_agg(i.id ORDER BY r.n) AS ids,
+                   array_agg(r.wallet_id ORDER BY r.n) AS wallet_ids
             FROM ledger r JOIN {entered} i USING (wallet_id, seq)
-            WHERE r.event IS NOT NULL GROUP BY r.event
-        ) a
-        JOIN (
-            SELECT DISTINCT ON (event, owner) event, owner, wallet_id, n FROM ledger
-            WHERE event IS NOT NULL ORDER BY event, owner, n
-        ) o USING (event)
+            WHERE r.event IS NOT NULL GROUP BY r.event, r.owner
+        ) g
         JOIN unnest({types}::text[]) WITH ORDINALITY AS t(type, event) USING (event)
-        ORDER BY o.event, o.n
+        ORDER BY g.event, g.n
         RETURNING id
     )"""
 # The balance monitors of the wallets a statement moved (its CTE `{moved}`: each moved

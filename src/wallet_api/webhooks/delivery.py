@@ -12,7 +12,9 @@ An attempt succeeds on a 2xx answer. Anything else (another status, a time-out, 
 connection, a redirect, which is never followed) is retried with exponential backoff and
 jitter, never sooner than a `Retry-After` the receiver sent, until WEBHOOK_RETRY_HOURS
 have passed since the delivery was made or WEBHOOK_MAX_ATTEMPTS were made; the delivery is then
-failed. An endpoint whose attempts have failed, without a success between, for
+failed. The first success after an endpoint's failures makes its other waiting deliveries
+due at once: a receiver back from an outage gets its backlog now, not as each backoff
+ends. An endpoint whose attempts have failed, without a success between, for
 WEBHOOK_DISABLE_AFTER_SECONDS is disabled: a warning in the log and the
 `wallet_webhook_endpoints_disabled_total` counter (webhooks/metrics.py: served by the
 sender itself).
@@ -93,6 +95,8 @@ class Sender:
     ) -> None:
         self._database = database
         self._settings = settings
+        #: A claim's lease: the longest an attempt can take, and a margin.
+        self._lease_seconds = settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
         self._feed = EventFeed(database)
         self._client = client or httpx.AsyncClient(
             follow_redirects=False,
@@ -145,7 +149,7 @@ class Sender:
             claimed = await repository.claim(
                 connection,
                 free,
-                lease_seconds=self._settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS,
+                lease_seconds=self._lease_seconds,
             )
         if claimed:
             documents = await self._feed.documents(sorted({c.event_id for c in claimed}))
@@ -260,6 +264,7 @@ class Sender:
                     retry_in=retry_in,
                     succeeded=succeeded,
                     disable_after_seconds=settings.webhook_disable_after_seconds,
+                    lease_seconds=self._lease_seconds,
                 )
         except Exception:
             # Not recorded: its lease ends, and it is sent again (at least once).

@@ -169,10 +169,20 @@ _CLAIM = """
 # (its lease may have ended, and another sender claimed it since: the later claim decides,
 # and this one changes neither the delivery nor its endpoint); its endpoint's: failing
 # since its first failure after a success, disabled once that is older than $8 seconds.
+# An endpoint that answers again after failing has its other deliveries that wait out a
+# backoff made due now (a receiver back from an outage gets its backlog at once, not over
+# the next hour of backoffs); not those leased to a sender, whose next attempt is at most
+# a lease ($11 seconds) away: a leased one is never claimed twice.
 _RECORD = """
     WITH attempt AS (
         INSERT INTO webhook_attempts (delivery_id, status_code, duration_ms, error)
         VALUES ($1::bigint, $2::smallint, $3::int, $4::text)
+    ), recovered AS (
+        UPDATE webhook_deliveries d SET next_attempt_at = now()
+        FROM webhook_endpoints w
+        WHERE $7::boolean AND w.id = $9::uuid AND w.failing_since IS NOT NULL
+          AND d.endpoint_id = w.id AND d.status = 'pending' AND d.id <> $1::bigint
+          AND d.next_attempt_at > now() + make_interval(secs => $11::float8)
     ), delivery AS (
         UPDATE webhook_deliveries SET
             status = $5::text,
@@ -289,6 +299,7 @@ async def record(
     retry_in: float,
     succeeded: bool,
     disable_after_seconds: float,
+    lease_seconds: float,
 ) -> bool:
     """Record an attempt and its outcome; true when it disabled its endpoint."""
     disabled = await connection.fetchval(
@@ -303,6 +314,7 @@ async def record(
         disable_after_seconds,
         claimed.endpoint_id,
         claimed.attempt,
+        lease_seconds,
     )
     return bool(disabled)
 
