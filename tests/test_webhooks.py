@@ -329,7 +329,7 @@ def test_an_endpoint_back_from_an_outage_gets_its_waiting_deliveries_at_once(
     # The first event fails, and waits 5 to 10 minutes for its retry; the second is
     # answered slowly; the third at once. That success shows the endpoint is back: the
     # first comes again at once, and the second, still on its way, is not sent again.
-    script = {0: (503, {}, 0.0), 1: (200, {}, 3.0)}
+    script: dict[int, tuple[int, dict[str, str], float]] = {0: (503, {}, 0.0), 1: (200, {}, 3.0)}
     receiver = receivers(lambda n, _: script.get(n, (200, {}, 0.0)))
     senders(WEBHOOK_BACKOFF_SECONDS="600", WEBHOOK_TIMEOUT_SECONDS="10")
     with owner(keyed, database) as alice:
