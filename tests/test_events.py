@@ -326,6 +326,61 @@ def test_readers_following_writers_in_several_processes_see_every_event_once(
         assert numbers[wallet] == list(range(1, len(numbers[wallet]) + 1))
 
 
+def test_a_wallets_events_are_in_its_order_when_a_writer_waited_for_another(
+    keyed: ServiceProcess, database: TestDatabase
+) -> None:
+    """A write over wallets A < B < X (an atomic batch: one transaction, locks in id
+    order) locks A, and with it gets its transaction id, then waits for B; meanwhile a
+    deposit to X, a later transaction, commits. The batch then writes X's next row: in the
+    feed, after the deposit's event, as in X's ledger (a feed in the order of the
+    transactions' own ids put it first)."""
+    with owner_client(keyed, database) as client:
+        a, b, x = sorted(created(client) for _ in range(3))
+        cursor = read_cursor_at_end(client, client.get(EVENTS).json()["next_cursor"])
+
+        async def scenario() -> None:
+            holder = await asyncpg.connect(database.url())
+            try:
+                transaction = holder.transaction()
+                await transaction.start()
+                await holder.execute("SELECT FROM wallets WHERE id = $1 FOR UPDATE", uuid.UUID(b))
+                batch = asyncio.create_task(
+                    asyncio.to_thread(
+                        client.post,
+                        "/api/v1/operations/batch",
+                        json={
+                            "atomic": True,
+                            "operations": [
+                                {"wallet_uuid": w, "operation": "DEPOSIT", "amount": 1}
+                                for w in (a, b, x)
+                            ],
+                        },
+                    )
+                )
+                # Until the batch holds A and waits for B.
+                deadline = time.monotonic() + 30
+                while not await holder.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'"
+                    " AND transactionid::text::bigint = pg_current_xact_id()::text::bigint"
+                ):
+                    assert time.monotonic() < deadline, "the batch never waited"
+                    await asyncio.sleep(0.05)
+                deposit = await asyncio.to_thread(
+                    client.post, OPERATION_PATH.format(x), json=operation("DEPOSIT", 2)
+                )
+                assert deposit.status_code == 200, deposit.text
+                await transaction.rollback()
+                assert (await batch).status_code == 200
+            finally:
+                await holder.close()
+
+        asyncio.run(scenario())
+        events = read_all(client, cursor)
+    rows = [entry for event in events for entry in event["data"]["entries"]]
+    assert [(r["wallet_uuid"], r["seq"]) for r in rows if r["wallet_uuid"] == x] == [(x, 1), (x, 2)]
+    assert [r["amount"] for r in rows if r["wallet_uuid"] == x] == [2, 1]
+
+
 def read_cursor_at_end(client: httpx.Client, after: str) -> str:
     while True:
         page = client.get(EVENTS, params={"after": after, "limit": 500}).json()

@@ -405,3 +405,46 @@ def test_a_scope_of_a_later_version_grants_nothing_and_breaks_nothing(
         return key.scopes
 
     assert asyncio.run(load()) == {Scope.READ, Scope.WRITE}
+
+
+def test_the_ledger_time_revision_puts_each_wallets_rows_in_time_order(
+    empty_database: TestDatabase,
+) -> None:
+    """Rows written before revision f3c1a9e57b20 whose time precedes an earlier row of
+    their wallet (a transaction that began first and took the lock second) are dated at
+    that row's time; every row is kept, each wallet's latest time noted; the ledger still
+    verifies. Downgrade and upgrade again change nothing more."""
+    database = empty_database
+    assert alembic(database, "upgrade", "d2a6f0c8e413").returncode == 0
+    a, b = uuid.uuid4(), uuid.uuid4()
+    database.fetch("INSERT INTO wallets (id, balance, seq) VALUES ($1, 6, 3), ($2, 1, 1)", a, b)
+    insert = (
+        "INSERT INTO wallet_operations (wallet_id, operation, amount, balance_after, created_at,"
+        " seq) VALUES ($1, 'DEPOSIT', $2, $3, $4::text::timestamptz, $5)"
+    )
+    for wallet, amount, after, at, seq in (
+        (a, 1, 1, "2026-12-01 00:00:00.010+00", 1),
+        (a, 2, 3, "2026-12-01 00:00:00.030+00", 2),
+        (a, 3, 6, "2026-12-01 00:00:00.020+00", 3),  # began first, locked second
+        (b, 1, 1, "2026-12-01 00:00:00.005+00", 1),
+    ):
+        database.fetch(insert, wallet, amount, after, at, seq)
+    assert alembic(database, "upgrade", "f3c1a9e57b20").returncode == 0
+    rows = database.fetch(
+        "SELECT wallet_id, amount, to_char(created_at AT TIME ZONE 'UTC', 'SS.MS') AS at"
+        " FROM wallet_operations ORDER BY id"
+    )
+    assert [(row["wallet_id"], row["amount"], row["at"]) for row in rows] == [
+        (a, 1, "00.010"),
+        (a, 2, "00.030"),
+        (a, 3, "00.030"),
+        (b, 1, "00.005"),
+    ]
+    latest = database.fetch(
+        "SELECT id, to_char(last_entry_at AT TIME ZONE 'UTC', 'SS.MS') AS at FROM wallets"
+    )
+    assert {row["id"]: row["at"] for row in latest} == {a: "00.030", b: "00.005"}
+    assert_verifies(database)
+    assert alembic(database, "downgrade", "d2a6f0c8e413").returncode == 0
+    assert alembic(database, "upgrade", "head").returncode == 0
+    assert len(database.fetch("SELECT id FROM wallet_operations")) == 4

@@ -1699,6 +1699,17 @@ BREAKS = [
         ),
     ),
     Break(
+        "a-wallets-events-out-of-its-order",
+        "a wallet's events are in its order in the feed, also when a writer waited",
+        "src/wallet_api/posting/repository.py",
+        "        SELECT (SELECT xid FROM stamp), t.type, g.owner,",
+        "        SELECT pg_current_xact_id(), t.type, g.owner,",
+        (
+            "tests/test_events.py::"
+            "test_a_wallets_events_are_in_its_order_when_a_writer_waited_for_another",
+        ),
+    ),
+    Break(
         "webhooks-into-the-private-network",
         "a webhook to a private or loopback address is refused unless allowed",
         "src/wallet_api/webhooks/targets.py",

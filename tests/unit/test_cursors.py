@@ -9,6 +9,7 @@ import re
 import pytest
 
 from wallet_api.core.errors import ValidationFailed
+from wallet_api.events import cursors as events
 from wallet_api.wallets.cursors import CURSOR_PATTERN, MAX_LEDGER_ID, decode_cursor, encode_cursor
 
 
@@ -51,3 +52,30 @@ def test_anything_else_is_a_422_and_not_matched_by_the_pattern(cursor: str) -> N
     assert refused.value.errors == [
         {"loc": ["query", "cursor"], "message": "not a cursor of this API"}
     ]
+
+
+@pytest.mark.parametrize(
+    ("position", "cursor"),
+    [
+        ((0, 0), "0-0"),
+        ((255, 1), "ff-1"),
+        ((2**64 - 1, MAX_LEDGER_ID), "ffffffffffffffff-7fffffffffffffff"),
+    ],
+)
+def test_a_feed_position_round_trips_through_its_cursor(
+    position: tuple[int, int], cursor: str
+) -> None:
+    assert events.encode_cursor(position) == cursor
+    assert events.decode_cursor(cursor) == position
+    assert re.fullmatch(events.CURSOR_PATTERN, cursor)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["", "0", "0-", "-0", "00-1", "1-01", "1-8000000000000000", "10000000000000000-1", "A-1"],
+)
+def test_a_feed_cursor_the_pattern_refuses_is_a_422(cursor: str) -> None:
+    # The fuzzer found one: an event id over a BIGINT's range, allowed by the pattern.
+    assert re.fullmatch(events.CURSOR_PATTERN, cursor) is None
+    with pytest.raises(ValidationFailed):
+        events.decode_cursor(cursor)

@@ -17,6 +17,7 @@ from typing import Any, TypeAlias
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from sqlalchemy import MetaData
+from sqlalchemy.types import UserDefinedType
 
 from wallet_api.core.config import Settings
 
@@ -32,6 +33,16 @@ NAMING_CONVENTION = {
 }
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Xid8(UserDefinedType[int]):
+    """PostgreSQL's 64-bit transaction id (SQLAlchemy has no type of its own for it)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "xid8"
+
 
 #: What repositories receive: one pooled connection, in the caller's transaction or not.
 Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
@@ -188,6 +199,16 @@ class Database:
                 await transaction.rollback()
                 raise
             await transaction.commit()
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Connection]:
+        """A read-only transaction in one snapshot (repeatable read): every statement of
+        the block sees the database as it was at its first, whatever commits meanwhile."""
+        async with (
+            self._connection() as connection,
+            connection.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            yield connection
 
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[Connection]:

@@ -16,7 +16,9 @@ the same problem document, through the application's one error mapping
 (`core.errors.exception_response`); any other exception goes up to Starlette's
 server-error middleware, as it would from the route.
 
-A POST is served only in its plain form: a JSON content type and no `Idempotency-Key`.
+A request with a query string goes on to FastAPI (`GET /api/v1/wallets/{id}?at=` is a
+balance at a point in time, not the balance now). A POST is served only in its plain
+form: a JSON content type and no `Idempotency-Key`.
 Everything else (a keyed request, another content type, a UUID in another form, any other
 route) goes on to FastAPI unchanged: the routes stay the documented endpoints (OpenAPI)
 and serve those requests. `tests/test_fast_path.py` sends every scenario both ways.
@@ -96,7 +98,7 @@ class FastPaths:
                     break
             else:
                 return None
-        if method == "POST" and not is_plain_json_post(scope):
+        if scope.get("query_string") or (method == "POST" and not is_plain_json_post(scope)):
             return None
         return found, ids
 

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import (
     ARRAY,
     BigInteger,
@@ -19,19 +17,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.types import UserDefinedType
 
-from wallet_api.core.database import metadata
-
-
-class Xid8(UserDefinedType[int]):
-    """PostgreSQL's 64-bit transaction id (SQLAlchemy has no type of its own for it)."""
-
-    cache_ok = True
-
-    def get_col_spec(self, **kw: Any) -> str:
-        return "xid8"
-
+from wallet_api.core.database import Xid8, metadata
 
 events = Table(
     "events",

@@ -13,6 +13,12 @@ any position a page reached are all there is to see there, now and later, and th
 (xid, id) order only ever grows at its end. The cost: an event waits for the oldest write
 transaction running when it is read (a writer's transaction lasts milliseconds; a long one
 holds the feed back for as long as it runs: docs/EVENTS.md).
+
+A wallet's events are in its order (`seq`) in the feed: a transaction that locked one
+wallet, then waited for a second, got its id before the transaction it waited for, so its
+`xid` is placed at the latest `xid` of its wallets' events if that is later
+(`wallets.last_event_xid`, read under their locks: posting/repository.py). A placed `xid`
+is never below its writer's own, so the rule above still holds.
 """
 
 from __future__ import annotations

@@ -55,6 +55,8 @@ class EntriesWrite:
     # event), and their types.
     row_events: list[int | None] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
+    #: The transaction's time (`Locked.at`): the rows' created_at.
+    at: datetime | None = None
 
 
 def held_now(wallet: str) -> str:
@@ -88,17 +90,20 @@ class Locked:
 
 
 # Rows locked in id order, as every writer locks them (the range write too), so that
-# transactions over overlapping wallets wait for each other, never in a cycle. `now()` is
-# the transaction's timestamp: the created_at of the rows it writes.
+# transactions over overlapping wallets wait for each other, never in a cycle. The
+# transaction's time (the created_at of the rows it writes): its start (`now()`), or the
+# latest time of its wallets' entries if that is later (read under their locks: so a
+# wallet's entries are in time order in its ledger's order; the range write's `stamp`).
 _LOCK_WALLETS = """
     WITH locked AS (
-        SELECT w.id, w.balance, w.held AS stored_held,
+        SELECT w.id, w.balance, w.held AS stored_held, w.last_entry_at,
                w.holds_expire_at IS NOT NULL AND w.holds_expire_at <= now() AS due
         FROM unnest($1::uuid[]) AS t(id) JOIN wallets w ON w.id = t.id
         ORDER BY w.id FOR UPDATE OF w
     )
-    SELECT now() AS at, array_agg(id) AS ids, array_agg(balance) AS balances,
-           array_agg(stored_held) AS stored_held, array_agg(id) FILTER (WHERE due) AS due
+    SELECT greatest(now(), max(last_entry_at)) AS at, array_agg(id) AS ids,
+           array_agg(balance) AS balances, array_agg(stored_held) AS stored_held,
+           array_agg(id) FILTER (WHERE due) AS due
     FROM locked
 """
 # What the holds of wallets locked by the caller's transaction set aside now: read after
@@ -156,8 +161,8 @@ _STORED_RESPONSES = """
 # on that owner's wallets only. Their ids follow the order of the entries. One grouping,
 # no sort of the whole statement's rows (each group's arrays are ordered on their own).
 _EVENTS = """, evented AS (
-        INSERT INTO events (type, owner, wallet_id, ledger_ids)
-        SELECT t.type, g.owner, g.wallet_ids[1], g.ids
+        INSERT INTO events (xid, type, owner, wallet_id, ledger_ids)
+        SELECT (SELECT xid FROM stamp), t.type, g.owner, g.wallet_ids[1], g.ids
         FROM (
             SELECT r.event, r.owner, min(r.n) AS n, array_agg(i.id ORDER BY r.n) AS ids,
                    array_agg(r.wallet_id ORDER BY r.n) AS wallet_ids
@@ -186,8 +191,9 @@ _MONITORS = """, monitored AS (
         WHERE m.id = c.id AND m.across <> c.across
         RETURNING m.id, m.wallet_id, m.owner, m.condition, m.threshold, m.across, c.available
     ), triggered AS (
-        INSERT INTO events (type, owner, wallet_id, detail)
-        SELECT 'balance_monitor.triggered', t.owner, t.wallet_id, jsonb_build_object(
+        INSERT INTO events (xid, type, owner, wallet_id, detail)
+        SELECT (SELECT xid FROM stamp), 'balance_monitor.triggered', t.owner, t.wallet_id,
+               jsonb_build_object(
                    'monitor_id', t.id, 'condition', t.condition, 'threshold', t.threshold,
                    'available', t.available)
         FROM monitored t, (SELECT count(*) FROM evented) AS after_the_entries
@@ -195,7 +201,10 @@ _MONITORS = """, monitored AS (
         ORDER BY t.wallet_id, t.id
     )"""
 _WRITE_ENTRIES = f"""
-    WITH ledger AS (
+    WITH stamp AS (
+        SELECT greatest(pg_current_xact_id(), max(w.last_event_xid)) AS xid
+        FROM unnest($1::uuid[]) AS t(id) JOIN wallets w ON w.id = t.id
+    ), ledger AS (
         SELECT r.*, w.owner,
                w.seq + row_number() OVER (PARTITION BY r.wallet_id ORDER BY r.n) AS seq
         FROM unnest(
@@ -208,7 +217,10 @@ _WRITE_ENTRIES = f"""
         )
         JOIN wallets w ON w.id = r.wallet_id
     ), moved AS (
-        UPDATE wallets w SET balance = m.balance, held = m.held, seq = coalesce(s.seq, w.seq)
+        UPDATE wallets w SET balance = m.balance, held = m.held, seq = coalesce(s.seq, w.seq),
+               last_entry_at = CASE WHEN s.seq IS NULL THEN w.last_entry_at ELSE $31 END,
+               last_event_xid = CASE
+                   WHEN s.seq IS NULL THEN w.last_event_xid ELSE (SELECT xid FROM stamp) END
         FROM unnest($1::uuid[], $2::bigint[], $17::bigint[]) AS m(id, balance, held)
         LEFT JOIN (SELECT wallet_id, max(seq) AS seq FROM ledger GROUP BY wallet_id) s
             ON s.wallet_id = m.id
@@ -233,11 +245,11 @@ _WRITE_ENTRIES = f"""
         INSERT INTO wallet_operations (
             wallet_id, operation, amount, balance_after, idempotency_key,
             transfer_id, counterparty_wallet_id, reverses_id, description, api_key_id, hold_id,
-            seq
+            seq, created_at
         )
         SELECT r.wallet_id, r.kind, r.amount, r.balance_after, r.key,
                r.transfer_id, r.counterparty, r.reverses, r.description, r.api_key, r.hold,
-               r.seq
+               r.seq, $31
         FROM ledger r
         ORDER BY r.n
         RETURNING id, wallet_id, seq
@@ -340,7 +352,7 @@ def _write_range_sql(*, holds: bool) -> str:
         held = """,
             held = l.stored_held + n.amount,
             holds_expire_at = least(l.holds_expire_at, n.first_expiry)
-        FROM locked l JOIN fitting f ON f.part = l.part
+        FROM stamp s, locked l JOIN fitting f ON f.part = l.part
         LEFT JOIN counted c ON c.wallet_id = l.id
         LEFT JOIN LATERAL (
             SELECT coalesce(sum(o.amount), 0) AS amount,
@@ -362,14 +374,14 @@ def _write_range_sql(*, holds: bool) -> str:
     )"""
     else:
         held = """
-        FROM locked l JOIN fitting f ON f.part = l.part
+        FROM stamp s, locked l JOIN fitting f ON f.part = l.part
         LEFT JOIN counted c ON c.wallet_id = l.id"""
         opening = opened = ""
     return f"""
     WITH locked AS (
         SELECT w.id, w.balance, {held_now("w")} AS held, w.held AS stored_held,
                w.holds_expire_at, coalesce(w.holds_expire_at <= now(), false) AS due,
-               w.seq, w.owner,
+               w.seq, w.owner, w.last_entry_at, w.last_event_xid,
                i.delta, i.low, i.high, i.part, i.size, i.available_low, i.available_high
         FROM unnest(
             $1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::int[], $6::int[],
@@ -377,6 +389,10 @@ def _write_range_sql(*, holds: bool) -> str:
         ) AS i(id, delta, low, high, part, size, available_low, available_high)
         JOIN wallets w ON w.id = i.id
         ORDER BY w.id FOR UPDATE OF w
+    ), stamp AS (
+        SELECT greatest(now(), max(last_entry_at)) AS at,
+               greatest(pg_current_xact_id(), max(last_event_xid)) AS xid
+        FROM locked
     ), fitting AS (
         SELECT part FROM locked GROUP BY part
         HAVING count(*) = min(size) AND bool_and(
@@ -388,7 +404,9 @@ def _write_range_sql(*, holds: bool) -> str:
         SELECT wallet_id, count(*) AS rows FROM unnest($7::uuid[]) AS c(wallet_id)
         GROUP BY wallet_id
     ){opening}, updated AS (
-        UPDATE wallets w SET balance = l.balance + l.delta, seq = l.seq + coalesce(c.rows, 0){held}
+        UPDATE wallets w SET balance = l.balance + l.delta, seq = l.seq + coalesce(c.rows, 0),
+               last_entry_at = CASE WHEN c.rows > 0 THEN s.at ELSE l.last_entry_at END,
+               last_event_xid = CASE WHEN c.rows > 0 THEN s.xid ELSE l.last_event_xid END{held}
         WHERE w.id = l.id
         RETURNING w.id, l.balance AS start, l.seq AS start_seq, l.owner,
                   w.balance - w.held AS available
@@ -407,11 +425,12 @@ def _write_range_sql(*, holds: bool) -> str:
     ), inserted AS (
         INSERT INTO wallet_operations (
             wallet_id, operation, amount, balance_after, idempotency_key,
-            transfer_id, counterparty_wallet_id, description, api_key_id, hold_id, seq
+            transfer_id, counterparty_wallet_id, description, api_key_id, hold_id, seq,
+            created_at
         )
         SELECT r.wallet_id, r.kind, r.amount, r.balance_after, r.key,
-               r.transfer_id, r.counterparty, r.description, r.api_key, r.hold, r.seq
-        FROM ledger r
+               r.transfer_id, r.counterparty, r.description, r.api_key, r.hold, r.seq, s.at
+        FROM ledger r, stamp s
         ORDER BY r.n
         RETURNING id, wallet_id, seq
     ){_EVENTS.format(entered="inserted", types=f"${rest + 2}")}{
@@ -426,11 +445,11 @@ def _write_range_sql(*, holds: bool) -> str:
         ) AS k(wallet_id, key, fingerprint, status, body, offset_after, prefix, suffix)
         JOIN updated u ON u.id = k.wallet_id
     )
-    SELECT l.id, u.start, l.balance, l.held, now() AS at, l.due
-    FROM locked l LEFT JOIN updated u ON u.id = l.id
+    SELECT l.id, u.start, l.balance, l.held, s.at, l.due
+    FROM stamp s, locked l LEFT JOIN updated u ON u.id = l.id
     UNION ALL
-    SELECT w.id, NULL, w.balance, {held_now("w")}, now(), false FROM unnest($24::uuid[]) AS c(id)
-    JOIN wallets w ON w.id = c.id
+    SELECT w.id, NULL, w.balance, {held_now("w")}, s.at, false
+    FROM stamp s, unnest($24::uuid[]) AS c(id) JOIN wallets w ON w.id = c.id
 """
 
 
@@ -535,6 +554,7 @@ async def write_entries(connection: Connection, write: EntriesWrite) -> None:
         write.hold_statuses,
         write.row_events,
         write.events,
+        write.at,
     )
 
 

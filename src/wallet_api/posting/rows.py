@@ -425,7 +425,7 @@ def exact_write(
     what its holds set aside (the stored figure, expired holds still in it until
     released), the ledger rows of the applied entries, the holds they open and the states
     they leave the others in."""
-    write = repository.EntriesWrite()
+    write = repository.EntriesWrite(at=locked.at)
     held = dict(locked.stored_held)
     moved: dict[UUID, int] = {}
     for entry, outcome in zip(entries, outcomes, strict=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 from wallet_api.core.errors import AppError
@@ -44,3 +45,13 @@ class BalanceLimitExceeded(AppError):
             f"Cannot deposit {format_minor_units(amount)}: the balance "
             f"{format_minor_units(balance)} would exceed the limit {format_minor_units(limit)}."
         )
+
+
+class TimeInTheFuture(AppError):
+    status = 422
+    code = "time_in_the_future"
+    title = "Time in the future"
+    example = "2999-01-01T00:00:00+00:00 is later than now: no balance is known for it yet."
+
+    def __init__(self, at: datetime) -> None:
+        super().__init__(f"{at.isoformat()} is later than now: no balance is known for it yet.")

@@ -22,7 +22,7 @@ from sqlalchemy import (
     text,
 )
 
-from wallet_api.core.database import metadata
+from wallet_api.core.database import Xid8, metadata
 from wallet_api.core.money import MAX_MINOR_UNITS
 from wallet_api.posting.entries import (
     DESCRIPTION_MAX_LENGTH,
@@ -78,6 +78,19 @@ wallets = Table(
         nullable=False,
         server_default=text("0"),
         comment="The number of its last ledger row (0: none).",
+    ),
+    Column(
+        "last_entry_at",
+        DateTime(timezone=True),
+        nullable=True,
+        comment="The time of the wallet's latest ledger row: no later row is dated before it.",
+    ),
+    Column(
+        "last_event_xid",
+        Xid8(),
+        nullable=True,
+        comment="The feed position (xid) of the wallet's latest event: no later event of the "
+        "wallet is placed before it.",
     ),
     # The last line of defence: the service never writes these, the database refuses them.
     CheckConstraint("balance >= 0", name="balance_not_negative"),
@@ -156,6 +169,9 @@ wallet_operations = Table(
     CheckConstraint("counterparty_wallet_id <> wallet_id", name="counterparty_is_another"),
     # A wallet's history, newest first, by keyset: (wallet_id, id DESC).
     Index("ix_wallet_operations_wallet_id_id", "wallet_id", "id"),
+    # Its rows by time (in the same order: revision f3c1a9e57b20): a balance at a point in
+    # time, the bounds of a history or a statement between two times.
+    Index("ix_wallet_operations_wallet_id_created_at", "wallet_id", "created_at", "id"),
     # A transfer's legs; an entry's reversal, at most one (the database's own guarantee).
     Index(
         "ix_wallet_operations_transfer_id",

@@ -39,7 +39,8 @@ _READ_BALANCES = """
 # ($2) the response to replay for it.
 _INSERT_WALLET = """
     WITH created AS (
-        INSERT INTO wallets (id, owner) VALUES ($1, $5) RETURNING id, owner
+        INSERT INTO wallets (id, owner, last_event_xid) VALUES ($1, $5, pg_current_xact_id())
+        RETURNING id, owner
     ), evented AS (
         INSERT INTO events (type, owner, wallet_id)
         SELECT 'wallet.created', owner, id FROM created WHERE $6::boolean
@@ -55,16 +56,57 @@ _WALLET_OWNERS = """
 """
 
 
-# With each row, the reversal that compensates it, if any (at most one: a unique index).
+# A page of the ledger, newest first, below the id `$2`, with each row the reversal that
+# compensates it, if any (at most one: a unique index). Optionally only rows of the kinds
+# `$3`, and only those dated in [`$4`, `$5`): a wallet's rows are in time order in id
+# order (revision f3c1a9e57b20), so each time bound is the id of the first row dated at or
+# after it (one look-up each in ix_wallet_operations_wallet_id_created_at; scalars, so
+# that they bound the scan of ix_wallet_operations_wallet_id_id). At most `$6` rows are
+# examined, newest first; of those, up to `$7` of the kinds asked for are the page.
+# `examined` tells the caller how many were, and the lowest id among them.
 _HISTORY = """
-    SELECT o.id, o.operation, o.amount, o.balance_after, o.created_at, o.idempotency_key,
-           o.transfer_id, o.counterparty_wallet_id, o.reverses_id, o.description,
-           r.id AS reversed_by_id, o.hold_id
-    FROM wallet_operations o
-    LEFT JOIN wallet_operations r ON r.reverses_id = o.id
-    WHERE o.wallet_id = $1 AND o.id < $2
-    ORDER BY o.id DESC
-    LIMIT $3
+    WITH examined AS (
+        SELECT o.id, o.operation, o.amount, o.balance_after, o.created_at, o.idempotency_key,
+               o.transfer_id, o.counterparty_wallet_id, o.reverses_id, o.description, o.hold_id
+        FROM wallet_operations o
+        WHERE o.wallet_id = $1
+          AND o.id < least($2::bigint, coalesce((
+              SELECT f.id FROM wallet_operations f
+              WHERE f.wallet_id = $1 AND f.created_at >= $5::timestamptz
+              ORDER BY f.created_at, f.id LIMIT 1
+          ), $2::bigint))
+          AND o.id >= CASE WHEN $4::timestamptz IS NULL THEN 0 ELSE coalesce((
+              SELECT f.id FROM wallet_operations f
+              WHERE f.wallet_id = $1 AND f.created_at >= $4::timestamptz
+              ORDER BY f.created_at, f.id LIMIT 1
+          ), $2::bigint) END
+        ORDER BY o.id DESC
+        LIMIT $6
+    ), page AS (
+        SELECT * FROM examined e
+        WHERE $3::text[] IS NULL OR e.operation = ANY($3::text[])
+        ORDER BY e.id DESC
+        LIMIT $7
+    )
+    SELECT p.id, p.operation, p.amount, p.balance_after, p.created_at, p.idempotency_key,
+           p.transfer_id, p.counterparty_wallet_id, p.reverses_id, p.description,
+           r.id AS reversed_by_id, p.hold_id,
+           (SELECT count(*) FROM examined) AS examined, (SELECT min(id) FROM examined) AS lowest
+    FROM (SELECT 1) AS one
+    LEFT JOIN page p ON true
+    LEFT JOIN wallet_operations r ON r.reverses_id = p.id
+    ORDER BY p.id DESC
+"""
+# The balance after the wallet's last row dated at or before `$2` (None: it has none),
+# whether the wallet exists, and whether `$2` is later than the database's clock.
+_BALANCE_AT = """
+    SELECT (
+               SELECT o.balance_after FROM wallet_operations o
+               WHERE o.wallet_id = $1 AND o.created_at <= $2
+               ORDER BY o.created_at DESC, o.id DESC LIMIT 1
+           ) AS balance,
+           EXISTS (SELECT FROM wallets WHERE id = $1) AS found,
+           $2 > now() AS later
 """
 
 # Oldest first, a bounded number at a time, skipping rows another purge holds: short
@@ -122,12 +164,45 @@ async def read_balances(connection: Connection, wallet_ids: Sequence[UUID]) -> d
     return {row["id"]: row["balance"] for row in rows}
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """Rows of a page, newest first; how many rows were examined for it, and the lowest
+    id among them (None: none was)."""
+
+    entries: list[LedgerEntry]
+    examined: int
+    lowest: int | None
+
+
 async def history(
-    connection: Connection, wallet_id: UUID, *, before_id: int, limit: int
-) -> list[LedgerEntry]:
-    """The wallet's ledger rows with an id below `before_id`, newest first."""
-    rows = await connection.fetch(_HISTORY, wallet_id, before_id, limit)
-    return [LedgerEntry(*row) for row in rows]
+    connection: Connection,
+    wallet_id: UUID,
+    *,
+    before_id: int,
+    limit: int,
+    examine: int,
+    kinds: Sequence[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> HistoryPage:
+    """Up to `limit` of the wallet's ledger rows with an id below `before_id`, newest
+    first, of `kinds` (None: any) and dated in [`since`, `until`) (None: unbounded),
+    found among at most `examine` rows."""
+    rows = await connection.fetch(
+        _HISTORY, wallet_id, before_id, kinds, since, until, examine, limit
+    )
+    entries = [LedgerEntry(*row[:12]) for row in rows if row["id"] is not None]
+    return HistoryPage(entries, rows[0]["examined"], rows[0]["lowest"])
+
+
+async def balance_at(
+    connection: Connection, wallet_id: UUID, at: datetime
+) -> tuple[int | None, bool, bool]:
+    """The wallet's balance after its last row dated at or before `at` (None: none),
+    whether it exists, and whether `at` is later than the database's clock."""
+    row = await connection.fetchrow(_BALANCE_AT, wallet_id, at)
+    assert row is not None
+    return row["balance"], row["found"], row["later"]
 
 
 async def purge_idempotency_keys(

@@ -6,6 +6,7 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import AwareDatetime
 from starlette.exceptions import HTTPException
 
 from wallet_api.auth.gate import key_id_of, owner_of, require_deposit
@@ -27,11 +28,13 @@ from wallet_api.core.openapi import (
     replayed_success,
 )
 from wallet_api.core.requests import read_json_body
+from wallet_api.posting.entries import EntryKind
 from wallet_api.wallets.cursors import decode_cursor
 from wallet_api.wallets.dependencies import PageCursor, WalletServiceDep, wallet_service
 from wallet_api.wallets.exceptions import (
     BalanceLimitExceeded,
     InsufficientFunds,
+    TimeInTheFuture,
     WalletNotFound,
 )
 from wallet_api.wallets.models import OperationType
@@ -137,16 +140,35 @@ async def create_wallet_other_methods() -> None:
         WalletNotFound,
         BodyTooLarge,
         ValidationFailed,
+        TimeInTheFuture,
         InternalError,
         DatabaseUnavailable,
         WalletBusy,
         ServiceUnavailable,
     ),
 )
-async def get_wallet(wallet_uuid: UUID, request: Request, service: WalletServiceDep) -> Response:
+async def get_wallet(
+    wallet_uuid: UUID,
+    request: Request,
+    service: WalletServiceDep,
+    at: Annotated[
+        AwareDatetime | None,
+        Query(
+            description="A time (RFC 3339, with its offset): the balance after the wallet's "
+            "last entry dated at or before it (0 before its first), instead of the balance "
+            "now. Not later than now (422 `time_in_the_future`).",
+            examples=["2026-12-01T00:00:00Z"],
+        ),
+    ] = None,
+) -> Response:
     """Read a wallet's current balance: what its ledger holds (money set aside by holds
-    included; `/balances` tells what is held and what is available)."""
-    balance = await service.get_balance(wallet_uuid, owner=owner_of(request.scope))
+    included; `/balances` tells what is held and what is available). With `at`, its
+    balance at that time, from its ledger."""
+    owner = owner_of(request.scope)
+    if at is not None:
+        balance = await service.balance_at(wallet_uuid, at, owner=owner)
+        return Response(balance_body(balance, at=at), media_type="application/json")
+    balance = await service.get_balance(wallet_uuid, owner=owner)
     return Response(balance_body(balance), media_type="application/json")
 
 
@@ -224,17 +246,45 @@ async def list_operations(
     wallet_uuid: UUID,
     request: Request,
     service: WalletServiceDep,
+    *,
     limit: Annotated[
         int, Query(ge=1, le=HISTORY_LIMIT_MAX, description="Items per page.")
     ] = HISTORY_LIMIT_DEFAULT,
     cursor: PageCursor = None,
+    operation: Annotated[
+        list[EntryKind] | None,
+        Query(
+            description="Only entries of these kinds (repeat it for several). A page then "
+            "examines at most 2,000 entries: it may hold fewer than `limit` items, even "
+            "none, with a `next_cursor` to go on from."
+        ),
+    ] = None,
+    since: Annotated[
+        AwareDatetime | None,
+        Query(
+            alias="from",
+            description="Only entries dated at or after this time (RFC 3339, with its offset).",
+        ),
+    ] = None,
+    until: Annotated[
+        AwareDatetime | None,
+        Query(
+            alias="to",
+            description="Only entries dated before this time (RFC 3339, with its offset).",
+        ),
+    ] = None,
 ) -> Response:
-    """The wallet's applied operations, newest first, a page at a time."""
+    """The wallet's applied operations, newest first, a page at a time; optionally of some
+    kinds only, and between two times. Filters and the cursor combine: pass the same
+    filters with each page's `next_cursor`."""
     entries, next_id = await service.history(
         wallet_uuid,
         owner=owner_of(request.scope),
         limit=limit,
         before_id=None if cursor is None else decode_cursor(cursor),
+        kinds=None if not operation else sorted({kind.value for kind in operation}),
+        since=since,
+        until=until,
     )
     return Response(history_body(entries, next_id), media_type="application/json")
 

@@ -42,9 +42,16 @@ class WalletCreated(BaseModel):
 
 
 class WalletBalance(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"balance": 1000}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"balance": 1000}, {"balance": 250, "at": "2026-12-01T00:00:00Z"}]
+        }
+    )
 
     balance: Money
+    at: Annotated[
+        datetime | None, _present_when("string", "with `?at=`: the time asked", "date-time")
+    ] = None
 
 
 class OperationResult(BaseModel):
@@ -77,9 +84,11 @@ def balances_body(balance: int, held: int) -> str:
     ).decode()
 
 
-def balance_body(balance: int) -> str:
-    """The 200 body of a balance read."""
-    return orjson.dumps({"balance": json_number(balance)}).decode()
+def balance_body(balance: int, *, at: datetime | None = None) -> str:
+    """The 200 body of a balance read (at a point in time: with it)."""
+    if at is None:
+        return orjson.dumps({"balance": json_number(balance)}).decode()
+    return orjson.dumps({"balance": json_number(balance), "at": at}).decode()
 
 
 #: The 200 body of an applied operation around its balance, for a statement that renders

@@ -14,6 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
+from datetime import datetime
 from uuid import UUID
 
 from wallet_api.core import idempotency
@@ -52,6 +53,7 @@ from wallet_api.wallets.cursors import MAX_LEDGER_ID
 from wallet_api.wallets.exceptions import (
     BalanceLimitExceeded,
     InsufficientFunds,
+    TimeInTheFuture,
     WalletNotFound,
 )
 from wallet_api.wallets.models import OperationType
@@ -71,6 +73,9 @@ logger = logging.getLogger(__name__)
 
 #: Keys deleted per purge statement.
 PURGE_BATCH = 1000
+#: Ledger rows a history page filtered by kind examines at most (a page of a rare kind
+#: on a long ledger is short, not a scan of the whole ledger: a few milliseconds).
+HISTORY_EXAMINE = 2000
 #: The `outcome` label of `wallet_operations_total`: applied, replayed, or why not.
 OPERATION_OUTCOMES = (
     "applied",
@@ -424,24 +429,56 @@ class WalletService:
         raise AssertionError("unreachable: a key cannot keep vanishing")
 
     async def history(
-        self, wallet_id: UUID, *, owner: str | None = None, limit: int, before_id: int | None
+        self,
+        wallet_id: UUID,
+        *,
+        owner: str | None = None,
+        limit: int,
+        before_id: int | None,
+        kinds: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> tuple[list[repository.LedgerEntry], int | None]:
         """A page of the wallet's ledger, newest first, and the id the next page starts
-        below (None on the last page). Keyset pagination: stable while rows are added."""
+        below (None on the last page). Keyset pagination: stable while rows are added.
+
+        Filtered by kind (`kinds`), a page examines at most HISTORY_EXAMINE rows: when
+        fewer than `limit` of those are of the kinds asked for, it is short (even empty),
+        and the next starts below the rows it examined. Dated in [`since`, `until`)."""
         if not self.owners.surely_owns(owner, wallet_id):
             await self.owners.check(owner, wallet_id)
+        examine = limit + 1 if kinds is None else max(limit + 1, HISTORY_EXAMINE)
         async with self._database.autocommit() as connection:
-            entries = await repository.history(
+            page = await repository.history(
                 connection,
                 wallet_id,
                 before_id=before_id if before_id is not None else MAX_LEDGER_ID,
                 limit=limit + 1,
+                examine=examine,
+                kinds=kinds,
+                since=since,
+                until=until,
             )
-            if not entries and not await repository.wallet_exists(connection, wallet_id):
+            if not page.examined and not await repository.wallet_exists(connection, wallet_id):
                 raise WalletNotFound(wallet_id)
+        entries = page.entries
         if len(entries) > limit:
             return entries[:limit], entries[limit - 1].id
+        if page.examined == examine and page.lowest is not None:
+            return entries, page.lowest
         return entries, None
+
+    async def balance_at(self, wallet_id: UUID, at: datetime, *, owner: str | None = None) -> int:
+        """The wallet's balance after its last entry dated at or before `at` (0 before
+        its first): refused for a time later than the database's clock."""
+        await self.owners.check(owner, wallet_id)
+        async with self._database.autocommit() as connection:
+            balance, found, later = await repository.balance_at(connection, wallet_id, at)
+        if not found:
+            raise WalletNotFound(wallet_id)
+        if later:
+            raise TimeInTheFuture(at)
+        return balance or 0
 
     async def purge_idempotency_keys(self, *, older_than_seconds: int) -> int:
         """Delete the keys older than the retention, a bounded batch per statement."""

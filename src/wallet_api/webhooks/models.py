@@ -20,8 +20,7 @@ from sqlalchemy import (
     text,
 )
 
-from wallet_api.core.database import metadata
-from wallet_api.events.models import Xid8
+from wallet_api.core.database import Xid8, metadata
 
 webhook_endpoints = Table(
     "webhook_endpoints",

@@ -1,0 +1,144 @@
+"""The SQL of statements: a period's bounds in a wallet's ledger, its opening and closing
+balances, and its entries as CSV lines (PostgreSQL's own `COPY`) or JSON objects.
+
+A wallet's rows are in time order in id order (revision f3c1a9e57b20), so a period
+[`from`, `to`) is a range of ids: from the first row dated at or after `from` up to the
+first dated at or after `to` (one look-up each, ix_wallet_operations_wallet_id_created_at),
+read in id order (ix_wallet_operations_wallet_id_id). The caller reads all of it in one
+snapshot (a read-only, repeatable-read transaction): the balances and the entries agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from uuid import UUID
+
+from wallet_api.core.database import Connection
+from wallet_api.core.money import FRACTION_DIGITS, MINOR_UNITS_PER_UNIT
+from wallet_api.posting.entries import CREDIT_KINDS, UNMOVING_KINDS
+
+#: JSON rows fetched from the server at a time.
+PREFETCH = 2_000
+
+
+def _kinds(kinds: frozenset[str]) -> str:
+    return ", ".join(f"'{kind}'" for kind in sorted(kinds))
+
+
+# The id a time bounds a wallet's rows at: that of its first row dated at or after it
+# (None: none is).
+_FIRST_AT_OR_AFTER = """(
+    SELECT f.id FROM wallet_operations f
+    WHERE f.wallet_id = $1 AND f.created_at >= {at}
+    ORDER BY f.created_at, f.id LIMIT 1
+)"""
+_WALLET_EXISTS = "SELECT EXISTS (SELECT FROM wallets WHERE id = $1)"
+# The wallet's balance after its last row dated before `$2` (the opening; None: none)
+# and before `$3` (the closing; `$3` None: its last row).
+_BALANCES = """
+    SELECT (SELECT o.balance_after FROM wallet_operations o
+            WHERE o.wallet_id = $1 AND o.created_at < $2
+            ORDER BY o.created_at DESC, o.id DESC LIMIT 1) AS opening,
+           (SELECT o.balance_after FROM wallet_operations o
+            WHERE o.wallet_id = $1 AND ($3::timestamptz IS NULL OR o.created_at < $3)
+            ORDER BY o.created_at DESC, o.id DESC LIMIT 1) AS closing
+"""
+# The period's rows, oldest first: [first at or after `$2` (`$2` None: the first row),
+# first at or after `$3` (`$3` None, or no row that late: past the last)).
+_PERIOD = f"""
+    FROM wallet_operations o
+    WHERE o.wallet_id = $1
+      AND o.id >= CASE WHEN $2::timestamptz IS NULL THEN 0
+                       ELSE coalesce({_FIRST_AT_OR_AFTER.format(at="$2::timestamptz")},
+                                     9223372036854775807) END
+      AND o.id < coalesce({_FIRST_AT_OR_AFTER.format(at="$3::timestamptz")}, 9223372036854775807)
+    ORDER BY o.id
+"""
+_CHANGE = (
+    f"CASE WHEN o.operation IN ({_kinds(CREDIT_KINDS)}) THEN o.amount"
+    f" WHEN o.operation IN ({_kinds(UNMOVING_KINDS)}) THEN 0 ELSE -o.amount END"
+)
+_TIME = """to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+
+
+def _decimal(minor: str) -> str:
+    """SQL: minor units as a decimal with the currency's fraction digits (`12.50`)."""
+    return f"(({minor})::numeric / {MINOR_UNITS_PER_UNIT})::numeric(20, {FRACTION_DIGITS})"
+
+
+def _number(minor: str) -> str:
+    """SQL: minor units as the API's JSON numbers write them (`12.5`)."""
+    return f"trim_scale(({minor})::numeric / {MINOR_UNITS_PER_UNIT})"
+
+
+#: The CSV's columns, one line per entry (core of `_CSV`'s SELECT, in this order).
+CSV_COLUMNS = (
+    "entry_id",
+    "seq",
+    "created_at",
+    "operation",
+    "change",
+    "amount",
+    "balance_after",
+    "transfer_id",
+    "counterparty_wallet_uuid",
+    "hold_id",
+    "reverses_entry_id",
+    "description",
+)
+# A description that a spreadsheet would take for a formula (=, +, -, @, a tab, a carriage
+# return first: CSV injection) is written after a single quote.
+_CSV = f"""
+    SELECT o.id, o.seq, {_TIME}, o.operation, {_decimal(_CHANGE)}, {_decimal("o.amount")},
+           {_decimal("o.balance_after")}, o.transfer_id, o.counterparty_wallet_id, o.hold_id,
+           o.reverses_id,
+           CASE WHEN o.description ~ '^[=+@\\t\\r-]' THEN '''' || o.description
+                ELSE o.description END
+    {_PERIOD}
+"""
+_JSON = f"""
+    SELECT json_strip_nulls(json_build_object(
+        'id', o.id, 'seq', o.seq, 'created_at', {_TIME}, 'operation', o.operation,
+        'change', {_number(_CHANGE)}, 'amount', {_number("o.amount")},
+        'balance_after', {_number("o.balance_after")}, 'transfer_id', o.transfer_id,
+        'counterparty_wallet_uuid', o.counterparty_wallet_id, 'hold_id', o.hold_id,
+        'reverses_entry_id', o.reverses_id, 'description', o.description
+    ))::text
+    {_PERIOD}
+"""
+
+
+async def wallet_exists(connection: Connection, wallet_id: UUID) -> bool:
+    return bool(await connection.fetchval(_WALLET_EXISTS, wallet_id))
+
+
+async def balances(
+    connection: Connection, wallet_id: UUID, since: datetime | None, until: datetime | None
+) -> tuple[int, int]:
+    """The wallet's balances at the start and at the end of the period (0 before its
+    first row)."""
+    row = await connection.fetchrow(_BALANCES, wallet_id, since, until)
+    assert row is not None
+    return row["opening"] or 0, row["closing"] or 0
+
+
+async def copy_csv(
+    connection: Connection,
+    wallet_id: UUID,
+    since: datetime | None,
+    until: datetime | None,
+    output: Callable[[bytes], Awaitable[None]],
+) -> None:
+    """The period's entries as CSV lines (no header), written by the server, handed to
+    `output` as they arrive."""
+    await connection.copy_from_query(_CSV, wallet_id, since, until, output=output, format="csv")
+
+
+async def json_entries(
+    connection: Connection, wallet_id: UUID, since: datetime | None, until: datetime | None
+) -> AsyncIterator[str]:
+    """The period's entries, each a JSON object rendered by the server, oldest first (a
+    server-side cursor: PREFETCH rows in memory at a time)."""
+    async for row in connection.cursor(_JSON, wallet_id, since, until, prefetch=PREFETCH):
+        yield row[0]
