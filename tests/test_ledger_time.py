@@ -4,12 +4,15 @@ two times and of some kinds, paged while writes go on."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -48,7 +51,7 @@ def every_entry(client: httpx.Client, wallet: str, **filters: Any) -> list[dict[
 
 def change(entry: dict[str, Any]) -> int:
     """What an entry did to its wallet's balance, in cents."""
-    cents = round(entry["amount"] * 100)
+    cents: int = round(entry["amount"] * 100)
     if entry["operation"] in CREDIT_KINDS:
         return cents
     return 0 if entry["operation"] in UNMOVING_KINDS else -cents
@@ -107,6 +110,67 @@ def test_a_balance_at_a_point_in_time_is_the_ledger_replayed_up_to_it(
                 assert datetime.fromisoformat(answer.json()["at"]) == at
             now = client.get(f"{WALLETS}/{wallet}").json()["balance"]
             assert balance_at(client, wallet, times[-1]).json()["balance"] == now
+
+
+def test_a_writer_that_waited_dates_its_entries_after_those_it_waited_behind(
+    service: ServiceProcess, database: TestDatabase
+) -> None:
+    """An atomic batch over wallets A < B < X begins, locks A and waits for B; a deposit
+    to X begins later and commits first. The batch's entry on X follows the deposit's in
+    X's ledger: it is dated no earlier than the deposit, not at the batch's earlier start
+    (X's balance at that start would otherwise be the one after both entries)."""
+    with httpx.Client(base_url=service.base_url, timeout=60) as client:
+        a, b, x = sorted(created(client) for _ in range(3))
+
+        async def scenario() -> None:
+            holder = await asyncpg.connect(database.url())
+            try:
+                transaction = holder.transaction()
+                await transaction.start()
+                await holder.execute("SELECT FROM wallets WHERE id = $1 FOR UPDATE", uuid.UUID(b))
+                batch = asyncio.create_task(
+                    asyncio.to_thread(
+                        client.post,
+                        "/api/v1/operations/batch",
+                        json={
+                            "atomic": True,
+                            "operations": [
+                                {"wallet_uuid": w, "operation": "DEPOSIT", "amount": 1}
+                                for w in (a, b, x)
+                            ],
+                        },
+                    )
+                )
+                await waiting_for(holder)
+                await asyncio.sleep(0.05)  # the deposit's transaction begins later
+                deposit = await asyncio.to_thread(
+                    client.post, OPERATION_PATH.format(x), json=operation("DEPOSIT", 2)
+                )
+                assert deposit.status_code == 200, deposit.text
+                await transaction.rollback()
+                assert (await batch).status_code == 200
+            finally:
+                await holder.close()
+
+        asyncio.run(scenario())
+        entries = every_entry(client, x)[::-1]
+        assert [e["amount"] for e in entries] == [2, 1]
+        times = [datetime.fromisoformat(e["created_at"]) for e in entries]
+        assert times == sorted(times)
+        for at in (*times, *(t - timedelta(microseconds=1) for t in times)):
+            replayed = sum(change(e) for e, t in zip(entries, times, strict=True) if t <= at)
+            assert round(balance_at(client, x, at).json()["balance"] * 100) == replayed
+
+
+async def waiting_for(holder: asyncpg.Connection) -> None:
+    """Until a transaction waits for one of the rows `holder`'s transaction locked."""
+    deadline = time.monotonic() + 30
+    while not await holder.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'"
+        " AND transactionid::text::bigint = pg_current_xact_id()::text::bigint"
+    ):
+        assert time.monotonic() < deadline, "no one waited"
+        await asyncio.sleep(0.05)
 
 
 def test_a_balance_at_a_time_refuses_what_it_cannot_know(client: httpx.Client, wallet: str) -> None:
@@ -189,9 +253,9 @@ def test_history_filtered_by_kind_and_time_pages_without_gaps_while_writes_go_on
         finally:
             stop.set()
             writer.join()
+        # Several kinds at once, and a time bound alone.
+        both = every_entry(client, wallet, operation=["WITHDRAW", "DEPOSIT"], to=until.isoformat())
     assert seen == expected
-    # Several kinds at once, and the time bounds alone.
-    both = every_entry(client, wallet, operation=["WITHDRAW", "DEPOSIT"], to=until.isoformat())
     assert both == [e for e in everything if datetime.fromisoformat(e["created_at"]) < until]
 
 

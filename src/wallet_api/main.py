@@ -33,6 +33,8 @@ from wallet_api.monitors.router import router as monitors_router
 from wallet_api.monitors.service import MonitorService
 from wallet_api.reversals.router import router as reversals_router
 from wallet_api.reversals.service import ReversalService
+from wallet_api.statements.router import router as statements_router
+from wallet_api.statements.service import StatementService
 from wallet_api.transfers import fast_path as transfers_fast_path
 from wallet_api.transfers.router import router as transfers_router
 from wallet_api.transfers.service import TransferService
@@ -65,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         feed = app.state.event_feed = EventFeed(database, wait_max=settings.events_wait_max_seconds)
         app.state.monitor_service = MonitorService(database, service.owners)
+        app.state.statement_service = StatementService(database, service.owners)
         app.state.webhook_service = WebhookService(database, feed)
         gate = app.state.gate = open_gate(settings, database) if keys_required else None
         # Move everything built so far (modules, the app, its routes) out of the garbage
@@ -169,6 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 #: Every router, in the order of the published contract.
 ROUTERS = (
     wallets_router,
+    statements_router,
     batch_router,
     transfers_router,
     reversals_router,

@@ -1710,6 +1710,56 @@ BREAKS = [
         ),
     ),
     Break(
+        "a-locking-write-dates-entries-at-its-start",
+        "a transaction that waited for a wallet dates its entries no earlier than the last",
+        "src/wallet_api/posting/repository.py",
+        "    SELECT greatest(now(), max(last_entry_at)) AS at, array_agg(id) AS ids,",
+        "    SELECT now() AS at, array_agg(id) AS ids,",
+        (
+            "tests/test_ledger_time.py::test_a_writer_that_waited_dates_its_entries_after_those_it_waited_behind",
+        ),
+    ),
+    Break(
+        "a-range-write-dates-entries-at-its-start",
+        "a statement that waited for a wallet dates its entries no earlier than the last",
+        "src/wallet_api/posting/repository.py",
+        "        SELECT greatest(now(), max(last_entry_at)) AS at,",
+        "        SELECT now() AS at,",
+        (
+            "tests/test_ledger_time.py::test_a_balance_at_a_point_in_time_is_the_ledger_replayed_up_to_it",
+        ),
+    ),
+    Break(
+        "a-balance-at-a-time-leaves-out-its-own-entry",
+        "the balance at a time counts the entries dated at that time",
+        "src/wallet_api/wallets/repository.py",
+        "               WHERE o.wallet_id = $1 AND o.created_at <= $2",
+        "               WHERE o.wallet_id = $1 AND o.created_at < $2",
+        (
+            "tests/test_ledger_time.py::test_a_balance_at_a_point_in_time_is_the_ledger_replayed_up_to_it",
+        ),
+    ),
+    Break(
+        "history-from-leaves-out-its-first-entry",
+        "a history from a time includes the entries dated at it",
+        "src/wallet_api/wallets/repository.py",
+        "              WHERE f.wallet_id = $1 AND f.created_at >= $4::timestamptz",
+        "              WHERE f.wallet_id = $1 AND f.created_at > $4::timestamptz",
+        (
+            "tests/test_ledger_time.py::test_history_filtered_by_kind_and_time_pages_without_gaps_while_writes_go_on",
+        ),
+    ),
+    Break(
+        "a-filtered-history-page-reads-the-whole-ledger",
+        "a page filtered by kind examines a bounded part of the ledger",
+        "src/wallet_api/wallets/service.py",
+        "        examine = limit + 1 if kinds is None else max(limit + 1, HISTORY_EXAMINE)",
+        "        examine = limit + 1 if kinds is None else 10**9",
+        (
+            "tests/test_ledger_time.py::test_a_page_of_a_rare_kind_examines_a_bounded_part_of_the_ledger",
+        ),
+    ),
+    Break(
         "webhooks-into-the-private-network",
         "a webhook to a private or loopback address is refused unless allowed",
         "src/wallet_api/webhooks/targets.py",

@@ -10,8 +10,9 @@ snapshot (a read-only, repeatable-read transaction): the balances and the entrie
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from wallet_api.core.database import Connection
@@ -128,7 +129,7 @@ async def copy_csv(
     wallet_id: UUID,
     since: datetime | None,
     until: datetime | None,
-    output: Callable[[bytes], Awaitable[None]],
+    output: Callable[[bytes], Coroutine[Any, Any, None]],
 ) -> None:
     """The period's entries as CSV lines (no header), written by the server, handed to
     `output` as they arrive."""
