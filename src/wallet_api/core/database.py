@@ -204,11 +204,20 @@ class Database:
     async def snapshot(self) -> AsyncIterator[Connection]:
         """A read-only transaction in one snapshot (repeatable read): every statement of
         the block sees the database as it was at its first, whatever commits meanwhile."""
-        async with (
-            self._connection() as connection,
-            connection.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            yield connection
+        async with self._connection() as connection:
+            transaction = connection.transaction(isolation="repeatable_read", readonly=True)
+            await transaction.start()
+            try:
+                yield connection
+            except BaseException:
+                # Given up mid-way (a reader gone, a time limit): a statement may still be
+                # under way on it (a COPY, a cursor's fetch), so no ROLLBACK is sent; the
+                # connection is dropped, and the server ends its transaction (it wrote
+                # nothing).
+                with suppress(asyncpg.InterfaceError):
+                    connection.terminate()
+                raise
+            await transaction.commit()
 
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[Connection]:

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import suppress
+from contextlib import aclosing, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -90,9 +90,16 @@ class StatementService:
         """Give back the place `begin` took."""
         self._sending -= 1
 
-    async def csv(self, period: Period) -> AsyncIterator[bytes]:
+    def csv(self, period: Period) -> AsyncIterator[bytes]:
         """The statement as CSV: a header, the opening line, a line per entry (written by
         the server), the closing line."""
+        return _ended_if_cut(self._csv(period), period)
+
+    def json(self, period: Period) -> AsyncIterator[bytes]:
+        """The statement as one JSON document, its entries oldest first."""
+        return _ended_if_cut(self._json(period), period)
+
+    async def _csv(self, period: Period) -> AsyncIterator[bytes]:
         deadline = time.monotonic() + STATEMENT_SECONDS
         async with self._database.snapshot() as connection:
             opening, closing = await repository.balances(
@@ -105,7 +112,7 @@ class StatementService:
             async def output(chunk: bytes) -> None:
                 if time.monotonic() > deadline:
                     raise StatementCut
-                await queue.put(chunk)
+                await queue.put(bytes(chunk))
 
             async def copy() -> None:
                 try:
@@ -127,8 +134,7 @@ class StatementService:
                         await copying
             yield _csv_balance_line("CLOSING_BALANCE", period.until, closing)
 
-    async def json(self, period: Period) -> AsyncIterator[bytes]:
-        """The statement as one JSON document, its entries oldest first."""
+    async def _json(self, period: Period) -> AsyncIterator[bytes]:
         deadline = time.monotonic() + STATEMENT_SECONDS
         async with self._database.snapshot() as connection:
             opening, closing = await repository.balances(
@@ -158,6 +164,20 @@ class StatementService:
                     parts, size = [], 0
             parts.append(b"]}")
             yield b"".join(parts)
+
+
+async def _ended_if_cut(body: AsyncIterator[bytes], period: Period) -> AsyncIterator[bytes]:
+    """`body`, ended where it was cut (StatementCut): without its closing, and logged."""
+    try:
+        async with aclosing(body):  # given up: its connection goes back now, not at GC
+            async for chunk in body:
+                yield chunk
+    except StatementCut:
+        logger.warning(
+            "the statement of wallet %s was cut off after %g s: its reader was too slow",
+            period.wallet_id,
+            STATEMENT_SECONDS,
+        )
 
 
 def _csv_line(values: tuple[str, ...]) -> bytes:
