@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -99,7 +99,7 @@ class StatementService:
         """The statement as one JSON document, its entries oldest first."""
         return _ended_if_cut(self._json(period), period)
 
-    async def _csv(self, period: Period) -> AsyncIterator[bytes]:
+    async def _csv(self, period: Period) -> AsyncGenerator[bytes]:
         deadline = time.monotonic() + STATEMENT_SECONDS
         async with self._database.snapshot() as connection:
             opening, closing = await repository.balances(
@@ -134,7 +134,7 @@ class StatementService:
                         await copying
             yield _csv_balance_line("CLOSING_BALANCE", period.until, closing)
 
-    async def _json(self, period: Period) -> AsyncIterator[bytes]:
+    async def _json(self, period: Period) -> AsyncGenerator[bytes]:
         deadline = time.monotonic() + STATEMENT_SECONDS
         async with self._database.snapshot() as connection:
             opening, closing = await repository.balances(
@@ -166,7 +166,7 @@ class StatementService:
             yield b"".join(parts)
 
 
-async def _ended_if_cut(body: AsyncIterator[bytes], period: Period) -> AsyncIterator[bytes]:
+async def _ended_if_cut(body: AsyncGenerator[bytes], period: Period) -> AsyncIterator[bytes]:
     """`body`, ended where it was cut (StatementCut): without its closing, and logged."""
     try:
         async with aclosing(body):  # given up: its connection goes back now, not at GC
