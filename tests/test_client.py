@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,24 @@ def test_every_endpoint(clients: Clients) -> None:
     assert len(kinds) == len(call("list_operations", payer, limit=100).items)
     assert [h.hold_id for h in clients.collect("holds", payer, page_size=1)] == [hold.hold_id]
 
+    # The ledger in time: a balance then, a history of some kinds between two times, a
+    # statement of the period.
+    entries = clients.collect("history", payer)[::-1]
+    second = entries[1].created_at
+    assert call("get_wallet", payer, at=second).balance == entries[1].balance_after
+    assert call("get_wallet", payer, at=second).at == second
+    deposits = clients.collect("history", payer, operations=["DEPOSIT"], since=second)
+    assert [e.id for e in deposits] == [e.id for e in entries[2:] if e.operation == "DEPOSIT"][::-1]
+    page = call("list_operations", payer, operations=["WITHDRAW"], until=second)
+    assert [e.operation for e in page.items] == ["WITHDRAW"]
+    statement = call("get_statement", payer, since=second)
+    assert [e.id for e in statement.entries] == [e.id for e in entries[1:]]
+    assert statement.closing_balance - statement.opening_balance == sum(
+        e.change for e in statement.entries
+    )
+    with pytest.raises(ValueError, match="offset"):
+        call("get_wallet", payer, at=second.replace(tzinfo=None))
+
 
 #: Each refusal's status (docs/API.md, Errors).
 STATUS_OF = {
@@ -136,6 +155,7 @@ STATUS_OF = {
     "capture_exceeds_hold": 422,
     "idempotency_key_reused": 422,
     "validation_error": 422,
+    "time_in_the_future": 422,
 }
 
 
@@ -197,6 +217,11 @@ def _refusals(call: Callable[..., Any]) -> list[tuple[str, Callable[[], Any], ty
             errors.IdempotencyKeyReused,
         ),
         ("validation_error", lambda: call("deposit", wallet, "0.001"), errors.ValidationFailed),
+        (
+            "time_in_the_future",
+            lambda: call("get_wallet", wallet, at=datetime.now(UTC) + timedelta(hours=1)),
+            errors.TimeInTheFuture,
+        ),
         ("not_found", lambda: call("send", Call("GET", "/api/v1/nothing", dict)), errors.NotFound),
     ]
 
@@ -254,6 +279,8 @@ MODELS: dict[str, type[BaseModel]] = {
     "ReversalLeg": models.ReversalLeg,
     "Hold": models.Hold,
     "CaptureMade": models.CaptureMade,
+    "Statement": models.Statement,
+    "StatementEntry": models.StatementEntry,
 }
 
 
@@ -270,7 +297,8 @@ def test_the_models_name_every_field_the_document_defines(client: httpx.Client) 
     }
     assert answered - {"HealthStatus"} <= set(MODELS), "an answer the client cannot read"
     for name, model in MODELS.items():
-        assert set(model.model_fields) == set(schemas[name]["properties"]), name
+        fields = {field.alias or each for each, field in model.model_fields.items()}
+        assert fields == set(schemas[name]["properties"]), name
 
 
 def test_events_monitors_and_webhook_endpoints(service: ServiceProcess) -> None:

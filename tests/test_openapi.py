@@ -96,6 +96,14 @@ def test_every_response_is_described_with_its_schema_headers_and_codes(
             if status == "204":  # a deletion's: no body at all
                 assert "content" not in response, where
                 continue
+            if (method, path) == (
+                "get",
+                "/api/v1/wallets/{wallet_uuid}/statement",
+            ) and status == "200":
+                # A statement is JSON, or CSV on request (`format=csv`).
+                assert sorted(response["content"]) == ["application/json", "text/csv"], where
+                assert response["content"]["text/csv"]["example"], where
+                continue
             (media_type,) = response["content"]
             schema = response["content"][media_type]["schema"]
             if int(status) >= 400:
@@ -278,6 +286,7 @@ def test_a_created_wallet_is_linked_to_its_endpoints(
         "list_holds",
         "create_balance_monitor",
         "list_balance_monitors",
+        "get_statement",
     }
 
     created = client.post("/api/v1/wallets/create_wallet")

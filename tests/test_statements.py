@@ -34,8 +34,7 @@ def cents(value: object) -> int:
 
 
 def csv_rows(text: str) -> list[dict[str, str]]:
-    rows = list(csv.DictReader(io.StringIO(text)))
-    return rows
+    return list(csv.DictReader(io.StringIO(text)))
 
 
 def assert_adds_up(opening: int, changes: list[int], afters: list[int], closing: int) -> None:

@@ -73,7 +73,7 @@ async def get_statement(
         Query(
             alias="from",
             description="The period's start (RFC 3339, with its offset), included; none: "
-            "since the wallet's first entry.",
+            "since the wallet's first entry. Not later than `to`.",
         ),
     ] = None,
     until: Annotated[

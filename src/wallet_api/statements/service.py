@@ -29,6 +29,7 @@ from wallet_api.core.money import FRACTION_DIGITS, MINOR_UNITS_PER_UNIT
 from wallet_api.core.responses import json_number
 from wallet_api.statements import repository
 from wallet_api.statements.exceptions import TooManyStatements
+from wallet_api.statements.schemas import PERIOD_RULE
 from wallet_api.wallets.exceptions import WalletNotFound
 from wallet_api.wallets.owners import WalletOwners
 
@@ -74,8 +75,8 @@ class StatementService:
         or refuse it."""
         if since is not None and until is not None and since > until:
             raise ValidationFailed(
-                "from is later than to.",
-                errors=[{"loc": ["query", "from"], "message": "later than to"}],
+                f"query.from: {PERIOD_RULE}",
+                errors=[{"loc": ["query", "from"], "message": PERIOD_RULE}],
             )
         await self._owners.check(owner, wallet_id)
         async with self._database.autocommit() as connection:

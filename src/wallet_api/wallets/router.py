@@ -83,6 +83,7 @@ _CREATED_LINKS = {
         ("GetWallet", "get_wallet"),
         ("Operate", "operate"),
         ("ListOperations", "list_operations"),
+        ("GetStatement", "get_statement"),
         ("GetBalances", "get_balances"),
         ("ListHolds", "list_holds"),
         ("CreateBalanceMonitor", "create_balance_monitor"),

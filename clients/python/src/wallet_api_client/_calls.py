@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 from uuid import UUID
@@ -38,6 +39,7 @@ from wallet_api_client.models import (
     OperationResult,
     Page,
     Reversal,
+    Statement,
     Transfer,
     WalletBalance,
     WalletCreated,
@@ -104,8 +106,23 @@ def create_wallet() -> Call[WalletCreated]:
     return Call("POST", "/api/v1/wallets/create_wallet", WalletCreated.model_validate)
 
 
-def get_wallet(wallet: UUID | str) -> Call[WalletBalance]:
-    return Call("GET", f"/api/v1/wallets/{wallet}", WalletBalance.model_validate)
+def _time(value: datetime | None) -> str | None:
+    """A time as the service reads it (RFC 3339 with its offset); a naive one is refused
+    here (the service would refuse it: its offset is not known)."""
+    if value is None:
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"a time needs its offset (a timezone): {value!r}")
+    return value.isoformat()
+
+
+def get_wallet(wallet: UUID | str, *, at: datetime | None = None) -> Call[WalletBalance]:
+    return Call(
+        "GET",
+        f"/api/v1/wallets/{wallet}",
+        WalletBalance.model_validate,
+        params=_without_none({"at": _time(at)}),
+    )
 
 
 def operate(wallet: UUID | str, operation: str, amount: Amount) -> Call[OperationResult]:
@@ -114,13 +131,37 @@ def operate(wallet: UUID | str, operation: str, amount: Amount) -> Call[Operatio
 
 
 def list_operations(
-    wallet: UUID | str, *, limit: int | None = None, cursor: str | None = None
+    wallet: UUID | str,
+    *,
+    limit: int | None = None,
+    cursor: str | None = None,
+    operations: list[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> Call[Page[OperationItem]]:
+    params = {
+        "limit": limit,
+        "cursor": cursor,
+        "operation": operations or None,
+        "from": _time(since),
+        "to": _time(until),
+    }
     return Call(
         "GET",
         f"/api/v1/wallets/{wallet}/operations",
         _page_of(OperationItem),
-        params=_without_none({"limit": limit, "cursor": cursor}),
+        params=_without_none(params),
+    )
+
+
+def get_statement(
+    wallet: UUID | str, *, since: datetime | None = None, until: datetime | None = None
+) -> Call[Statement]:
+    return Call(
+        "GET",
+        f"/api/v1/wallets/{wallet}/statement",
+        Statement.model_validate,
+        params=_without_none({"from": _time(since), "to": _time(until)}),
     )
 
 

@@ -6,6 +6,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from types import TracebackType
 from typing import TypeVar
 from uuid import UUID
@@ -25,6 +26,7 @@ from wallet_api_client.models import (
     OperationResult,
     Page,
     Reversal,
+    Statement,
     Transfer,
     WalletBalance,
     WalletCreated,
@@ -110,8 +112,9 @@ class Client:
     def create_wallet(self, *, idempotency_key: str | None = None) -> WalletCreated:
         return self.send(_calls.create_wallet(), idempotency_key)
 
-    def get_wallet(self, wallet: UUID | str) -> WalletBalance:
-        return self.send(_calls.get_wallet(wallet))
+    def get_wallet(self, wallet: UUID | str, *, at: datetime | None = None) -> WalletBalance:
+        """The wallet's balance; with `at` (a time with its offset), its balance then."""
+        return self.send(_calls.get_wallet(wallet, at=at))
 
     def deposit(
         self, wallet: UUID | str, amount: Amount, *, idempotency_key: str | None = None
@@ -127,17 +130,50 @@ class Client:
         return self.send(_calls.get_balances(wallet))
 
     def list_operations(
-        self, wallet: UUID | str, *, limit: int | None = None, cursor: str | None = None
+        self,
+        wallet: UUID | str,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        operations: list[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> Page[OperationItem]:
-        return self.send(_calls.list_operations(wallet, limit=limit, cursor=cursor))
+        """A page of the history: of `operations` kinds only (a page may then be short, even
+        empty, with a cursor), dated in [`since`, `until`)."""
+        call = _calls.list_operations(
+            wallet, limit=limit, cursor=cursor, operations=operations, since=since, until=until
+        )
+        return self.send(call)
 
     def history(
-        self, wallet: UUID | str, *, page_size: int | None = None
+        self,
+        wallet: UUID | str,
+        *,
+        page_size: int | None = None,
+        operations: list[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> Iterator[OperationItem]:
-        """Every entry of the wallet's history, newest first, page after page."""
+        """Every entry of the wallet's history (of `operations` kinds, dated in [`since`,
+        `until`)), newest first, page after page."""
         return self._follow(
-            lambda cursor: _calls.list_operations(wallet, limit=page_size, cursor=cursor)
+            lambda cursor: _calls.list_operations(
+                wallet,
+                limit=page_size,
+                cursor=cursor,
+                operations=operations,
+                since=since,
+                until=until,
+            )
         )
+
+    def get_statement(
+        self, wallet: UUID | str, *, since: datetime | None = None, until: datetime | None = None
+    ) -> Statement:
+        """The wallet's statement of [`since`, `until`) as JSON, read whole (stream a long
+        one as CSV with any HTTP client: docs/API.md, Statements)."""
+        return self.send(_calls.get_statement(wallet, since=since, until=until))
 
     def apply_batch(
         self,

@@ -290,6 +290,18 @@ class RateLimited(ClientError):
     code_name = "rate_limited"
 
 
+class TooManyStatements(ClientError):
+    """429: the worker is sending as many statements as it may (retried)."""
+
+    code_name = "too_many_statements"
+
+
+class TimeInTheFuture(ClientError):
+    """422: a balance at a time later than now."""
+
+    code_name = "time_in_the_future"
+
+
 class InternalError(ServerError):
     """500: a failure of the service; not applied."""
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
 
@@ -24,6 +24,8 @@ class WalletCreated(Model):
 
 class WalletBalance(Model):
     balance: Decimal
+    #: With `at`: the time asked (the balance after the last entry dated at or before it).
+    at: datetime | None = None
 
 
 class Balances(Model):
@@ -32,6 +34,35 @@ class Balances(Model):
     balance: Decimal
     held: Decimal
     available: Decimal
+
+
+class StatementEntry(Model):
+    """An entry of a statement's period, with what it did to the balance (`change`)."""
+
+    id: int
+    seq: int | None = None
+    created_at: datetime
+    operation: str
+    change: Decimal
+    amount: Decimal
+    balance_after: Decimal
+    transfer_id: UUID | None = None
+    counterparty_wallet_uuid: UUID | None = None
+    hold_id: UUID | None = None
+    reverses_entry_id: int | None = None
+    description: str | None = None
+
+
+class Statement(Model):
+    """A wallet's statement of a period: its balance at the start and at the end, and
+    every entry between, oldest first."""
+
+    wallet_uuid: UUID
+    from_: datetime | None = Field(alias="from")
+    to: datetime | None
+    opening_balance: Decimal
+    closing_balance: Decimal
+    entries: list[StatementEntry]
 
 
 class OperationResult(Model):
