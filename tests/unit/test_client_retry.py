@@ -213,4 +213,4 @@ def test_the_sync_and_the_async_client_offer_the_same_calls() -> None:
         }
 
     assert calls(Client) == calls(AsyncClient)
-    assert len(calls(Client)) == 31  # 30 endpoints and iterators, and send()
+    assert len(calls(Client)) == 32  # 31 endpoints and iterators, and send()

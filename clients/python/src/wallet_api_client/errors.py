@@ -370,6 +370,8 @@ ERRORS: dict[str, type[ApiError]] = {
         ApiKeyExpired,
         InsufficientScope,
         RateLimited,
+        TooManyStatements,
+        TimeInTheFuture,
         InternalError,
         OutcomeUnknown,
         WalletBusy,
