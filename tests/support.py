@@ -10,7 +10,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -283,3 +284,62 @@ def create_key(database: TestDatabase, owner: str, *options: str) -> Key:
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
     return Key(shown["key"], shown["id"], owner)
+
+
+def created_wallet(client: httpx.Client, deposit: object = 0) -> str:
+    """A new wallet's id (with a first deposit, if any)."""
+    response = client.post("/api/v1/wallets/create_wallet")
+    assert response.status_code == 201, response.text
+    wallet = str(response.json()["wallet_uuid"])
+    if deposit:
+        ok = client.post(OPERATION_PATH.format(wallet), json=operation("DEPOSIT", deposit))
+        assert ok.status_code == 200, ok.text
+    return wallet
+
+
+def deposit_many(client: httpx.Client, wallet: str, thousands: int) -> None:
+    """`thousands` batches of 1,000 deposits of 1 to the wallet."""
+    for _ in range(thousands):
+        batch = [{"wallet_uuid": wallet, "operation": "DEPOSIT", "amount": 1}] * 1000
+        answer = client.post("/api/v1/operations/batch", json={"operations": batch})
+        assert answer.status_code == 200, answer.text
+
+
+async def batch_made_to_wait(
+    client: httpx.Client,
+    database: TestDatabase,
+    wallets: tuple[str, str, str],
+    meanwhile: Callable[[], None],
+) -> httpx.Response:
+    """An atomic batch of a deposit to each of `wallets` (A < B < X: one transaction,
+    locks in id order) made to wait: B's row is locked from outside, the batch locks A
+    (and gets its transaction id) and waits for B; `meanwhile` runs, then B is released.
+    The batch's answer."""
+    a, b, x = wallets
+    assert a < b < x
+    holder = await asyncpg.connect(database.url())
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("SELECT FROM wallets WHERE id = $1 FOR UPDATE", UUID(b))
+        body = {
+            "atomic": True,
+            "operations": [
+                {"wallet_uuid": w, "operation": "DEPOSIT", "amount": 1} for w in wallets
+            ],
+        }
+        batch = asyncio.create_task(
+            asyncio.to_thread(client.post, "/api/v1/operations/batch", json=body)
+        )
+        deadline = time.monotonic() + 30
+        while not await holder.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'"
+            " AND transactionid::text::bigint = pg_current_xact_id()::text::bigint"
+        ):
+            assert time.monotonic() < deadline, "the batch never waited"
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(meanwhile)
+        await transaction.rollback()
+        return await batch
+    finally:
+        await holder.close()

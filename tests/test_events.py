@@ -17,7 +17,16 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support import EVERY_SCOPE, OPERATION_PATH, Key, TestDatabase, create_key, operation
+from tests.support import (
+    EVERY_SCOPE,
+    OPERATION_PATH,
+    Key,
+    TestDatabase,
+    batch_made_to_wait,
+    create_key,
+    operation,
+)
+from tests.support import created_wallet as created
 from wallet_api.devtools.server import ServiceProcess
 
 EVENTS = "/api/v1/events"
@@ -38,16 +47,6 @@ def owner_client(service: ServiceProcess, database: TestDatabase) -> httpx.Clien
 
 def key_of(database: TestDatabase, owner: str) -> Key:
     return create_key(database, owner, *EVERY_SCOPE)
-
-
-def created(client: httpx.Client, deposit: object = 0) -> str:
-    response = client.post(f"{WALLETS}/create_wallet")
-    assert response.status_code == 201, response.text
-    wallet = str(response.json()["wallet_uuid"])
-    if deposit:
-        ok = client.post(OPERATION_PATH.format(wallet), json=operation("DEPOSIT", deposit))
-        assert ok.status_code == 200, ok.text
-    return wallet
 
 
 def read_all(client: httpx.Client, after: str | None = None, **params: Any) -> list[dict[str, Any]]:
@@ -338,43 +337,12 @@ def test_a_wallets_events_are_in_its_order_when_a_writer_waited_for_another(
         a, b, x = sorted(created(client) for _ in range(3))
         cursor = read_cursor_at_end(client, client.get(EVENTS).json()["next_cursor"])
 
-        async def scenario() -> None:
-            holder = await asyncpg.connect(database.url())
-            try:
-                transaction = holder.transaction()
-                await transaction.start()
-                await holder.execute("SELECT FROM wallets WHERE id = $1 FOR UPDATE", uuid.UUID(b))
-                batch = asyncio.create_task(
-                    asyncio.to_thread(
-                        client.post,
-                        "/api/v1/operations/batch",
-                        json={
-                            "atomic": True,
-                            "operations": [
-                                {"wallet_uuid": w, "operation": "DEPOSIT", "amount": 1}
-                                for w in (a, b, x)
-                            ],
-                        },
-                    )
-                )
-                # Until the batch holds A and waits for B.
-                deadline = time.monotonic() + 30
-                while not await holder.fetchval(
-                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'"
-                    " AND transactionid::text::bigint = pg_current_xact_id()::text::bigint"
-                ):
-                    assert time.monotonic() < deadline, "the batch never waited"
-                    await asyncio.sleep(0.05)
-                deposit = await asyncio.to_thread(
-                    client.post, OPERATION_PATH.format(x), json=operation("DEPOSIT", 2)
-                )
-                assert deposit.status_code == 200, deposit.text
-                await transaction.rollback()
-                assert (await batch).status_code == 200
-            finally:
-                await holder.close()
+        def deposit() -> None:
+            ok = client.post(OPERATION_PATH.format(x), json=operation("DEPOSIT", 2))
+            assert ok.status_code == 200, ok.text
 
-        asyncio.run(scenario())
+        batch = asyncio.run(batch_made_to_wait(client, database, (a, b, x), deposit))
+        assert batch.status_code == 200, batch.text
         events = read_all(client, cursor)
     rows = [entry for event in events for entry in event["data"]["entries"]]
     assert [(r["wallet_uuid"], r["seq"]) for r in rows if r["wallet_uuid"] == x] == [(x, 1), (x, 2)]

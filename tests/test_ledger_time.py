@@ -12,26 +12,24 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
-from tests.support import EVERY_SCOPE, OPERATION_PATH, TestDatabase, create_key, operation
+from tests.support import (
+    EVERY_SCOPE,
+    OPERATION_PATH,
+    TestDatabase,
+    batch_made_to_wait,
+    create_key,
+    deposit_many,
+    operation,
+)
+from tests.support import created_wallet as created
 from tests.test_wallet_contract import assert_problem
 from wallet_api.devtools.server import ServiceProcess
 from wallet_api.posting.entries import CREDIT_KINDS, UNMOVING_KINDS
 
 WALLETS = "/api/v1/wallets"
-
-
-def created(client: httpx.Client, deposit: object = 0) -> str:
-    response = client.post(f"{WALLETS}/create_wallet")
-    assert response.status_code == 201, response.text
-    wallet = str(response.json()["wallet_uuid"])
-    if deposit:
-        ok = client.post(OPERATION_PATH.format(wallet), json=operation("DEPOSIT", deposit))
-        assert ok.status_code == 200, ok.text
-    return wallet
 
 
 def every_entry(client: httpx.Client, wallet: str, **filters: Any) -> list[dict[str, Any]]:
@@ -122,37 +120,13 @@ def test_a_writer_that_waited_dates_its_entries_after_those_it_waited_behind(
     with httpx.Client(base_url=service.base_url, timeout=60) as client:
         a, b, x = sorted(created(client) for _ in range(3))
 
-        async def scenario() -> None:
-            holder = await asyncpg.connect(database.url())
-            try:
-                transaction = holder.transaction()
-                await transaction.start()
-                await holder.execute("SELECT FROM wallets WHERE id = $1 FOR UPDATE", uuid.UUID(b))
-                batch = asyncio.create_task(
-                    asyncio.to_thread(
-                        client.post,
-                        "/api/v1/operations/batch",
-                        json={
-                            "atomic": True,
-                            "operations": [
-                                {"wallet_uuid": w, "operation": "DEPOSIT", "amount": 1}
-                                for w in (a, b, x)
-                            ],
-                        },
-                    )
-                )
-                await waiting_for(holder)
-                await asyncio.sleep(0.05)  # the deposit's transaction begins later
-                deposit = await asyncio.to_thread(
-                    client.post, OPERATION_PATH.format(x), json=operation("DEPOSIT", 2)
-                )
-                assert deposit.status_code == 200, deposit.text
-                await transaction.rollback()
-                assert (await batch).status_code == 200
-            finally:
-                await holder.close()
+        def deposit() -> None:
+            time.sleep(0.05)  # the deposit's transaction begins after the batch's
+            ok = client.post(OPERATION_PATH.format(x), json=operation("DEPOSIT", 2))
+            assert ok.status_code == 200, ok.text
 
-        asyncio.run(scenario())
+        batch = asyncio.run(batch_made_to_wait(client, database, (a, b, x), deposit))
+        assert batch.status_code == 200, batch.text
         entries = every_entry(client, x)[::-1]
         assert [e["amount"] for e in entries] == [2, 1]
         times = [datetime.fromisoformat(e["created_at"]) for e in entries]
@@ -160,17 +134,6 @@ def test_a_writer_that_waited_dates_its_entries_after_those_it_waited_behind(
         for at in (*times, *(t - timedelta(microseconds=1) for t in times)):
             replayed = sum(change(e) for e, t in zip(entries, times, strict=True) if t <= at)
             assert round(balance_at(client, x, at).json()["balance"] * 100) == replayed
-
-
-async def waiting_for(holder: asyncpg.Connection) -> None:
-    """Until a transaction waits for one of the rows `holder`'s transaction locked."""
-    deadline = time.monotonic() + 30
-    while not await holder.fetchval(
-        "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'"
-        " AND transactionid::text::bigint = pg_current_xact_id()::text::bigint"
-    ):
-        assert time.monotonic() < deadline, "no one waited"
-        await asyncio.sleep(0.05)
 
 
 def test_a_balance_at_a_time_refuses_what_it_cannot_know(client: httpx.Client, wallet: str) -> None:
@@ -270,10 +233,7 @@ def test_a_page_of_a_rare_kind_examines_a_bounded_part_of_the_ledger(
     entries and is empty, with a cursor; the next finds it."""
     assert client.post(OPERATION_PATH.format(wallet), json=operation("DEPOSIT", 5)).is_success
     assert client.post(OPERATION_PATH.format(wallet), json=operation("WITHDRAW", 1)).is_success
-    for _ in range(3):
-        batch = [{"wallet_uuid": wallet, "operation": "DEPOSIT", "amount": 1}] * 1000
-        answer = client.post("/api/v1/operations/batch", json={"operations": batch})
-        assert answer.status_code == 200, answer.text
+    deposit_many(client, wallet, 3)
     path = f"{WALLETS}/{wallet}/operations"
     first = client.get(path, params={"operation": "WITHDRAW"}).json()
     assert first["items"] == []

@@ -12,6 +12,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -20,6 +21,8 @@ import pytest
 from tests.support import TestDatabase, migrated
 from wallet_api.events.repository import _ALL_PAGE
 from wallet_api.posting.repository import _HELD_NOW, _NOTE_HOLD_EXPIRIES
+from wallet_api.statements.repository import _BALANCES, _JSON
+from wallet_api.wallets.repository import _BALANCE_AT, _HISTORY
 from wallet_api.webhooks.repository import _FAN_OUT
 
 INDEX = "ix_holds_active_wallet_id_expires_at"
@@ -129,8 +132,12 @@ def feed(make_database: Callable[[], TestDatabase]) -> TestDatabase:
 
 
 def events_read(database: TestDatabase, sql: str, *args: Any) -> int:
-    """The rows the statement's plan reads from the events table, run as the service runs
-    it (a generic plan), in a transaction rolled back."""
+    return rows_read(database, "events", sql, *args)
+
+
+def rows_read(database: TestDatabase, table: str, sql: str, *args: Any) -> int:
+    """The rows the statement's plan reads from `table`, run as the service runs it (a
+    generic plan), in a transaction rolled back."""
 
     async def run() -> int:
         connection = await asyncpg.connect(
@@ -147,12 +154,13 @@ def events_read(database: TestDatabase, sql: str, *args: Any) -> int:
             await connection.close()
         assert row is not None
         (document,) = json.loads(row[0])
+        # What each scan of the table returned, and what it read and threw away.
         reads = [
-            node["Actual Rows"] * node["Actual Loops"]
+            (node["Actual Rows"] + node.get("Rows Removed by Filter", 0)) * node["Actual Loops"]
             for node in nodes(document["Plan"])
-            if node.get("Relation Name") == "events"
+            if node.get("Relation Name") == table
         ]
-        assert reads, "the statement reads no events: this test no longer tests it"
+        assert reads, f"the statement reads no {table}: this test no longer tests it"
         return sum(reads)
 
     return asyncio.run(run())
@@ -169,3 +177,58 @@ def test_the_feed_and_the_fan_out_read_only_what_follows_their_position(
     )
     assert events_read(feed, _ALL_PAGE, last[0], last[1], None, None, 100) <= 12
     assert events_read(feed, _FAN_OUT, 1000) <= 12
+
+
+#: Entries of the long wallet, a second apart from LEDGER_START, every 10th a withdrawal.
+ENTRIES = 50_000
+LEDGER_START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def ledger(make_database: Callable[[], TestDatabase]) -> tuple[TestDatabase, uuid.UUID]:
+    """A database with 10 wallets of ENTRIES entries each, their rows interleaved (as
+    wallets written at once leave them): a scan that is not the wallet's own reads the
+    others' rows too."""
+    database = migrated(make_database())
+    wallets = [uuid.uuid4() for _ in range(10)]
+    database.fetch(
+        "INSERT INTO wallets (id, balance) SELECT id, 0 FROM unnest($1::uuid[]) AS t(id)",
+        wallets,
+    )
+    database.fetch(
+        "INSERT INTO wallet_operations (wallet_id, operation, amount, balance_after,"
+        " created_at, seq) SELECT w.id, CASE WHEN g % 10 = 0 THEN 'WITHDRAW' ELSE 'DEPOSIT'"
+        " END, 100, 100 * (g - 2 * (g / 10)), $2::timestamptz + g * interval '1 second', g"
+        " FROM generate_series(1, $3::bigint) AS g, unnest($1::uuid[]) AS w(id)"
+        " ORDER BY g, w.id",
+        wallets,
+        LEDGER_START,
+        ENTRIES,
+    )
+    database.fetch("ANALYZE wallet_operations")
+    return database, wallets[0]
+
+
+def test_the_ledger_in_time_reads_only_what_it_answers(
+    ledger: tuple[TestDatabase, uuid.UUID],
+) -> None:
+    """A balance at a time, a history page bounded by time (and filtered by kind), a
+    statement's balances and its entries, in the middle of a long ledger: each reads what
+    it answers (through the index of the wallet's rows by time), never the ledger up to
+    there."""
+    database, wallet = ledger
+    middle = LEDGER_START + timedelta(seconds=ENTRIES // 2)
+    hour = middle + timedelta(hours=1)
+    newest = 2**63 - 1
+
+    def read(sql: str, *args: Any) -> int:
+        return rows_read(database, "wallet_operations", sql, *args)
+
+    assert read(_BALANCE_AT, wallet, middle) <= 3
+    # A page of 51 of an hour's 3,600 entries; of its withdrawals (360), all of them, having
+    # examined at most 2,000 entries.
+    assert read(_HISTORY, wallet, newest, None, middle, hour, 51, 51) <= 51 + 4
+    assert read(_HISTORY, wallet, newest, ["WITHDRAW"], middle, hour, 2000, 51) <= 2000 + 4
+    assert read(_BALANCES, wallet, middle, hour) <= 4
+    assert read(_BALANCES, wallet, middle, None) <= 4
+    assert read(_JSON, wallet, middle, hour) <= 3600 + 4

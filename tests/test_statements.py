@@ -16,8 +16,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import EVERY_SCOPE, OPERATION_PATH, TestDatabase, create_key, operation
-from tests.test_ledger_time import change, created, every_entry
+from tests.support import (
+    EVERY_SCOPE,
+    OPERATION_PATH,
+    TestDatabase,
+    create_key,
+    deposit_many,
+    operation,
+)
+from tests.support import created_wallet as created
+from tests.test_ledger_time import change, every_entry
 from tests.test_wallet_contract import assert_problem
 from wallet_api.devtools.server import ServiceProcess
 from wallet_api.statements.repository import CSV_COLUMNS
@@ -160,10 +168,7 @@ def test_a_statement_is_one_snapshot_while_writes_go_on(service: ServiceProcess)
     coming: each form adds up, every entry once, in the ledger's order."""
     with httpx.Client(base_url=service.base_url, timeout=60) as client:
         wallet = created(client)
-        for _ in range(5):
-            batch = [{"wallet_uuid": wallet, "operation": "DEPOSIT", "amount": 1}] * 1000
-            answer = client.post("/api/v1/operations/batch", json={"operations": batch})
-            assert answer.status_code == 200, answer.text
+        deposit_many(client, wallet, 5)
         stop = threading.Event()
 
         def keep_writing() -> None:
@@ -233,10 +238,7 @@ def test_a_worker_sends_a_bounded_number_of_statements_at_once(
     single = start_service(WORKERS_COUNT="1")
     with httpx.Client(base_url=single.base_url, timeout=60) as client:
         wallet = created(client)
-        for _ in range(30):
-            batch = [{"wallet_uuid": wallet, "operation": "DEPOSIT", "amount": 1}] * 1000
-            answer = client.post("/api/v1/operations/batch", json={"operations": batch})
-            assert answer.status_code == 200, answer.text
+        deposit_many(client, wallet, 30)
         path = f"{WALLETS}/{wallet}/statement"
         readers = [httpx.Client(base_url=single.base_url, timeout=60) for _ in range(4)]
         streams = [reader.stream("GET", path, params={"format": "csv"}) for reader in readers]

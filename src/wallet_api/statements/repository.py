@@ -36,24 +36,29 @@ _FIRST_AT_OR_AFTER = """(
 )"""
 _WALLET_EXISTS = "SELECT EXISTS (SELECT FROM wallets WHERE id = $1)"
 # The wallet's balance after its last row dated before `$2` (the opening; None: none)
-# and before `$3` (the closing; `$3` None: its last row).
+# and before `$3` (the closing; `$3` None: its last row). Each bound is a value, so that
+# it bounds the index scan under a generic plan (an `IS NULL OR` would be a filter).
 _BALANCES = """
     SELECT (SELECT o.balance_after FROM wallet_operations o
             WHERE o.wallet_id = $1 AND o.created_at < $2
             ORDER BY o.created_at DESC, o.id DESC LIMIT 1) AS opening,
            (SELECT o.balance_after FROM wallet_operations o
-            WHERE o.wallet_id = $1 AND ($3::timestamptz IS NULL OR o.created_at < $3)
+            WHERE o.wallet_id = $1
+              AND o.created_at < coalesce($3::timestamptz, 'infinity'::timestamptz)
             ORDER BY o.created_at DESC, o.id DESC LIMIT 1) AS closing
 """
 # The period's rows, oldest first: [first at or after `$2` (`$2` None: the first row),
-# first at or after `$3` (`$3` None, or no row that late: past the last)).
+# first at or after `$3` (`$3` None, or no row that late: past the last)). The bounds are
+# on (wallet_id, id), which only the wallet's own index orders: on `id` alone, a generic
+# plan may walk the primary key through every wallet's rows of the range.
 _PERIOD = f"""
     FROM wallet_operations o
     WHERE o.wallet_id = $1
-      AND o.id >= CASE WHEN $2::timestamptz IS NULL THEN 0
+      AND (o.wallet_id, o.id) >= ($1, CASE WHEN $2::timestamptz IS NULL THEN 0
                        ELSE coalesce({_FIRST_AT_OR_AFTER.format(at="$2::timestamptz")},
-                                     9223372036854775807) END
-      AND o.id < coalesce({_FIRST_AT_OR_AFTER.format(at="$3::timestamptz")}, 9223372036854775807)
+                                     9223372036854775807) END)
+      AND (o.wallet_id, o.id) < ($1, coalesce(
+          {_FIRST_AT_OR_AFTER.format(at="$3::timestamptz")}, 9223372036854775807))
     ORDER BY o.id
 """
 _CHANGE = (

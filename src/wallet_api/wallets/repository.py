@@ -63,23 +63,26 @@ _WALLET_OWNERS = """
 # after it (one look-up each in ix_wallet_operations_wallet_id_created_at; scalars, so
 # that they bound the scan of ix_wallet_operations_wallet_id_id). At most `$6` rows are
 # examined, newest first; of those, up to `$7` of the kinds asked for are the page.
-# `examined` tells the caller how many were, and the lowest id among them.
+# `examined` tells the caller how many were, and the lowest id among them. The bounds are
+# on (wallet_id, id), which only ix_wallet_operations_wallet_id_id orders: on `id` alone,
+# a generic plan took the primary key's range and read every wallet's rows in it
+# (tests/test_query_plans.py).
 _HISTORY = """
     WITH examined AS (
         SELECT o.id, o.operation, o.amount, o.balance_after, o.created_at, o.idempotency_key,
                o.transfer_id, o.counterparty_wallet_id, o.reverses_id, o.description, o.hold_id
         FROM wallet_operations o
         WHERE o.wallet_id = $1
-          AND o.id < least($2::bigint, coalesce((
+          AND (o.wallet_id, o.id) < ($1, least($2::bigint, coalesce((
               SELECT f.id FROM wallet_operations f
               WHERE f.wallet_id = $1 AND f.created_at >= $5::timestamptz
               ORDER BY f.created_at, f.id LIMIT 1
-          ), $2::bigint))
-          AND o.id >= CASE WHEN $4::timestamptz IS NULL THEN 0 ELSE coalesce((
+          ), $2::bigint)))
+          AND (o.wallet_id, o.id) >= ($1, CASE WHEN $4::timestamptz IS NULL THEN 0 ELSE coalesce((
               SELECT f.id FROM wallet_operations f
               WHERE f.wallet_id = $1 AND f.created_at >= $4::timestamptz
               ORDER BY f.created_at, f.id LIMIT 1
-          ), $2::bigint) END
+          ), $2::bigint) END)
         ORDER BY o.id DESC
         LIMIT $6
     ), page AS (
