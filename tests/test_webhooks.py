@@ -327,24 +327,33 @@ def test_an_endpoint_back_from_an_outage_gets_its_waiting_deliveries_at_once(
     senders: Callable[..., Sender],
 ) -> None:
     # The first event fails, and waits 5 to 10 minutes for its retry; the second is
-    # answered slowly; the third at once. That success shows the endpoint is back: the
-    # first comes again at once, and the second, still on its way, is not sent again.
-    script: dict[int, tuple[int, dict[str, str], float]] = {0: (503, {}, 0.0), 1: (200, {}, 3.0)}
+    # refused with a Retry-After of 10 minutes; the third is answered slowly; the fourth at
+    # once. That success brings the first again at once; not the second (its receiver asked
+    # to wait), nor the third, still on its way (never sent twice at once).
+    script: dict[int, tuple[int, dict[str, str], float]] = {
+        0: (503, {}, 0.0),
+        1: (429, {"Retry-After": "600"}, 0.0),
+        2: (200, {}, 3.0),
+    }
     receiver = receivers(lambda n, _: script.get(n, (200, {}, 0.0)))
     senders(WEBHOOK_BACKOFF_SECONDS="600", WEBHOOK_TIMEOUT_SECONDS="10")
     with owner(keyed, database) as alice:
         endpoint(alice, receiver.url)
-        for made in range(1, 4):
+        for made in range(1, 5):
             wallet(alice)
             receiver.wait_for(made)
-        first, slow, _ = (event["id"] for event in receiver.events())
-        got = receiver.wait_for(4, timeout=20)
-        assert got[3]["id"] == first
+        first, asked_to_wait, slow, _ = (event["id"] for event in receiver.events())
+        got = receiver.wait_for(5, timeout=20)
+        assert got[4]["id"] == first
         (delivery,) = settled(alice, first)
         assert [t["status_code"] for t in delivery["tries"]] == [503, 200]
         (delivery,) = settled(alice, slow)
         assert [t["status_code"] for t in delivery["tries"]] == [200]
-    assert [event["id"] for event in receiver.events()].count(slow) == 1
+        (delivery,) = tries(alice, asked_to_wait)
+        assert delivery["status"] == "pending"
+        assert [t["status_code"] for t in delivery["tries"]] == [429]
+    sent = [event["id"] for event in receiver.events()]
+    assert (sent.count(slow), sent.count(asked_to_wait)) == (1, 1)
 
 
 def test_refusals_time_outs_and_redirects_fail_and_attempts_stop_at_the_cap(

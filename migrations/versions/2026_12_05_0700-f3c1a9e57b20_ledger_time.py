@@ -29,14 +29,15 @@ running transaction's id is final, since a placed `xid` is never below its write
   outside a transaction, while traffic goes on.
 
 Stop the instances of the previous version before applying it (they date entries the old
-way, and keep neither column), as for revision a4d8e2f61b37.
+way, and keep neither column), as for revision a4d8e2f61b37. The repair reads the whole
+ledger once, and `wallets` stays locked until it is done: on a large ledger, minutes.
 
-Downgrade: drops the index and both columns; the dates moved stay moved.
+Downgrade: drops the index and both columns (stop this version's instances first: they
+write both); the dates moved stay moved.
 """
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
 
 revision: str = "f3c1a9e57b20"
@@ -49,16 +50,13 @@ _INDEX = "ix_wallet_operations_wallet_id_created_at"
 
 def upgrade() -> None:
     op.execute("SET LOCAL lock_timeout = '5s'")
-    op.add_column(
-        "wallets",
-        sa.Column(
-            "last_entry_at",
-            sa.DateTime(timezone=True),
-            nullable=True,
-            comment="The time of the wallet's latest ledger row: no later row is dated before it.",
-        ),
+    # IF NOT EXISTS: a run whose index build failed (below, after this commits) goes again.
+    op.execute("ALTER TABLE wallets ADD COLUMN IF NOT EXISTS last_entry_at timestamptz")
+    op.execute(
+        "COMMENT ON COLUMN wallets.last_entry_at IS 'The time of the wallet''s latest ledger "
+        "row: no later row is dated before it.'"
     )
-    op.execute("ALTER TABLE wallets ADD COLUMN last_event_xid xid8")
+    op.execute("ALTER TABLE wallets ADD COLUMN IF NOT EXISTS last_event_xid xid8")
     op.execute(
         "COMMENT ON COLUMN wallets.last_event_xid IS 'The feed position (xid) of the wallet''s "
         "latest event: no later event of the wallet is placed before it.'"
@@ -97,5 +95,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.get_context().autocommit_block():
         op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_INDEX}")
+    op.execute("SET LOCAL lock_timeout = '5s'")
     op.drop_column("wallets", "last_event_xid")
     op.drop_column("wallets", "last_entry_at")

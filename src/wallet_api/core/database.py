@@ -201,12 +201,18 @@ class Database:
             await transaction.commit()
 
     @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[Connection]:
+    async def snapshot(self, *, timeout_seconds: float) -> AsyncIterator[Connection]:
         """A read-only transaction in one snapshot (repeatable read): every statement of
-        the block sees the database as it was at its first, whatever commits meanwhile."""
+        the block sees the database as it was at its first, whatever commits meanwhile.
+        Its statements may each take up to `timeout_seconds` (instead of the service's
+        statement timeout: one that streams its rows to a reader lasts as long as the
+        reader takes)."""
         async with self._connection() as connection:
             transaction = connection.transaction(isolation="repeatable_read", readonly=True)
             await transaction.start()
+            await connection.execute(
+                f"SET LOCAL statement_timeout = {round(timeout_seconds * 1000)}"
+            )
             try:
                 yield connection
             except BaseException:

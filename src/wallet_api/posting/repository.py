@@ -91,9 +91,11 @@ class Locked:
 
 # Rows locked in id order, as every writer locks them (the range write too), so that
 # transactions over overlapping wallets wait for each other, never in a cycle. The
-# transaction's time (the created_at of the rows it writes): its start (`now()`), or the
-# latest time of its wallets' entries if that is later (read under their locks: so a
-# wallet's entries are in time order in its ledger's order; the range write's `stamp`).
+# transaction's time (the created_at of the rows it writes): the clock once every lock is
+# held (`clock_timestamp()`, not the transaction's start, which a wait for a lock may have
+# left seconds behind: an entry is dated milliseconds before its commit), or the latest
+# time of its wallets' entries if that is later (read under their locks: so a wallet's
+# entries are in time order in its ledger's order; the range write's `stamp`).
 _LOCK_WALLETS = """
     WITH locked AS (
         SELECT w.id, w.balance, w.held AS stored_held, w.last_entry_at,
@@ -101,7 +103,7 @@ _LOCK_WALLETS = """
         FROM unnest($1::uuid[]) AS t(id) JOIN wallets w ON w.id = t.id
         ORDER BY w.id FOR UPDATE OF w
     )
-    SELECT greatest(now(), max(last_entry_at)) AS at, array_agg(id) AS ids,
+    SELECT greatest(clock_timestamp(), max(last_entry_at)) AS at, array_agg(id) AS ids,
            array_agg(balance) AS balances, array_agg(stored_held) AS stored_held,
            array_agg(id) FILTER (WHERE due) AS due
     FROM locked
@@ -390,7 +392,7 @@ def _write_range_sql(*, holds: bool) -> str:
         JOIN wallets w ON w.id = i.id
         ORDER BY w.id FOR UPDATE OF w
     ), stamp AS (
-        SELECT greatest(now(), max(last_entry_at)) AS at,
+        SELECT greatest(clock_timestamp(), max(last_entry_at)) AS at,
                greatest(pg_current_xact_id(), max(last_event_xid)) AS xid
         FROM locked
     ), fitting AS (

@@ -135,10 +135,15 @@ async def copy_csv(
     since: datetime | None,
     until: datetime | None,
     output: Callable[[bytes], Coroutine[Any, Any, None]],
+    *,
+    seconds: float,
 ) -> None:
     """The period's entries as CSV lines (no header), written by the server, handed to
-    `output` as they arrive."""
-    await connection.copy_from_query(_CSV, wallet_id, since, until, output=output, format="csv")
+    `output` as they arrive, within `seconds` (the whole copy, its reader's pace
+    included: asyncpg's own limit, beside the statement timeout of the transaction)."""
+    await connection.copy_from_query(
+        _CSV, wallet_id, since, until, output=output, format="csv", timeout=seconds
+    )
 
 
 async def json_entries(

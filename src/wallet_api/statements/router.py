@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Callable
 from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
@@ -18,10 +20,13 @@ from wallet_api.core.openapi import error_responses
 from wallet_api.statements.exceptions import TooManyStatements
 from wallet_api.statements.repository import CSV_COLUMNS
 from wallet_api.statements.schemas import STATEMENT_EXAMPLE, Statement
-from wallet_api.statements.service import StatementService
+from wallet_api.statements.service import STATEMENT_SECONDS, StatementService
 from wallet_api.wallets.exceptions import WalletNotFound
 
+logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/wallets", tags=["wallets"])
+#: Seconds a statement's answer may take beyond STATEMENT_SECONDS to reach its reader.
+SEND_MARGIN_SECONDS = 30.0
 
 
 class StatementFormat(StrEnum):
@@ -30,17 +35,31 @@ class StatementFormat(StrEnum):
 
 
 class _Streamed(StreamingResponse):
-    """A streamed body that calls `done` once it is sent, or given up."""
+    """A streamed body, sent within STATEMENT_SECONDS (and a margin: a reader that stops
+    reading is cut off too, not only one that reads slowly), then closed (its connection
+    goes back to the pool) and `done` called, whether it was sent or given up."""
 
-    def __init__(self, content: AsyncIterator[bytes], media_type: str, done: Callable[[], None]):
+    def __init__(
+        self, content: AsyncGenerator[bytes], media_type: str, done: Callable[[], None]
+    ) -> None:
         super().__init__(content, media_type=media_type)
+        self._content = content
         self._done = done
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            async with asyncio.timeout(STATEMENT_SECONDS + SEND_MARGIN_SECONDS):
+                await super().__call__(scope, receive, send)
+        except TimeoutError:
+            logger.warning(
+                "a statement was cut off after %g s: its reader stopped reading",
+                STATEMENT_SECONDS + SEND_MARGIN_SECONDS,
+            )
         finally:
-            self._done()
+            try:
+                await self._content.aclose()
+            finally:
+                self._done()
 
 
 _CSV_EXAMPLE = (

@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing, suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 import orjson
@@ -91,18 +91,18 @@ class StatementService:
         """Give back the place `begin` took."""
         self._sending -= 1
 
-    def csv(self, period: Period) -> AsyncIterator[bytes]:
+    def csv(self, period: Period) -> AsyncGenerator[bytes]:
         """The statement as CSV: a header, the opening line, a line per entry (written by
         the server), the closing line."""
         return _ended_if_cut(self._csv(period), period)
 
-    def json(self, period: Period) -> AsyncIterator[bytes]:
+    def json(self, period: Period) -> AsyncGenerator[bytes]:
         """The statement as one JSON document, its entries oldest first."""
         return _ended_if_cut(self._json(period), period)
 
     async def _csv(self, period: Period) -> AsyncGenerator[bytes]:
         deadline = time.monotonic() + STATEMENT_SECONDS
-        async with self._database.snapshot() as connection:
+        async with self._database.snapshot(timeout_seconds=STATEMENT_SECONDS) as connection:
             opening, closing = await repository.balances(
                 connection, period.wallet_id, period.since, period.until
             )
@@ -118,7 +118,12 @@ class StatementService:
             async def copy() -> None:
                 try:
                     await repository.copy_csv(
-                        connection, period.wallet_id, period.since, period.until, output
+                        connection,
+                        period.wallet_id,
+                        period.since,
+                        period.until,
+                        output,
+                        seconds=max(1.0, deadline - time.monotonic()),
                     )
                 finally:
                     await queue.put(None)
@@ -137,7 +142,7 @@ class StatementService:
 
     async def _json(self, period: Period) -> AsyncGenerator[bytes]:
         deadline = time.monotonic() + STATEMENT_SECONDS
-        async with self._database.snapshot() as connection:
+        async with self._database.snapshot(timeout_seconds=STATEMENT_SECONDS) as connection:
             opening, closing = await repository.balances(
                 connection, period.wallet_id, period.since, period.until
             )
@@ -167,7 +172,7 @@ class StatementService:
             yield b"".join(parts)
 
 
-async def _ended_if_cut(body: AsyncGenerator[bytes], period: Period) -> AsyncIterator[bytes]:
+async def _ended_if_cut(body: AsyncGenerator[bytes], period: Period) -> AsyncGenerator[bytes]:
     """`body`, ended where it was cut (StatementCut): without its closing, and logged."""
     try:
         async with aclosing(body):  # given up: its connection goes back now, not at GC
@@ -188,7 +193,7 @@ def _csv_line(values: tuple[str, ...]) -> bytes:
 def _csv_balance_line(kind: str, at: datetime | None, balance: int) -> bytes:
     """An opening or closing line: its time (none: the statement is unbounded there), its
     kind in `operation`, the balance in `balance_after`."""
-    when = "" if at is None else at.isoformat()
+    when = "" if at is None else at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     units, minor = divmod(balance, MINOR_UNITS_PER_UNIT)
     amount = f"{units}.{minor:0{FRACTION_DIGITS}d}"
     cells = ["", "", when, kind, "", "", amount, "", "", "", "", ""]

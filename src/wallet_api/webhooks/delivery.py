@@ -12,11 +12,12 @@ An attempt succeeds on a 2xx answer. Anything else (another status, a time-out, 
 connection, a redirect, which is never followed) is retried with exponential backoff and
 jitter, never sooner than a `Retry-After` the receiver sent, until WEBHOOK_RETRY_HOURS
 have passed since the delivery was made or WEBHOOK_MAX_ATTEMPTS were made; the delivery is then
-failed. The first success after an endpoint's failures makes its other waiting deliveries
-due at once: a receiver back from an outage gets its backlog now, not as each backoff
-ends. An endpoint whose attempts have failed, without a success between, for
-WEBHOOK_DISABLE_AFTER_SECONDS is disabled: a warning in the log and the
-`wallet_webhook_endpoints_disabled_total` counter (webhooks/metrics.py: served by the
+failed. Each success makes a few more of its endpoint's waiting deliveries due at once: a
+receiver back from an outage gets its backlog as fast as it answers, not as each backoff
+ends (never one leased to a sender, nor one whose receiver asked to wait). An endpoint
+whose attempts have failed, without a success between, for WEBHOOK_DISABLE_AFTER_SECONDS
+is disabled: a warning in the log and the `wallet_webhook_endpoints_disabled_total`
+counter (webhooks/metrics.py: served by the
 sender itself).
 """
 
@@ -265,6 +266,7 @@ class Sender:
                     succeeded=succeeded,
                     disable_after_seconds=settings.webhook_disable_after_seconds,
                     lease_seconds=self._lease_seconds,
+                    retry_after=retry_after,
                 )
         except Exception:
             # Not recorded: its lease ends, and it is sent again (at least once).

@@ -68,12 +68,25 @@ webhook_deliveries = Table(
     ),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column(
+        "not_before",
+        DateTime(timezone=True),
+        nullable=True,
+        comment="Not sent again before this: its receiver's Retry-After.",
+    ),
     CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status_known"),
     Index(
         "ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")
     ),
     Index("ix_webhook_deliveries_event_id", "event_id"),
     Index("ix_webhook_deliveries_endpoint_id", "endpoint_id"),
+    # An endpoint's pending deliveries by when they are due (a success makes some due now).
+    Index(
+        "ix_webhook_deliveries_endpoint_pending",
+        "endpoint_id",
+        "next_attempt_at",
+        postgresql_where=text("status = 'pending'"),
+    ),
 )
 
 webhook_attempts = Table(

@@ -169,24 +169,37 @@ _CLAIM = """
 # (its lease may have ended, and another sender claimed it since: the later claim decides,
 # and this one changes neither the delivery nor its endpoint); its endpoint's: failing
 # since its first failure after a success, disabled once that is older than $8 seconds.
-# An endpoint that answers again after failing has its other deliveries that wait out a
-# backoff made due now (a receiver back from an outage gets its backlog at once, not over
-# the next hour of backoffs); not those leased to a sender, whose next attempt is at most
-# a lease ($11 seconds) away: a leased one is never claimed twice.
+# Each success makes up to $13 more of its endpoint's deliveries that wait out a backoff
+# due now, the longest-waiting first: a receiver back from an outage gets its backlog as
+# fast as it answers (each answered one brings the next), not over the next hour of
+# backoffs, and a few at a time, due beside other endpoints' deliveries rather than all
+# ahead of them. Not those leased to a sender (their next attempt is at most a lease, $11
+# seconds, away: a leased one is never claimed twice; against the clock as the statement
+# runs, not its transaction's start, which a claim that committed just before the
+# statement's snapshot may follow), nor those whose receiver asked to wait (`not_before`,
+# from its `Retry-After`: $12 seconds, None without one).
+#: Deliveries of its endpoint a success makes due now, at most (see `_RECORD`).
+RECOVERED_PER_SUCCESS = 16
 _RECORD = """
     WITH attempt AS (
         INSERT INTO webhook_attempts (delivery_id, status_code, duration_ms, error)
         VALUES ($1::bigint, $2::smallint, $3::int, $4::text)
     ), recovered AS (
-        UPDATE webhook_deliveries d SET next_attempt_at = now()
-        FROM webhook_endpoints w
-        WHERE $7::boolean AND w.id = $9::uuid AND w.failing_since IS NOT NULL
-          AND d.endpoint_id = w.id AND d.status = 'pending' AND d.id <> $1::bigint
-          AND d.next_attempt_at > now() + make_interval(secs => $11::float8)
+        UPDATE webhook_deliveries SET next_attempt_at = now()
+        WHERE id IN (
+            SELECT d.id FROM webhook_deliveries d
+            WHERE $7::boolean AND d.endpoint_id = $9::uuid AND d.status = 'pending'
+              AND d.next_attempt_at > clock_timestamp() + make_interval(secs => $11::float8)
+              AND (d.not_before IS NULL OR d.not_before <= now()) AND d.id <> $1::bigint
+            ORDER BY d.next_attempt_at
+            LIMIT $13
+            FOR UPDATE SKIP LOCKED
+        )
     ), delivery AS (
         UPDATE webhook_deliveries SET
             status = $5::text,
             next_attempt_at = now() + make_interval(secs => $6::float8),
+            not_before = now() + make_interval(secs => $12::float8),
             finished_at = CASE WHEN $5::text = 'pending' THEN NULL ELSE now() END
         WHERE id = $1::bigint AND attempts = $10::int AND status = 'pending'
         RETURNING id
@@ -300,6 +313,7 @@ async def record(
     succeeded: bool,
     disable_after_seconds: float,
     lease_seconds: float,
+    retry_after: float | None,
 ) -> bool:
     """Record an attempt and its outcome; true when it disabled its endpoint."""
     disabled = await connection.fetchval(
@@ -315,6 +329,8 @@ async def record(
         claimed.endpoint_id,
         claimed.attempt,
         lease_seconds,
+        retry_after,
+        RECOVERED_PER_SUCCESS,
     )
     return bool(disabled)
 
