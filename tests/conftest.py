@@ -154,8 +154,26 @@ SERVER_AGNOSTIC = frozenset(
 )
 
 
+#: Modules that run alone, after the others (`make test` runs the rest in several processes
+#: at once, pytest-xdist): they share something the others would disturb. The feed's and
+#: webhooks' waits follow every write transaction of the PostgreSQL server (docs/EVENTS.md:
+#: another process's test holding a row lock holds them back); the rate limits share the
+#: one Redis.
+SERIAL = frozenset(
+    {
+        "tests/test_events.py",
+        "tests/test_webhooks.py",
+        "tests/test_balance_monitors.py",
+        "tests/test_rate_limits.py",
+        "tests/test_limits_redis.py",
+    }
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         module = item.nodeid.partition("::")[0]
         if module in SERVER_AGNOSTIC or module.rpartition("/")[0] in SERVER_AGNOSTIC:
             item.add_marker(pytest.mark.server_agnostic)
+        if module in SERIAL:
+            item.add_marker(pytest.mark.serial)

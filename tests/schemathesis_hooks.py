@@ -9,7 +9,7 @@ from typing import Any
 import schemathesis
 from schemathesis import Case, CheckContext, Response
 
-from wallet_api.statements.schemas import PERIOD_RULE
+from wallet_api.core.fields import PERIOD_RULE
 from wallet_api.transfers.schemas import SAME_WALLET_RULE
 
 #: The rules of the contract between two fields that their schemas state in words only.

@@ -249,6 +249,7 @@ def test_a_page_of_a_rare_kind_examines_a_bounded_part_of_the_ledger(
         {"operation": "LOAN"},
         {"from": "yesterday"},
         {"to": "2026-12-01T00:00:00"},  # no offset
+        {"from": "2026-12-02T00:00:00Z", "to": "2026-12-01T00:00:00Z"},  # backwards
     ],
 )
 def test_history_filters_that_are_not_valid_are_422(

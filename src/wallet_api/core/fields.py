@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
@@ -11,6 +12,7 @@ from asyncpg.pgproto import pgproto
 from pydantic import BeforeValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from wallet_api.core.errors import ValidationFailed
 from wallet_api.core.money import MAX_MINOR_UNITS, format_minor_units, to_minor_units
 
 
@@ -81,3 +83,17 @@ CanonicalUUID = Annotated[UUID, BeforeValidator(_canonical_uuid)]
 
 #: An amount in a response: a JSON number in currency units, exact (json_number).
 Money = Annotated[Decimal, WithJsonSchema({"type": "number", "examples": [1000, 0.3]})]
+
+
+#: The rule between the bounds of a period (`from`, `to`: a history, a statement), which a
+#: schema states in words only.
+PERIOD_RULE = "from must not be later than to"
+
+
+def check_period(since: datetime | None, until: datetime | None) -> None:
+    """Refuse a period that ends before it begins (422 `validation_error`)."""
+    if since is not None and until is not None and since > until:
+        raise ValidationFailed(
+            f"query.from: {PERIOD_RULE}",
+            errors=[{"loc": ["query", "from"], "message": PERIOD_RULE}],
+        )

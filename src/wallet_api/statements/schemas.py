@@ -12,9 +12,6 @@ from pydantic import BaseModel, Field
 from wallet_api.core.fields import Money
 from wallet_api.posting.entries import EntryKind
 
-#: The rule between the period's bounds (the schema states it in words only).
-PERIOD_RULE = "from must not be later than to"
-
 STATEMENT_EXAMPLE: dict[str, Any] = {
     "wallet_uuid": "3f0a0c1e-5e55-4b1f-9d0e-1d6b2f0c9a47",
     "from": "2026-11-01T00:00:00Z",
@@ -39,7 +36,10 @@ class StatementEntry(BaseModel):
     """An entry of the period, as the history shows it, with what it changed."""
 
     id: int
-    seq: int | None = Field(description="Its place in the wallet's ledger (null: older rows).")
+    seq: int | None = Field(
+        None,
+        description="Its place in the wallet's ledger (absent: rows older than the numbering).",
+    )
     created_at: datetime
     operation: EntryKind
     change: Money = Field(

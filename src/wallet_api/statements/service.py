@@ -24,12 +24,11 @@ from uuid import UUID
 import orjson
 
 from wallet_api.core.database import Database
-from wallet_api.core.errors import ValidationFailed
+from wallet_api.core.fields import check_period
 from wallet_api.core.money import FRACTION_DIGITS, MINOR_UNITS_PER_UNIT
 from wallet_api.core.responses import json_number
 from wallet_api.statements import repository
 from wallet_api.statements.exceptions import TooManyStatements
-from wallet_api.statements.schemas import PERIOD_RULE
 from wallet_api.wallets.exceptions import WalletNotFound
 from wallet_api.wallets.owners import WalletOwners
 
@@ -73,11 +72,7 @@ class StatementService:
     ) -> Period:
         """Check the request, then take one of the worker's places (`end` gives it back);
         or refuse it."""
-        if since is not None and until is not None and since > until:
-            raise ValidationFailed(
-                f"query.from: {PERIOD_RULE}",
-                errors=[{"loc": ["query", "from"], "message": PERIOD_RULE}],
-            )
+        check_period(since, until)
         await self._owners.check(owner, wallet_id)
         async with self._database.autocommit() as connection:
             if not await repository.wallet_exists(connection, wallet_id):

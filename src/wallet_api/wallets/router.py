@@ -20,6 +20,7 @@ from wallet_api.core.errors import (
     WalletBusy,
     problem_response,
 )
+from wallet_api.core.fields import check_period
 from wallet_api.core.idempotency import IdempotencyKey, Replay, scoped_key
 from wallet_api.core.openapi import (
     WRITE_FAILURES,
@@ -271,13 +272,15 @@ async def list_operations(
         AwareDatetime | None,
         Query(
             alias="to",
-            description="Only entries dated before this time (RFC 3339, with its offset).",
+            description="Only entries dated before this time (RFC 3339, with its offset); "
+            "not earlier than `from`.",
         ),
     ] = None,
 ) -> Response:
     """The wallet's applied operations, newest first, a page at a time; optionally of some
     kinds only, and between two times. Filters and the cursor combine: pass the same
     filters with each page's `next_cursor`."""
+    check_period(since, until)
     entries, next_id = await service.history(
         wallet_uuid,
         owner=owner_of(request.scope),
