@@ -7,10 +7,12 @@ from __future__ import annotations
 import csv
 import io
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +24,8 @@ from tests.support import (
     TestDatabase,
     create_key,
     deposit_many,
+    launch_service,
+    migrated,
     operation,
 )
 from tests.support import created_wallet as created
@@ -258,3 +262,35 @@ def test_a_worker_sends_a_bounded_number_of_statements_at_once(
                 break
             threading.Event().wait(0.1)
         assert served.status_code == 200, served.text
+
+
+def test_a_statement_read_slowly_outlasts_the_statement_timeout(
+    make_database: Callable[[], TestDatabase], tmp_path: Path
+) -> None:
+    """A CSV statement of 200,000 entries (about 60 MB: more than every buffer on its way
+    holds) whose reader waits 2 seconds before it reads, from a service whose statement
+    timeout is half a second: its `COPY` waits on the reader, under the statement's own
+    limit (15 minutes), and the whole statement arrives, its closing line included. On a
+    database of its own: the ledger is written in SQL (200,000 requests would take long)."""
+    database = migrated(make_database())
+    wallet = uuid.uuid4()
+    database.fetch(
+        "WITH made AS (INSERT INTO wallets (id, balance, seq) VALUES ($1, 200000, 200000))"
+        " INSERT INTO wallet_operations (wallet_id, operation, amount, balance_after, seq,"
+        " description) SELECT $1, 'DEPOSIT', 1, g, g, repeat('x', 200)"
+        " FROM generate_series(1, 200000) AS g",
+        wallet,
+    )
+    settings = {"DB_STATEMENT_TIMEOUT_MS": "500", "WORKERS_COUNT": "1"}
+    with (
+        launch_service(database, tmp_path / "service.log", settings).serving() as patient,
+        httpx.Client(base_url=patient.base_url, timeout=60) as client,
+        client.stream("GET", f"{WALLETS}/{wallet}/statement", params={"format": "csv"}) as got,
+    ):
+        assert got.status_code == 200
+        time.sleep(2)  # every buffer on the way fills: the copy waits on its reader
+        text = got.read().decode()
+    _, *entries, closing = csv_rows(text)
+    assert len(entries) == 200_000
+    assert closing["operation"] == "CLOSING_BALANCE"
+    assert cents(closing["balance_after"]) == 200_000

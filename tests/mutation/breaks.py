@@ -1779,6 +1779,14 @@ BREAKS = [
         ),
     ),
     Break(
+        "a-statement-under-the-services-statement-timeout",
+        "a statement's COPY waits on a slow reader under its own time limit, not the service's",
+        "src/wallet_api/core/database.py",
+        '                f"SET LOCAL statement_timeout = {round(timeout_seconds * 1000)}"',
+        '                "SET LOCAL application_name = wallet-api"',
+        ("tests/test_statements.py::test_a_statement_read_slowly_outlasts_the_statement_timeout",),
+    ),
+    Break(
         "webhooks-into-the-private-network",
         "a webhook to a private or loopback address is refused unless allowed",
         "src/wallet_api/webhooks/targets.py",
