@@ -1783,7 +1783,7 @@ BREAKS = [
         "a statement's COPY waits on a slow reader under its own time limit, not the service's",
         "src/wallet_api/core/database.py",
         '                f"SET LOCAL statement_timeout = {round(timeout_seconds * 1000)}"',
-        '                "SET LOCAL application_name = wallet-api"',
+        '                "SET LOCAL application_name = \'wallet-api\'"',
         ("tests/test_statements.py::test_a_statement_read_slowly_outlasts_the_statement_timeout",),
     ),
     Break(
