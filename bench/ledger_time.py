@@ -124,15 +124,19 @@ def streamed(
     watcher.start()
     size = 0
     lines = 0
+    # What marks an entry: a CSV line's end, a JSON entry's first key (counted across the
+    # chunks' edges: the last few bytes of one go before the next).
+    mark = b"\n" if params.get("format") == "csv" else b'{"id":'
+    tail = b""
     began = time.perf_counter()
     try:
         with client.stream("GET", path, params=params) as response:
             assert response.status_code == 200, response.read()
             for chunk in response.iter_bytes():
                 size += len(chunk)
-                lines += (
-                    chunk.count(b"\n") if params.get("format") == "csv" else chunk.count(b'"id":')
-                )
+                joined = tail + chunk
+                lines += joined.count(mark)
+                tail = joined[1 - len(mark) :] if len(mark) > 1 else b""
     finally:
         done.set()
         watcher.join()
