@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 
 from tests.support import TestDatabase, migrated
+from wallet_api.core.database import _INDEX_ORDER
 from wallet_api.events.repository import _ALL_PAGE
 from wallet_api.posting.repository import _HELD_NOW, _NOTE_HOLD_EXPIRIES
 from wallet_api.statements.repository import _BALANCES, _JSON
@@ -135,9 +136,12 @@ def events_read(database: TestDatabase, sql: str, *args: Any) -> int:
     return rows_read(database, "events", sql, *args)
 
 
-def rows_read(database: TestDatabase, table: str, sql: str, *args: Any) -> int:
+def rows_read(
+    database: TestDatabase, table: str, sql: str, *args: Any, index_order: bool = False
+) -> int:
     """The rows the statement's plan reads from `table`, run as the service runs it (a
-    generic plan), in a transaction rolled back."""
+    generic plan; with `index_order`, in a transaction of `Database.in_index_order`), in a
+    transaction rolled back."""
 
     async def run() -> int:
         connection = await asyncpg.connect(
@@ -147,6 +151,8 @@ def rows_read(database: TestDatabase, table: str, sql: str, *args: Any) -> int:
             transaction = connection.transaction()
             await transaction.start()
             try:
+                if index_order:
+                    await connection.execute(_INDEX_ORDER)
                 row = await connection.fetchrow(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args)
             finally:
                 await transaction.rollback()
@@ -222,13 +228,17 @@ def test_the_ledger_in_time_reads_only_what_it_answers(
     newest = 2**63 - 1
 
     def read(sql: str, *args: Any) -> int:
-        return rows_read(database, "wallet_operations", sql, *args)
+        return rows_read(database, "wallet_operations", sql, *args, index_order=True)
 
     assert read(_BALANCE_AT, wallet, middle) <= 3
-    # A page of 51 of an hour's 3,600 entries; of its withdrawals (360), all of them, having
-    # examined at most 2,000 entries.
+    # A page of 51 of an hour's 3,600 entries; a page of 51 of six hours' withdrawals
+    # (21,600 entries), having examined at most 2,000 (the page's filter passes over them
+    # again: counted twice).
+    six_hours = middle + timedelta(hours=6)
     assert read(_HISTORY, wallet, newest, None, middle, hour, 51, 51) <= 51 + 4
-    assert read(_HISTORY, wallet, newest, ["WITHDRAW"], middle, hour, 2000, 51) <= 2000 + 4
+    assert read(_HISTORY, wallet, newest, ["WITHDRAW"], middle, six_hours, 2000, 51) <= 4004
+    # A kind the ledger lacks, up to a time (half the ledger before it): 2,000 examined.
+    assert read(_HISTORY, wallet, newest, ["REVERSAL_IN"], None, middle, 2000, 51) <= 4004
     assert read(_BALANCES, wallet, middle, hour) <= 4
     assert read(_BALANCES, wallet, middle, None) <= 4
     assert read(_JSON, wallet, middle, hour) <= 3600 + 4

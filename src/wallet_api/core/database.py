@@ -35,6 +35,10 @@ NAMING_CONVENTION = {
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+#: See `Database.in_index_order`.
+_INDEX_ORDER = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off"
+
+
 class Xid8(UserDefinedType[int]):
     """PostgreSQL's 64-bit transaction id (SQLAlchemy has no type of its own for it)."""
 
@@ -201,18 +205,30 @@ class Database:
             await transaction.commit()
 
     @asynccontextmanager
+    async def in_index_order(self) -> AsyncIterator[Connection]:
+        """A transaction whose reads go through an index in its order, never a bitmap of it
+        and a sort: for the reads of a stretch of a long ledger, newest or oldest first, up
+        to a limit. Their plans are generic (the stretch's bounds unknown when planned),
+        and a generic estimate of a stretch is small: PostgreSQL then chose to read all of
+        it and sort it (a month of a hot wallet, for one page)."""
+        async with self.transaction() as connection:
+            await connection.execute(_INDEX_ORDER)
+            yield connection
+
+    @asynccontextmanager
     async def snapshot(self, *, timeout_seconds: float) -> AsyncIterator[Connection]:
         """A read-only transaction in one snapshot (repeatable read): every statement of
         the block sees the database as it was at its first, whatever commits meanwhile.
         Its statements may each take up to `timeout_seconds` (instead of the service's
         statement timeout: one that streams its rows to a reader lasts as long as the
-        reader takes)."""
+        reader takes). Its reads go in index order (see `in_index_order`)."""
         async with self._connection() as connection:
             transaction = connection.transaction(isolation="repeatable_read", readonly=True)
             await transaction.start()
             await connection.execute(
                 f"SET LOCAL statement_timeout = {round(timeout_seconds * 1000)}"
             )
+            await connection.execute(_INDEX_ORDER)
             try:
                 yield connection
             except BaseException:

@@ -1,11 +1,11 @@
-"""The SQL of statements: a period's bounds in a wallet's ledger, its opening and closing
-balances, and its entries as CSV lines (PostgreSQL's own `COPY`) or JSON objects.
+"""The SQL of statements: a period's opening and closing balances, and its entries as CSV
+lines (PostgreSQL's own `COPY`) or JSON objects.
 
 A wallet's rows are in time order in id order (revision f3c1a9e57b20), so a period
-[`from`, `to`) is a range of ids: from the first row dated at or after `from` up to the
-first dated at or after `to` (one look-up each, ix_wallet_operations_wallet_id_created_at),
-read in id order (ix_wallet_operations_wallet_id_id). The caller reads all of it in one
-snapshot (a read-only, repeatable-read transaction): the balances and the entries agree.
+[`from`, `to`) is a stretch of the wallet's index by time
+(ix_wallet_operations_wallet_id_created_at), read in order, and its balances are the
+rows just before each end. The caller reads all of it in one snapshot (a read-only,
+repeatable-read transaction): the balances and the entries agree.
 """
 
 from __future__ import annotations
@@ -27,13 +27,6 @@ def _kinds(kinds: frozenset[str]) -> str:
     return ", ".join(f"'{kind}'" for kind in sorted(kinds))
 
 
-# The id a time bounds a wallet's rows at: that of its first row dated at or after it
-# (None: none is).
-_FIRST_AT_OR_AFTER = """(
-    SELECT f.id FROM wallet_operations f
-    WHERE f.wallet_id = $1 AND f.created_at >= {at}
-    ORDER BY f.created_at, f.id LIMIT 1
-)"""
 _WALLET_EXISTS = "SELECT EXISTS (SELECT FROM wallets WHERE id = $1)"
 # The wallet's balance after its last row dated before `$2` (the opening; None: none)
 # and before `$3` (the closing; `$3` None: its last row). Each bound is a value, so that
@@ -47,19 +40,14 @@ _BALANCES = """
               AND o.created_at < coalesce($3::timestamptz, 'infinity'::timestamptz)
             ORDER BY o.created_at DESC, o.id DESC LIMIT 1) AS closing
 """
-# The period's rows, oldest first: [first at or after `$2` (`$2` None: the first row),
-# first at or after `$3` (`$3` None, or no row that late: past the last)). The bounds are
-# on (wallet_id, id), which only the wallet's own index orders: on `id` alone, a generic
-# plan may walk the primary key through every wallet's rows of the range.
-_PERIOD = f"""
+# The period's rows, oldest first: those dated in [`$2`, `$3`) (None: unbounded), from the
+# wallet's index by time (its rows are in time order in id order: revision f3c1a9e57b20).
+_PERIOD = """
     FROM wallet_operations o
     WHERE o.wallet_id = $1
-      AND (o.wallet_id, o.id) >= ($1, CASE WHEN $2::timestamptz IS NULL THEN 0
-                       ELSE coalesce({_FIRST_AT_OR_AFTER.format(at="$2::timestamptz")},
-                                     9223372036854775807) END)
-      AND (o.wallet_id, o.id) < ($1, coalesce(
-          {_FIRST_AT_OR_AFTER.format(at="$3::timestamptz")}, 9223372036854775807))
-    ORDER BY o.id
+      AND o.created_at >= coalesce($2::timestamptz, '-infinity'::timestamptz)
+      AND o.created_at < coalesce($3::timestamptz, 'infinity'::timestamptz)
+    ORDER BY o.created_at, o.id
 """
 _CHANGE = (
     f"CASE WHEN o.operation IN ({_kinds(CREDIT_KINDS)}) THEN o.amount"

@@ -56,34 +56,32 @@ _WALLET_OWNERS = """
 """
 
 
-# A page of the ledger, newest first, below the id `$2`, with each row the reversal that
-# compensates it, if any (at most one: a unique index). Optionally only rows of the kinds
-# `$3`, and only those dated in [`$4`, `$5`): a wallet's rows are in time order in id
-# order (revision f3c1a9e57b20), so each time bound is the id of the first row dated at or
-# after it (one look-up each in ix_wallet_operations_wallet_id_created_at; scalars, so
-# that they bound the scan of ix_wallet_operations_wallet_id_id). At most `$6` rows are
-# examined, newest first; of those, up to `$7` of the kinds asked for are the page.
-# `examined` tells the caller how many were, and the lowest id among them. The bounds are
-# on (wallet_id, id), which only ix_wallet_operations_wallet_id_id orders: on `id` alone,
-# a generic plan took the primary key's range and read every wallet's rows in it
-# (tests/test_query_plans.py).
+# A page of the ledger, newest first, below the row `$2` (its cursor), with each row the
+# reversal that compensates it, if any (at most one: a unique index). Optionally only rows
+# of the kinds `$3`, and only those dated in [`$4`, `$5`). A wallet's rows are in time
+# order in id order (revision f3c1a9e57b20), so the page is read from the wallet's index
+# by time (ix_wallet_operations_wallet_id_created_at), newest first: the time bounds and
+# the cursor's time (looked up by its id) are where the scan starts and stops, and only
+# the rows of the cursor's own time are compared by id too. (By id, a generic plan chose
+# the primary key's range and read every wallet's rows in it.) At most `$6` rows are
+# examined; of those, up to `$7` of the kinds asked for are the page. `examined` tells
+# the caller how many were, and the lowest id among them.
 _HISTORY = """
-    WITH examined AS (
+    WITH cursor_at AS MATERIALIZED (
+        SELECT coalesce(
+            (SELECT c.created_at FROM wallet_operations c WHERE c.id = $2::bigint),
+            'infinity'::timestamptz
+        ) AS at
+    ), examined AS (
         SELECT o.id, o.operation, o.amount, o.balance_after, o.created_at, o.idempotency_key,
                o.transfer_id, o.counterparty_wallet_id, o.reverses_id, o.description, o.hold_id
         FROM wallet_operations o
         WHERE o.wallet_id = $1
-          AND (o.wallet_id, o.id) < ($1, least($2::bigint, coalesce((
-              SELECT f.id FROM wallet_operations f
-              WHERE f.wallet_id = $1 AND f.created_at >= $5::timestamptz
-              ORDER BY f.created_at, f.id LIMIT 1
-          ), $2::bigint)))
-          AND (o.wallet_id, o.id) >= ($1, CASE WHEN $4::timestamptz IS NULL THEN 0 ELSE coalesce((
-              SELECT f.id FROM wallet_operations f
-              WHERE f.wallet_id = $1 AND f.created_at >= $4::timestamptz
-              ORDER BY f.created_at, f.id LIMIT 1
-          ), $2::bigint) END)
-        ORDER BY o.id DESC
+          AND o.created_at <= (SELECT at FROM cursor_at)
+          AND (o.created_at, o.id) < ((SELECT at FROM cursor_at), $2::bigint)
+          AND o.created_at < coalesce($5::timestamptz, 'infinity'::timestamptz)
+          AND o.created_at >= coalesce($4::timestamptz, '-infinity'::timestamptz)
+        ORDER BY o.created_at DESC, o.id DESC
         LIMIT $6
     ), page AS (
         SELECT * FROM examined e

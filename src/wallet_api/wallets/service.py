@@ -448,7 +448,7 @@ class WalletService:
         if not self.owners.surely_owns(owner, wallet_id):
             await self.owners.check(owner, wallet_id)
         examine = limit + 1 if kinds is None else max(limit + 1, HISTORY_EXAMINE)
-        async with self._database.autocommit() as connection:
+        async with self._database.in_index_order() as connection:
             page = await repository.history(
                 connection,
                 wallet_id,
