@@ -1763,7 +1763,7 @@ BREAKS = [
         "a-history-page-reads-a-stretch-and-sorts-it",
         "a history page reads its wallet's index in order, up to its limit, never a stretch",
         "src/wallet_api/core/database.py",
-        '_INDEX_ORDER = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off"',
+        '_INDEX_ORDER = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; SET LOCAL jit = off"',
         '_INDEX_ORDER = "SELECT 1"',
         ("tests/test_query_plans.py::test_the_ledger_in_time_reads_only_what_it_answers",),
     ),

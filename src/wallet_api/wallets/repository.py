@@ -57,15 +57,17 @@ _WALLET_OWNERS = """
 
 
 # A page of the ledger, newest first, below the row `$2` (its cursor), with each row the
-# reversal that compensates it, if any (at most one: a unique index). Optionally only rows
-# of the kinds `$3`, and only those dated in [`$4`, `$5`). A wallet's rows are in time
-# order in id order (revision f3c1a9e57b20), so the page is read from the wallet's index
-# by time (ix_wallet_operations_wallet_id_created_at), newest first: the time bounds and
-# the cursor's time (looked up by its id) are where the scan starts and stops, and only
-# the rows of the cursor's own time are compared by id too. (By id, a generic plan chose
-# the primary key's range and read every wallet's rows in it.) At most `$6` rows are
-# examined; of those, up to `$7` of the kinds asked for are the page. `examined` tells
-# the caller how many were, and the lowest id among them.
+# reversal that compensates it, if any (at most one: a unique index). Optionally only
+# rows of the kinds `$3`, and only those dated in [`$4`, `$5`). A wallet's rows are in
+# time order in id order (revision f3c1a9e57b20), so the page is read from the wallet's
+# index by time (ix_wallet_operations_wallet_id_created_at), newest first: the time
+# bounds and the cursor's time (looked up by its id) are where the scan starts and
+# stops, and only the rows of the cursor's own time are compared by id too (not as a row
+# comparison: a backward scan does not start at one, and read the wallet's index from
+# its end). (By id, a generic plan chose the primary key's range and read every wallet's
+# rows in it.) At most `$6` rows are examined; of those, up to `$7` of the kinds asked
+# for are the page. `examined` tells the caller how many were, and the lowest id among
+# them.
 _HISTORY = """
     WITH cursor_at AS MATERIALIZED (
         SELECT coalesce(
@@ -78,7 +80,7 @@ _HISTORY = """
         FROM wallet_operations o
         WHERE o.wallet_id = $1
           AND o.created_at <= (SELECT at FROM cursor_at)
-          AND (o.created_at, o.id) < ((SELECT at FROM cursor_at), $2::bigint)
+          AND NOT (o.created_at = (SELECT at FROM cursor_at) AND o.id >= $2::bigint)
           AND o.created_at < coalesce($5::timestamptz, 'infinity'::timestamptz)
           AND o.created_at >= coalesce($4::timestamptz, '-infinity'::timestamptz)
         ORDER BY o.created_at DESC, o.id DESC
