@@ -238,10 +238,10 @@ class Database:
                 # under way on it (a COPY, a cursor's fetch), so no ROLLBACK is sent; the
                 # connection is dropped, and the server ends its transaction (it wrote
                 # nothing).
-                with suppress(asyncpg.InterfaceError):
+                with suppress(asyncpg.InterfaceError):  # detached: asyncpg closed it
                     connection.terminate()
                 raise
-            await transaction.commit()
+            await transaction.commit()  # it wrote nothing: this ends its snapshot
 
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[Connection]:
