@@ -123,7 +123,12 @@ def test_a_connection_cut_under_a_statement_is_reported_lost_and_the_stale_pool_
     assert [answer.status_code for answer in answers] == [
         201 if path.endswith("create_wallet") else 200 for _, path, _, _ in requests
     ], [answer.text for answer in answers if answer.status_code >= 300]
-    assert "cannot switch to state" not in one_worker.log_text()
+    # No request met a stale connection's protocol state. (A background task may, when its
+    # turn falls in the stale window: the hold sweep logs a warning and tries again.)
+    lines = [json.loads(line) for line in one_worker.log_text().splitlines() if line[:1] == "{"]
+    assert not [
+        line for line in lines if line["level"] == "error" and "cannot switch to state" in str(line)
+    ]
 
 
 def errors_logged(service: ServiceProcess, message: str) -> list[str]:
