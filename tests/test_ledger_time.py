@@ -257,3 +257,22 @@ def test_history_filters_that_are_not_valid_are_422(
 ) -> None:
     response = client.get(f"{WALLETS}/{wallet}/operations", params=params)
     assert_problem(response, 422, "validation_error")
+
+
+def test_a_cursor_naming_another_wallets_entry_tells_nothing_of_it(
+    client: httpx.Client, wallet: str
+) -> None:
+    """A page starts below its cursor's entry in time: one of another wallet's entries
+    (not a cursor this wallet's pages hand out) is not looked up, and the page is the
+    first one, so its answer cannot tell when that entry was written."""
+    other = created(client)
+    for amount in (1, 2):
+        assert client.post(OPERATION_PATH.format(wallet), json=operation("DEPOSIT", amount))
+    assert client.post(OPERATION_PATH.format(other), json=operation("DEPOSIT", 9)).is_success
+    for amount in (3, 4):
+        assert client.post(OPERATION_PATH.format(wallet), json=operation("DEPOSIT", amount))
+    (foreign,) = every_entry(client, other)
+    path = f"{WALLETS}/{wallet}/operations"
+    crafted = client.get(path, params={"cursor": f"{foreign['id']:x}"}).json()
+    assert crafted == client.get(path).json()
+    assert [item["amount"] for item in crafted["items"]] == [4, 3, 2, 1]

@@ -1789,6 +1789,17 @@ BREAKS = [
         ("tests/test_statements.py::test_a_statement_read_slowly_outlasts_the_statement_timeout",),
     ),
     Break(
+        "a-history-cursor-looked-up-on-any-wallet",
+        "a history cursor naming another wallet's entry tells nothing of when it was written",
+        "src/wallet_api/wallets/repository.py",
+        "             WHERE c.id = $2::bigint AND c.wallet_id = $1),",
+        "             WHERE c.id = $2::bigint),",
+        (
+            "tests/test_ledger_time.py::"
+            "test_a_cursor_naming_another_wallets_entry_tells_nothing_of_it",
+        ),
+    ),
+    Break(
         "webhooks-into-the-private-network",
         "a webhook to a private or loopback address is refused unless allowed",
         "src/wallet_api/webhooks/targets.py",

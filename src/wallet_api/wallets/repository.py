@@ -61,7 +61,8 @@ _WALLET_OWNERS = """
 # rows of the kinds `$3`, and only those dated in [`$4`, `$5`). A wallet's rows are in
 # time order in id order (revision f3c1a9e57b20), so the page is read from the wallet's
 # index by time (ix_wallet_operations_wallet_id_created_at), newest first: the time
-# bounds and the cursor's time (looked up by its id) are where the scan starts and
+# bounds and the cursor's time (looked up by its id, on this wallet only: another
+# wallet's row would tell the caller when it was written) are where the scan starts and
 # stops, and only the rows of the cursor's own time are compared by id too (not as a row
 # comparison: a backward scan does not start at one, and read the wallet's index from
 # its end). (By id, a generic plan chose the primary key's range and read every wallet's
@@ -71,7 +72,8 @@ _WALLET_OWNERS = """
 _HISTORY = """
     WITH cursor_at AS MATERIALIZED (
         SELECT coalesce(
-            (SELECT c.created_at FROM wallet_operations c WHERE c.id = $2::bigint),
+            (SELECT c.created_at FROM wallet_operations c
+             WHERE c.id = $2::bigint AND c.wallet_id = $1),
             'infinity'::timestamptz
         ) AS at
     ), examined AS (
