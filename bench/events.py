@@ -32,6 +32,7 @@ from bench.hot_wallet import (
     webhook_runs,
     write_run,
 )
+from bench.webhooks import add_outage_option
 from wallet_api.devtools.postgres import drop_database, ensure_database
 from wallet_api.devtools.server import run_alembic
 
@@ -74,13 +75,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--wallets", type=int, default=10_000)
     parser.add_argument("--baseline", type=Path, default=None, metavar="DIR")
-    parser.add_argument(
-        "--webhook-outage",
-        type=int,
-        default=600,
-        metavar="SECONDS",
-        help="how long the webhook receiver is down under load (0: that run is skipped)",
-    )
+    add_outage_option(parser)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk not found; install it with `apt-get install wrk`")

@@ -49,7 +49,7 @@ import asyncpg
 import httpx
 
 from bench import client_overhead, cpu
-from bench.webhooks import webhook_lag_run, webhook_outage_run
+from bench.webhooks import add_outage_option, webhook_lag_run, webhook_outage_run
 from wallet_api.devtools.postgres import (
     PostgresAddress,
     drop_database,
@@ -1253,13 +1253,7 @@ def main() -> None:
         "--large-wallets", type=int, default=100_000, help="wallets in the large spread run"
     )
     parser.add_argument("--output", type=Path, default=None)
-    parser.add_argument(
-        "--webhook-outage",
-        type=int,
-        default=600,
-        metavar="SECONDS",
-        help="how long the webhook receiver is down under load (0: that run is skipped)",
-    )
+    add_outage_option(parser)
     parser.add_argument(
         "--baseline",
         type=Path,

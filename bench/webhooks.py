@@ -59,6 +59,17 @@ class _Receiver(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
 
 
+def add_outage_option(parser: Any) -> None:
+    """The `--webhook-outage` option of the benchmarks that run `webhook_outage_run`."""
+    parser.add_argument(
+        "--webhook-outage",
+        type=int,
+        default=600,
+        metavar="SECONDS",
+        help="how long the webhook receiver is down under load (0: that run is skipped)",
+    )
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]

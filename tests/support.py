@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 import httpx
@@ -343,3 +343,18 @@ async def batch_made_to_wait(
         return await batch
     finally:
         await holder.close()
+
+
+@contextmanager
+def two_owners(
+    service: ServiceProcess, database: TestDatabase
+) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+    """Clients of two new owners' keys (every scope) on a service with keys: the owner
+    whose wallets a test makes, and another."""
+    alice = create_key(database, f"alice-{uuid4().hex[:8]}", *EVERY_SCOPE)
+    mallory = create_key(database, f"mallory-{uuid4().hex[:8]}", *EVERY_SCOPE)
+    with (
+        httpx.Client(base_url=service.base_url, headers=alice.headers) as owner,
+        httpx.Client(base_url=service.base_url, headers=mallory.headers) as other,
+    ):
+        yield owner, other

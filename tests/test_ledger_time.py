@@ -16,13 +16,12 @@ import httpx
 import pytest
 
 from tests.support import (
-    EVERY_SCOPE,
     OPERATION_PATH,
     TestDatabase,
     batch_made_to_wait,
-    create_key,
     deposit_many,
     operation,
+    two_owners,
 )
 from tests.support import created_wallet as created
 from tests.test_wallet_contract import assert_problem
@@ -155,12 +154,7 @@ def test_another_owners_wallet_at_a_time_is_not_found(
     start_service: Callable[..., ServiceProcess], database: TestDatabase
 ) -> None:
     keyed = start_service(AUTH_MODE="keys")
-    alice = create_key(database, f"alice-{uuid.uuid4().hex[:8]}", *EVERY_SCOPE)
-    mallory = create_key(database, f"mallory-{uuid.uuid4().hex[:8]}", *EVERY_SCOPE)
-    with (
-        httpx.Client(base_url=keyed.base_url, headers=alice.headers) as owner,
-        httpx.Client(base_url=keyed.base_url, headers=mallory.headers) as other,
-    ):
+    with two_owners(keyed, database) as (owner, other):
         wallet = created(owner, 7)
         now = datetime.now().astimezone()
         assert balance_at(owner, wallet, now).json()["balance"] == 7

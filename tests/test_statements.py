@@ -19,14 +19,13 @@ import httpx
 import pytest
 
 from tests.support import (
-    EVERY_SCOPE,
     OPERATION_PATH,
     TestDatabase,
-    create_key,
     deposit_many,
     launch_service,
     migrated,
     operation,
+    two_owners,
 )
 from tests.support import created_wallet as created
 from tests.test_ledger_time import change, every_entry
@@ -216,12 +215,7 @@ def test_statements_refuse_what_they_cannot_give(
     start_service: Callable[..., ServiceProcess], database: TestDatabase
 ) -> None:
     keyed = start_service(AUTH_MODE="keys")
-    alice = create_key(database, f"alice-{uuid.uuid4().hex[:8]}", *EVERY_SCOPE)
-    mallory = create_key(database, f"mallory-{uuid.uuid4().hex[:8]}", *EVERY_SCOPE)
-    with (
-        httpx.Client(base_url=keyed.base_url, headers=alice.headers) as owner,
-        httpx.Client(base_url=keyed.base_url, headers=mallory.headers) as other,
-    ):
+    with two_owners(keyed, database) as (owner, other):
         wallet = created(owner, 3)
         assert statement(owner, wallet).status_code == 200
         for form in ("json", "csv"):

@@ -27,7 +27,6 @@ def _kinds(kinds: frozenset[str]) -> str:
     return ", ".join(f"'{kind}'" for kind in sorted(kinds))
 
 
-_WALLET_EXISTS = "SELECT EXISTS (SELECT FROM wallets WHERE id = $1)"
 # The wallet's balance after its last row dated before `$2` (the opening; None: none)
 # and before `$3` (the closing; `$3` None: its last row). Each bound is a value, so that
 # it bounds the index scan under a generic plan (an `IS NULL OR` would be a filter).
@@ -101,10 +100,6 @@ _JSON = f"""
     ))::text
     {_PERIOD}
 """
-
-
-async def wallet_exists(connection: Connection, wallet_id: UUID) -> bool:
-    return bool(await connection.fetchval(_WALLET_EXISTS, wallet_id))
 
 
 async def balances(

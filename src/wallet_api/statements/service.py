@@ -29,6 +29,7 @@ from wallet_api.core.money import FRACTION_DIGITS, MINOR_UNITS_PER_UNIT
 from wallet_api.core.responses import json_number
 from wallet_api.statements import repository
 from wallet_api.statements.exceptions import TooManyStatements
+from wallet_api.wallets import repository as wallets
 from wallet_api.wallets.exceptions import WalletNotFound
 from wallet_api.wallets.owners import WalletOwners
 
@@ -75,7 +76,7 @@ class StatementService:
         check_period(since, until)
         await self._owners.check(owner, wallet_id)
         async with self._database.autocommit() as connection:
-            if not await repository.wallet_exists(connection, wallet_id):
+            if not await wallets.wallet_exists(connection, wallet_id):
                 raise WalletNotFound(wallet_id)
         if self._sending >= STATEMENTS_AT_ONCE:
             raise TooManyStatements(STATEMENTS_AT_ONCE)
