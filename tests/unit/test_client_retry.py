@@ -77,6 +77,28 @@ def test_a_retry_after_is_the_shortest_wait(seed: int) -> None:
     assert 2.0 <= delay <= 4.0
 
 
+class _ShortestJitter(random.Random):
+    """A jitter that always draws the shortest wait."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return a
+
+
+#: How long a failover may take (chaos/run.py's target for that round).
+FAILOVER_SECONDS = 30.0
+
+
+@pytest.mark.parametrize("retry_after", [None, 1.0])
+def test_the_default_policy_rides_out_a_failover(retry_after: float | None) -> None:
+    # A call keeps trying past a failover whatever the jitter draws, with or without the
+    # Retry-After of 1 s that the service's 503 sends: its shortest waits add up to more.
+    policy, rng = RetryPolicy(), _ShortestJitter()
+    attempts, elapsed = 1, 0.0
+    while (delay := policy.next_delay(attempts, elapsed, retry_after, rng)) is not None:
+        attempts, elapsed = attempts + 1, elapsed + delay
+    assert elapsed > FAILOVER_SECONDS
+
+
 def test_a_retry_after_in_seconds_or_as_a_date() -> None:
     now = datetime(2026, 12, 5, 12, 0, 0, tzinfo=UTC)
     assert retry_after_seconds("3") == 3.0

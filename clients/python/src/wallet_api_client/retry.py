@@ -41,9 +41,11 @@ RETRIED_TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How many tries, over how long, with what waits between them. The defaults ride out
-    a database restart or a failover (tens of seconds) at a few tries a minute."""
+    a database restart or a failover (tens of seconds: even the shortest waits the jitter
+    can draw add up to more than 30 s, the service's failover target) at a few tries a
+    minute."""
 
-    max_attempts: int = 8
+    max_attempts: int = 12
     max_elapsed: float = 60.0
     initial_delay: float = 0.25
     max_delay: float = 10.0
