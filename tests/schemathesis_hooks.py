@@ -9,11 +9,11 @@ from typing import Any
 import schemathesis
 from schemathesis import Case, CheckContext, Response
 
-from wallet_api.core.fields import PERIOD_RULE
+from wallet_api.core.fields import METADATA_FILTER_RULE, PERIOD_RULE
 from wallet_api.transfers.schemas import SAME_WALLET_RULE
 
 #: The rules of the contract between two fields that their schemas state in words only.
-RULES_IN_WORDS = {SAME_WALLET_RULE, PERIOD_RULE}
+RULES_IN_WORDS = {SAME_WALLET_RULE, PERIOD_RULE, METADATA_FILTER_RULE}
 
 #: Refusals that a schema-valid request may get from the state it meets, by status.
 STATE_REFUSALS = {

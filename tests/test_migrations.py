@@ -241,6 +241,7 @@ def test_the_transfers_migration_upgrades_a_populated_ledger_in_place(
         "api_key_id",
         "hold_id",
         "seq",
+        "metadata",
     }
     assert [{k: v for k, v in row.items() if k not in new_columns} for row in after] == before
     assert all(row[column] is None for row in after for column in new_columns)

@@ -1,4 +1,5 @@
-"""Field types shared by the request bodies of every endpoint: an amount, a wallet id."""
+"""Field types shared by the request bodies of every endpoint: an amount, a wallet id,
+metadata."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
+import orjson
 from asyncpg.pgproto import pgproto
-from pydantic import BeforeValidator, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from wallet_api.core.errors import ValidationFailed
@@ -79,6 +81,92 @@ def _canonical_uuid(value: object) -> object:
 
 #: A UUID in its canonical hyphenated form.
 CanonicalUUID = Annotated[UUID, BeforeValidator(_canonical_uuid)]
+
+
+#: Metadata's bounds (Stripe's): keys, a key's characters, a value's characters.
+METADATA_MAX_KEYS = 50
+METADATA_KEY_MAX_LENGTH = 40
+METADATA_VALUE_MAX_LENGTH = 500
+#: No NUL character: PostgreSQL's jsonb cannot store one.
+NO_NUL = r"^[^\u0000]*$"
+
+
+def _none_when_empty(value: dict[str, str]) -> dict[str, str] | None:
+    """`{}` is no metadata: stored, fingerprinted and answered as none."""
+    return value or None
+
+
+#: The client's own references on what it writes: a JSON object of string keys and string
+#: values, within Stripe's bounds; `{}` is none.
+Metadata = Annotated[
+    dict[
+        Annotated[
+            str,
+            StringConstraints(min_length=1, max_length=METADATA_KEY_MAX_LENGTH, pattern=NO_NUL),
+        ],
+        Annotated[str, StringConstraints(max_length=METADATA_VALUE_MAX_LENGTH, pattern=NO_NUL)],
+    ],
+    Field(max_length=METADATA_MAX_KEYS),
+    AfterValidator(_none_when_empty),
+    WithJsonSchema(
+        {
+            "title": "Metadata",
+            "description": (
+                "Your own references, kept with what is written and returned with it: at "
+                f"most {METADATA_MAX_KEYS} keys of 1 to {METADATA_KEY_MAX_LENGTH} "
+                f"characters, each with a string value of at most {METADATA_VALUE_MAX_LENGTH} "
+                "characters (no NUL character). `{}` is none. Part of the request an "
+                "Idempotency-Key stands for."
+            ),
+            "type": "object",
+            "maxProperties": METADATA_MAX_KEYS,
+            "propertyNames": {
+                "minLength": 1,
+                "maxLength": METADATA_KEY_MAX_LENGTH,
+                "pattern": NO_NUL,
+            },
+            "additionalProperties": {
+                "type": "string",
+                "maxLength": METADATA_VALUE_MAX_LENGTH,
+                "pattern": NO_NUL,
+            },
+            "examples": [{"order_id": "42", "channel": "web"}],
+        }
+    ),
+]
+
+
+def metadata_text(metadata: dict[str, str] | None) -> str | None:
+    """Metadata as the JSON text the ledger stores (None: none)."""
+    return None if metadata is None else orjson.dumps(metadata).decode()
+
+
+#: The rule between the history's two metadata parameters, which a schema states in words.
+METADATA_FILTER_RULE = "metadata_key and metadata_value go together"
+
+
+def metadata_filter(key: str | None, value: str | None) -> dict[str, str] | None:
+    """The history's metadata filter (a key and its value), or None; one without the
+    other is refused (422 `validation_error`)."""
+    if key is None and value is None:
+        return None
+    if key is None or value is None:
+        missing = "metadata_key" if key is None else "metadata_value"
+        raise ValidationFailed(
+            f"query.{missing}: {METADATA_FILTER_RULE}",
+            errors=[{"loc": ["query", missing], "message": METADATA_FILTER_RULE}],
+        )
+    return {key: value}
+
+
+def canonical_metadata(metadata: dict[str, str] | None) -> str:
+    """Metadata's part of a request's canonical form (its Idempotency-Key's fingerprint):
+    its keys in order, so that the same object written in another order is the same
+    request; empty without metadata, so that a request without it keeps the fingerprint
+    it had before metadata existed (a key stored then is still replayed)."""
+    if metadata is None:
+        return ""
+    return orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS).decode()
 
 
 #: An amount in a response: a JSON number in currency units, exact (json_number).

@@ -16,6 +16,7 @@ from uuid import UUID
 import orjson
 
 from wallet_api.core.errors import AppError, error_document
+from wallet_api.core.fields import metadata_text
 from wallet_api.holds.exceptions import (
     CLOSED,
     CaptureExceedsHold,
@@ -41,6 +42,7 @@ def hold_entry(request: HoldRequest, hold_id: UUID, *, key: Key) -> Entry:
         legs=(Leg(request.wallet_uuid, EntryKind.HOLD, request.amount, hold=hold_id),),
         render=lambda outcome: respond_hold(request, hold_id, outcome),
         description=request.description,
+        metadata=metadata_text(request.metadata),
         idempotency_key=idempotency_key,
         fingerprint=fingerprint,
         api_key_id=api_key_id,
@@ -115,6 +117,7 @@ def capture_entry(
         legs=tuple(legs),
         render=respond,
         description=request.description,
+        metadata=metadata_text(request.metadata),
         idempotency_key=idempotency_key,
         fingerprint=fingerprint,
         api_key_id=api_key_id,

@@ -9,7 +9,7 @@ from uuid import UUID
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from wallet_api.core.fields import Amount, CanonicalUUID, Money
+from wallet_api.core.fields import Amount, CanonicalUUID, Metadata, Money, canonical_metadata
 from wallet_api.core.responses import json_number
 from wallet_api.transfers.schemas import Description
 
@@ -62,12 +62,13 @@ class HoldRequest(BaseModel):
         "expired hold sets nothing aside and can no longer be captured.",
     )
     description: Description = None
+    metadata: Metadata | None = None
 
     def canonical(self) -> str:
         """What makes two hold requests the same (for their Idempotency-Key)."""
         return orjson.dumps(
             [str(self.wallet_uuid), self.amount, self.expires_in, self.description]
-        ).decode()
+        ).decode() + canonical_metadata(self.metadata)
 
 
 class CaptureRequest(BaseModel):
@@ -94,6 +95,7 @@ class CaptureRequest(BaseModel):
         "false: keep it held for a later capture.",
     )
     description: Description = None
+    metadata: Metadata | None = None
 
     def canonical(self) -> str:
         return orjson.dumps(
@@ -103,7 +105,7 @@ class CaptureRequest(BaseModel):
                 self.final,
                 self.description,
             ]
-        ).decode()
+        ).decode() + canonical_metadata(self.metadata)
 
 
 class Balances(BaseModel):

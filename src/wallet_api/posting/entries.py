@@ -163,6 +163,9 @@ class Entry:
     expires_in: int | None = None
     #: The type of the event its commit writes (posting/events.py), None: no event.
     event: str | None = None
+    #: The client's metadata (a JSON object's text, `core.fields.metadata_text`), kept on
+    #: each of its ledger rows.
+    metadata: str | None = None
 
     def response(self, outcome: Posted | Refusal) -> tuple[int, str]:
         """(status, body) of the response to `outcome`, as kept for the key."""

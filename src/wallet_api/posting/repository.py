@@ -33,6 +33,7 @@ class EntriesWrite:
     counterparties: list[UUID | None] = field(default_factory=list)
     reverses: list[int | None] = field(default_factory=list)
     descriptions: list[str | None] = field(default_factory=list)
+    metadata: list[str | None] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
     fingerprints: list[str] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
@@ -212,10 +213,10 @@ _WRITE_ENTRIES = f"""
         FROM unnest(
             $3::uuid[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
             $8::uuid[], $9::uuid[], $10::bigint[], $11::text[], $16::text[], $18::uuid[],
-            $29::bigint[]
+            $29::bigint[], $32::text[]
         ) WITH ORDINALITY AS r(
             wallet_id, kind, amount, balance_after, key,
-            transfer_id, counterparty, reverses, description, api_key, hold, event, n
+            transfer_id, counterparty, reverses, description, api_key, hold, event, metadata, n
         )
         JOIN wallets w ON w.id = r.wallet_id
     ), moved AS (
@@ -247,11 +248,11 @@ _WRITE_ENTRIES = f"""
         INSERT INTO wallet_operations (
             wallet_id, operation, amount, balance_after, idempotency_key,
             transfer_id, counterparty_wallet_id, reverses_id, description, api_key_id, hold_id,
-            seq, created_at
+            seq, created_at, metadata
         )
         SELECT r.wallet_id, r.kind, r.amount, r.balance_after, r.key,
                r.transfer_id, r.counterparty, r.reverses, r.description, r.api_key, r.hold,
-               r.seq, $31
+               r.seq, $31, r.metadata::jsonb
         FROM ledger r
         ORDER BY r.n
         RETURNING id, wallet_id, seq
@@ -265,8 +266,8 @@ _WRITE_ENTRIES = f"""
 #: range of its available balance (its balance less what its holds set aside now).
 RangeWallet = tuple[UUID, int, int, int, int, int, int, int]
 #: A ledger row of the range write: wallet, kind, amount, balance after less the wallet's
-#: start, Idempotency-Key, transfer, counterparty, description, API key, hold, and the
-#: number of its entry's event (None: no event).
+#: start, Idempotency-Key, transfer, counterparty, description, API key, hold, the
+#: number of its entry's event (None: no event), and its metadata (JSON text).
 RangeRow = tuple[
     UUID,
     str,
@@ -279,6 +280,7 @@ RangeRow = tuple[
     str | None,
     UUID | None,
     int | None,
+    str | None,
 ]
 #: A hold the range write opens: its id, wallet, amount, seconds it lasts, description, API
 #: key.
@@ -418,20 +420,21 @@ def _write_range_sql(*, holds: bool) -> str:
         FROM unnest(
             $7::uuid[], $8::text[], $9::bigint[], $10::bigint[], $11::text[],
             $12::uuid[], $13::uuid[], $14::text[], $15::text[], ${rest}::uuid[],
-            ${rest + 1}::bigint[]
+            ${rest + 1}::bigint[], ${rest + 3}::text[]
         ) WITH ORDINALITY AS r(
             wallet_id, kind, amount, offset_after, key,
-            transfer_id, counterparty, description, api_key, hold, event, n
+            transfer_id, counterparty, description, api_key, hold, event, metadata, n
         )
         JOIN updated u ON u.id = r.wallet_id
     ), inserted AS (
         INSERT INTO wallet_operations (
             wallet_id, operation, amount, balance_after, idempotency_key,
             transfer_id, counterparty_wallet_id, description, api_key_id, hold_id, seq,
-            created_at
+            created_at, metadata
         )
         SELECT r.wallet_id, r.kind, r.amount, r.balance_after, r.key,
-               r.transfer_id, r.counterparty, r.description, r.api_key, r.hold, r.seq, s.at
+               r.transfer_id, r.counterparty, r.description, r.api_key, r.hold, r.seq, s.at,
+               r.metadata::jsonb
         FROM ledger r, stamp s
         ORDER BY r.n
         RETURNING id, wallet_id, seq
@@ -465,7 +468,7 @@ async def write_range(
     """Write `write` in one statement: what it found for each wallet that exists, and
     the transaction's timestamp (None when it named no wallet that exists)."""
     wallets = _columns(write.wallets, 8)
-    ledger_rows = _columns(write.rows, 11)
+    ledger_rows = _columns(write.rows, 12)
     arguments = [
         *wallets[:6],
         *ledger_rows[:9],
@@ -478,7 +481,7 @@ async def write_range(
         statement = _WRITE_RANGE_OPENING_HOLDS
     else:
         statement = _WRITE_RANGE
-    arguments += [ledger_rows[9], ledger_rows[10], write.events]
+    arguments += [ledger_rows[9], ledger_rows[10], write.events, ledger_rows[11]]
     rows = await connection.fetch(statement, *arguments)
     found = {
         row["id"]: Found(row["start"], row["balance"], row["held"], row["due"]) for row in rows
@@ -557,6 +560,7 @@ async def write_entries(connection: Connection, write: EntriesWrite) -> None:
         write.row_events,
         write.events,
         write.at,
+        write.metadata,
     )
 
 

@@ -398,6 +398,7 @@ def _add_row(  # noqa: PLR0917 (one call per ledger row: positional, as the tupl
             entry.api_key_id,
             leg.hold,
             event,
+            entry.metadata,
         )
     )
     if leg.kind is EntryKind.HOLD:
@@ -473,4 +474,5 @@ def _add_rows(write: repository.EntriesWrite, entry: Entry, posted: Posted) -> N
         write.counterparties.append(leg.counterparty)
         write.reverses.append(leg.reverses)
         write.descriptions.append(entry.description)
+        write.metadata.append(entry.metadata)
         write.row_holds.append(leg.hold)

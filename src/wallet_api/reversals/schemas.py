@@ -12,7 +12,7 @@ import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from wallet_api.core.fields import Amount, CanonicalUUID, Money
+from wallet_api.core.fields import Amount, CanonicalUUID, Metadata, Money, canonical_metadata
 from wallet_api.core.responses import json_number
 from wallet_api.posting.entries import EntryKind, Leg
 from wallet_api.transfers.schemas import Description
@@ -65,6 +65,7 @@ class ReversalRequest(BaseModel):
     transfer_id: CanonicalUUID | None = None
     amount: Amount | None = Field(None, description="Defaults to the entry's whole amount.")
     description: Description = None
+    metadata: Metadata | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> Self:
@@ -75,7 +76,9 @@ class ReversalRequest(BaseModel):
     def canonical(self) -> str:
         """What makes two reversal requests the same (for their Idempotency-Key)."""
         target = None if self.transfer_id is None else str(self.transfer_id)
-        return orjson.dumps([self.entry_id, target, self.amount, self.description]).decode()
+        return orjson.dumps(
+            [self.entry_id, target, self.amount, self.description]
+        ).decode() + canonical_metadata(self.metadata)
 
 
 class ReversalLeg(BaseModel):

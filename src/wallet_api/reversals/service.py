@@ -9,6 +9,7 @@ import orjson
 
 from wallet_api.core.database import Database
 from wallet_api.core.errors import AppError, error_document
+from wallet_api.core.fields import metadata_text
 from wallet_api.core.idempotency import Replay
 from wallet_api.core.metrics import declare_operation_outcomes, operation_outcomes
 from wallet_api.posting.entries import Entry, EntryKind, Leg, Posted, Refusal, Shortfall
@@ -95,6 +96,7 @@ class ReversalService:
             render=render,
             transfer_id=transfer_id,
             description=request.description,
+            metadata=metadata_text(request.metadata),
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
             api_key_id=api_key_id,

@@ -10,7 +10,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from wallet_api.core.fields import Amount, CanonicalUUID, Money
+from wallet_api.core.fields import Amount, CanonicalUUID, Metadata, Money, canonical_metadata
 from wallet_api.core.responses import json_number
 from wallet_api.posting.entries import DESCRIPTION_MAX_LENGTH
 
@@ -64,6 +64,7 @@ class TransferRequest(BaseModel):
     to_wallet_uuid: CanonicalUUID
     amount: Amount
     description: Description = None
+    metadata: Metadata | None = None
 
     @model_validator(mode="after")
     def _two_wallets(self) -> Self:
@@ -75,7 +76,7 @@ class TransferRequest(BaseModel):
         """What makes two transfer requests the same (for their Idempotency-Key)."""
         return orjson.dumps(
             [str(self.from_wallet_uuid), str(self.to_wallet_uuid), self.amount, self.description]
-        ).decode()
+        ).decode() + canonical_metadata(self.metadata)
 
 
 class TransferReversal(BaseModel):

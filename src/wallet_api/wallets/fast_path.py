@@ -14,6 +14,7 @@ from starlette.types import Scope
 
 from wallet_api.auth.gate import key_id_of, owner_of, require_deposit
 from wallet_api.core.fast_path import FastRoute
+from wallet_api.core.fields import metadata_text
 from wallet_api.core.requests import parse_json_body
 from wallet_api.wallets.models import OperationType
 from wallet_api.wallets.operations import Operation
@@ -30,7 +31,12 @@ async def apply_operation(scope: Scope, body: bytes, ids: tuple[UUID, ...]) -> R
     service: WalletService = scope["app"].state.wallet_service
     outcome = await service.apply_operation(
         wallet_id,
-        Operation(kind=request.operation, amount=request.amount, api_key_id=key_id_of(scope)),
+        Operation(
+            kind=request.operation,
+            amount=request.amount,
+            api_key_id=key_id_of(scope),
+            metadata=metadata_text(request.metadata),
+        ),
         owner=owner_of(scope),
     )
     assert isinstance(outcome, int)  # only a keyed request can be a replay

@@ -21,6 +21,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from wallet_api.core.database import Xid8, metadata
 from wallet_api.core.money import MAX_MINOR_UNITS
@@ -149,6 +150,12 @@ wallet_operations = Table(
         comment="Its place in its wallet's ledger: 1, 2, 3, ... (NULL: written before "
         "the numbering began).",
     ),
+    Column(
+        "metadata",
+        JSONB,
+        nullable=True,
+        comment="The client's metadata on the request that wrote it (NULL: none).",
+    ),
     CheckConstraint(_one_of(EntryKind), name="operation_known"),
     CheckConstraint("amount > 0", name="amount_positive"),
     CheckConstraint("balance_after >= 0", name="balance_after_not_negative"),
@@ -188,6 +195,15 @@ wallet_operations = Table(
         "ix_wallet_operations_hold_id",
         "hold_id",
         postgresql_where=text("hold_id IS NOT NULL"),
+    ),
+    # The rows with metadata, by key and value (revision c7a2e9f4b815): the history's
+    # metadata filter (`metadata @> ...`).
+    Index(
+        "ix_wallet_operations_metadata",
+        "metadata",
+        postgresql_using="gin",
+        postgresql_ops={"metadata": "jsonb_path_ops"},
+        postgresql_where=text("metadata IS NOT NULL"),
     ),
 )
 

@@ -34,6 +34,7 @@ class Operation:
     idempotency_key: str | None = None
     fingerprint: str = ""  # of the whole request, when it carries a key
     api_key_id: str | None = None  # the key that sent it, kept on its ledger row
+    metadata: str | None = None  # the client's (JSON text), kept on its ledger row
 
 
 _APPLIED = EventType.OPERATION_APPLIED
@@ -45,7 +46,12 @@ def entry_of(wallet_id: UUID, operation: Operation) -> Entry:
     kind = EntryKind.DEPOSIT if operation.kind is OperationType.DEPOSIT else EntryKind.WITHDRAW
     leg = Leg(wallet_id, kind, operation.amount)
     if operation.idempotency_key is None:
-        return Entry(legs=(leg,), api_key_id=operation.api_key_id, event=_APPLIED)
+        return Entry(
+            legs=(leg,),
+            api_key_id=operation.api_key_id,
+            event=_APPLIED,
+            metadata=operation.metadata,
+        )
     return Entry(
         legs=(leg,),
         event=_APPLIED,
@@ -53,6 +59,7 @@ def entry_of(wallet_id: UUID, operation: Operation) -> Entry:
         idempotency_key=operation.idempotency_key,
         fingerprint=operation.fingerprint,
         api_key_id=operation.api_key_id,
+        metadata=operation.metadata,
         applied_body=(200, *OPERATION_BODY_AROUND),
         keep_missing=False,
     )

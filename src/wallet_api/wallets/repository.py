@@ -26,6 +26,7 @@ class LedgerEntry:
     description: str | None
     reversed_by_id: int | None
     hold_id: UUID | None
+    metadata: str | None = None  # JSON text, as stored
 
 
 # Wallets are looked up by joining the array of their ids (`unnest`), never with
@@ -69,17 +70,27 @@ _WALLET_OWNERS = """
 # rows in it.) At most `$6` rows are examined; of those, up to `$7` of the kinds asked
 # for are the page. `examined` tells the caller how many were, and the lowest id among
 # them.
-_HISTORY = """
+def _history_sql(*, by_metadata: bool) -> str:
+    """The history's page; `by_metadata`: the variant filtered by metadata (below)."""
+    matched, rows = "", "wallet_operations o"
+    if by_metadata:
+        matched = """, matched AS MATERIALIZED (
+        SELECT m.id FROM wallet_operations m
+        WHERE m.metadata @> $8::jsonb AND m.metadata IS NOT NULL AND m.wallet_id = $1
+    )"""
+        rows = "matched m JOIN wallet_operations o ON o.id = m.id"
+    return f"""
     WITH cursor_at AS MATERIALIZED (
         SELECT coalesce(
             (SELECT c.created_at FROM wallet_operations c
              WHERE c.id = $2::bigint AND c.wallet_id = $1),
             'infinity'::timestamptz
         ) AS at
-    ), examined AS (
+    ){matched}, examined AS (
         SELECT o.id, o.operation, o.amount, o.balance_after, o.created_at, o.idempotency_key,
-               o.transfer_id, o.counterparty_wallet_id, o.reverses_id, o.description, o.hold_id
-        FROM wallet_operations o
+               o.transfer_id, o.counterparty_wallet_id, o.reverses_id, o.description, o.hold_id,
+               o.metadata
+        FROM {rows}
         WHERE o.wallet_id = $1
           AND o.created_at <= (SELECT at FROM cursor_at)
           AND NOT (o.created_at = (SELECT at FROM cursor_at) AND o.id >= $2::bigint)
@@ -95,13 +106,25 @@ _HISTORY = """
     )
     SELECT p.id, p.operation, p.amount, p.balance_after, p.created_at, p.idempotency_key,
            p.transfer_id, p.counterparty_wallet_id, p.reverses_id, p.description,
-           r.id AS reversed_by_id, p.hold_id,
+           r.id AS reversed_by_id, p.hold_id, p.metadata::text,
            (SELECT count(*) FROM examined) AS examined, (SELECT min(id) FROM examined) AS lowest
     FROM (SELECT 1) AS one
     LEFT JOIN page p ON true
     LEFT JOIN wallet_operations r ON r.reverses_id = p.id
     ORDER BY p.id DESC
 """
+
+
+_HISTORY = _history_sql(by_metadata=False)
+# The same page of the rows whose metadata holds `$8` (a JSON object: a key and its
+# value), found through the metadata's index (ix_wallet_operations_metadata, GIN: it
+# serves only bitmap scans, so this runs outside `Database.in_index_order`): the wallet's
+# rows with that key and value first (materialized: the index decides which rows are read,
+# not the wallet's ledger in time order), then the other filters, the cursor and the page.
+# Its cost follows how many rows carry that key and value: made for references (an order
+# id), not for a value that millions of rows share.
+_HISTORY_BY_METADATA = _history_sql(by_metadata=True)
+
 # The balance after the wallet's last row dated at or before `$2` (None: it has none),
 # whether the wallet exists, and whether `$2` is later than the database's clock.
 _BALANCE_AT = """
@@ -189,14 +212,18 @@ async def history(
     kinds: Sequence[str] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    metadata: str | None = None,
 ) -> HistoryPage:
     """Up to `limit` of the wallet's ledger rows with an id below `before_id`, newest
-    first, of `kinds` (None: any) and dated in [`since`, `until`) (None: unbounded),
-    found among at most `examine` rows."""
-    rows = await connection.fetch(
-        _HISTORY, wallet_id, before_id, kinds, since, until, examine, limit
-    )
-    entries = [LedgerEntry(*row[:12]) for row in rows if row["id"] is not None]
+    first, of `kinds` (None: any), dated in [`since`, `until`) (None: unbounded), and whose
+    metadata holds `metadata` (a JSON object's text; None: any), found among at most
+    `examine` rows."""
+    arguments = [wallet_id, before_id, kinds, since, until, examine, limit]
+    if metadata is None:
+        rows = await connection.fetch(_HISTORY, *arguments)
+    else:
+        rows = await connection.fetch(_HISTORY_BY_METADATA, *arguments, metadata)
+    entries = [LedgerEntry(*row[:13]) for row in rows if row["id"] is not None]
     return HistoryPage(entries, rows[0]["examined"], rows[0]["lowest"])
 
 

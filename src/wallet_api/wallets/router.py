@@ -20,7 +20,14 @@ from wallet_api.core.errors import (
     WalletBusy,
     problem_response,
 )
-from wallet_api.core.fields import check_period
+from wallet_api.core.fields import (
+    METADATA_KEY_MAX_LENGTH,
+    METADATA_VALUE_MAX_LENGTH,
+    NO_NUL,
+    check_period,
+    metadata_filter,
+    metadata_text,
+)
 from wallet_api.core.idempotency import IdempotencyKey, Replay, scoped_key
 from wallet_api.core.openapi import (
     WRITE_FAILURES,
@@ -221,12 +228,11 @@ async def operate(
     operation = Operation(
         kind=body.operation,
         amount=body.amount,
+        metadata=metadata_text(body.metadata),
         idempotency_key=scoped_key(owner, idempotency_key),
         api_key_id=key_id_of(request.scope),
         fingerprint=idempotency.fingerprint(
-            "POST",
-            f"/api/v1/wallets/{wallet_uuid}/operation",
-            f"{body.operation.value} {body.amount}",
+            "POST", f"/api/v1/wallets/{wallet_uuid}/operation", body.canonical()
         )
         if idempotency_key is not None
         else "",
@@ -276,11 +282,31 @@ async def list_operations(
             "not earlier than `from`.",
         ),
     ] = None,
+    metadata_key: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=METADATA_KEY_MAX_LENGTH,
+            pattern=NO_NUL,
+            description="With `metadata_value`: only entries whose metadata has this key "
+            "with that value (served from an index of the metadata: made for references "
+            "such as an order id).",
+        ),
+    ] = None,
+    metadata_value: Annotated[
+        str | None,
+        Query(
+            max_length=METADATA_VALUE_MAX_LENGTH,
+            pattern=NO_NUL,
+            description="The value `metadata_key` must have (exactly).",
+        ),
+    ] = None,
 ) -> Response:
     """The wallet's applied operations, newest first, a page at a time; optionally of some
-    kinds only, and between two times. Filters and the cursor combine: pass the same
-    filters with each page's `next_cursor`."""
+    kinds only, between two times, and with a metadata key and value. Filters and the
+    cursor combine: pass the same filters with each page's `next_cursor`."""
     check_period(since, until)
+    metadata = metadata_filter(metadata_key, metadata_value)
     entries, next_id = await service.history(
         wallet_uuid,
         owner=owner_of(request.scope),
@@ -289,6 +315,7 @@ async def list_operations(
         kinds=None if not operation else sorted({kind.value for kind in operation}),
         since=since,
         until=until,
+        metadata=metadata,
     )
     return Response(history_body(entries, next_id), media_type="application/json")
 
@@ -334,7 +361,12 @@ async def apply_batch(request: Request, idempotency_key: IdempotencyKey = None) 
     items = [
         (
             item.wallet_uuid,
-            Operation(kind=item.operation, amount=item.amount, api_key_id=api_key_id),
+            Operation(
+                kind=item.operation,
+                amount=item.amount,
+                api_key_id=api_key_id,
+                metadata=metadata_text(item.metadata),
+            ),
         )
         for item in body.operations
     ]

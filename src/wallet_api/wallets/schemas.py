@@ -11,7 +11,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 
 from wallet_api.core.errors import AppError, error_document
-from wallet_api.core.fields import Amount, CanonicalUUID, Money
+from wallet_api.core.fields import Amount, CanonicalUUID, Metadata, Money, canonical_metadata
 from wallet_api.core.idempotency import Replay, client_key
 from wallet_api.core.responses import json_number
 from wallet_api.posting.entries import EntryKind
@@ -31,6 +31,12 @@ class OperationRequest(BaseModel):
 
     operation: OperationType
     amount: Amount
+    metadata: Metadata | None = None
+
+    def canonical(self) -> str:
+        """What makes two operation requests the same (for their Idempotency-Key): `100`
+        and `"100.00"` are one amount."""
+        return f"{self.operation.value} {self.amount}{canonical_metadata(self.metadata)}"
 
 
 class WalletCreated(BaseModel):
@@ -149,6 +155,17 @@ class OperationItem(BaseModel):
     hold_id: Annotated[
         UUID | None, _present_when("string", "for a hold's entries: the hold", "uuid")
     ] = None
+    metadata: Annotated[
+        dict[str, str] | None,
+        WithJsonSchema(
+            {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "Present when the request that wrote it had metadata: that "
+                "object (on each of its entries: both legs of a transfer).",
+            }
+        ),
+    ] = None
 
 
 class OperationsPage(BaseModel):
@@ -201,6 +218,7 @@ def history_body(entries: Sequence[LedgerEntry], next_id: int | None) -> str:
             "reversed_by_entry_id": entry.reversed_by_id,
             "description": entry.description,
             "hold_id": _text(entry.hold_id),
+            "metadata": None if entry.metadata is None else orjson.Fragment(entry.metadata),
         }
         item.update((name, value) for name, value in optional.items() if value is not None)
         items.append(item)
@@ -220,6 +238,7 @@ class BatchOperation(BaseModel):
     wallet_uuid: CanonicalUUID
     operation: OperationType
     amount: Amount
+    metadata: Metadata | None = None
 
 
 #: Named examples of batch requests (the published contract's).
@@ -280,7 +299,9 @@ class BatchRequest(BaseModel):
         """What makes two batch requests the same (for their Idempotency-Key): `100` and
         `"100.00"` are one amount."""
         lines = [
-            f"{item.wallet_uuid} {item.operation.value} {item.amount}" for item in self.operations
+            f"{item.wallet_uuid} {item.operation.value} {item.amount}"
+            f"{canonical_metadata(item.metadata)}"
+            for item in self.operations
         ]
         return "\n".join([f"atomic={self.atomic}", *lines])
 

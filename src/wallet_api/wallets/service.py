@@ -36,6 +36,7 @@ from wallet_api.core.errors import (
     log_unavailable,
     wallet_held,
 )
+from wallet_api.core.fields import metadata_text
 from wallet_api.core.idempotency import IdempotencyKeyReused, Replay, StoredResponse, replay
 from wallet_api.core.metrics import (
     IDEMPOTENT_REPLAYS,
@@ -438,17 +439,25 @@ class WalletService:
         kinds: Sequence[str] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> tuple[list[repository.LedgerEntry], int | None]:
         """A page of the wallet's ledger, newest first, and the id the next page starts
         below (None on the last page). Keyset pagination: stable while rows are added.
 
         Filtered by kind (`kinds`), a page examines at most HISTORY_EXAMINE rows: when
         fewer than `limit` of those are of the kinds asked for, it is short (even empty),
-        and the next starts below the rows it examined. Dated in [`since`, `until`)."""
+        and the next starts below the rows it examined. Dated in [`since`, `until`). With
+        `metadata` (a key and its value), only the rows whose metadata holds it: found
+        through the metadata's index, every one of them examined."""
         if not self.owners.surely_owns(owner, wallet_id):
             await self.owners.check(owner, wallet_id)
-        examine = limit + 1 if kinds is None else max(limit + 1, HISTORY_EXAMINE)
-        async with self._database.in_index_order() as connection:
+        if metadata is not None:
+            examine = MAX_LEDGER_ID
+            connect = self._database.autocommit
+        else:
+            examine = limit + 1 if kinds is None else max(limit + 1, HISTORY_EXAMINE)
+            connect = self._database.in_index_order
+        async with connect() as connection:
             page = await repository.history(
                 connection,
                 wallet_id,
@@ -458,6 +467,7 @@ class WalletService:
                 kinds=kinds,
                 since=since,
                 until=until,
+                metadata=metadata_text(metadata),
             )
             if not page.examined and not await repository.wallet_exists(connection, wallet_id):
                 raise WalletNotFound(wallet_id)

@@ -1,0 +1,63 @@
+"""ledger rows keep the client's metadata; an index to find them by it
+
+Revision ID: c7a2e9f4b815
+Revises: b9d4e1a6c3f2
+Create Date: 2026-12-05 11:00:00.000000+00:00
+
+- `wallet_operations.metadata`: the metadata of the request that wrote the row (a JSON
+  object of strings; NULL: none). A nullable column: a catalog change only, no row
+  rewritten.
+- `ix_wallet_operations_metadata`: the rows with metadata, by key and value (GIN,
+  `jsonb_path_ops`: it answers containment, `metadata @> '{"order_id": "42"}'`), for the
+  history's metadata filter. Partial: a row without metadata costs it nothing. Built
+  CONCURRENTLY, outside a transaction, while traffic goes on.
+
+Stop the instances of the previous version before applying it? Not needed: they write
+rows without metadata, which this version reads as rows without metadata.
+
+Downgrade: drops the index and the column (the metadata kept is lost).
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = "c7a2e9f4b815"
+down_revision: str | Sequence[str] | None = "b9d4e1a6c3f2"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_INDEX = "ix_wallet_operations_metadata"
+
+
+def upgrade() -> None:
+    op.execute("SET LOCAL lock_timeout = '5s'")
+    op.add_column(
+        "wallet_operations",
+        sa.Column(
+            "metadata",
+            postgresql.JSONB(),
+            nullable=True,
+            comment="The client's metadata on the request that wrote it (NULL: none).",
+        ),
+    )
+    with op.get_context().autocommit_block():
+        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_INDEX}")
+        op.create_index(
+            _INDEX,
+            "wallet_operations",
+            ["metadata"],
+            postgresql_using="gin",
+            postgresql_ops={"metadata": "jsonb_path_ops"},
+            postgresql_where=sa.text("metadata IS NOT NULL"),
+            postgresql_concurrently=True,
+        )
+
+
+def downgrade() -> None:
+    with op.get_context().autocommit_block():
+        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_INDEX}")
+    op.execute("SET LOCAL lock_timeout = '5s'")
+    op.drop_column("wallet_operations", "metadata")
