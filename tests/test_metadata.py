@@ -184,7 +184,7 @@ def test_empty_metadata_is_none(client: httpx.Client) -> None:
 
 def test_metadata_is_part_of_the_request_a_key_stands_for(client: httpx.Client) -> None:
     payer, payee = created_wallet(client, 100), created_wallet(client)
-    cases = [
+    cases: list[tuple[str, dict[str, Any]]] = [
         (OPERATION_PATH.format(payer), operation("DEPOSIT", 1)),
         (
             "/api/v1/operations/batch",
@@ -310,7 +310,11 @@ def test_a_filtered_history_pages_without_duplicates_or_gaps_while_writes_go_on(
         ids: list[int] = []
         cursor = None
         while True:
-            params = {"limit": 7, "metadata_key": "batch", "metadata_value": "nightly"}
+            params: dict[str, Any] = {
+                "limit": 7,
+                "metadata_key": "batch",
+                "metadata_value": "nightly",
+            }
             page = client.get(
                 f"{WALLETS}/{wallet}/operations",
                 params={**params, **({"cursor": cursor} if cursor else {})},

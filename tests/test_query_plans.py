@@ -23,7 +23,7 @@ from wallet_api.core.database import _INDEX_ORDER
 from wallet_api.events.repository import _ALL_PAGE
 from wallet_api.posting.repository import _HELD_NOW, _NOTE_HOLD_EXPIRIES
 from wallet_api.statements.repository import _BALANCES, _JSON
-from wallet_api.wallets.repository import _BALANCE_AT, _HISTORY
+from wallet_api.wallets.repository import _BALANCE_AT, _HISTORY, _HISTORY_BY_METADATA
 from wallet_api.webhooks.repository import _FAN_OUT
 
 INDEX = "ix_holds_active_wallet_id_expires_at"
@@ -194,7 +194,7 @@ LEDGER_START = datetime(2026, 1, 1, tzinfo=UTC)
 def ledger(make_database: Callable[[], TestDatabase]) -> tuple[TestDatabase, uuid.UUID]:
     """A database with 10 wallets of ENTRIES entries each, their rows interleaved (as
     wallets written at once leave them): a scan that is not the wallet's own reads the
-    others' rows too."""
+    others' rows too. Every tenth row has metadata, an order id that each wallet has once."""
     database = migrated(make_database())
     wallets = [uuid.uuid4() for _ in range(10)]
     database.fetch(
@@ -203,8 +203,10 @@ def ledger(make_database: Callable[[], TestDatabase]) -> tuple[TestDatabase, uui
     )
     database.fetch(
         "INSERT INTO wallet_operations (wallet_id, operation, amount, balance_after,"
-        " created_at, seq) SELECT w.id, CASE WHEN g % 10 = 0 THEN 'WITHDRAW' ELSE 'DEPOSIT'"
-        " END, 100, 100 * (g - 2 * (g / 10)), $2::timestamptz + g * interval '1 second', g"
+        " created_at, seq, metadata) SELECT w.id,"
+        " CASE WHEN g % 10 = 0 THEN 'WITHDRAW' ELSE 'DEPOSIT' END, 100,"
+        " 100 * (g - 2 * (g / 10)), $2::timestamptz + g * interval '1 second', g,"
+        " CASE WHEN g % 10 = 5 THEN jsonb_build_object('order_id', (g / 10)::text) END"
         " FROM generate_series(1, $3::bigint) AS g, unnest($1::uuid[]) AS w(id)"
         " ORDER BY g, w.id",
         wallets,
@@ -242,3 +244,27 @@ def test_the_ledger_in_time_reads_only_what_it_answers(
     assert read(_BALANCES, wallet, middle, hour) <= 4
     assert read(_BALANCES, wallet, middle, None) <= 4
     assert read(_JSON, wallet, middle, hour) <= 3600 + 4
+
+
+def test_the_metadata_filter_reads_the_rows_with_that_key_and_value(
+    ledger: tuple[TestDatabase, uuid.UUID],
+) -> None:
+    """A history page filtered by an order id (one row in each of the 10 wallets) reads
+    those rows through the metadata's index, not the wallet's 50,000 in time order."""
+    database, wallet = ledger
+    order = json.dumps({"order_id": str(ENTRIES // 20)})
+    newest, every = 2**63 - 1, 2**63 - 1
+    read = rows_read(
+        database,
+        "wallet_operations",
+        _HISTORY_BY_METADATA,
+        wallet,
+        newest,
+        None,
+        None,
+        None,
+        every,
+        51,
+        order,
+    )
+    assert read <= 10 + 1 + 4
