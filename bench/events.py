@@ -26,6 +26,7 @@ from bench.hot_wallet import (
     events_on_and_off,
     find_postmaster,
     machine,
+    metadata_run,
     postgres_server,
     run_wrk,
     running_service,
@@ -60,6 +61,7 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                 "hot wallet, coalescing on",
                 lambda on: write_run(bench, on, [hot], duration=args.duration),
             )
+            results["hot_wallet_metadata"] = metadata_run(ab, bench, hot, duration=args.duration)
             results["spread_wallets"] = ab.run(
                 f"{len(spread)} wallets, coalescing on",
                 lambda on: write_run(bench, on, spread, duration=args.duration),

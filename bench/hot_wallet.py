@@ -321,10 +321,13 @@ def run_wrk(
     idempotency_keys: bool = False,
     transfer_to: str | None = None,
     api_key: str | None = None,
+    metadata: bool = False,
 ) -> dict[str, Any]:
     """Drive the service with wrk; `target` is a wallets file (operations, transfers) or a
-    path (get)."""
+    path (get); `metadata`: each operation carries a 3-key metadata object."""
     environment = {**os.environ, "BENCH_MODE": mode}
+    if metadata:
+        environment["BENCH_METADATA"] = "1"
     if api_key is not None:
         environment["BENCH_API_KEY"] = api_key
     if idempotency_keys:
@@ -442,9 +445,11 @@ def write_run(
     transfers: bool = False,
     transfer_to: str | None = None,
     api_key: str | None = None,
+    metadata: bool = False,
 ) -> dict[str, Any]:
     """A wrk run of alternating deposits and withdrawals (or of transfers of 1.00 between
-    random `wallets`, or from them to `transfer_to`), then a reconciliation of the ledger."""
+    random `wallets`, or from them to `transfer_to`), each with a 3-key metadata object if
+    `metadata`, then a reconciliation of the ledger."""
     wallets_file = bench.workdir / f"wallets-{len(wallets)}.txt"
     wallets_file.write_text("\n".join(wallets) + "\n")
     _wait_until_idle(bench, 0)  # nothing of an earlier run is still being applied
@@ -462,10 +467,20 @@ def write_run(
         idempotency_keys=idempotency_keys,
         transfer_to=transfer_to,
         api_key=api_key,
+        metadata=metadata,
     )
     _wait_until_idle(bench, last_id)
     result["ledger"] = reconcile(bench, last_id, result, rows_per_request=2 if transfers else 1)
     return result
+
+
+def metadata_run(ab: AB, bench: Bench, hot: str, *, duration: int) -> dict[str, Any]:
+    """The hot wallet with a 3-key metadata object on each operation, against the baseline
+    without (its code may not know metadata): what metadata costs against the old code."""
+    return ab.run(
+        "hot wallet, a 3-key metadata object on each operation (the baseline's without)",
+        lambda on: write_run(bench, on, [hot], duration=duration, metadata=on is ab.current),
+    )
 
 
 def holds_run(
@@ -878,6 +893,7 @@ def measure(
             "hot wallet, coalescing on",
             lambda on: write_run(bench, on, [hot], duration=args.duration),
         )
+        results["hot_wallet_metadata"] = metadata_run(ab, bench, hot, duration=args.duration)
         results["hot_wallet_idempotent"] = ab.once(
             "hot wallet, an Idempotency-Key on every request",
             lambda on: write_run(bench, on, [hot], duration=args.duration, idempotency_keys=True),

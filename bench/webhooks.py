@@ -282,7 +282,6 @@ def webhook_outage_run(
     sender = _sender(environment, workdir)
     try:
         _wait_for_start(workdir / "sender.log")
-        _warm_up(service.base_url, wallets, receiver)
         transfers = _Transfers(service.base_url, wallets)
         figures = load()
         transfers.stop()

@@ -7,6 +7,7 @@
 --   BENCH_PATH     the path to GET in "get" mode
 --   BENCH_KEYS     when set, a prefix: every operation carries a new Idempotency-Key
 --   BENCH_API_KEY  when set, every request carries it (Authorization: Bearer)
+--   BENCH_METADATA when set, every operation carries a 3-key metadata object
 -- It counts the requests written, so that the harness can reconcile what the clients saw
 -- with what the ledger holds, and prints one JSON line at the end. No response() callback:
 -- handing every response to Lua would cost the generator CPU the server needs; wrk itself
@@ -35,6 +36,12 @@ local bodies = {
     '{"operation":"DEPOSIT","amount":"1.00"}',
     '{"operation":"WITHDRAW","amount":"1.00"}',
 }
+if os.getenv("BENCH_METADATA") then
+    local metadata = ',"metadata":{"order_id":"ord_1042","channel":"web","customer":"cus_77"}}'
+    for index, body in ipairs(bodies) do
+        bodies[index] = body:sub(1, -2) .. metadata
+    end
+end
 
 -- Per-thread state (each wrk thread has its own Lua state).
 sent = 0
