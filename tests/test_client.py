@@ -226,6 +226,30 @@ def _refusals(call: Callable[..., Any]) -> list[tuple[str, Callable[[], Any], ty
     ]
 
 
+def test_metadata_goes_with_every_write_and_finds_its_entries(clients: Clients) -> None:
+    call = clients.call
+    payer = call("create_wallet").wallet_uuid
+    payee = call("create_wallet").wallet_uuid
+    order = {"order_id": "42"}
+    call("deposit", payer, 100, metadata={"source": "card"})
+    call("withdraw", payer, 1, metadata=order)
+    transfer = call("create_transfer", payer, payee, 10, metadata=order)
+    call("reverse", transfer_id=transfer.transfer_id, amount=1, metadata={"why": "refund"})
+    hold = call("create_hold", payer, 5, metadata=order)
+    call("capture_hold", hold.hold_id, amount=2, metadata=order)
+    found = clients.collect("history", payer, metadata=("order_id", "42"))
+    assert [entry.operation for entry in found] == [
+        "RELEASE",
+        "CAPTURE",
+        "HOLD",
+        "TRANSFER_OUT",
+        "WITHDRAW",
+    ]
+    assert all(entry.metadata == order for entry in found)
+    page = call("list_operations", payer, metadata=("source", "card"))
+    assert [(e.operation, e.metadata) for e in page.items] == [("DEPOSIT", {"source": "card"})]
+
+
 def test_every_refusal_is_its_exception_and_is_not_retried(clients: Clients) -> None:
     for code, refused, expected in _refusals(clients.call):
         with pytest.raises(expected) as caught:

@@ -125,8 +125,21 @@ def get_wallet(wallet: UUID | str, *, at: datetime | None = None) -> Call[Wallet
     )
 
 
-def operate(wallet: UUID | str, operation: str, amount: Amount) -> Call[OperationResult]:
-    body = {"operation": operation, "amount": amount_text(amount)}
+#: Metadata: your own references on what you write (string keys and values; the
+#: service's bounds: 50 keys of at most 40 characters, values of at most 500).
+Metadata = Mapping[str, str]
+
+
+def _metadata(metadata: Metadata | None) -> dict[str, str] | None:
+    return None if metadata is None else dict(metadata)
+
+
+def operate(
+    wallet: UUID | str, operation: str, amount: Amount, metadata: Metadata | None = None
+) -> Call[OperationResult]:
+    body = _without_none(
+        {"operation": operation, "amount": amount_text(amount), "metadata": _metadata(metadata)}
+    )
     return Call("POST", f"/api/v1/wallets/{wallet}/operation", OperationResult.model_validate, body)
 
 
@@ -138,13 +151,17 @@ def list_operations(
     operations: list[str] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    metadata: tuple[str, str] | None = None,
 ) -> Call[Page[OperationItem]]:
+    key, value = (None, None) if metadata is None else metadata
     params = {
         "limit": limit,
         "cursor": cursor,
         "operation": operations or None,
         "from": _time(since),
         "to": _time(until),
+        "metadata_key": key,
+        "metadata_value": value,
     }
     return Call(
         "GET",
@@ -179,7 +196,11 @@ def apply_batch(
 
 
 def create_transfer(
-    source: UUID | str, destination: UUID | str, amount: Amount, description: str | None
+    source: UUID | str,
+    destination: UUID | str,
+    amount: Amount,
+    description: str | None,
+    metadata: Metadata | None = None,
 ) -> Call[Transfer]:
     body = _without_none(
         {
@@ -187,6 +208,7 @@ def create_transfer(
             "to_wallet_uuid": str(destination),
             "amount": amount_text(amount),
             "description": description,
+            "metadata": _metadata(metadata),
         }
     )
     return Call("POST", "/api/v1/transfers", Transfer.model_validate, body)
@@ -202,6 +224,7 @@ def reverse_entry(
     transfer_id: UUID | str | None,
     amount: Amount | None,
     description: str | None,
+    metadata: Metadata | None = None,
 ) -> Call[Reversal]:
     if (entry_id is None) == (transfer_id is None):
         raise ValueError("name exactly one of entry_id and transfer_id")
@@ -211,6 +234,7 @@ def reverse_entry(
             "transfer_id": None if transfer_id is None else str(transfer_id),
             "amount": None if amount is None else amount_text(amount),
             "description": description,
+            "metadata": _metadata(metadata),
         }
     )
     return Call("POST", "/api/v1/reversals", Reversal.model_validate, body)
@@ -221,7 +245,11 @@ def get_balances(wallet: UUID | str) -> Call[Balances]:
 
 
 def create_hold(
-    wallet: UUID | str, amount: Amount, expires_in: int | None, description: str | None
+    wallet: UUID | str,
+    amount: Amount,
+    expires_in: int | None,
+    description: str | None,
+    metadata: Metadata | None = None,
 ) -> Call[Hold]:
     body = _without_none(
         {
@@ -229,6 +257,7 @@ def create_hold(
             "amount": amount_text(amount),
             "expires_in": expires_in,
             "description": description,
+            "metadata": _metadata(metadata),
         }
     )
     return Call("POST", "/api/v1/holds", Hold.model_validate, body)
@@ -241,6 +270,7 @@ def capture_hold(
     to_wallet: UUID | str | None,
     final: bool | None,
     description: str | None,
+    metadata: Metadata | None = None,
 ) -> Call[Hold]:
     body = _without_none(
         {
@@ -248,6 +278,7 @@ def capture_hold(
             "to_wallet_uuid": None if to_wallet is None else str(to_wallet),
             "final": final,
             "description": description,
+            "metadata": _metadata(metadata),
         }
     )
     return Call("POST", f"/api/v1/holds/{hold}/capture", Hold.model_validate, body)

@@ -14,7 +14,15 @@ from uuid import UUID
 import httpx
 
 from wallet_api_client import _calls
-from wallet_api_client._calls import DEFAULT_URL, USER_AGENT, Amount, Call, Tries, read_answer
+from wallet_api_client._calls import (
+    DEFAULT_URL,
+    USER_AGENT,
+    Amount,
+    Call,
+    Metadata,
+    Tries,
+    read_answer,
+)
 from wallet_api_client.models import (
     BalanceMonitor,
     Balances,
@@ -117,14 +125,26 @@ class AsyncClient:
         return await self.send(_calls.get_wallet(wallet, at=at))
 
     async def deposit(
-        self, wallet: UUID | str, amount: Amount, *, idempotency_key: str | None = None
+        self,
+        wallet: UUID | str,
+        amount: Amount,
+        *,
+        metadata: Metadata | None = None,
+        idempotency_key: str | None = None,
     ) -> OperationResult:
-        return await self.send(_calls.operate(wallet, "DEPOSIT", amount), idempotency_key)
+        call = _calls.operate(wallet, "DEPOSIT", amount, metadata)
+        return await self.send(call, idempotency_key)
 
     async def withdraw(
-        self, wallet: UUID | str, amount: Amount, *, idempotency_key: str | None = None
+        self,
+        wallet: UUID | str,
+        amount: Amount,
+        *,
+        metadata: Metadata | None = None,
+        idempotency_key: str | None = None,
     ) -> OperationResult:
-        return await self.send(_calls.operate(wallet, "WITHDRAW", amount), idempotency_key)
+        call = _calls.operate(wallet, "WITHDRAW", amount, metadata)
+        return await self.send(call, idempotency_key)
 
     async def get_balances(self, wallet: UUID | str) -> Balances:
         return await self.send(_calls.get_balances(wallet))
@@ -138,11 +158,19 @@ class AsyncClient:
         operations: list[str] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        metadata: tuple[str, str] | None = None,
     ) -> Page[OperationItem]:
         """A page of the history: of `operations` kinds only (a page may then be short, even
-        empty, with a cursor), dated in [`since`, `until`)."""
+        empty, with a cursor), dated in [`since`, `until`), with `metadata` (a key and its
+        value) only those whose metadata has it."""
         call = _calls.list_operations(
-            wallet, limit=limit, cursor=cursor, operations=operations, since=since, until=until
+            wallet,
+            limit=limit,
+            cursor=cursor,
+            operations=operations,
+            since=since,
+            until=until,
+            metadata=metadata,
         )
         return await self.send(call)
 
@@ -154,9 +182,10 @@ class AsyncClient:
         operations: list[str] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        metadata: tuple[str, str] | None = None,
     ) -> AsyncIterator[OperationItem]:
         """Every entry of the wallet's history (of `operations` kinds, dated in [`since`,
-        `until`)), newest first, page after page."""
+        `until`), with `metadata`'s key and value), newest first, page after page."""
         return self._follow(
             lambda cursor: _calls.list_operations(
                 wallet,
@@ -165,6 +194,7 @@ class AsyncClient:
                 operations=operations,
                 since=since,
                 until=until,
+                metadata=metadata,
             )
         )
 
@@ -194,9 +224,10 @@ class AsyncClient:
         amount: Amount,
         *,
         description: str | None = None,
+        metadata: Metadata | None = None,
         idempotency_key: str | None = None,
     ) -> Transfer:
-        call = _calls.create_transfer(source, destination, amount, description)
+        call = _calls.create_transfer(source, destination, amount, description, metadata)
         return await self.send(call, idempotency_key)
 
     async def get_transfer(self, transfer: UUID | str) -> Transfer:
@@ -209,11 +240,16 @@ class AsyncClient:
         transfer_id: UUID | str | None = None,
         amount: Amount | None = None,
         description: str | None = None,
+        metadata: Metadata | None = None,
         idempotency_key: str | None = None,
     ) -> Reversal:
         """Reverse a ledger entry or a transfer, all of it or `amount`."""
         call = _calls.reverse_entry(
-            entry_id=entry_id, transfer_id=transfer_id, amount=amount, description=description
+            entry_id=entry_id,
+            transfer_id=transfer_id,
+            amount=amount,
+            description=description,
+            metadata=metadata,
         )
         return await self.send(call, idempotency_key)
 
@@ -226,10 +262,11 @@ class AsyncClient:
         *,
         expires_in: int | None = None,
         description: str | None = None,
+        metadata: Metadata | None = None,
         idempotency_key: str | None = None,
     ) -> Hold:
         return await self.send(
-            _calls.create_hold(wallet, amount, expires_in, description), idempotency_key
+            _calls.create_hold(wallet, amount, expires_in, description, metadata), idempotency_key
         )
 
     async def capture_hold(
@@ -240,10 +277,16 @@ class AsyncClient:
         to_wallet: UUID | str | None = None,
         final: bool | None = None,
         description: str | None = None,
+        metadata: Metadata | None = None,
         idempotency_key: str | None = None,
     ) -> Hold:
         call = _calls.capture_hold(
-            hold, amount=amount, to_wallet=to_wallet, final=final, description=description
+            hold,
+            amount=amount,
+            to_wallet=to_wallet,
+            final=final,
+            description=description,
+            metadata=metadata,
         )
         return await self.send(call, idempotency_key)
 

@@ -85,6 +85,7 @@ class OperationItem(Model):
     reversed_by_entry_id: int | None = None
     description: str | None = None
     hold_id: UUID | None = None
+    metadata: dict[str, str] | None = None
 
 
 class Page(Model, Generic[T]):
