@@ -2,8 +2,8 @@
 `python -m bench.ledger_time`): a wallet of 1,000,000 entries (written by SQL, dated a
 second apart, balances that add up), then, one request at a time, the latency of a balance
 at a random time, of a history page filtered by kind within a random time window, of one
-bounded by time alone, and of a page of a kind the ledger lacks (it examines its 2,000
-entries); then the whole statement streamed in CSV and in JSON: entries a second, and how
+bounded by time alone, of a page of a kind the ledger lacks (it examines its 2,000
+entries), and of the entries of a random order (by a metadata key and value); then the whole statement streamed in CSV and in JSON: entries a second, and how
 much the service's memory grew meanwhile (its workers' resident sets, sampled)."""
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 
 def seed(bench: Bench, entries: int) -> str:
     """A wallet of `entries` rows: every 10th a withdrawal of 1.00, the others deposits of
-    1.00, dated a second apart from START."""
+    1.00, dated a second apart from START; each with metadata, an order id (4 entries an
+    order) and a channel."""
     wallet = str(uuid.uuid4())
     bench.sql(
         """
@@ -53,10 +54,14 @@ def seed(bench: Bench, entries: int) -> str:
                     $3::timestamptz + $2 * interval '1 second')
         )
         INSERT INTO wallet_operations (
-            wallet_id, operation, amount, balance_after, created_at, seq
+            wallet_id, operation, amount, balance_after, created_at, seq, metadata
         )
         SELECT $1::uuid, CASE WHEN g % 10 = 0 THEN 'WITHDRAW' ELSE 'DEPOSIT' END, 100,
-               100 * (g - 2 * (g / 10)), $3::timestamptz + g * interval '1 second', g
+               100 * (g - 2 * (g / 10)), $3::timestamptz + g * interval '1 second', g,
+               jsonb_build_object(
+                   'order_id', (g / 4)::text,
+                   'channel', CASE WHEN g % 3 = 0 THEN 'app' ELSE 'web' END
+               )
         FROM generate_series(1, $2::bigint) AS g
         """,
         wallet,
@@ -190,6 +195,17 @@ def measure(bench: Bench, *, entries: int, requests: int) -> dict[str, Any]:
             client,
             requests,
             lambda rng: client.get(history, params={"operation": "REVERSAL_IN", "to": at(rng)}),
+        )
+        results["history_of_an_order"] = latencies(
+            client,
+            requests,
+            lambda rng: client.get(
+                history,
+                params={
+                    "metadata_key": "order_id",
+                    "metadata_value": str(rng.randrange(span // 4)),
+                },
+            ),
         )
         statement = f"/api/v1/wallets/{wallet}/statement"
         print("bench: ledger in time, statements", file=sys.stderr)
