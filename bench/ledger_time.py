@@ -3,8 +3,9 @@
 second apart, balances that add up), then, one request at a time, the latency of a balance
 at a random time, of a history page filtered by kind within a random time window, of one
 bounded by time alone, of a page of a kind the ledger lacks (it examines its 2,000
-entries), and of the entries of a random order (by a metadata key and value); then the whole statement streamed in CSV and in JSON: entries a second, and how
-much the service's memory grew meanwhile (its workers' resident sets, sampled)."""
+entries), and of the entries of a random order (by a metadata key and value); then the
+whole statement streamed in CSV and in JSON: entries a second, and how much the service's
+memory grew meanwhile (its workers' resident sets, sampled)."""
 
 from __future__ import annotations
 
