@@ -1900,4 +1900,12 @@ BREAKS = [
             "test_the_metadata_filter_reads_the_rows_with_that_key_and_value",
         ),
     ),
+    Break(
+        "statements-unbounded-per-worker",
+        "a worker sends at most 4 statements at once; a fifth is a 429",
+        "src/wallet_api/statements/service.py",
+        "STATEMENTS_AT_ONCE = 4\n",
+        "STATEMENTS_AT_ONCE = 5\n",
+        ("tests/test_statements.py::test_a_worker_sends_a_bounded_number_of_statements_at_once",),
+    ),
 ]
