@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import OPERATION_PATH, created_wallet, operation
+from tests.support import OPERATION_PATH, TestDatabase, created_wallet, operation
 from tests.test_ledger_time import every_entry
 from tests.test_wallet_contract import assert_problem
 from wallet_api.devtools.server import ServiceProcess
@@ -334,3 +334,18 @@ def test_a_filtered_history_pages_without_duplicates_or_gaps_while_writes_go_on(
     expected = [e["id"] for e in everything if e.get("metadata") == tagged and e["id"] <= ids[0]]
     assert ids == expected
     assert len(ids) >= 200
+
+
+def test_an_event_shows_its_entries_metadata(client: httpx.Client, database: TestDatabase) -> None:
+    wallet = created_wallet(client)
+    answer = client.post(
+        OPERATION_PATH.format(wallet), json={**operation("DEPOSIT", 1), "metadata": ORDER}
+    )
+    assert answer.status_code == 200, answer.text
+    (entry,) = history(client, wallet)
+    (row,) = database.fetch("SELECT id FROM events WHERE $1::bigint = ANY(ledger_ids)", entry["id"])
+    event = client.get(f"/api/v1/events/{row['id']}")
+    assert event.status_code == 200, event.text
+    (shown,) = event.json()["data"]["entries"]
+    assert shown["metadata"] == ORDER
+    assert shown == {**entry, "wallet_uuid": wallet, "seq": 1}

@@ -68,7 +68,7 @@ _BY_IDS = """
 _LEGS = """
     SELECT o.id, o.wallet_id, o.seq, o.operation, o.amount, o.balance_after, o.created_at,
            o.idempotency_key, o.transfer_id, o.counterparty_wallet_id, o.reverses_id,
-           o.description, o.hold_id, w.owner
+           o.description, o.hold_id, w.owner, o.metadata::text
     FROM unnest($1::bigint[]) AS t(id)
     JOIN wallet_operations o ON o.id = t.id
     JOIN wallets w ON w.id = o.wallet_id
@@ -121,6 +121,7 @@ class LegRow:
     description: str | None
     hold_id: UUID | None
     owner: str | None
+    metadata: str | None  # JSON text, as stored
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,6 +129,7 @@ def _entry(leg: LegRow) -> dict[str, Any]:
         "reverses_entry_id": leg.reverses_id,
         "description": leg.description,
         "hold_id": _text(leg.hold_id),
+        "metadata": None if leg.metadata is None else orjson.Fragment(leg.metadata),
     }
     item.update((name, value) for name, value in optional.items() if value is not None)
     return item
