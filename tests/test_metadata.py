@@ -4,6 +4,9 @@ request an Idempotency-Key stands for, and a history filter that pages while wri
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -349,3 +352,22 @@ def test_an_event_shows_its_entries_metadata(client: httpx.Client, database: Tes
     (shown,) = event.json()["data"]["entries"]
     assert shown["metadata"] == ORDER
     assert shown == {**entry, "wallet_uuid": wallet, "seq": 1}
+
+
+def test_a_statement_shows_each_entrys_metadata(client: httpx.Client) -> None:
+    wallet = created_wallet(client)
+    for metadata in (ORDER, None):
+        body = (
+            operation("DEPOSIT", 1)
+            if metadata is None
+            else {**operation("DEPOSIT", 1), "metadata": metadata}
+        )
+        assert client.post(OPERATION_PATH.format(wallet), json=body).status_code == 200
+    statement = f"{WALLETS}/{wallet}/statement"
+    entries = client.get(statement).json()["entries"]
+    assert [entry.get("metadata") for entry in entries] == [ORDER, None]
+    lines = list(csv.DictReader(io.StringIO(client.get(statement, params={"format": "csv"}).text)))
+    assert [json.loads(line["metadata"]) if line["metadata"] else None for line in lines[1:-1]] == [
+        ORDER,
+        None,
+    ]

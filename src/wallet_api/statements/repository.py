@@ -79,6 +79,7 @@ CSV_COLUMNS = (
     "hold_id",
     "reverses_entry_id",
     "description",
+    "metadata",
 )
 # A description that a spreadsheet would take for a formula (=, +, -, @, a tab, a carriage
 # return first: CSV injection) is written after a single quote.
@@ -87,7 +88,8 @@ _CSV = f"""
            {_decimal("o.balance_after")}, o.transfer_id, o.counterparty_wallet_id, o.hold_id,
            o.reverses_id,
            CASE WHEN o.description ~ '^[=+@\\t\\r-]' THEN '''' || o.description
-                ELSE o.description END
+                ELSE o.description END,
+           o.metadata
     {_PERIOD}
 """
 _JSON = f"""
@@ -96,7 +98,8 @@ _JSON = f"""
         'change', {_number(_CHANGE)}, 'amount', {_number("o.amount")},
         'balance_after', {_number("o.balance_after")}, 'transfer_id', o.transfer_id,
         'counterparty_wallet_uuid', o.counterparty_wallet_id, 'hold_id', o.hold_id,
-        'reverses_entry_id', o.reverses_id, 'description', o.description
+        'reverses_entry_id', o.reverses_id, 'description', o.description,
+        'metadata', o.metadata
     ))::text
     {_PERIOD}
 """

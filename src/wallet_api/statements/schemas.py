@@ -55,6 +55,9 @@ class StatementEntry(BaseModel):
     hold_id: UUID | None = Field(None, description="Present for a hold's entries.")
     reverses_entry_id: int | None = Field(None, description="Present for a reversal.")
     description: str | None = Field(None, description="Present when one was given.")
+    metadata: dict[str, str] | None = Field(
+        None, description="Present when the request that wrote it had metadata."
+    )
 
 
 class Statement(BaseModel):
