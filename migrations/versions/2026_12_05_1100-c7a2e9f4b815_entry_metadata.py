@@ -7,10 +7,12 @@ Create Date: 2026-12-05 11:00:00.000000+00:00
 - `wallet_operations.metadata`: the metadata of the request that wrote the row (a JSON
   object of strings; NULL: none). A nullable column: a catalog change only, no row
   rewritten.
-- `ix_wallet_operations_metadata`: the rows with metadata, by key and value (GIN,
-  `jsonb_path_ops`: it answers containment, `metadata @> '{"order_id": "42"}'`), for the
-  history's metadata filter. Partial: a row without metadata costs it nothing. Built
-  CONCURRENTLY, outside a transaction, while traffic goes on.
+- `ix_wallet_operations_metadata`: the rows with metadata, by wallet, key and value, for
+  the history's metadata filter. GIN (`jsonb_path_ops`: it answers containment) over the
+  metadata nested under the wallet's id, `{"<wallet id>": {"order_id": "42"}}`: each
+  indexed path begins with the wallet, so a look-up finds that wallet's rows only, never
+  another owner's with the same key and value. Partial: a row without metadata costs it
+  nothing. Built CONCURRENTLY, outside a transaction, while traffic goes on.
 
 Stop the instances of the previous version before applying it? Not needed: they write
 rows without metadata, which this version reads as rows without metadata.
@@ -30,6 +32,9 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _INDEX = "ix_wallet_operations_metadata"
+#: The indexed expression (immutable, as an index's must be): the row's metadata under its
+#: wallet's id (`wallets.models.wallet_metadata`, as it was at this revision).
+WALLET_METADATA = "jsonb_set('{}'::jsonb, ARRAY[wallet_id::text], metadata)"
 
 
 def upgrade() -> None:
@@ -45,14 +50,9 @@ def upgrade() -> None:
     )
     with op.get_context().autocommit_block():
         op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_INDEX}")
-        op.create_index(
-            _INDEX,
-            "wallet_operations",
-            ["metadata"],
-            postgresql_using="gin",
-            postgresql_ops={"metadata": "jsonb_path_ops"},
-            postgresql_where=sa.text("metadata IS NOT NULL"),
-            postgresql_concurrently=True,
+        op.execute(
+            f"CREATE INDEX CONCURRENTLY {_INDEX} ON wallet_operations"
+            f" USING gin (({WALLET_METADATA}) jsonb_path_ops) WHERE metadata IS NOT NULL"
         )
 
 

@@ -37,6 +37,15 @@ from wallet_api.posting.entries import (
 IDEMPOTENCY_KEY_LENGTH = 400
 
 
+def wallet_metadata(table: str = "") -> str:
+    """SQL: a ledger row's metadata nested under its wallet's id, `{"<wallet id>": {…}}`
+    (of the row `table` names): what the metadata's index holds (each indexed path begins
+    with the wallet), and what the history's filter compares. Immutable, as an index's
+    expression must be."""
+    row = f"{table}." if table else ""
+    return f"jsonb_set('{{}}'::jsonb, ARRAY[{row}wallet_id::text], {row}metadata)"
+
+
 class OperationType(enum.StrEnum):
     """What the operation endpoint does to one wallet."""
 
@@ -196,13 +205,12 @@ wallet_operations = Table(
         "hold_id",
         postgresql_where=text("hold_id IS NOT NULL"),
     ),
-    # The rows with metadata, by key and value (revision c7a2e9f4b815): the history's
-    # metadata filter (`metadata @> ...`).
+    # The rows with metadata, by wallet, key and value (revision c7a2e9f4b815): the
+    # history's metadata filter, on the metadata nested under the wallet's id.
     Index(
         "ix_wallet_operations_metadata",
-        "metadata",
+        text(f"({wallet_metadata()}) jsonb_path_ops"),
         postgresql_using="gin",
-        postgresql_ops={"metadata": "jsonb_path_ops"},
         postgresql_where=text("metadata IS NOT NULL"),
     ),
 )

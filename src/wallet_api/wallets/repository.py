@@ -10,6 +10,7 @@ from uuid import UUID
 from wallet_api.core.database import Connection
 from wallet_api.posting.entries import CREDIT_KINDS, UNMOVING_KINDS
 from wallet_api.posting.repository import held_now
+from wallet_api.wallets.models import wallet_metadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +75,12 @@ def _history_sql(*, by_metadata: bool) -> str:
     """The history's page; `by_metadata`: the variant filtered by metadata (below)."""
     matched, rows = "", "wallet_operations o"
     if by_metadata:
-        matched = """, matched AS MATERIALIZED (
-        SELECT m.id FROM wallet_operations m
-        WHERE m.metadata @> $8::jsonb AND m.metadata IS NOT NULL AND m.wallet_id = $1
+        matched = f""", matched AS MATERIALIZED (
+        SELECT m.* FROM wallet_operations m
+        WHERE {wallet_metadata("m")} @> jsonb_set('{{}}'::jsonb, ARRAY[$1::text], $8::jsonb)
+          AND m.metadata IS NOT NULL
     )"""
-        rows = "matched m JOIN wallet_operations o ON o.id = m.id"
+        rows = "matched o"
     return f"""
     WITH cursor_at AS MATERIALIZED (
         SELECT coalesce(
@@ -118,11 +120,16 @@ def _history_sql(*, by_metadata: bool) -> str:
 _HISTORY = _history_sql(by_metadata=False)
 # The same page of the rows whose metadata holds `$8` (a JSON object: a key and its
 # value), found through the metadata's index (ix_wallet_operations_metadata, GIN: it
-# serves only bitmap scans, so this runs outside `Database.in_index_order`): the wallet's
-# rows with that key and value first (materialized: the index decides which rows are read,
-# not the wallet's ledger in time order), then the other filters, the cursor and the page.
-# Its cost follows how many rows carry that key and value: made for references (an order
-# id), not for a value that millions of rows share.
+# serves only bitmap scans, so this runs outside `Database.in_index_order`). The index
+# holds each row's metadata under its wallet's id, so the look-up names the wallet too:
+# it finds this wallet's rows with that key and value, never another owner's (whose
+# number would otherwise set this page's cost, and could be timed). The index's
+# expression is the only condition of `matched` (materialized, its rows whole): a
+# generic plan can neither trade it for the wallet's index by time nor join its ids back
+# to the table through that index, either of which reads the whole ledger. Then the other
+# filters, the cursor and the page, on those rows. A page reads every row of the wallet with that
+# key and value below its cursor: made for references (an order id), not for a value
+# that most of a wallet's entries share.
 _HISTORY_BY_METADATA = _history_sql(by_metadata=True)
 
 # The balance after the wallet's last row dated at or before `$2` (None: it has none),
