@@ -371,3 +371,15 @@ def test_a_statement_shows_each_entrys_metadata(client: httpx.Client) -> None:
         ORDER,
         None,
     ]
+
+
+def test_a_refused_key_is_not_echoed_whole(client: httpx.Client) -> None:
+    wallet = created_wallet(client)
+    key = "k" * 5000
+    body = {**operation("DEPOSIT", 1), "metadata": {key: "v"}}
+    refused = assert_problem(
+        client.post(OPERATION_PATH.format(wallet), json=body), 422, "validation_error"
+    )
+    assert key not in str(refused["detail"])
+    assert key not in str(refused["errors"])
+    assert "metadata" in str(refused["detail"])

@@ -54,15 +54,30 @@ class ValidationFailed(AppError):
 
     @classmethod
     def from_errors(cls, errors: Sequence[Mapping[str, Any]]) -> ValidationFailed:
-        """Summarise pydantic-style errors (`loc`, `msg`) without echoing the input back."""
+        """Summarise pydantic-style errors (`loc`, `msg`) without echoing the input back
+        (a location may name a key the client chose, a metadata key: cut to
+        LOCATION_PART_LENGTH characters)."""
         items = [
-            {"loc": list(error.get("loc", ())), "message": str(error.get("msg", "invalid"))}
+            {
+                "loc": [_location_part(part) for part in error.get("loc", ())],
+                "message": str(error.get("msg", "invalid")),
+            }
             for error in errors
         ]
         detail = "; ".join(
             f"{'.'.join(map(str, item['loc']))}: {item['message']}" for item in items
         )
         return cls(detail or "The request is not valid.", errors=items)
+
+
+#: Characters of a location's part a problem document shows (a metadata key has at most 40).
+LOCATION_PART_LENGTH = 40
+
+
+def _location_part(part: object) -> object:
+    if isinstance(part, str) and len(part) > LOCATION_PART_LENGTH:
+        return part[:LOCATION_PART_LENGTH] + "…"
+    return part
 
 
 class BodyTooLarge(AppError):
