@@ -248,6 +248,12 @@ def test_metadata_goes_with_every_write_and_finds_its_entries(clients: Clients) 
     assert all(entry.metadata == order for entry in found)
     page = call("list_operations", payer, metadata=("source", "card"))
     assert [(e.operation, e.metadata) for e in page.items] == [("DEPOSIT", {"source": "card"})]
+    batch = call("apply_batch", [(payee, "DEPOSIT", 1, {"batch": "7"}), (payee, "DEPOSIT", 2)])
+    assert [result.status for result in batch.results] == [200, 200]
+    tagged = call("list_operations", payee, metadata=("batch", "7")).items
+    assert [(e.amount, e.metadata) for e in tagged] == [(1, {"batch": "7"})]
+    with pytest.raises(TypeError):
+        call("list_operations", payer, metadata={"source": "card"})
 
 
 def test_every_refusal_is_its_exception_and_is_not_retried(clients: Clients) -> None:

@@ -153,6 +153,8 @@ def list_operations(
     until: datetime | None = None,
     metadata: tuple[str, str] | None = None,
 ) -> Call[Page[OperationItem]]:
+    if metadata is not None and not (isinstance(metadata, tuple) and len(metadata) == 2):
+        raise TypeError("metadata: a (key, value) tuple")
     key, value = (None, None) if metadata is None else metadata
     params = {
         "limit": limit,
@@ -182,16 +184,18 @@ def get_statement(
     )
 
 
-def apply_batch(
-    operations: list[tuple[UUID | str, str, Amount]], *, atomic: bool
-) -> Call[BatchResponse]:
-    body = {
-        "operations": [
-            {"wallet_uuid": str(wallet), "operation": kind, "amount": amount_text(amount)}
-            for wallet, kind, amount in operations
-        ],
-        "atomic": atomic,
-    }
+#: A batch's operation: (wallet, "DEPOSIT" or "WITHDRAW", amount), or with its metadata.
+BatchItem = tuple[UUID | str, str, Amount] | tuple[UUID | str, str, Amount, Metadata]
+
+
+def _batch_item(item: BatchItem) -> dict[str, Any]:
+    wallet, kind, amount, *rest = item
+    body = {"wallet_uuid": str(wallet), "operation": kind, "amount": amount_text(amount)}
+    return _without_none({**body, "metadata": _metadata(rest[0]) if rest else None})
+
+
+def apply_batch(operations: list[BatchItem], *, atomic: bool) -> Call[BatchResponse]:
+    body = {"operations": [_batch_item(item) for item in operations], "atomic": atomic}
     return Call("POST", "/api/v1/operations/batch", BatchResponse.model_validate, body)
 
 

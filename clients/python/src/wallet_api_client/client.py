@@ -18,6 +18,7 @@ from wallet_api_client._calls import (
     DEFAULT_URL,
     USER_AGENT,
     Amount,
+    BatchItem,
     Call,
     Metadata,
     Tries,
@@ -207,12 +208,13 @@ class Client:
 
     def apply_batch(
         self,
-        operations: list[tuple[UUID | str, str, Amount]],
+        operations: list[BatchItem],
         *,
         atomic: bool = False,
         idempotency_key: str | None = None,
     ) -> BatchResponse:
-        """(wallet, "DEPOSIT" or "WITHDRAW", amount) each; all or none with `atomic`."""
+        """(wallet, "DEPOSIT" or "WITHDRAW", amount), or with a fourth item, its metadata,
+        each; all or none with `atomic`."""
         return self.send(_calls.apply_batch(operations, atomic=atomic), idempotency_key)
 
     # Transfers and reversals.
