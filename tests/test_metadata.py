@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -383,3 +384,30 @@ def test_a_refused_key_is_not_echoed_whole(client: httpx.Client) -> None:
     assert key not in str(refused["detail"])
     assert key not in str(refused["errors"])
     assert "metadata" in str(refused["detail"])
+
+
+def test_a_holds_metadata_goes_with_its_release_by_void_or_expiry(client: httpx.Client) -> None:
+    wallet = created_wallet(client, 100)
+    voided = client.post(
+        "/api/v1/holds", json={"wallet_uuid": wallet, "amount": 5, "metadata": ORDER}
+    )
+    assert voided.status_code == 201, voided.text
+    assert voided.json()["metadata"] == ORDER
+    hold_id = voided.json()["hold_id"]
+    assert client.get(f"/api/v1/holds/{hold_id}").json()["metadata"] == ORDER
+    void = client.post(f"/api/v1/holds/{hold_id}/void")
+    assert (void.status_code, void.json()["metadata"]) == (200, ORDER)
+    expiring = {"wallet_uuid": wallet, "amount": 6, "expires_in": 1, "metadata": {"ride": "9"}}
+    assert client.post("/api/v1/holds", json=expiring).status_code == 201
+    plain = client.post("/api/v1/holds", json={"wallet_uuid": wallet, "amount": 7})
+    assert plain.json()["metadata"] is None
+    deadline = time.monotonic() + 30
+    while len([e for e in history(client, wallet) if e["operation"] == "RELEASE"]) < 2:
+        assert time.monotonic() < deadline, "the expired hold was not released"
+        time.sleep(0.2)
+    releases = [
+        (entry["amount"], entry.get("metadata"))
+        for entry in history(client, wallet)
+        if entry["operation"] == "RELEASE"
+    ]
+    assert releases == [(6, {"ride": "9"}), (5, ORDER)]

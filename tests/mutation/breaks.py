@@ -1924,4 +1924,28 @@ BREAKS = [
         "LOCATION_PART_LENGTH = 40_000\n",
         ("tests/test_metadata.py::test_a_refused_key_is_not_echoed_whole",),
     ),
+    Break(
+        "a-void-releases-without-the-holds-metadata",
+        "a void's release carries the hold's metadata",
+        "src/wallet_api/holds/entries.py",
+        "        metadata=hold.metadata,\n        idempotency_key=idempotency_key,\n",
+        "        idempotency_key=idempotency_key,\n",
+        ("tests/test_metadata.py::test_a_holds_metadata_goes_with_its_release_by_void_or_expiry",),
+    ),
+    Break(
+        "an-expiry-releases-without-the-holds-metadata",
+        "an expired hold's release carries the hold's metadata",
+        "src/wallet_api/holds/entries.py",
+        '        legs=(leg,), hold_status="expired", event=EventType.HOLD_EXPIRED, metadata=due.metadata\n',
+        '        legs=(leg,), hold_status="expired", event=EventType.HOLD_EXPIRED\n',
+        ("tests/test_metadata.py::test_a_holds_metadata_goes_with_its_release_by_void_or_expiry",),
+    ),
+    Break(
+        "a-hold-opened-without-its-metadata",
+        "a hold keeps the metadata it was made with (the range write that opens it)",
+        ROWS,
+        "                entry.api_key_id,\n                entry.metadata,\n            )\n        )\n",
+        "                entry.api_key_id,\n                None,\n            )\n        )\n",
+        ("tests/test_metadata.py::test_a_holds_metadata_goes_with_its_release_by_void_or_expiry",),
+    ),
 ]

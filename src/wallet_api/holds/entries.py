@@ -81,6 +81,7 @@ def respond_hold(request: HoldRequest, hold_id: UUID, outcome: Posted | Refusal)
         expires_at=outcome.at + timedelta(seconds=request.expires_in),
         closed_at=None,
         balances=(balance, balance - outcome.available),
+        metadata=metadata_text(request.metadata),
     )
     return 201, render(document)
 
@@ -138,6 +139,7 @@ def void_entry(hold: HoldRow, *, key: Key) -> Entry:
     return Entry(
         legs=(Leg(hold.wallet_id, EntryKind.RELEASE, hold.remaining, hold=hold.id),),
         render=respond,
+        metadata=hold.metadata,
         idempotency_key=idempotency_key,
         fingerprint=fingerprint,
         api_key_id=api_key_id,
@@ -180,6 +182,7 @@ def respond_taken(
         closed_at=outcome.at if closed else None,
         balances=(balance, balance - outcome.available),
         capture=capture,
+        metadata=hold.metadata,
     )
     return 200, render(document)
 
@@ -208,13 +211,17 @@ def read_document(hold: HoldRow) -> dict[str, object]:
         created_at=hold.created_at,
         expires_at=hold.expires_at,
         closed_at=hold.closed_at,
+        metadata=hold.metadata,
     )
 
 
 def release_entry(due: DueHold) -> Entry:
-    """The release of an expired hold: all it held, closing it as expired."""
+    """The release of an expired hold: all it held, closing it as expired, with the
+    hold's metadata."""
     leg = Leg(due.wallet_id, EntryKind.RELEASE, due.state.remaining, hold=due.id)
-    return Entry(legs=(leg,), hold_status="expired", event=EventType.HOLD_EXPIRED)
+    return Entry(
+        legs=(leg,), hold_status="expired", event=EventType.HOLD_EXPIRED, metadata=due.metadata
+    )
 
 
 def problem(error: AppError) -> tuple[int, str]:

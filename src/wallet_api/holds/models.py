@@ -17,6 +17,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from wallet_api.core.database import metadata
 from wallet_api.posting.entries import DESCRIPTION_MAX_LENGTH
@@ -54,6 +55,12 @@ holds = Table(
         String(16),
         nullable=True,
         comment="The API key that created it (api_keys.id); NULL: no keys.",
+    ),
+    Column(
+        "metadata",
+        JSONB,
+        nullable=True,
+        comment="The client's metadata on the request that made it (NULL: none).",
     ),
     CheckConstraint("amount > 0", name="amount_positive"),
     CheckConstraint(

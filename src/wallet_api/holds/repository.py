@@ -26,6 +26,7 @@ class HoldRow:
     closed_at: datetime | None
     description: str | None
     seq: int
+    metadata: str | None = None  # JSON text, as stored: what its release is written with
 
     @property
     def held(self) -> int:
@@ -35,7 +36,7 @@ class HoldRow:
 
 _STATUS = "CASE WHEN status = 'active' AND expires_at <= now() THEN 'expired' ELSE status END"
 _COLUMNS = f"""id, wallet_id, amount, captured, remaining, {_STATUS} AS status, created_at,
-    expires_at, closed_at, description, seq"""
+    expires_at, closed_at, description, seq, metadata::text"""
 _HOLDS = f"SELECT {_COLUMNS} FROM holds WHERE id = ANY($1::uuid[])"
 # A wallet's holds, newest first, by keyset on their creation order (its index).
 _WALLET_HOLDS = f"""

@@ -156,6 +156,9 @@ class Hold(BaseModel):
     released: Money
     held: Money = Field(description="What it still holds (0 once closed).")
     description: str | None
+    metadata: dict[str, str] | None = Field(
+        None, description="The metadata it was made with; null without."
+    )
     created_at: datetime
     expires_at: datetime
     closed_at: datetime | None = Field(None, description="When it was closed; null if active.")
@@ -188,9 +191,11 @@ def hold_document(
     closed_at: datetime | None,
     balances: tuple[int, int] | None = None,
     capture: tuple[int, UUID | None, int | None] | None = None,
+    metadata: str | None = None,
 ) -> dict[str, Any]:
     """A hold as the API shows it. `balances`: the wallet's balance and what it holds
-    right after the request; `capture`: the amount, the payee and its balance."""
+    right after the request; `capture`: the amount, the payee and its balance; `metadata`:
+    the JSON text it was made with."""
     return {
         "hold_id": str(hold_id),
         "wallet_uuid": str(wallet_id),
@@ -200,6 +205,7 @@ def hold_document(
         "released": json_number(amount - captured - held),
         "held": json_number(held),
         "description": description,
+        "metadata": None if metadata is None else orjson.Fragment(metadata),
         "created_at": created_at,
         "expires_at": expires_at,
         "closed_at": closed_at,

@@ -48,6 +48,7 @@ class EntriesWrite:
     new_hold_expiries: list[datetime] = field(default_factory=list)
     new_hold_descriptions: list[str | None] = field(default_factory=list)
     new_hold_api_keys: list[str | None] = field(default_factory=list)
+    new_hold_metadata: list[str | None] = field(default_factory=list)
     hold_ids: list[UUID] = field(default_factory=list)
     hold_remaining: list[int] = field(default_factory=list)
     hold_captured: list[int] = field(default_factory=list)
@@ -131,7 +132,7 @@ _LOCK_HOLDS = """
 # Up to $1 holds past their expiry that are still active, oldest expiry first, locked in id
 # order, skipping those another transaction holds (a capture, another instance's sweep).
 _LOCK_DUE_HOLDS = """
-    SELECT h.id, h.wallet_id, h.remaining, h.captured, h.status
+    SELECT h.id, h.wallet_id, h.remaining, h.captured, h.status, h.metadata::text
     FROM holds h
     WHERE h.id IN (
         SELECT id FROM holds WHERE status = 'active' AND expires_at <= now()
@@ -231,13 +232,15 @@ _WRITE_ENTRIES = f"""
         RETURNING w.id, w.balance - w.held AS available
     ), opened AS (
         INSERT INTO holds (
-            id, wallet_id, amount, remaining, status, expires_at, description, api_key_id
+            id, wallet_id, amount, remaining, status, expires_at, description, api_key_id,
+            metadata
         )
         SELECT n.id, n.wallet_id, n.amount, n.amount, 'active', n.expires_at, n.description,
-               n.api_key
+               n.api_key, n.metadata::jsonb
         FROM unnest(
-            $19::uuid[], $20::uuid[], $21::bigint[], $22::timestamptz[], $23::text[], $24::text[]
-        ) AS n(id, wallet_id, amount, expires_at, description, api_key)
+            $19::uuid[], $20::uuid[], $21::bigint[], $22::timestamptz[], $23::text[], $24::text[],
+            $33::text[]
+        ) AS n(id, wallet_id, amount, expires_at, description, api_key, metadata)
     ), changed AS (
         UPDATE holds h SET remaining = c.remaining, captured = c.captured, status = c.status,
                closed_at = CASE WHEN c.status = 'active' THEN NULL ELSE now() END
@@ -283,8 +286,8 @@ RangeRow = tuple[
     str | None,
 ]
 #: A hold the range write opens: its id, wallet, amount, seconds it lasts, description, API
-#: key.
-RangeHold = tuple[UUID, UUID, int, int, str | None, str | None]
+#: key, metadata (JSON text).
+RangeHold = tuple[UUID, UUID, int, int, str | None, str | None, str | None]
 #: A response kept for a key: the wallet it is written with, key, fingerprint, status,
 #: body (or None: the text around the balance, known only in the statement), the balance
 #: after its entry less the wallet's start, the text before it and after it.
@@ -351,7 +354,7 @@ class Found:
 def _write_range_sql(*, holds: bool) -> str:
     """The range write; `holds`: the variant that also opens holds (a deposit does not pay
     for their columns)."""
-    rest = 33 if holds else 27  # the number of the first parameter after the holds'
+    rest = 34 if holds else 27  # the number of the first parameter after the holds'
     if holds:
         held = """,
             held = l.stored_held + n.amount,
@@ -365,15 +368,18 @@ def _write_range_sql(*, holds: bool) -> str:
         ) n ON true"""
         opening = """, opening AS (
         SELECT * FROM unnest(
-            $27::uuid[], $28::uuid[], $29::bigint[], $30::int[], $31::text[], $32::text[]
-        ) AS o(id, wallet_id, amount, seconds, description, api_key)
+            $27::uuid[], $28::uuid[], $29::bigint[], $30::int[], $31::text[], $32::text[],
+            $33::text[]
+        ) AS o(id, wallet_id, amount, seconds, description, api_key, metadata)
     )"""
         opened = """, opened AS (
         INSERT INTO holds (
-            id, wallet_id, amount, remaining, status, expires_at, description, api_key_id
+            id, wallet_id, amount, remaining, status, expires_at, description, api_key_id,
+            metadata
         )
         SELECT o.id, o.wallet_id, o.amount, o.amount, 'active',
-               now() + o.seconds * interval '1 second', o.description, o.api_key
+               now() + o.seconds * interval '1 second', o.description, o.api_key,
+               o.metadata::jsonb
         FROM opening o JOIN updated u ON u.id = o.wallet_id
     )"""
     else:
@@ -477,7 +483,7 @@ async def write_range(
         *wallets[6:],
     ]
     if write.holds:
-        arguments += _columns(write.holds, 6)
+        arguments += _columns(write.holds, 7)
         statement = _WRITE_RANGE_OPENING_HOLDS
     else:
         statement = _WRITE_RANGE
@@ -561,6 +567,7 @@ async def write_entries(connection: Connection, write: EntriesWrite) -> None:
         write.events,
         write.at,
         write.metadata,
+        write.new_hold_metadata,
     )
 
 
@@ -571,11 +578,13 @@ async def note_hold_expiries(connection: Connection, wallet_ids: Sequence[UUID])
 
 @dataclass(frozen=True, slots=True)
 class DueHold:
-    """A hold past its expiry, still active, locked: its wallet and what it holds."""
+    """A hold past its expiry, still active, locked: its wallet, what it holds, and the
+    metadata it was made with (JSON text), which its release is written with."""
 
     id: UUID
     wallet_id: UUID
     state: HoldState
+    metadata: str | None = None
 
 
 async def lock_due_holds(connection: Connection, limit: int) -> list[DueHold]:
@@ -586,6 +595,7 @@ async def lock_due_holds(connection: Connection, limit: int) -> list[DueHold]:
             row["id"],
             row["wallet_id"],
             HoldState(row["remaining"], True, row["captured"], row["status"]),
+            row["metadata"],
         )
         for row in rows
     ]

@@ -412,6 +412,7 @@ def _add_row(  # noqa: PLR0917 (one call per ledger row: positional, as the tupl
                 entry.expires_in,
                 entry.description,
                 entry.api_key_id,
+                entry.metadata,
             )
         )
 
@@ -445,6 +446,7 @@ def exact_write(
                 write.new_hold_expiries.append(locked.at + timedelta(seconds=entry.expires_in))
                 write.new_hold_descriptions.append(entry.description)
                 write.new_hold_api_keys.append(entry.api_key_id)
+                write.new_hold_metadata.append(entry.metadata)
     write.wallets.extend(moved)
     write.balances.extend(moved.values())
     write.held.extend(held[wallet_id] for wallet_id in moved)
