@@ -51,6 +51,7 @@ class StatementEntry(Model):
     hold_id: UUID | None = None
     reverses_entry_id: int | None = None
     description: str | None = None
+    metadata: dict[str, str] | None = None
 
 
 class Statement(Model):
@@ -170,6 +171,7 @@ class Hold(Model):
     released: Decimal
     held: Decimal
     description: str | None
+    metadata: dict[str, str] | None = None
     created_at: datetime
     expires_at: datetime
     closed_at: datetime | None = None
