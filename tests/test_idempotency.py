@@ -344,18 +344,6 @@ def test_the_purge_takes_1000_keys_at_a_time_and_never_waits_for_a_held_one(
     )
     held = expired_keys(database)[:HELD_KEYS]
 
-    async def scenario(service: ServiceProcess) -> None:
-        holder = await asyncpg.connect(database.url())
-        try:
-            async with holder.transaction():
-                locked = await holder.fetch(
-                    "SELECT key FROM idempotency_keys WHERE key = ANY($1) FOR UPDATE", held
-                )
-                assert len(locked) == HELD_KEYS
-                await asyncio.to_thread(while_held, service)
-        finally:
-            await holder.close()
-
     def while_held(service: ServiceProcess) -> None:
         with httpx.Client(base_url=service.base_url, timeout=30) as client:
             wallet = str(client.post("/api/v1/wallets/create_wallet").json()["wallet_uuid"])
@@ -377,12 +365,27 @@ def test_the_purge_takes_1000_keys_at_a_time_and_never_waits_for_a_held_one(
 
     log_path = tmp_path_factory.mktemp("purge") / "gunicorn.log"
     settings = {"IDEMPOTENCY_KEY_TTL": "3600", "IDEMPOTENCY_PURGE_INTERVAL": "0.2"}
-    with launch_service(database, log_path, settings).serving() as service:
-        asyncio.run(scenario(service))
-        deadline = time.monotonic() + 30
-        while expired_keys(database):  # released: purged too
-            assert time.monotonic() < deadline, "the released keys were not purged"
-            time.sleep(0.1)
+    # The keys are held before the service starts: its first purge, 0.2 s after its start,
+    # would otherwise delete them (the oldest first) before the test holds them.
+    loop = asyncio.new_event_loop()
+    holder = loop.run_until_complete(asyncpg.connect(database.url()))
+    try:
+        holding = holder.transaction()
+        loop.run_until_complete(holding.start())
+        locked = loop.run_until_complete(
+            holder.fetch("SELECT key FROM idempotency_keys WHERE key = ANY($1) FOR UPDATE", held)
+        )
+        assert len(locked) == HELD_KEYS
+        with launch_service(database, log_path, settings).serving() as service:
+            while_held(service)
+            loop.run_until_complete(holding.rollback())
+            deadline = time.monotonic() + 30
+            while expired_keys(database):  # released: purged too
+                assert time.monotonic() < deadline, "the released keys were not purged"
+                time.sleep(0.1)
+    finally:
+        loop.run_until_complete(holder.close())
+        loop.close()
     assert sum(purges(database)) == FREE_KEYS + HELD_KEYS
     assert max(purges(database)) == 1000
 
