@@ -411,3 +411,18 @@ def test_a_holds_metadata_goes_with_its_release_by_void_or_expiry(client: httpx.
         if entry["operation"] == "RELEASE"
     ]
     assert releases == [(6, {"ride": "9"}), (5, ORDER)]
+
+
+def test_a_hold_event_shows_the_holds_metadata(
+    client: httpx.Client, database: TestDatabase
+) -> None:
+    wallet = created_wallet(client, 10)
+    hold = client.post(
+        "/api/v1/holds", json={"wallet_uuid": wallet, "amount": 1, "metadata": ORDER}
+    )
+    assert hold.status_code == 201, hold.text
+    (entry,) = [e for e in history(client, wallet) if e["operation"] == "HOLD"]
+    (row,) = database.fetch("SELECT id FROM events WHERE $1::bigint = ANY(ledger_ids)", entry["id"])
+    data = client.get(f"/api/v1/events/{row['id']}").json()["data"]
+    assert data["hold"]["metadata"] == ORDER
+    assert data["entries"][0]["metadata"] == ORDER

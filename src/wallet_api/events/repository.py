@@ -74,7 +74,7 @@ _LEGS = """
     JOIN wallets w ON w.id = o.wallet_id
 """
 _HOLDS = """
-    SELECT h.id, h.wallet_id, h.amount, h.expires_at, h.description, w.owner
+    SELECT h.id, h.wallet_id, h.amount, h.expires_at, h.description, w.owner, h.metadata::text
     FROM unnest($1::uuid[]) AS t(id) JOIN holds h ON h.id = t.id
     JOIN wallets w ON w.id = h.wallet_id
 """
@@ -134,6 +134,7 @@ class HoldFacts:
     expires_at: datetime
     description: str | None
     owner: str | None
+    metadata: str | None  # JSON text, as stored
 
 
 def _event(row: object) -> EventRow:

@@ -42,6 +42,7 @@ class EventHold(BaseModel):
     amount: float = Field(description="As held.")
     expires_at: datetime
     description: str | None = None
+    metadata: dict[str, str] | None = None
 
 
 class EventMonitor(BaseModel):
@@ -161,6 +162,8 @@ def event_document(
         }
         if hold.description is not None:
             data["hold"]["description"] = hold.description
+        if hold.metadata is not None:
+            data["hold"]["metadata"] = orjson.Fragment(hold.metadata)
     if event.detail is not None:  # a monitor's crossing
         detail = orjson.loads(event.detail)
         data["monitor"] = {

@@ -127,9 +127,10 @@ _HISTORY = _history_sql(by_metadata=False)
 # expression is the only condition of `matched` (materialized, its rows whole): a
 # generic plan can neither trade it for the wallet's index by time nor join its ids back
 # to the table through that index, either of which reads the whole ledger. Then the other
-# filters, the cursor and the page, on those rows. A page reads every row of the wallet with that
-# key and value below its cursor: made for references (an order id), not for a value
-# that most of a wallet's entries share.
+# filters, the cursor and the page, on those rows. Every page reads all the wallet's rows
+# with that key and value (the index gives no order, so the cursor is applied to them):
+# paging through N of them costs about N² / the page's size. Made for references (an
+# order id: a few rows), not for a value that most of a wallet's entries share.
 _HISTORY_BY_METADATA = _history_sql(by_metadata=True)
 
 # The balance after the wallet's last row dated at or before `$2` (None: it has none),
