@@ -199,6 +199,7 @@ class EventHold(Model):
     amount: Decimal
     expires_at: datetime
     description: str | None = None
+    metadata: dict[str, str] | None = None
 
 
 class EventMonitor(Model):
