@@ -426,3 +426,15 @@ def test_a_hold_event_shows_the_holds_metadata(
     data = client.get(f"/api/v1/events/{row['id']}").json()["data"]
     assert data["hold"]["metadata"] == ORDER
     assert data["entries"][0]["metadata"] == ORDER
+
+
+def test_a_transfer_shows_its_metadata_when_made_and_when_read(client: httpx.Client) -> None:
+    payer, payee = created_wallet(client, 10), created_wallet(client)
+    body = {"from_wallet_uuid": payer, "to_wallet_uuid": payee, "amount": 1, "metadata": ORDER}
+    made = client.post("/api/v1/transfers", json=body)
+    assert (made.status_code, made.json()["metadata"]) == (201, ORDER)
+    read = client.get(f"/api/v1/transfers/{made.json()['transfer_id']}")
+    assert (read.status_code, read.json()["metadata"]) == (200, ORDER)
+    plain = client.post("/api/v1/transfers", json={**body, "metadata": None})
+    assert plain.json()["metadata"] is None
+    assert client.get(f"/api/v1/transfers/{plain.json()['transfer_id']}").json()["metadata"] is None

@@ -20,10 +20,12 @@ class TransferRow:
     balance_after: int
     created_at: datetime
     description: str | None
+    metadata: str | None  # JSON text, as stored
 
 
 _TRANSFER_ROWS = """
-    SELECT id, wallet_id, operation, amount, balance_after, created_at, description
+    SELECT id, wallet_id, operation, amount, balance_after, created_at, description,
+           metadata::text
     FROM wallet_operations WHERE transfer_id = $1 ORDER BY id
 """
 

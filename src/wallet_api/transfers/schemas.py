@@ -110,6 +110,9 @@ class Transfer(BaseModel):
     to_wallet_uuid: UUID
     amount: Money
     description: str | None
+    metadata: dict[str, str] | None = Field(
+        None, description="The metadata it was made with; null without."
+    )
     from_balance: Money | None = Field(
         description="The source's balance right after the transfer; null for a caller who "
         "does not own the source (with API keys)."
@@ -136,14 +139,17 @@ def transfer_body(
     balances: tuple[int | None, int | None],
     created_at: datetime,
     reversal: tuple[int, datetime] | None = None,
+    metadata: str | None = None,
 ) -> str:
-    """The body of a transfer (201 of the POST, kept for its key; 200 of the GET)."""
+    """The body of a transfer (201 of the POST, kept for its key; 200 of the GET);
+    `metadata`: the JSON text it was made with."""
     body: dict[str, Any] = {
         "transfer_id": str(transfer_id),  # str: orjson does not serialise asyncpg's UUIDs
         "from_wallet_uuid": str(from_wallet),
         "to_wallet_uuid": str(to_wallet),
         "amount": json_number(amount),
         "description": description,
+        "metadata": None if metadata is None else orjson.Fragment(metadata),
         "from_balance": None if balances[0] is None else json_number(balances[0]),
         "to_balance": None if balances[1] is None else json_number(balances[1]),
         "created_at": created_at,

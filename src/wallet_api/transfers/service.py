@@ -96,6 +96,7 @@ class TransferService:
                     None if hide_destination else outcome.balances[1],
                 ),
                 created_at=outcome.at,
+                metadata=metadata_text(request.metadata),
             )
             return 201, body
 
@@ -163,6 +164,7 @@ class TransferService:
             ),
             created_at=out_leg.created_at,
             reversal=None if reversal is None else (reversal.amount, reversal.created_at),
+            metadata=out_leg.metadata,
         )
 
     def queue_depths(self) -> dict[str, int]:

@@ -130,6 +130,7 @@ class Transfer(Model):
     to_wallet_uuid: UUID
     amount: Decimal
     description: str | None
+    metadata: dict[str, str] | None = None
     from_balance: Decimal | None
     to_balance: Decimal | None
     created_at: datetime
