@@ -438,3 +438,25 @@ def test_a_transfer_shows_its_metadata_when_made_and_when_read(client: httpx.Cli
     plain = client.post("/api/v1/transfers", json={**body, "metadata": None})
     assert plain.json()["metadata"] is None
     assert client.get(f"/api/v1/transfers/{plain.json()['transfer_id']}").json()["metadata"] is None
+
+
+@pytest.mark.parametrize("number", ["1e5", "-6.8e+16", "2.5E-3"])
+def test_a_number_with_an_exponent_is_no_string(client: httpx.Client, number: str) -> None:
+    # JSON numbers written with an exponent were kept as their text, a `str`: a string
+    # field (a metadata value, a description) took them as the string "1e5".
+    wallet = created_wallet(client, 10)
+    other = created_wallet(client)
+    for path, body in (
+        (
+            OPERATION_PATH.format(wallet),
+            f'{{"operation": "DEPOSIT", "amount": 1, "metadata": {{"k": {number}}}}}',
+        ),
+        (
+            "/api/v1/transfers",
+            f'{{"from_wallet_uuid": "{wallet}", "to_wallet_uuid": "{other}", "amount": 1,'
+            f' "description": {number}}}',
+        ),
+    ):
+        answer = client.post(path, content=body, headers={"Content-Type": "application/json"})
+        assert_problem(answer, 422, "validation_error")
+    assert client.get(f"{WALLETS}/{wallet}").json() == {"balance": 10}

@@ -20,10 +20,24 @@ MAX_MINOR_UNITS = 10**15 - 1
 _PLAIN_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]{1,2})?")
 
 
-class JsonExponentNumber(str):
-    """A JSON number written with an exponent (`1e3`), kept as text so it can be refused."""
+class JsonExponentNumber:
+    """A JSON number written with an exponent (`1e3`), kept as its text so it can be
+    refused. Neither a number nor a `str`: a string field refuses it as a number (a
+    subclass of `str`, it passed as the string "1e3" where a string was expected)."""
 
-    __slots__ = ()
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"JsonExponentNumber({self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JsonExponentNumber) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
 
 
 def parse_json_float(text: str) -> Decimal | JsonExponentNumber:
@@ -44,10 +58,10 @@ def to_minor_units(value: object) -> int:
     Accepts a JSON number (as parsed with the hooks above) or a numeric string in plain
     decimal notation, positive, with at most two fractional digits, at most the maximum.
     """
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise ValueError("amount must be a JSON number or a numeric string")
     if isinstance(value, JsonExponentNumber):
         raise ValueError("amount must be written without an exponent")
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        raise ValueError("amount must be a JSON number or a numeric string")
     if isinstance(value, str):
         if _PLAIN_DECIMAL.fullmatch(value) is None:
             raise ValueError("amount must be a plain decimal such as 100 or 12.50")
