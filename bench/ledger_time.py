@@ -1,5 +1,5 @@
-"""The ledger in time on a long ledger (part of `make bench`; on its own:
-`python -m bench.ledger_time`): a wallet of 1,000,000 entries (written by SQL, dated a
+"""The ledger in time on a long ledger (`python -m bench.ledger_time`, on its own:
+`make bench` does not run it): a wallet of 1,000,000 entries (written by SQL, dated a
 second apart, balances that add up), then, one request at a time, the latency of a balance
 at a random time, of a history page filtered by kind within a random time window, of one
 bounded by time alone, of a page of a kind the ledger lacks (it examines its 2,000
