@@ -15,5 +15,11 @@ def json_number(minor_units: int) -> orjson.Fragment:
     return orjson.Fragment(format_minor_units(minor_units))
 
 
+def stored_json(text: str | None) -> orjson.Fragment | None:
+    """JSON text as the database stored it (a `jsonb` column read as text: metadata), put
+    in a body as it is, not parsed and written again; None stays None."""
+    return None if text is None else orjson.Fragment(text)
+
+
 def json_response(content: dict[str, Any], *, status_code: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")

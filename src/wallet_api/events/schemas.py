@@ -11,7 +11,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from wallet_api.core.idempotency import client_key
-from wallet_api.core.responses import json_number
+from wallet_api.core.responses import json_number, stored_json
 from wallet_api.events.repository import EventRow, HoldFacts, LegRow
 from wallet_api.posting.events import EventType
 from wallet_api.wallets.schemas import OperationItem
@@ -130,7 +130,7 @@ def _entry(leg: LegRow) -> dict[str, Any]:
         "reverses_entry_id": leg.reverses_id,
         "description": leg.description,
         "hold_id": _text(leg.hold_id),
-        "metadata": None if leg.metadata is None else orjson.Fragment(leg.metadata),
+        "metadata": stored_json(leg.metadata),
     }
     item.update((name, value) for name, value in optional.items() if value is not None)
     return item
@@ -163,7 +163,7 @@ def event_document(
         if hold.description is not None:
             data["hold"]["description"] = hold.description
         if hold.metadata is not None:
-            data["hold"]["metadata"] = orjson.Fragment(hold.metadata)
+            data["hold"]["metadata"] = stored_json(hold.metadata)
     if event.detail is not None:  # a monitor's crossing
         detail = orjson.loads(event.detail)
         data["monitor"] = {

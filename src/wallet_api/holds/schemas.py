@@ -10,7 +10,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from wallet_api.core.fields import Amount, CanonicalUUID, Metadata, Money, canonical_metadata
-from wallet_api.core.responses import json_number
+from wallet_api.core.responses import json_number, stored_json
 from wallet_api.transfers.schemas import Description
 
 #: A hold's lifetime when the request names none: 7 days (a card authorization's usual).
@@ -205,7 +205,7 @@ def hold_document(
         "released": json_number(amount - captured - held),
         "held": json_number(held),
         "description": description,
-        "metadata": None if metadata is None else orjson.Fragment(metadata),
+        "metadata": stored_json(metadata),
         "created_at": created_at,
         "expires_at": expires_at,
         "closed_at": closed_at,

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from wallet_api.core.fields import Amount, CanonicalUUID, Metadata, Money, canonical_metadata
-from wallet_api.core.responses import json_number
+from wallet_api.core.responses import json_number, stored_json
 from wallet_api.posting.entries import DESCRIPTION_MAX_LENGTH
 
 Description = Annotated[
@@ -149,7 +149,7 @@ def transfer_body(
         "to_wallet_uuid": str(to_wallet),
         "amount": json_number(amount),
         "description": description,
-        "metadata": None if metadata is None else orjson.Fragment(metadata),
+        "metadata": stored_json(metadata),
         "from_balance": None if balances[0] is None else json_number(balances[0]),
         "to_balance": None if balances[1] is None else json_number(balances[1]),
         "created_at": created_at,

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 from wallet_api.core.errors import AppError, error_document
 from wallet_api.core.fields import Amount, CanonicalUUID, Metadata, Money, canonical_metadata
 from wallet_api.core.idempotency import Replay, client_key
-from wallet_api.core.responses import json_number
+from wallet_api.core.responses import json_number, stored_json
 from wallet_api.posting.entries import EntryKind
 from wallet_api.wallets.cursors import encode_cursor
 from wallet_api.wallets.models import OperationType
@@ -218,7 +218,7 @@ def history_body(entries: Sequence[LedgerEntry], next_id: int | None) -> str:
             "reversed_by_entry_id": entry.reversed_by_id,
             "description": entry.description,
             "hold_id": _text(entry.hold_id),
-            "metadata": None if entry.metadata is None else orjson.Fragment(entry.metadata),
+            "metadata": stored_json(entry.metadata),
         }
         item.update((name, value) for name, value in optional.items() if value is not None)
         items.append(item)
