@@ -58,9 +58,3 @@ async def wallet_holds(
     """The wallet's holds created before `before` (their order), newest first."""
     rows = await connection.fetch(_WALLET_HOLDS, wallet_id, before, status, limit)
     return [HoldRow(*row) for row in rows]
-
-
-async def wallet_exists(connection: Connection, wallet_id: UUID) -> bool:
-    return bool(
-        await connection.fetchval("SELECT EXISTS (SELECT FROM wallets WHERE id = $1)", wallet_id)
-    )

@@ -43,6 +43,7 @@ from wallet_api.posting.entries import ACTIVE, Entry, Posted, Refusal, Shortfall
 from wallet_api.posting.queue import Group, GroupCommitQueue, Settle
 from wallet_api.posting.repository import stored_responses
 from wallet_api.posting.writer import Outcome, Writer, outcome_label
+from wallet_api.wallets import repository as wallets
 from wallet_api.wallets.cursors import MAX_LEDGER_ID
 from wallet_api.wallets.exceptions import WalletNotFound
 from wallet_api.wallets.owners import WalletOwners
@@ -187,7 +188,7 @@ class HoldService:
                 status=status,
                 limit=limit + 1,
             )
-            if not rows and not await repository.wallet_exists(connection, wallet_id):
+            if not rows and not await wallets.wallet_exists(connection, wallet_id):
                 raise WalletNotFound(wallet_id)
         following = rows[limit - 1].seq if len(rows) > limit else None
         return [render(read_document(row)) for row in rows[:limit]], following
