@@ -1912,7 +1912,7 @@ BREAKS = [
         "event-without-its-entries-metadata",
         "an event's entries show their metadata, as the history does",
         "src/wallet_api/events/schemas.py",
-        '        "metadata": None if leg.metadata is None else orjson.Fragment(leg.metadata),\n',
+        '        "metadata": stored_json(leg.metadata),\n',
         "",
         ("tests/test_metadata.py::test_an_event_shows_its_entries_metadata",),
     ),
