@@ -106,17 +106,22 @@ def _sender(environment: dict[str, str], workdir: Path) -> subprocess.Popen[byte
         )
 
 
+def _transfer(client: httpx.Client, wallets: tuple[str, str]) -> httpx.Response:
+    """A transfer of 1 from the first of `wallets` to the second."""
+    source, destination = wallets
+    return client.post(
+        "/api/v1/transfers",
+        json={"from_wallet_uuid": source, "to_wallet_uuid": destination, "amount": 1},
+    )
+
+
 def _warm_up(base_url: str, wallets: tuple[str, str], receiver: _Receiver) -> None:
     """One transfer, waited for at the receiver, then forgotten: the sender that runs
     beside a service has caught up with the feed, and this one, just started, must first
     pass over the events the earlier runs wrote (hundreds of thousands, in about a second:
     not the lag of a sender that keeps up, which is what this run measures)."""
-    source, destination = wallets
     with httpx.Client(base_url=base_url, timeout=30) as client:
-        client.post(
-            "/api/v1/transfers",
-            json={"from_wallet_uuid": source, "to_wallet_uuid": destination, "amount": 1},
-        ).raise_for_status()
+        _transfer(client, wallets).raise_for_status()
     deadline = time.monotonic() + 120
     while not receiver.lags:
         if time.monotonic() > deadline:
@@ -138,13 +143,9 @@ class _Transfers:
         self._thread.start()
 
     def _run(self, base_url: str, wallets: tuple[str, str]) -> None:
-        source, destination = wallets
         with httpx.Client(base_url=base_url, timeout=30) as client:
             while not self._stop.is_set():
-                response = client.post(
-                    "/api/v1/transfers",
-                    json={"from_wallet_uuid": source, "to_wallet_uuid": destination, "amount": 1},
-                )
+                response = _transfer(client, wallets)
                 if response.status_code == 201:
                     self.made.append(response.json()["transfer_id"])
                 time.sleep(1 / TRANSFERS_PER_SECOND)
