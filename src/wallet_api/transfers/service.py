@@ -78,6 +78,8 @@ class TransferService:
             Leg(destination, EntryKind.TRANSFER_IN, request.amount, counterparty=source),
         )
 
+        metadata = metadata_text(request.metadata)
+
         def error_of(outcome: Refusal) -> AppError:
             return refusal_error(outcome, legs, verb="transfer", hidden=foreign)
 
@@ -96,7 +98,7 @@ class TransferService:
                     None if hide_destination else outcome.balances[1],
                 ),
                 created_at=outcome.at,
-                metadata=metadata_text(request.metadata),
+                metadata=metadata,
             )
             return 201, body
 
@@ -106,7 +108,7 @@ class TransferService:
             render=render,
             transfer_id=transfer_id,
             description=request.description,
-            metadata=metadata_text(request.metadata),
+            metadata=metadata,
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
             api_key_id=api_key_id,
