@@ -741,7 +741,9 @@ def test_a_wallet_without_an_owner_is_refused_as_a_missing_one_is_without_the_da
     every reader, and both are still refused at once; a worker that asked the database
     before answering would wait on the lock. The read again happens behind the answer:
     an owner given to the wallet afterwards counts."""
-    (row,) = database.fetch("INSERT INTO wallets (id) VALUES (gen_random_uuid()) RETURNING id")
+    (row,) = database.fetch(
+        "INSERT INTO wallets (id, currency) VALUES (gen_random_uuid(), 'USD') RETURNING id"
+    )
     ownerless, missing = str(row["id"]), str(uuid.uuid4())
     alice = keys["alice"]
 

@@ -265,7 +265,7 @@ def test_a_malformed_item_among_good_ones_changes_nothing(
     assert problem["errors"] == [
         {
             "loc": ["body", "operations", 5, "amount"],
-            "message": "amount must be a plain decimal such as 100 or 12.50",
+            "message": "amount must have at most 2 fractional digits",
         }
     ]
     assert database.ledger(wallet) == []

@@ -101,7 +101,9 @@ def test_every_endpoint(clients: Clients) -> None:
     )
     assert call("void_hold", hold.hold_id).status == "voided"
     assert call("get_hold", hold.hold_id).released == Decimal("15.5")
-    assert call("get_balances", payer) == models.Balances(balance=75, held=0, available=75)
+    assert call("get_balances", payer) == models.Balances(
+        balance=75, held=0, available=75, currency="USD"
+    )
     assert [h.hold_id for h in call("list_holds", payer, status="voided").items] == [hold.hold_id]
 
     kinds = [entry.operation for entry in clients.collect("history", payer, page_size=3)]
@@ -282,10 +284,10 @@ MODELS: dict[str, type[BaseModel]] = {
     "WalletCreated": models.WalletCreated,
     "WalletBalance": models.WalletBalance,
     "WalletBalances": models.Balances,
-    "Balances": models.Balances,
+    "Balances": models.HoldBalances,
     "OperationResult": models.OperationResult,
     "OperationItem": models.OperationItem,
-    "OperationsPage": models.Page[models.OperationItem],
+    "OperationsPage": models.OperationsPage,
     "HoldsPage": models.Page[models.Hold],
     "EventsPage": models.Page[models.Event],
     "Event": models.Event,

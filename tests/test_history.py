@@ -91,7 +91,7 @@ def test_refused_operations_are_not_listed(client: httpx.Client, wallet: str) ->
 
 
 def test_a_new_wallet_has_an_empty_history(client: httpx.Client, wallet: str) -> None:
-    assert history(client, wallet).json() == {"items": [], "next_cursor": None}
+    assert history(client, wallet).json() == {"items": [], "currency": "USD", "next_cursor": None}
 
 
 def test_unknown_wallet_is_404(client: httpx.Client) -> None:

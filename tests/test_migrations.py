@@ -188,7 +188,7 @@ def test_constraints_follow_the_naming_convention(database: TestDatabase) -> Non
 
 def test_database_refuses_a_negative_balance_whatever_writes_it(database: TestDatabase) -> None:
     wallet_id = uuid.uuid4()
-    database.fetch("INSERT INTO wallets (id) VALUES ($1)", wallet_id)
+    database.fetch("INSERT INTO wallets (id, currency) VALUES ($1, 'USD')", wallet_id)
     with pytest.raises(asyncpg.CheckViolationError, match="balance_not_negative"):
         database.fetch("UPDATE wallets SET balance = -1 WHERE id = $1", wallet_id)
     with pytest.raises(asyncpg.CheckViolationError, match="balance_within_limit"):
@@ -445,7 +445,45 @@ def test_the_ledger_time_revision_puts_each_wallets_rows_in_time_order(
         "SELECT id, to_char(last_entry_at AT TIME ZONE 'UTC', 'SS.MS') AS at FROM wallets"
     )
     assert {row["id"]: row["at"] for row in latest} == {a: "00.030", b: "00.005"}
+    assert alembic(database, "upgrade", "head").returncode == 0  # the verifier's schema
     assert_verifies(database)
     assert alembic(database, "downgrade", "d2a6f0c8e413").returncode == 0
     assert alembic(database, "upgrade", "head").returncode == 0
     assert len(database.fetch("SELECT id FROM wallet_operations")) == 4
+
+
+def test_the_currency_revision_gives_every_wallet_the_default_currency(
+    empty_database: TestDatabase,
+) -> None:
+    """Wallets made before currencies get DEFAULT_CURRENCY as it is configured when the
+    revision runs (their amounts are the specification's), every row kept; a wallet made
+    after it must name one; the downgrade drops the column, keeping every row."""
+    database = empty_database
+    assert alembic(database, "upgrade", "c7a2e9f4b815").returncode == 0
+    wallets = [uuid.uuid4() for _ in range(3)]
+    for wallet in wallets:
+        database.fetch("INSERT INTO wallets (id, balance, seq) VALUES ($1, 250, 1)", wallet)
+        database.fetch(
+            "INSERT INTO wallet_operations (wallet_id, operation, amount, balance_after, seq)"
+            " VALUES ($1, 'DEPOSIT', 250, 250, 1)",
+            wallet,
+        )
+    upgraded = run_alembic(
+        Path(__file__).resolve().parents[1],
+        {**database.environment(), "DEFAULT_CURRENCY": "EUR"},
+        "upgrade",
+        "head",
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+    rows = database.fetch("SELECT id, currency, balance FROM wallets ORDER BY id")
+    assert [(row["id"], row["currency"], row["balance"]) for row in rows] == [
+        (wallet, "EUR", 250) for wallet in sorted(wallets)
+    ]
+    assert_verifies(database)
+    with pytest.raises(asyncpg.NotNullViolationError):
+        database.fetch("INSERT INTO wallets (id) VALUES ($1)", uuid.uuid4())
+    with pytest.raises(asyncpg.CheckViolationError, match="currency_is_a_code"):
+        database.fetch("INSERT INTO wallets (id, currency) VALUES ($1, 'usd')", uuid.uuid4())
+    assert alembic(database, "downgrade", "c7a2e9f4b815").returncode == 0
+    assert len(database.fetch("SELECT id FROM wallets")) == 3
+    assert len(database.fetch("SELECT id FROM wallet_operations")) == 3

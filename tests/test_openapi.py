@@ -183,7 +183,12 @@ def test_a_standard_validator_accepts_every_valid_amount(document: dict[str, Any
         text = f"{cents // 100}.{cents % 100:02d}"
         for amount in (float(text), text):
             body.validate({"operation": "DEPOSIT", "amount": amount})
-    for refused in (0, -1, "0.00", "1e3", "10000000000000.00", 10_000_000_000_000):
+    # Of the other currencies' (none to four digits), the largest and smallest.
+    for amount in ("999999999999999", 999_999_999_999_999, "0.0001", "0.001", "99999999999.9999"):
+        body.validate({"operation": "DEPOSIT", "amount": amount})
+    # Beyond any currency: the schema refuses them too (the rest of a currency's rules, its
+    # digits and its maximum, are the amount's description: schema_valid_... hooks).
+    for refused in (0, -1, "0.00", "1e3", "0.00001", "1000000000000000", 10**15):
         assert not body.is_valid({"operation": "DEPOSIT", "amount": refused}), refused
 
 

@@ -204,7 +204,7 @@ class World:
             return str(uuid.uuid4())
         if role == NOBODY:
             (row,) = self.ledger.fetch(
-                "INSERT INTO wallets (id) VALUES (gen_random_uuid()) RETURNING id"
+                "INSERT INTO wallets (id, currency) VALUES (gen_random_uuid(), 'USD') RETURNING id"
             )
             wallet = str(row["id"])
         else:

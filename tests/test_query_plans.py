@@ -22,7 +22,7 @@ from tests.support import TestDatabase, migrated
 from wallet_api.core.database import _INDEX_ORDER
 from wallet_api.events.repository import _ALL_PAGE
 from wallet_api.posting.repository import _HELD_NOW, _NOTE_HOLD_EXPIRIES
-from wallet_api.statements.repository import _BALANCES, _JSON
+from wallet_api.statements.repository import _BALANCES, _json
 from wallet_api.wallets.repository import _BALANCE_AT, _HISTORY, _HISTORY_BY_METADATA
 from wallet_api.webhooks.repository import _FAN_OUT
 
@@ -43,8 +43,8 @@ def wallet(make_database: Callable[[], TestDatabase]) -> tuple[TestDatabase, uui
     wallet = uuid.uuid4()
     others = [uuid.uuid4() for _ in range(OTHER_WALLETS)]
     database.fetch(
-        "INSERT INTO wallets (id, balance, held, holds_expire_at)"
-        " SELECT id, 1000000, 1, now() - interval '1 second' FROM unnest($1::uuid[]) AS t(id)",
+        "INSERT INTO wallets (id, currency, balance, held, holds_expire_at) SELECT id, 'USD',"
+        " 1000000, 1, now() - interval '1 second' FROM unnest($1::uuid[]) AS t(id)",
         [wallet, *others],
     )
     database.fetch(
@@ -117,7 +117,7 @@ def feed(make_database: Callable[[], TestDatabase]) -> TestDatabase:
     last 10."""
     database = migrated(make_database())
     wallet = uuid.uuid4()
-    database.fetch("INSERT INTO wallets (id) VALUES ($1)", wallet)
+    database.fetch("INSERT INTO wallets (id, currency) VALUES ($1, 'USD')", wallet)
     for _ in range(4):  # 4 transactions: 4 transaction ids
         database.fetch(
             "INSERT INTO events (type, wallet_id) SELECT 'operation.applied', $1"
@@ -198,7 +198,8 @@ def ledger(make_database: Callable[[], TestDatabase]) -> tuple[TestDatabase, uui
     database = migrated(make_database())
     wallets = [uuid.uuid4() for _ in range(10)]
     database.fetch(
-        "INSERT INTO wallets (id, balance) SELECT id, 0 FROM unnest($1::uuid[]) AS t(id)",
+        "INSERT INTO wallets (id, currency, balance)"
+        " SELECT id, 'USD', 0 FROM unnest($1::uuid[]) AS t(id)",
         wallets,
     )
     database.fetch(
@@ -243,7 +244,7 @@ def test_the_ledger_in_time_reads_only_what_it_answers(
     assert read(_HISTORY, wallet, newest, ["REVERSAL_IN"], None, middle, 2000, 51) <= 4004
     assert read(_BALANCES, wallet, middle, hour) <= 4
     assert read(_BALANCES, wallet, middle, None) <= 4
-    assert read(_JSON, wallet, middle, hour) <= 3600 + 4
+    assert read(_json(2), wallet, middle, hour) <= 3600 + 4
 
 
 def test_the_metadata_filter_reads_the_rows_with_that_key_and_value(

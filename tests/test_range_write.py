@@ -57,7 +57,9 @@ def statement(*parts: tuple[Sequence[Entry], dict[UUID, int]]) -> RangeWrite:
 def wallets(database: TestDatabase, *balances: int) -> list[UUID]:
     made = [uuid.uuid4() for _ in balances]
     for wallet, balance in zip(made, balances, strict=True):
-        database.fetch("INSERT INTO wallets (id, balance) VALUES ($1, $2)", wallet, balance)
+        database.fetch(
+            "INSERT INTO wallets (id, currency, balance) VALUES ($1, 'USD', $2)", wallet, balance
+        )
     return made
 
 

@@ -92,7 +92,7 @@ def test_the_verifier_catches_a_negative_balance_that_adds_up(
         "DROP CONSTRAINT ck_wallet_operations_balance_after_not_negative"
     )
     wallet = uuid.uuid4()
-    database.fetch("INSERT INTO wallets (id, balance) VALUES ($1, -500)", wallet)
+    database.fetch("INSERT INTO wallets (id, currency, balance) VALUES ($1, 'USD', -500)", wallet)
     database.fetch(
         "INSERT INTO wallet_operations (wallet_id, operation, amount, balance_after) "
         "VALUES ($1, 'WITHDRAW', 500, -500)",
@@ -268,8 +268,8 @@ def write_ledger(
                     "TRUNCATE wallet_operations, holds, balance_monitors, wallets"
                 )
                 await connection.executemany(
-                    "INSERT INTO wallets (id, balance, held, holds_expire_at) "
-                    "VALUES ($1, $2, $3, CASE WHEN $4 THEN now() + interval '1 hour' END)",
+                    "INSERT INTO wallets (id, currency, balance, held, holds_expire_at) "
+                    "VALUES ($1, 'USD', $2, $3, CASE WHEN $4 THEN now() + interval '1 hour' END)",
                     [
                         (
                             wallets[name],

@@ -57,17 +57,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings)
         service = WalletService(database, settings)
-        transfers = TransferService(database, settings, service.owners, service.writer)
+        transfers = TransferService(
+            database, settings, service.owners, service.currencies, service.writer
+        )
         app.state.database = database
         app.state.wallet_service = service
         app.state.transfer_service = transfers
-        app.state.reversal_service = ReversalService(database, service.owners, service.writer)
+        app.state.reversal_service = ReversalService(
+            database, service.owners, service.currencies, service.writer
+        )
         holds = app.state.hold_service = HoldService(
-            database, settings, service.owners, service.writer
+            database, settings, service.owners, service.currencies, service.writer
         )
         feed = app.state.event_feed = EventFeed(database, wait_max=settings.events_wait_max_seconds)
-        app.state.monitor_service = MonitorService(database, service.owners)
-        app.state.statement_service = StatementService(database, service.owners)
+        app.state.monitor_service = MonitorService(database, service.owners, service.currencies)
+        app.state.statement_service = StatementService(database, service.owners, service.currencies)
         app.state.webhook_service = WebhookService(database, feed)
         gate = app.state.gate = open_gate(settings, database) if keys_required else None
         # Move everything built so far (modules, the app, its routes) out of the garbage

@@ -11,11 +11,12 @@ import json
 import random
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
 from wallet_api.core.errors import AppError
-from wallet_api.core.money import MAX_MINOR_UNITS
+from wallet_api.core.money import MAX_MINOR_UNITS, Currency, UnitAmount
 from wallet_api.posting.entries import (
     Entry,
     EntryKind,
@@ -29,6 +30,7 @@ from wallet_api.posting.plan import Judged, Span, hopeful_starts, kept, parts, p
 from wallet_api.wallets.exceptions import InsufficientFunds
 from wallet_api.wallets.models import OperationType
 from wallet_api.wallets.operations import (
+    Applied,
     AtomicRefusal,
     Operation,
     atomic_outcome,
@@ -37,6 +39,15 @@ from wallet_api.wallets.operations import (
     outcome_of,
     refusal_document,
 )
+
+#: A currency of two digits, as DEFAULT_CURRENCY is (the specification's bodies).
+USD = Currency("USD", 2, implicit=True)
+
+
+def cents(minor: int) -> UnitAmount:
+    """An amount sent as `minor` cents of a currency of two digits."""
+    return UnitAmount(Decimal(minor).scaleb(-2))
+
 
 AT = datetime(2026, 12, 4, tzinfo=UTC)
 
@@ -325,12 +336,17 @@ def test_an_atomic_batch_is_its_items_applied_in_order_or_its_first_refusal(seed
     starts = {wallet: rng.randint(0, 1500) for wallet in wallets}
     missing = uuid.UUID(int=0) if seed % 5 == 0 else None
     items = [
-        (rng.choice(wallets), Operation(rng.choice(list(OperationType)), rng.randint(1, 1000)))
+        (
+            rng.choice(wallets),
+            Operation(rng.choice(list(OperationType)), cents(rng.randint(1, 1000))),
+        )
         for _ in range(rng.randint(1, 10))
     ]
     if missing is not None:
-        items.insert(rng.randint(0, len(items)), (missing, Operation(OperationType.DEPOSIT, 1)))
-    entries = [entry_of(wallet, operation) for wallet, operation in items]
+        items.insert(
+            rng.randint(0, len(items)), (missing, Operation(OperationType.DEPOSIT, cents(1)))
+        )
+    entries = [entry_of(wallet, operation, USD) for wallet, operation in items]
 
     balances, expected = dict(starts), list[int]()
     refusal: tuple[int, str] | None = None
@@ -339,18 +355,21 @@ def test_an_atomic_batch_is_its_items_applied_in_order_or_its_first_refusal(seed
             refusal = (index, "wallet_not_found")
             break
         sign = 1 if operation.kind is OperationType.DEPOSIT else -1
-        if balances[wallet] + sign * operation.amount < 0:
+        amount = operation.amount.minor_units()
+        if balances[wallet] + sign * amount < 0:
             refusal = (index, "insufficient_funds")
             break
-        balances[wallet] += sign * operation.amount
+        balances[wallet] += sign * amount
         expected.append(balances[wallet])
 
     judged = plan(starts, entries).outcomes
     outcome = atomic_outcome(
-        entries, [Posted(o, AT) if isinstance(o, tuple) else o for o in judged]
+        entries,
+        [USD] * len(entries),
+        [Posted(o, AT) if isinstance(o, tuple) else o for o in judged],
     )
     if refusal is None:
-        assert outcome == expected
+        assert outcome == [(balance, USD) for balance in expected]
     else:
         assert isinstance(outcome, AtomicRefusal)
         assert (outcome.index, outcome.error.code) == refusal
@@ -360,11 +379,11 @@ def test_an_atomic_batch_is_its_items_applied_in_order_or_its_first_refusal(seed
 
 def test_an_operations_refusal_quotes_the_balance_it_was_judged_on() -> None:
     w = uuid.uuid4()
-    withdraw = entry_of(w, Operation(OperationType.WITHDRAW, 500))
-    deposit = entry_of(w, Operation(OperationType.DEPOSIT, 2))
-    short = outcome_of(withdraw.legs[0], Refusal(Shortfall.INSUFFICIENT, 0, 30))
-    over = outcome_of(deposit.legs[0], Refusal(Shortfall.OVER_LIMIT, 0, MAX_MINOR_UNITS - 1))
-    gone = outcome_of(withdraw.legs[0], Refusal(Shortfall.MISSING, 0))
+    withdraw = entry_of(w, Operation(OperationType.WITHDRAW, cents(500)), USD)
+    deposit = entry_of(w, Operation(OperationType.DEPOSIT, cents(2)), USD)
+    short = outcome_of(withdraw.legs[0], Refusal(Shortfall.INSUFFICIENT, 0, 30), USD)
+    over = outcome_of(deposit.legs[0], Refusal(Shortfall.OVER_LIMIT, 0, MAX_MINOR_UNITS - 1), USD)
+    gone = outcome_of(withdraw.legs[0], Refusal(Shortfall.MISSING, 0), USD)
     assert isinstance(short, AppError)
     assert isinstance(over, AppError)
     assert isinstance(gone, AppError)
@@ -376,7 +395,7 @@ def test_an_operations_refusal_quotes_the_balance_it_was_judged_on() -> None:
     assert "Cannot deposit 0.02: the balance 9999999999999.98" in over.detail
     assert gone.code == "wallet_not_found"
     assert str(w) in gone.detail
-    assert outcome_of(deposit.legs[0], Posted((1234,), AT)) == 1234
+    assert outcome_of(deposit.legs[0], Posted((1234,), AT), USD) == (1234, USD)
 
 
 # --------------------------------------------------------------------------------------
@@ -585,18 +604,19 @@ def test_entries_of_one_leg_are_parted_by_wallet_in_order() -> None:
 
 def test_an_operation_is_an_entry_of_one_leg_and_with_a_key_the_endpoints_answer() -> None:
     w = uuid.uuid4()
-    plain = entry_of(w, Operation(OperationType.WITHDRAW, 500, api_key_id="k1"))
+    plain = entry_of(w, Operation(OperationType.WITHDRAW, cents(500), api_key_id="k1"), USD)
     assert plain.legs == (Leg(w, EntryKind.WITHDRAW, 500),)
     assert (plain.api_key_id, plain.idempotency_key, plain.render) == ("k1", None, None)
     keyed = entry_of(
         w,
         Operation(
             OperationType.DEPOSIT,
-            1250,
+            cents(1250),
             idempotency_key="key",
             fingerprint="fp",
             api_key_id="k2",
         ),
+        USD,
     )
     assert keyed.legs == (Leg(w, EntryKind.DEPOSIT, 1250),)
     assert (keyed.idempotency_key, keyed.fingerprint, keyed.api_key_id) == ("key", "fp", "k2")
@@ -609,7 +629,7 @@ def test_an_operation_is_an_entry_of_one_leg_and_with_a_key_the_endpoints_answer
 
 
 def test_an_atomic_batch_answers_every_balance_or_its_first_refusal_by_position() -> None:
-    status, body = atomic_response([150, 20])
+    status, body = atomic_response([Applied(150, USD), Applied(20, USD)])
     assert (status, json.loads(body)) == (
         200,
         {
@@ -619,7 +639,7 @@ def test_an_atomic_batch_answers_every_balance_or_its_first_refusal_by_position(
             ]
         },
     )
-    refused = AtomicRefusal(1, InsufficientFunds(balance=30, amount=500))
+    refused = AtomicRefusal(1, InsufficientFunds(balance=30, amount=500, exponent=2))
     status, body = atomic_response(refused)
     document = json.loads(body)
     assert status == 400

@@ -155,6 +155,7 @@ def verify() -> int:
                 "unmatched_transfers": report.unmatched_transfers,
                 "bad_reversals": report.bad_reversals,
                 "money_created": report.money_created,
+                "money_created_by_currency": report.money_created_by_currency,
                 "held_mismatches": report.held_mismatches,
                 "bad_holds": report.bad_holds,
                 "negative_available": report.negative_available,

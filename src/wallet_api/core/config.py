@@ -16,6 +16,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import URL
 
+from wallet_api.core.money import FRACTION_DIGITS, Currency, currency_exponent
+
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
 DEFAULT_STATEMENT_TIMEOUT_MS = 10_000
@@ -117,6 +119,14 @@ class Settings(BaseSettings):
         ge=1,
         le=64 * 1024 * 1024,
         description="The limit for the batch endpoint's bodies (1,000 operations).",
+    )
+
+    # Money (see docs/API.md, "Currencies").
+    default_currency: str = Field(
+        "USD",
+        description="The ISO 4217 currency of a wallet created without one: a currency "
+        "of two fractional digits, the specification's (its bodies stay exactly as they "
+        "are for such wallets).",
     )
 
     # Group commit: batches of writes and reads across wallets (see docs/PERFORMANCE.md).
@@ -262,6 +272,22 @@ class Settings(BaseSettings):
     def _hosts_are_well_formed(cls, value: str) -> str:
         parse_hosts(value, 5432)  # raises ValueError naming what is wrong
         return value
+
+    @field_validator("default_currency")
+    @classmethod
+    def _default_currency_has_two_digits(cls, value: str) -> str:
+        exponent = currency_exponent(value)  # raises ValueError naming what is wrong
+        if exponent != FRACTION_DIGITS:
+            raise ValueError(
+                f"{value} has {exponent} fractional digits; the default currency must have "
+                f"{FRACTION_DIGITS}, as the specification's amounts do"
+            )
+        return value
+
+    @property
+    def implicit_currency(self) -> Currency:
+        """DEFAULT_CURRENCY, which the specification's bodies leave unsaid."""
+        return Currency(self.default_currency, FRACTION_DIGITS, implicit=True)
 
     @field_validator("redis_url")
     @classmethod

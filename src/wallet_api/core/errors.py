@@ -64,10 +64,13 @@ class ValidationFailed(AppError):
             }
             for error in errors
         ]
-        detail = "; ".join(
-            f"{'.'.join(map(str, item['loc']))}: {item['message']}" for item in items
-        )
+        detail = "; ".join(error_text(item) for item in items)
         return cls(detail or "The request is not valid.", errors=items)
+
+
+def error_text(error: Mapping[str, Any]) -> str:
+    """One error of a `validation_error` (`loc`, `message`) as its `detail` says it."""
+    return f"{'.'.join(map(str, error['loc']))}: {error['message']}"
 
 
 #: Characters of a location's part a problem document shows (a metadata key has at most 40).

@@ -11,46 +11,113 @@ from uuid import UUID
 
 import orjson
 from asyncpg.pgproto import pgproto
-from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+)
 from pydantic_core import PydanticCustomError
 
 from wallet_api.core.errors import ValidationFailed
-from wallet_api.core.money import MAX_MINOR_UNITS, format_minor_units, to_minor_units
+from wallet_api.core.money import (
+    MAX_MINOR_UNITS,
+    WALLET_CURRENCIES,
+    Currency,
+    UnitAmount,
+    currency_exponent,
+    format_minor_units,
+    parse_amount,
+)
 
 
-def _amount_in_minor_units(value: object) -> int:
+def _amount(value: object) -> UnitAmount:
     try:
-        return to_minor_units(value)
+        return parse_amount(value)
     except ValueError as exc:
         raise PydanticCustomError("amount", str(exc)) from None
 
 
 _MAX = format_minor_units(MAX_MINOR_UNITS)
 
-#: A positive amount of at most two fractional digits and at most the maximum, as a
-#: string: leading zeros are allowed, an exponent or a sign is not.
-AMOUNT_STRING_PATTERN = r"^0*(?:[1-9][0-9]{0,12}(?:\.[0-9]{1,2})?|0\.(?:[1-9][0-9]?|0[1-9]))$"
+#: A positive amount of at most four fractional digits (the most a currency has) and at
+#: most the largest of any currency, as a string: leading zeros are allowed, an exponent
+#: or a sign is not. Its wallet's currency judges the rest.
+AMOUNT_STRING_PATTERN = (
+    r"^0*(?:[1-9][0-9]{0,14}(?:\.[0-9]{1,4})?"
+    r"|0\.(?:[1-9][0-9]{0,3}|0[1-9][0-9]{0,2}|00[1-9][0-9]?|000[1-9]))$"
+)
 
 Amount = Annotated[
-    int,
-    BeforeValidator(_amount_in_minor_units),
+    UnitAmount,
+    PlainValidator(_amount),
     WithJsonSchema(
         {
             "title": "Amount",
             "description": (
-                "Positive amount in currency units with at most two fractional digits, "
-                f"as a JSON number or a numeric string; at most {_MAX}. A number is read "
-                "from its exact text (never through a binary float) and must be written "
-                "without an exponent and with at most two fractional digits: `12.5`, not "
-                "`1.25e1` or `12.500`. (The schema's keywords cannot say this of a number "
-                "portably: `multipleOf: 0.01` is computed in binary floating point by "
-                "common validators, which would refuse 0.07; anything else is a 422.)"
+                "Positive amount in units of the wallet's currency, with at most as many "
+                "fractional digits as the currency's minor unit has (two for "
+                "DEFAULT_CURRENCY and USD, none for JPY, three for KWD), as a JSON number "
+                "or a numeric string; at most 9999999999999.99 of a currency of two "
+                f"digits ({MAX_MINOR_UNITS} minor units). A number is read from its exact "
+                "text (never through a binary float) and must be written without an "
+                "exponent: `12.5`, not `1.25e1`. (The schema's keywords cannot say this "
+                "of a number portably, nor depend on the wallet's currency: "
+                "`multipleOf: 0.01` is computed in binary floating point by common "
+                "validators, which would refuse 0.07; anything else is a 422.)"
             ),
             "oneOf": [
-                {"type": "number", "exclusiveMinimum": 0, "maximum": float(_MAX)},
+                {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_MINOR_UNITS},
                 {"type": "string", "pattern": AMOUNT_STRING_PATTERN},
             ],
             "examples": [1000, 12.5, "100.00"],
+        }
+    ),
+]
+
+
+def minor_units(amount: UnitAmount, currency: Currency, loc: tuple[str | int, ...]) -> int:
+    """`amount` in minor units of `currency`, or 422 `validation_error` at `loc` saying
+    why it is not one of its amounts (too many fractional digits, beyond the maximum)."""
+    try:
+        return amount.minor_units(currency.exponent)
+    except ValueError as exc:
+        where = ".".join(str(part) for part in loc)
+        raise ValidationFailed(
+            f"{where}: {exc}", errors=[{"loc": list(loc), "message": str(exc)}]
+        ) from None
+
+
+def canonical_amount(amount: UnitAmount | None) -> orjson.Fragment | None:
+    """An amount in a request's canonical JSON (its Idempotency-Key's fingerprint): the
+    number its `canonical` text is, as fingerprints held it before currencies existed."""
+    return None if amount is None else orjson.Fragment(amount.canonical())
+
+
+def _currency_code(value: str) -> str:
+    try:
+        currency_exponent(value)
+    except ValueError as exc:
+        raise PydanticCustomError("currency", str(exc)) from None
+    return value
+
+
+#: An ISO 4217 currency code of a currency with a minor unit (`JPY`, `USD`, `KWD`).
+CurrencyCode = Annotated[
+    str,
+    AfterValidator(_currency_code),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "enum": list(WALLET_CURRENCIES),
+            "description": (
+                "An ISO 4217 currency code of a currency with a minor unit; its "
+                "exponent sets the fractional digits of the wallet's amounts."
+            ),
+            "examples": ["USD", "JPY", "KWD"],
         }
     ),
 ]
@@ -169,8 +236,25 @@ def canonical_metadata(metadata: dict[str, str] | None) -> str:
     return orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS).decode()
 
 
-#: An amount in a response: a JSON number in currency units, exact (json_number).
+#: An amount in a response: a JSON number in units of its wallet's currency, exact
+#: (json_number).
 Money = Annotated[Decimal, WithJsonSchema({"type": "number", "examples": [1000, 0.3]})]
+
+
+_RFC3339_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ]")
+
+
+def _rfc3339_text(value: object) -> object:
+    if not isinstance(value, str) or _RFC3339_DATE.match(value) is None:
+        raise PydanticCustomError(
+            "datetime", "must be an RFC 3339 time with its offset, such as 2026-12-01T00:00:00Z"
+        )
+    return value
+
+
+#: A time in a query (`at`, `from`, `to`): RFC 3339 text with its offset. A number, which
+#: pydantic would read as Unix seconds, is refused as the schema's `date-time` says.
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 
 
 #: The rule between the bounds of a period (`from`, `to`: a history, a statement), which a

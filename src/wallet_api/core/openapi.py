@@ -123,13 +123,15 @@ _HEADERS: dict[str, Any] = {
 _REQUEST_MODELS: dict[str, type[BaseModel]] = {}
 
 
-def json_request_body(model: type[BaseModel], examples: Mapping[str, Any]) -> dict[str, Any]:
+def json_request_body(
+    model: type[BaseModel], examples: Mapping[str, Any], *, required: bool = True
+) -> dict[str, Any]:
     """The `openapi_extra` of a route that reads its JSON body itself: the body is `model`,
     published as a component (resolvable from the document's root), with named examples."""
     _REQUEST_MODELS[model.__name__] = model
     return {
         "requestBody": {
-            "required": True,
+            "required": required,
             "content": {
                 "application/json": {
                     "schema": {"$ref": SCHEMAS + model.__name__},

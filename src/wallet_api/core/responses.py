@@ -10,9 +10,10 @@ from fastapi.responses import Response
 from wallet_api.core.money import format_minor_units
 
 
-def json_number(minor_units: int) -> orjson.Fragment:
-    """An amount as a JSON number token, exact: `1000`, `0.3`, never `1000.0`."""
-    return orjson.Fragment(format_minor_units(minor_units))
+def json_number(minor_units: int, exponent: int) -> orjson.Fragment:
+    """An amount in minor units of a currency of `exponent` digits as a JSON number token
+    in its units, exact: `1000`, `0.3`, never `1000.0`."""
+    return orjson.Fragment(format_minor_units(minor_units, exponent))
 
 
 def stored_json(text: str | None) -> orjson.Fragment | None:

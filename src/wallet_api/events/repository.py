@@ -43,7 +43,8 @@ _PAGE = """
     SELECT p.*, last.xid::text AS last_xid, last.id AS last_id
     FROM last LEFT JOIN LATERAL (
         SELECT e.id, e.xid::text AS xid, e.type, e.owner, e.wallet_id, e.ledger_ids,
-               e.created_at, e.detail::text AS detail
+               e.created_at, e.detail::text AS detail,
+               (SELECT w.currency FROM wallets w WHERE w.id = e.wallet_id) AS currency
         FROM events e
         WHERE {owner} AND (e.xid, e.id) > ($1::text::xid8, $2::bigint)
           AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
@@ -57,12 +58,14 @@ _OWNER_PAGE = _PAGE.format(owner="e.owner = $3::text")
 _ALL_PAGE = _PAGE.format(owner="$3::text IS NULL")
 _ONE = """
     SELECT e.id, e.xid::text AS xid, e.type, e.owner, e.wallet_id, e.ledger_ids, e.created_at,
-           e.detail::text AS detail
+           e.detail::text AS detail,
+           (SELECT w.currency FROM wallets w WHERE w.id = e.wallet_id) AS currency
     FROM events e WHERE e.id = $1 AND ($2::text IS NULL OR e.owner = $2::text)
 """
 _BY_IDS = """
     SELECT e.id, e.xid::text AS xid, e.type, e.owner, e.wallet_id, e.ledger_ids, e.created_at,
-           e.detail::text AS detail
+           e.detail::text AS detail,
+           (SELECT w.currency FROM wallets w WHERE w.id = e.wallet_id) AS currency
     FROM unnest($1::bigint[]) AS t(id) JOIN events e ON e.id = t.id
 """
 _LEGS = """
@@ -102,7 +105,8 @@ class EventRow:
     wallet_id: UUID
     ledger_ids: list[int]
     created_at: datetime
-    detail: str | None = None  # JSON
+    detail: str | None  # JSON
+    currency: str  # its wallet's
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +163,7 @@ async def page(
     if not rows:
         return [], None
     last = (int(rows[0]["last_xid"]), rows[0]["last_id"])
-    events = [_event(row[:8]) for row in rows if row["id"] is not None]
+    events = [_event(row[:9]) for row in rows if row["id"] is not None]
     return events, last
 
 

@@ -11,6 +11,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from wallet_api.core.idempotency import client_key
+from wallet_api.core.money import currency_exponent
 from wallet_api.core.responses import json_number, stored_json
 from wallet_api.events.repository import EventRow, HoldFacts, LegRow
 from wallet_api.posting.events import EventType
@@ -54,6 +55,9 @@ class EventMonitor(BaseModel):
 
 class EventData(BaseModel):
     wallet_uuid: UUID = Field(description="The wallet of the owner's that the change touched.")
+    currency: str = Field(
+        description="The wallet's ISO 4217 currency: every amount of the event is in it."
+    )
     entries: list[EventEntry] = Field(
         description="The ledger rows it wrote on the owner's wallets, in the order they "
         "were applied (none for `wallet.created`). A transfer or a capture into another "
@@ -77,6 +81,7 @@ class Event(BaseModel):
                     "created_at": "2026-12-05T03:15:06.123456+00:00",
                     "data": {
                         "wallet_uuid": "3f0a0c1e-5e55-4b1f-9d0e-1d6b2f0c9a47",
+                        "currency": "USD",
                         "entries": [
                             {
                                 "id": 42,
@@ -113,14 +118,14 @@ def _text(value: UUID | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _entry(leg: LegRow) -> dict[str, Any]:
+def _entry(leg: LegRow, exponent: int) -> dict[str, Any]:
     item: dict[str, Any] = {
         "id": leg.id,
         "wallet_uuid": str(leg.wallet_id),
         "seq": leg.seq,
         "operation": leg.operation,
-        "amount": json_number(leg.amount),
-        "balance_after": json_number(leg.balance_after),
+        "amount": json_number(leg.amount, exponent),
+        "balance_after": json_number(leg.balance_after, exponent),
         "created_at": leg.created_at,
     }
     optional = {
@@ -146,9 +151,12 @@ def event_document(
         for ledger_id in event.ledger_ids
         if ledger_id in legs and legs[ledger_id].owner == event.owner
     ]
+    # An event's amounts are of its wallet's currency: an entry moves one currency.
+    exponent = currency_exponent(event.currency)
     data: dict[str, Any] = {
         "wallet_uuid": str(event.wallet_id),
-        "entries": [_entry(leg) for leg in entries],
+        "currency": event.currency,
+        "entries": [_entry(leg, exponent) for leg in entries],
     }
     hold_id = next((leg.hold_id for leg in entries if leg.hold_id is not None), None)
     hold = None if hold_id is None else holds.get(hold_id)
@@ -157,7 +165,7 @@ def event_document(
         data["hold"] = {
             "hold_id": str(hold.id),
             "wallet_uuid": str(hold.wallet_id),
-            "amount": json_number(hold.amount),
+            "amount": json_number(hold.amount, exponent),
             "expires_at": hold.expires_at,
         }
         if hold.description is not None:
@@ -169,7 +177,7 @@ def event_document(
         data["monitor"] = {
             "monitor_id": detail["monitor_id"],
             "condition": detail["condition"],
-            "threshold": json_number(detail["threshold"]),
-            "available": json_number(detail["available"]),
+            "threshold": json_number(detail["threshold"], exponent),
+            "available": json_number(detail["available"], exponent),
         }
     return {"id": event.id, "type": event.type, "created_at": event.created_at, "data": data}

@@ -16,7 +16,8 @@ from uuid import UUID
 import orjson
 
 from wallet_api.core.errors import AppError, error_document
-from wallet_api.core.fields import metadata_text
+from wallet_api.core.fields import metadata_text, minor_units
+from wallet_api.core.money import Currency
 from wallet_api.holds.exceptions import (
     CLOSED,
     CaptureExceedsHold,
@@ -35,12 +36,15 @@ from wallet_api.wallets.exceptions import WalletNotFound
 Key = tuple[str | None, str, str | None]
 
 
-def hold_entry(request: HoldRequest, hold_id: UUID, *, key: Key) -> Entry:
-    """A new hold as an entry: its amount set aside on its wallet for `expires_in`."""
+def hold_entry(
+    request: HoldRequest, hold_id: UUID, currency: Currency, amount: int, *, key: Key
+) -> Entry:
+    """A new hold as an entry: its amount (in minor units of the wallet's `currency`) set
+    aside on its wallet for `expires_in`."""
     idempotency_key, fingerprint, api_key_id = key
     return Entry(
-        legs=(Leg(request.wallet_uuid, EntryKind.HOLD, request.amount, hold=hold_id),),
-        render=lambda outcome: respond_hold(request, hold_id, outcome),
+        legs=(Leg(request.wallet_uuid, EntryKind.HOLD, amount, hold=hold_id),),
+        render=lambda outcome: respond_hold(request, hold_id, currency, amount, outcome),
         description=request.description,
         metadata=metadata_text(request.metadata),
         idempotency_key=idempotency_key,
@@ -51,31 +55,41 @@ def hold_entry(request: HoldRequest, hold_id: UUID, *, key: Key) -> Entry:
     )
 
 
-def hold_error(request: HoldRequest, refusal: Refusal) -> AppError:
+def hold_error(request: HoldRequest, currency: Currency, amount: int, refusal: Refusal) -> AppError:
     """The problem a new hold's refusal is answered with."""
     wallet_id = request.wallet_uuid
     if refusal.reason is Shortfall.INSUFFICIENT:
         assert refusal.balance is not None
         return HoldInsufficientFunds(
-            wallet_id=wallet_id, available=refusal.balance, amount=request.amount
+            wallet_id=wallet_id,
+            available=refusal.balance,
+            amount=amount,
+            exponent=currency.exponent,
         )
     return WalletNotFound(wallet_id)
 
 
-def respond_hold(request: HoldRequest, hold_id: UUID, outcome: Posted | Refusal) -> tuple[int, str]:
+def respond_hold(
+    request: HoldRequest,
+    hold_id: UUID,
+    currency: Currency,
+    amount: int,
+    outcome: Posted | Refusal,
+) -> tuple[int, str]:
     """The answer to a new hold: 201 and the hold with its wallet's balances right after
     it, or its refusal's problem."""
     if isinstance(outcome, Refusal):
-        return problem(hold_error(request, outcome))
+        return problem(hold_error(request, currency, amount, outcome))
     balance = outcome.balances[0]
     assert outcome.available is not None
     document = hold_document(
         hold_id=hold_id,
         wallet_id=request.wallet_uuid,
         status=ACTIVE,
-        amount=request.amount,
+        amount=amount,
+        currency=currency,
         captured=0,
-        held=request.amount,
+        held=amount,
         description=request.description,
         created_at=outcome.at,
         expires_at=outcome.at + timedelta(seconds=request.expires_in),
@@ -89,15 +103,19 @@ def respond_hold(request: HoldRequest, hold_id: UUID, outcome: Posted | Refusal)
 def capture_entry(
     hold: HoldRow,
     request: CaptureRequest,
+    currency: Currency,
     *,
     hidden: bool,
     key: Key,
 ) -> Entry:
-    """A capture as an entry: what it takes (all the hold holds if no amount), into the
-    payee if any, and, when final, the release of the rest, which closes the hold."""
-    amount = hold.remaining if request.amount is None else request.amount
+    """A capture as an entry: what it takes (all the hold holds if no amount; in minor
+    units of the hold's wallet's `currency`), into the payee if any, and, when final, the
+    release of the rest, which closes the hold."""
+    amount = capture_amount(hold, request, currency)
     if amount > hold.remaining:
-        raise CaptureExceedsHold(hold_id=hold.id, amount=amount, held=hold.remaining)
+        raise CaptureExceedsHold(
+            hold_id=hold.id, amount=amount, held=hold.remaining, exponent=currency.exponent
+        )
     payee = request.to_wallet_uuid
     legs = [Leg(hold.wallet_id, EntryKind.CAPTURE, amount, counterparty=payee, hold=hold.id)]
     if payee is not None:
@@ -111,8 +129,8 @@ def capture_entry(
 
     def respond(outcome: Posted | Refusal) -> tuple[int, str]:
         if isinstance(outcome, Refusal):
-            return problem(capture_error(hold, outcome, legs))
-        return respond_capture(hold, request, outcome, hidden=hidden)
+            return problem(capture_error(hold, currency, outcome, legs))
+        return respond_capture(hold, request, currency, outcome, hidden=hidden)
 
     return Entry(
         legs=tuple(legs),
@@ -127,13 +145,21 @@ def capture_entry(
     )
 
 
-def void_entry(hold: HoldRow, *, key: Key) -> Entry:
+def capture_amount(hold: HoldRow, request: CaptureRequest, currency: Currency) -> int:
+    """What a capture takes: its amount in minor units of `currency` (422 if it is none
+    of its amounts), or all the hold still holds."""
+    if request.amount is None:
+        return hold.remaining
+    return minor_units(request.amount, currency, ("body", "amount"))
+
+
+def void_entry(hold: HoldRow, currency: Currency, *, key: Key) -> Entry:
     """A void as an entry: the release of all the hold holds, which closes it."""
 
     def respond(outcome: Posted | Refusal) -> tuple[int, str]:
         if isinstance(outcome, Refusal):
-            return problem(capture_error(hold, outcome))
-        return respond_taken(hold, outcome)
+            return problem(capture_error(hold, currency, outcome))
+        return respond_taken(hold, currency, outcome)
 
     idempotency_key, fingerprint, api_key_id = key
     return Entry(
@@ -148,20 +174,30 @@ def void_entry(hold: HoldRow, *, key: Key) -> Entry:
     )
 
 
-def capture_error(hold: HoldRow, refusal: Refusal, legs: Sequence[Leg] | None = None) -> AppError:
+def capture_error(
+    hold: HoldRow, currency: Currency, refusal: Refusal, legs: Sequence[Leg] | None = None
+) -> AppError:
     """The problem a capture's or a void's refusal is answered with."""
     if refusal.reason is Shortfall.HOLD_CLOSED:
         return CLOSED.get(refusal.hold_status or "", HoldClosed)(hold.id)
     if refusal.reason is Shortfall.HOLD_EXCEEDED:
         assert legs is not None
         assert refusal.balance is not None
-        return CaptureExceedsHold(hold_id=hold.id, amount=legs[0].amount, held=refusal.balance)
+        return CaptureExceedsHold(
+            hold_id=hold.id,
+            amount=legs[0].amount,
+            held=refusal.balance,
+            exponent=currency.exponent,
+        )
     assert legs is not None  # the payee's: missing, or past the limit
-    return refusal_error(refusal, legs, verb="capture")
+    return refusal_error(refusal, legs, verb="capture", exponent=currency.exponent)
 
 
 def respond_taken(
-    hold: HoldRow, outcome: Posted, capture: tuple[int, UUID | None, int | None] | None = None
+    hold: HoldRow,
+    currency: Currency,
+    outcome: Posted,
+    capture: tuple[int, UUID | None, int | None] | None = None,
 ) -> tuple[int, str]:
     """The 200 body of a capture or a void: the hold as the entry left it."""
     assert outcome.hold is not None
@@ -174,6 +210,7 @@ def respond_taken(
         wallet_id=hold.wallet_id,
         status=state.status,
         amount=hold.amount,
+        currency=currency,
         captured=state.captured,
         held=state.remaining,
         description=hold.description,
@@ -188,23 +225,24 @@ def respond_taken(
 
 
 def respond_capture(
-    hold: HoldRow, request: CaptureRequest, outcome: Posted, *, hidden: bool
+    hold: HoldRow, request: CaptureRequest, currency: Currency, outcome: Posted, *, hidden: bool
 ) -> tuple[int, str]:
     """The 200 body of a capture: the hold, and what it took into which payee (whose
     balance only its owner sees)."""
     payee = request.to_wallet_uuid
     payee_balance = None if payee is None or hidden else outcome.balances[1]
-    amount = hold.remaining if request.amount is None else request.amount
-    return respond_taken(hold, outcome, (amount, payee, payee_balance))
+    amount = capture_amount(hold, request, currency)
+    return respond_taken(hold, currency, outcome, (amount, payee, payee_balance))
 
 
-def read_document(hold: HoldRow) -> dict[str, object]:
+def read_document(hold: HoldRow, currency: Currency) -> dict[str, object]:
     """A hold as read (no balances: nothing was written)."""
     return hold_document(
         hold_id=hold.id,
         wallet_id=hold.wallet_id,
         status=hold.status,
         amount=hold.amount,
+        currency=currency,
         captured=hold.captured,
         held=hold.held,
         description=hold.description,

@@ -68,10 +68,10 @@ class CaptureExceedsHold(AppError):
     title = "Capture exceeds the hold"
     example = f"Cannot capture 50: hold {_EXAMPLE_HOLD} holds 30."
 
-    def __init__(self, *, hold_id: UUID, amount: int, held: int) -> None:
+    def __init__(self, *, hold_id: UUID, amount: int, held: int, exponent: int) -> None:
         super().__init__(
-            f"Cannot capture {format_minor_units(amount)}: hold {hold_id} holds "
-            f"{format_minor_units(held)}."
+            f"Cannot capture {format_minor_units(amount, exponent)}: hold {hold_id} holds "
+            f"{format_minor_units(held, exponent)}."
         )
 
 
@@ -81,9 +81,9 @@ class HoldInsufficientFunds(InsufficientFunds):
         "balance is 0.3."
     )
 
-    def __init__(self, *, wallet_id: UUID, available: int, amount: int) -> None:
+    def __init__(self, *, wallet_id: UUID, available: int, amount: int, exponent: int) -> None:
         AppError.__init__(
             self,
-            f"Cannot hold {format_minor_units(amount)} on wallet {wallet_id}: its available "
-            f"balance is {format_minor_units(available)}.",
+            f"Cannot hold {format_minor_units(amount, exponent)} on wallet {wallet_id}: its "
+            f"available balance is {format_minor_units(available, exponent)}.",
         )

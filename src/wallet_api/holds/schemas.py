@@ -9,7 +9,15 @@ from uuid import UUID
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from wallet_api.core.fields import Amount, CanonicalUUID, Metadata, Money, canonical_metadata
+from wallet_api.core.fields import (
+    Amount,
+    CanonicalUUID,
+    Metadata,
+    Money,
+    canonical_amount,
+    canonical_metadata,
+)
+from wallet_api.core.money import Currency
 from wallet_api.core.responses import json_number, stored_json
 from wallet_api.transfers.schemas import Description
 
@@ -67,7 +75,12 @@ class HoldRequest(BaseModel):
     def canonical(self) -> str:
         """What makes two hold requests the same (for their Idempotency-Key)."""
         return orjson.dumps(
-            [str(self.wallet_uuid), self.amount, self.expires_in, self.description]
+            [
+                str(self.wallet_uuid),
+                canonical_amount(self.amount),
+                self.expires_in,
+                self.description,
+            ]
         ).decode() + canonical_metadata(self.metadata)
 
 
@@ -100,7 +113,7 @@ class CaptureRequest(BaseModel):
     def canonical(self) -> str:
         return orjson.dumps(
             [
-                self.amount,
+                canonical_amount(self.amount),
                 None if self.to_wallet_uuid is None else str(self.to_wallet_uuid),
                 self.final,
                 self.description,
@@ -134,6 +147,7 @@ class Hold(BaseModel):
                     "wallet_uuid": _WALLET,
                     "status": "active",
                     "amount": 25,
+                    "currency": "USD",
                     "captured": 0,
                     "released": 0,
                     "held": 25,
@@ -152,6 +166,7 @@ class Hold(BaseModel):
     wallet_uuid: UUID
     status: str = Field(description="active, captured, voided or expired.")
     amount: Money = Field(description="What was held.")
+    currency: str = Field(description="The wallet's ISO 4217 currency: every amount's.")
     captured: Money
     released: Money
     held: Money = Field(description="What it still holds (0 once closed).")
@@ -183,6 +198,7 @@ def hold_document(
     wallet_id: UUID,
     status: str,
     amount: int,
+    currency: Currency,
     captured: int,
     held: int,
     description: str | None,
@@ -196,14 +212,16 @@ def hold_document(
     """A hold as the API shows it. `balances`: the wallet's balance and what it holds
     right after the request; `capture`: the amount, the payee and its balance; `metadata`:
     the JSON text it was made with."""
+    exponent = currency.exponent
     return {
         "hold_id": str(hold_id),
         "wallet_uuid": str(wallet_id),
         "status": status,
-        "amount": json_number(amount),
-        "captured": json_number(captured),
-        "released": json_number(amount - captured - held),
-        "held": json_number(held),
+        "amount": json_number(amount, exponent),
+        "currency": currency.code,
+        "captured": json_number(captured, exponent),
+        "released": json_number(amount - captured - held, exponent),
+        "held": json_number(held, exponent),
         "description": description,
         "metadata": stored_json(metadata),
         "created_at": created_at,
@@ -212,16 +230,16 @@ def hold_document(
         "balances": None
         if balances is None
         else {
-            "balance": json_number(balances[0]),
-            "held": json_number(balances[1]),
-            "available": json_number(balances[0] - balances[1]),
+            "balance": json_number(balances[0], exponent),
+            "held": json_number(balances[1], exponent),
+            "available": json_number(balances[0] - balances[1], exponent),
         },
         "capture": None
         if capture is None
         else {
-            "amount": json_number(capture[0]),
+            "amount": json_number(capture[0], exponent),
             "to_wallet_uuid": None if capture[1] is None else str(capture[1]),
-            "to_balance": None if capture[2] is None else json_number(capture[2]),
+            "to_balance": None if capture[2] is None else json_number(capture[2], exponent),
         },
     }
 

@@ -20,6 +20,7 @@ from uuid import UUID
 from wallet_api.core.config import Settings
 from wallet_api.core.database import Database
 from wallet_api.core.errors import AppError, OutcomeUnknown, ValidationFailed, WalletBusy
+from wallet_api.core.fields import minor_units
 from wallet_api.core.idempotency import IdempotencyKeyReused, Replay, replay
 from wallet_api.core.metrics import declare_operation_outcomes, operation_outcomes
 from wallet_api.holds import repository
@@ -44,8 +45,9 @@ from wallet_api.posting.queue import Group, GroupCommitQueue, Settle
 from wallet_api.posting.repository import stored_responses
 from wallet_api.posting.writer import Outcome, Writer, outcome_label
 from wallet_api.wallets import repository as wallets
+from wallet_api.wallets.currencies import WalletCurrencies
 from wallet_api.wallets.cursors import MAX_LEDGER_ID
-from wallet_api.wallets.exceptions import WalletNotFound
+from wallet_api.wallets.exceptions import CurrencyMismatch, WalletNotFound
 from wallet_api.wallets.owners import WalletOwners
 
 logger = logging.getLogger(__name__)
@@ -62,10 +64,16 @@ class HoldService:
     """Creates, captures, voids and reads holds; releases expired ones."""
 
     def __init__(
-        self, database: Database, settings: Settings, owners: WalletOwners, writer: Writer
+        self,
+        database: Database,
+        settings: Settings,
+        owners: WalletOwners,
+        currencies: WalletCurrencies,
+        writer: Writer,
     ) -> None:
         self._database = database
         self._owners = owners
+        self._currencies = currencies
         self._writer = writer
         self._reader = HoldReader(database)
         self._queue: GroupCommitQueue[Entry, Outcome] | None = None
@@ -90,16 +98,28 @@ class HoldService:
         the replay of the key's first request. Refused (400 `insufficient_funds`) when
         the wallet's available balance does not cover it."""
         wallet_id = request.wallet_uuid
+        default = self._currencies.default
         if wallet_id in await self._owners.foreign(owner, (wallet_id,)):
+            # Its amount read in DEFAULT_CURRENCY, then refused as an unknown wallet: what
+            # the refusal says never depends on another owner's wallet's currency.
+            minor_units(request.amount, default, ("body", "amount"))
             _count("HOLD", WalletNotFound(wallet_id))
             raise WalletNotFound(wallet_id)
+        # A wallet that does not exist: read in DEFAULT_CURRENCY, refused by the engine
+        # (which keeps that refusal for the request's Idempotency-Key).
+        currency = await self._currencies.one(wallet_id) or default
+        amount = minor_units(request.amount, currency, ("body", "amount"))
         hold_id = uuid.uuid4()
-        entry = hold_entry(request, hold_id, key=(idempotency_key, fingerprint, api_key_id))
-        outcome = await self._settled("HOLD", wallet_id, entry, partial(hold_error, request))
+        entry = hold_entry(
+            request, hold_id, currency, amount, key=(idempotency_key, fingerprint, api_key_id)
+        )
+        outcome = await self._settled(
+            "HOLD", wallet_id, entry, partial(hold_error, request, currency, amount)
+        )
         assert outcome is not None  # a new hold changes under no one
         if isinstance(outcome, Replay):
             return outcome
-        return hold_id, respond_hold(request, hold_id, outcome)[1]
+        return hold_id, respond_hold(request, hold_id, currency, amount, outcome)[1]
 
     async def capture(
         self,
@@ -125,20 +145,34 @@ class HoldService:
                     errors=[{"loc": ["body", "to_wallet_uuid"], "message": "the hold's own"}],
                 )
             hidden = await self._owners.foreign(owner, () if payee is None else (payee,))
+            currencies = await self._currencies.of(
+                (hold.wallet_id,) if payee is None else (hold.wallet_id, payee)
+            )
+            currency = currencies[hold.wallet_id]
+            payee_currency = None if payee is None else currencies.get(payee)
+            if payee_currency is not None and payee_currency.code != currency.code:
+                assert payee is not None
+                raise CurrencyMismatch(payee, payee_currency.code, hold.wallet_id, currency.code)
             entry = capture_entry(
                 hold,
                 request,
+                currency,
                 hidden=payee in hidden,
                 key=(idempotency_key, fingerprint, api_key_id),
             )
             outcome = await self._settled(
-                "CAPTURE", hold.wallet_id, entry, partial(capture_error, hold, legs=entry.legs)
+                "CAPTURE",
+                hold.wallet_id,
+                entry,
+                partial(capture_error, hold, currency, legs=entry.legs),
             )
             if outcome is not None:
                 return (
                     outcome
                     if isinstance(outcome, Replay)
-                    else respond_capture(hold, request, outcome, hidden=payee in hidden)[1]
+                    else respond_capture(hold, request, currency, outcome, hidden=payee in hidden)[
+                        1
+                    ]
                 )
         raise WalletBusy("The hold kept changing while it was captured; retry shortly.")
 
@@ -157,17 +191,22 @@ class HoldService:
             return replayed
         for _ in range(CHANGED_ATTEMPTS):
             hold = await self._open_hold("VOID", hold_id, owner)
-            entry = void_entry(hold, key=(idempotency_key, fingerprint, api_key_id))
+            currency = (await self._currencies.of((hold.wallet_id,)))[hold.wallet_id]
+            entry = void_entry(hold, currency, key=(idempotency_key, fingerprint, api_key_id))
             outcome = await self._settled(
-                "VOID", hold.wallet_id, entry, partial(capture_error, hold)
+                "VOID", hold.wallet_id, entry, partial(capture_error, hold, currency)
             )
             if outcome is not None:
-                return outcome if isinstance(outcome, Replay) else respond_taken(hold, outcome)[1]
+                if isinstance(outcome, Replay):
+                    return outcome
+                return respond_taken(hold, currency, outcome)[1]
         raise WalletBusy("The hold kept changing while it was voided; retry shortly.")
 
     async def get(self, hold_id: UUID, *, owner: str | None = None) -> str:
         """A hold of `owner`, as it is now."""
-        return render(read_document(await self._hold_of(owner, hold_id)))
+        hold = await self._hold_of(owner, hold_id)
+        currency = (await self._currencies.of((hold.wallet_id,)))[hold.wallet_id]
+        return render(read_document(hold, currency))
 
     async def wallet_holds(
         self,
@@ -191,7 +230,8 @@ class HoldService:
             if not rows and not await wallets.wallet_exists(connection, wallet_id):
                 raise WalletNotFound(wallet_id)
         following = rows[limit - 1].seq if len(rows) > limit else None
-        return [render(read_document(row)) for row in rows[:limit]], following
+        currency = (await self._currencies.of((wallet_id,)))[wallet_id]
+        return [render(read_document(row, currency)) for row in rows[:limit]], following
 
     async def release_expired(self) -> int:
         """Release every hold that has expired (bounded statements); how many."""

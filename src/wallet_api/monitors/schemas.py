@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from wallet_api.core.fields import Amount, Money
+from wallet_api.core.money import Currency
 from wallet_api.core.responses import json_number
 from wallet_api.monitors.repository import MonitorRow
 
@@ -35,6 +36,7 @@ class Monitor(BaseModel):
     wallet_uuid: UUID
     condition: Literal["below", "above"]
     threshold: Money
+    currency: str = Field(description="The wallet's ISO 4217 currency (the threshold's).")
     across: bool = Field(
         description="Whether the available balance is across the threshold now: the next "
         "`balance_monitor.triggered` comes when it goes across after being back."
@@ -46,12 +48,13 @@ class MonitorsPage(BaseModel):
     items: list[Monitor]
 
 
-def monitor_document(row: MonitorRow) -> dict[str, Any]:
+def monitor_document(row: MonitorRow, currency: Currency) -> dict[str, Any]:
     return {
         "id": str(row.id),
         "wallet_uuid": str(row.wallet_id),
         "condition": row.condition,
-        "threshold": json_number(row.threshold),
+        "threshold": json_number(row.threshold, currency.exponent),
+        "currency": currency.code,
         "across": row.across,
         "created_at": row.created_at,
     }

@@ -47,8 +47,8 @@ class ReversalExceedsEntry(AppError):
     title = "Reversal exceeds the entry"
     example = "Cannot reverse 20 of ledger entry 42: its amount is 12.5."
 
-    def __init__(self, *, entry_id: int, amount: int, entry_amount: int) -> None:
+    def __init__(self, *, entry_id: int, amount: int, entry_amount: int, exponent: int) -> None:
         super().__init__(
-            f"Cannot reverse {format_minor_units(amount)} of ledger entry {entry_id}: "
-            f"its amount is {format_minor_units(entry_amount)}."
+            f"Cannot reverse {format_minor_units(amount, exponent)} of ledger entry "
+            f"{entry_id}: its amount is {format_minor_units(entry_amount, exponent)}."
         )

@@ -12,7 +12,15 @@ import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from wallet_api.core.fields import Amount, CanonicalUUID, Metadata, Money, canonical_metadata
+from wallet_api.core.fields import (
+    Amount,
+    CanonicalUUID,
+    Metadata,
+    Money,
+    canonical_amount,
+    canonical_metadata,
+)
+from wallet_api.core.money import Currency
 from wallet_api.core.responses import json_number
 from wallet_api.posting.entries import EntryKind, Leg
 from wallet_api.transfers.schemas import Description
@@ -77,7 +85,7 @@ class ReversalRequest(BaseModel):
         """What makes two reversal requests the same (for their Idempotency-Key)."""
         target = None if self.transfer_id is None else str(self.transfer_id)
         return orjson.dumps(
-            [self.entry_id, target, self.amount, self.description]
+            [self.entry_id, target, canonical_amount(self.amount), self.description]
         ).decode() + canonical_metadata(self.metadata)
 
 
@@ -101,6 +109,7 @@ class Reversal(BaseModel):
                 {
                     "transfer_id": _TRANSFER,
                     "amount": 5,
+                    "currency": "USD",
                     "description": "refund",
                     "legs": [
                         {
@@ -126,6 +135,7 @@ class Reversal(BaseModel):
 
     transfer_id: UUID | None = Field(description="The reversed transfer's; null otherwise.")
     amount: Money
+    currency: str = Field(description="The ISO 4217 currency of its wallets.")
     description: str | None
     legs: list[ReversalLeg]
     created_at: datetime
@@ -135,6 +145,7 @@ def reversal_body(
     *,
     transfer_id: UUID | None,
     amount: int,
+    currency: Currency,
     description: str | None,
     legs: tuple[Leg, ...],
     balances: tuple[int, ...],
@@ -143,16 +154,20 @@ def reversal_body(
 ) -> str:
     """The 201 body of a reversal (also kept for its key); the balances of the wallets
     in `hidden` (another owner's) left out."""
+    exponent = currency.exponent
     body = {
         "transfer_id": None if transfer_id is None else str(transfer_id),
-        "amount": json_number(amount),
+        "amount": json_number(amount, exponent),
+        "currency": currency.code,
         "description": description,
         "legs": [
             {
                 "wallet_uuid": str(leg.wallet_id),
                 "operation": leg.kind.value,
-                "amount": json_number(leg.amount),
-                "balance_after": None if leg.wallet_id in hidden else json_number(balance),
+                "amount": json_number(leg.amount, exponent),
+                "balance_after": None
+                if leg.wallet_id in hidden
+                else json_number(balance, exponent),
                 "reverses_entry_id": leg.reverses,
             }
             for leg, balance in zip(legs, balances, strict=True)

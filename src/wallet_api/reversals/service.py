@@ -9,9 +9,10 @@ import orjson
 
 from wallet_api.core.database import Database
 from wallet_api.core.errors import AppError, error_document
-from wallet_api.core.fields import metadata_text
+from wallet_api.core.fields import metadata_text, minor_units
 from wallet_api.core.idempotency import Replay
 from wallet_api.core.metrics import declare_operation_outcomes, operation_outcomes
+from wallet_api.core.money import Currency
 from wallet_api.posting.entries import Entry, EntryKind, Leg, Posted, Refusal, Shortfall
 from wallet_api.posting.events import EventType
 from wallet_api.posting.writer import Writer, outcome_label
@@ -25,6 +26,7 @@ from wallet_api.reversals.exceptions import (
 from wallet_api.reversals.repository import EntryRow
 from wallet_api.reversals.schemas import ReversalRequest, reversal_body
 from wallet_api.transfers.exceptions import TransferNotFound, refusal_error
+from wallet_api.wallets.currencies import WalletCurrencies
 from wallet_api.wallets.owners import WalletOwners
 
 #: The `operation` label of reversals in wallet_operations_total.
@@ -40,9 +42,16 @@ _COMPENSATION = {
 class ReversalService:
     """Reverses ledger entries, each at most once, by compensating entries."""
 
-    def __init__(self, database: Database, owners: WalletOwners, writer: Writer) -> None:
+    def __init__(
+        self,
+        database: Database,
+        owners: WalletOwners,
+        currencies: WalletCurrencies,
+        writer: Writer,
+    ) -> None:
         self._database = database
         self._owners = owners
+        self._currencies = currencies
         self._writer = writer
         declare_operation_outcomes(
             [METRIC_KIND], ["applied", "replayed", AlreadyReversed.code, "insufficient_funds"]
@@ -64,7 +73,7 @@ class ReversalService:
         to (a deposit's or a withdrawal's wallet, a transfer's destination: a refund is
         the payee's to give); to anyone else it is an entry that does not exist."""
         try:
-            named, transfer_id, legs, foreign = await self._legs(request, owner)
+            named, transfer_id, legs, foreign, currency = await self._legs(request, owner)
         except AppError as error:
             _count(error)
             raise
@@ -73,7 +82,9 @@ class ReversalService:
         def error_of(outcome: Refusal) -> AppError:
             if outcome.reason is Shortfall.ALREADY_REVERSED:
                 return AlreadyReversed(named)
-            return refusal_error(outcome, legs, verb="reverse", hidden=foreign)
+            return refusal_error(
+                outcome, legs, verb="reverse", exponent=currency.exponent, hidden=foreign
+            )
 
         def render(outcome: Posted | Refusal) -> tuple[int, str]:
             if isinstance(outcome, Refusal):
@@ -82,6 +93,7 @@ class ReversalService:
             body = reversal_body(
                 transfer_id=transfer_id,
                 amount=amount,
+                currency=currency,
                 description=request.description,
                 legs=legs,
                 balances=outcome.balances,
@@ -116,9 +128,10 @@ class ReversalService:
 
     async def _legs(
         self, request: ReversalRequest, owner: str | None
-    ) -> tuple[int, UUID | None, tuple[Leg, ...], set[UUID]]:
+    ) -> tuple[int, UUID | None, tuple[Leg, ...], set[UUID], Currency]:
         """The entry named (or the transfer's first leg), its transfer if any, the
-        compensating legs, debits first, and which of their wallets are another owner's.
+        compensating legs, debits first, which of their wallets are another owner's, and
+        their currency (a transfer's wallets have one).
         Raises when there is nothing `owner` may reverse (before anything else is told
         about the entry), or not that much."""
         async with self._database.autocommit() as connection:
@@ -140,9 +153,19 @@ class ReversalService:
             raise TransferNotFound(request.transfer_id)
         if named.operation not in _COMPENSATION:
             raise EntryNotReversible(named.id)
-        amount = named.amount if request.amount is None else request.amount
+        currency = (await self._currencies.of((named.wallet_id,)))[named.wallet_id]
+        amount = (
+            named.amount
+            if request.amount is None
+            else minor_units(request.amount, currency, ("body", "amount"))
+        )
         if amount > named.amount:
-            raise ReversalExceedsEntry(entry_id=named.id, amount=amount, entry_amount=named.amount)
+            raise ReversalExceedsEntry(
+                entry_id=named.id,
+                amount=amount,
+                entry_amount=named.amount,
+                exponent=currency.exponent,
+            )
         legs = [
             Leg(
                 row.wallet_id,
@@ -154,7 +177,7 @@ class ReversalService:
             for row in rows
         ]
         legs.sort(key=lambda leg: leg.delta)  # the debit first: its refusal is the one told
-        return named.id, named.transfer_id, tuple(legs), foreign
+        return named.id, named.transfer_id, tuple(legs), foreign, currency
 
 
 def _answerable(named: EntryRow, rows: Sequence[EntryRow]) -> UUID:

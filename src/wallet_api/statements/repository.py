@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
+from functools import cache
 from typing import Any
 from uuid import UUID
 
 from wallet_api.core.database import Connection
-from wallet_api.core.money import FRACTION_DIGITS, MINOR_UNITS_PER_UNIT
+from wallet_api.core.money import Currency
 from wallet_api.posting.entries import CREDIT_KINDS, UNMOVING_KINDS
 
 #: JSON rows fetched from the server at a time.
@@ -55,14 +56,14 @@ _CHANGE = (
 _TIME = """to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 
 
-def _decimal(minor: str) -> str:
+def _decimal(minor: str, exponent: int) -> str:
     """SQL: minor units as a decimal with the currency's fraction digits (`12.50`)."""
-    return f"(({minor})::numeric / {MINOR_UNITS_PER_UNIT})::numeric(20, {FRACTION_DIGITS})"
+    return f"(({minor})::numeric / {10**exponent})::numeric(20, {exponent})"
 
 
-def _number(minor: str) -> str:
+def _number(minor: str, exponent: int) -> str:
     """SQL: minor units as the API's JSON numbers write them (`12.5`)."""
-    return f"trim_scale(({minor})::numeric / {MINOR_UNITS_PER_UNIT})"
+    return f"trim_scale(({minor})::numeric / {10**exponent})"
 
 
 #: The CSV's columns, one line per entry (core of `_CSV`'s SELECT, in this order).
@@ -80,23 +81,34 @@ CSV_COLUMNS = (
     "reverses_entry_id",
     "description",
     "metadata",
+    "currency",
 )
+
+
 # A description that a spreadsheet would take for a formula (=, +, -, @, a tab, a carriage
 # return first: CSV injection) is written after a single quote.
-_CSV = f"""
-    SELECT o.id, o.seq, {_TIME}, o.operation, {_decimal(_CHANGE)}, {_decimal("o.amount")},
-           {_decimal("o.balance_after")}, o.transfer_id, o.counterparty_wallet_id, o.hold_id,
+# The amounts in the wallet's currency's digits (`exponent`); its code is `$4`.
+@cache
+def _csv(exponent: int) -> str:
+    return f"""
+    SELECT o.id, o.seq, {_TIME}, o.operation, {_decimal(_CHANGE, exponent)},
+           {_decimal("o.amount", exponent)}, {_decimal("o.balance_after", exponent)},
+           o.transfer_id, o.counterparty_wallet_id, o.hold_id,
            o.reverses_id,
            CASE WHEN o.description ~ '^[=+@\\t\\r-]' THEN '''' || o.description
                 ELSE o.description END,
-           o.metadata
+           o.metadata, $4::text
     {_PERIOD}
 """
-_JSON = f"""
+
+
+@cache
+def _json(exponent: int) -> str:
+    return f"""
     SELECT json_strip_nulls(json_build_object(
         'id', o.id, 'seq', o.seq, 'created_at', {_TIME}, 'operation', o.operation,
-        'change', {_number(_CHANGE)}, 'amount', {_number("o.amount")},
-        'balance_after', {_number("o.balance_after")}, 'transfer_id', o.transfer_id,
+        'change', {_number(_CHANGE, exponent)}, 'amount', {_number("o.amount", exponent)},
+        'balance_after', {_number("o.balance_after", exponent)}, 'transfer_id', o.transfer_id,
         'counterparty_wallet_uuid', o.counterparty_wallet_id, 'hold_id', o.hold_id,
         'reverses_entry_id', o.reverses_id, 'description', o.description,
         'metadata', o.metadata
@@ -122,20 +134,34 @@ async def copy_csv(
     until: datetime | None,
     output: Callable[[bytes], Coroutine[Any, Any, None]],
     *,
+    currency: Currency,
     seconds: float,
 ) -> None:
     """The period's entries as CSV lines (no header), written by the server, handed to
     `output` as they arrive, within `seconds` (the whole copy, its reader's pace
     included: asyncpg's own limit, beside the statement timeout of the transaction)."""
     await connection.copy_from_query(
-        _CSV, wallet_id, since, until, output=output, format="csv", timeout=seconds
+        _csv(currency.exponent),
+        wallet_id,
+        since,
+        until,
+        currency.code,
+        output=output,
+        format="csv",
+        timeout=seconds,
     )
 
 
 async def json_entries(
-    connection: Connection, wallet_id: UUID, since: datetime | None, until: datetime | None
+    connection: Connection,
+    wallet_id: UUID,
+    since: datetime | None,
+    until: datetime | None,
+    *,
+    exponent: int,
 ) -> AsyncIterator[str]:
     """The period's entries, each a JSON object rendered by the server, oldest first (a
     server-side cursor: PREFETCH rows in memory at a time)."""
-    async for row in connection.cursor(_JSON, wallet_id, since, until, prefetch=PREFETCH):
+    query = _json(exponent)
+    async for row in connection.cursor(query, wallet_id, since, until, prefetch=PREFETCH):
         yield row[0]

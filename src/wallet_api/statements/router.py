@@ -11,11 +11,11 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
 from starlette.types import Receive, Scope, Send
 
 from wallet_api.auth.gate import owner_of
 from wallet_api.core.errors import DatabaseUnavailable, InternalError, ValidationFailed
+from wallet_api.core.fields import Instant
 from wallet_api.core.openapi import error_responses
 from wallet_api.statements.exceptions import TooManyStatements
 from wallet_api.statements.repository import CSV_COLUMNS
@@ -88,7 +88,7 @@ async def get_statement(
     request: Request,
     *,
     since: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Query(
             alias="from",
             description="The period's start (RFC 3339, with its offset), included; none: "
@@ -96,7 +96,7 @@ async def get_statement(
         ),
     ] = None,
     until: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Query(
             alias="to",
             description="The period's end, excluded; none: up to the last entry.",

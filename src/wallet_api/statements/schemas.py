@@ -14,6 +14,7 @@ from wallet_api.posting.entries import EntryKind
 
 STATEMENT_EXAMPLE: dict[str, Any] = {
     "wallet_uuid": "3f0a0c1e-5e55-4b1f-9d0e-1d6b2f0c9a47",
+    "currency": "USD",
     "from": "2026-11-01T00:00:00Z",
     "to": "2026-12-01T00:00:00Z",
     "opening_balance": 100,
@@ -64,6 +65,7 @@ class Statement(BaseModel):
     model_config = {"json_schema_extra": {"examples": [STATEMENT_EXAMPLE]}}
 
     wallet_uuid: UUID
+    currency: str = Field(description="The wallet's ISO 4217 currency: every amount's.")
     from_: datetime | None = Field(alias="from", description="The period's start, as asked.")
     to: datetime | None = Field(description="The period's end, as asked.")
     opening_balance: Money = Field(description="The balance before the period's first entry.")

@@ -25,11 +25,11 @@ import orjson
 
 from wallet_api.core.database import Database
 from wallet_api.core.fields import check_period
-from wallet_api.core.money import FRACTION_DIGITS, MINOR_UNITS_PER_UNIT
+from wallet_api.core.money import Currency
 from wallet_api.core.responses import json_number
 from wallet_api.statements import repository
 from wallet_api.statements.exceptions import TooManyStatements
-from wallet_api.wallets import repository as wallets
+from wallet_api.wallets.currencies import WalletCurrencies
 from wallet_api.wallets.exceptions import WalletNotFound
 from wallet_api.wallets.owners import WalletOwners
 
@@ -55,12 +55,16 @@ class Period:
     wallet_id: UUID
     since: datetime | None
     until: datetime | None
+    currency: Currency
 
 
 class StatementService:
-    def __init__(self, database: Database, owners: WalletOwners) -> None:
+    def __init__(
+        self, database: Database, owners: WalletOwners, currencies: WalletCurrencies
+    ) -> None:
         self._database = database
         self._owners = owners
+        self._currencies = currencies
         self._sending = 0
 
     async def begin(
@@ -75,13 +79,13 @@ class StatementService:
         or refuse it."""
         check_period(since, until)
         await self._owners.check(owner, wallet_id)
-        async with self._database.autocommit() as connection:
-            if not await wallets.wallet_exists(connection, wallet_id):
-                raise WalletNotFound(wallet_id)
+        currency = await self._currencies.one(wallet_id)
+        if currency is None:
+            raise WalletNotFound(wallet_id)
         if self._sending >= STATEMENTS_AT_ONCE:
             raise TooManyStatements(STATEMENTS_AT_ONCE)
         self._sending += 1
-        return Period(wallet_id, since, until)
+        return Period(wallet_id, since, until, currency)
 
     def end(self) -> None:
         """Give back the place `begin` took."""
@@ -103,7 +107,7 @@ class StatementService:
                 connection, period.wallet_id, period.since, period.until
             )
             yield _csv_line(repository.CSV_COLUMNS)
-            yield _csv_balance_line("OPENING_BALANCE", period.since, opening)
+            yield _csv_balance_line("OPENING_BALANCE", period.since, opening, period.currency)
             queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUED_CHUNKS)
 
             async def output(chunk: bytes) -> None:
@@ -119,6 +123,7 @@ class StatementService:
                         period.since,
                         period.until,
                         output,
+                        currency=period.currency,
                         seconds=max(1.0, deadline - time.monotonic()),
                     )
                 finally:
@@ -134,7 +139,7 @@ class StatementService:
                     copying.cancel()
                     with suppress(BaseException):
                         await copying
-            yield _csv_balance_line("CLOSING_BALANCE", period.until, closing)
+            yield _csv_balance_line("CLOSING_BALANCE", period.until, closing, period.currency)
 
     async def _json(self, period: Period) -> AsyncGenerator[bytes]:
         deadline = time.monotonic() + STATEMENT_SECONDS
@@ -142,19 +147,21 @@ class StatementService:
             opening, closing = await repository.balances(
                 connection, period.wallet_id, period.since, period.until
             )
+            exponent = period.currency.exponent
             head = orjson.dumps(
                 {
                     "wallet_uuid": str(period.wallet_id),
+                    "currency": period.currency.code,
                     "from": period.since,
                     "to": period.until,
-                    "opening_balance": json_number(opening),
-                    "closing_balance": json_number(closing),
+                    "opening_balance": json_number(opening, exponent),
+                    "closing_balance": json_number(closing, exponent),
                 }
             )
             parts = [head[:-1], b',"entries":[']
             size, separator = 0, b""
             async for entry in repository.json_entries(
-                connection, period.wallet_id, period.since, period.until
+                connection, period.wallet_id, period.since, period.until, exponent=exponent
             ):
                 parts += (separator, entry.encode())
                 separator = b","
@@ -186,11 +193,13 @@ def _csv_line(values: tuple[str, ...]) -> bytes:
     return (",".join(values) + "\r\n").encode()
 
 
-def _csv_balance_line(kind: str, at: datetime | None, balance: int) -> bytes:
+def _csv_balance_line(kind: str, at: datetime | None, balance: int, currency: Currency) -> bytes:
     """An opening or closing line: its time (none: the statement is unbounded there), its
-    kind in `operation`, the balance in `balance_after`."""
+    kind in `operation`, the balance in `balance_after` (with the currency's digits, as
+    the entries' lines write amounts: `12.50`), the currency last."""
     when = "" if at is None else at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    units, minor = divmod(balance, MINOR_UNITS_PER_UNIT)
-    amount = f"{units}.{minor:0{FRACTION_DIGITS}d}"
-    cells = ["", "", when, kind, "", "", amount, "", "", "", "", ""]
+    exponent = currency.exponent
+    units, minor = divmod(balance, 10**exponent)
+    amount = f"{units}.{minor:0{exponent}d}" if exponent else str(units)
+    cells = ["", "", when, kind, "", "", amount, "", "", "", "", "", "", currency.code]
     return _csv_line(tuple(cells))

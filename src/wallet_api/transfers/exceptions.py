@@ -24,14 +24,16 @@ class TransferInsufficientFunds(InsufficientFunds):
         "Cannot transfer 5 from wallet 3f0a0c1e-5e55-4b1f-9d0e-1d6b2f0c9a47: its balance is 0.3."
     )
 
-    def __init__(self, *, wallet_id: UUID, balance: int | None, amount: int, verb: str) -> None:
+    def __init__(
+        self, *, wallet_id: UUID, balance: int | None, amount: int, verb: str, exponent: int
+    ) -> None:
         AppError.__init__(
             self,
-            f"Cannot {verb} {format_minor_units(amount)} from wallet {wallet_id}: "
+            f"Cannot {verb} {format_minor_units(amount, exponent)} from wallet {wallet_id}: "
             + (
                 "its balance does not cover it."  # another owner's: its balance is not told
                 if balance is None
-                else f"its balance is {format_minor_units(balance)}."
+                else f"its balance is {format_minor_units(balance, exponent)}."
             ),
         )
 
@@ -42,16 +44,18 @@ class TransferBalanceLimitExceeded(BalanceLimitExceeded):
         "9999999999999.99 would exceed the limit 9999999999999.99."
     )
 
-    def __init__(self, *, wallet_id: UUID, balance: int | None, amount: int, verb: str) -> None:
+    def __init__(
+        self, *, wallet_id: UUID, balance: int | None, amount: int, verb: str, exponent: int
+    ) -> None:
         AppError.__init__(
             self,
-            f"Cannot {verb} {format_minor_units(amount)} to wallet {wallet_id}: "
+            f"Cannot {verb} {format_minor_units(amount, exponent)} to wallet {wallet_id}: "
             + (
                 "its balance would exceed the limit "  # another owner's: not told
                 if balance is None
-                else f"its balance {format_minor_units(balance)} would exceed the limit "
+                else f"its balance {format_minor_units(balance, exponent)} would exceed the limit "
             )
-            + f"{format_minor_units(MAX_MINOR_UNITS)}.",
+            + f"{format_minor_units(MAX_MINOR_UNITS, exponent)}.",
         )
 
 
@@ -66,10 +70,16 @@ class TransferNotFound(AppError):
 
 
 def refusal_error(
-    refusal: Refusal, legs: Sequence[Leg], *, verb: str, hidden: Collection[UUID] = ()
+    refusal: Refusal,
+    legs: Sequence[Leg],
+    *,
+    verb: str,
+    exponent: int,
+    hidden: Collection[UUID] = (),
 ) -> AppError:
-    """The problem an entry's refusal is answered with: which wallet, and why, without
-    the balance of a wallet in `hidden` (another owner's). (A leg reversing a row reversed
+    """The problem an entry's refusal is answered with: which wallet, and why (amounts of
+    a currency of `exponent` digits: an entry's legs are of one currency), without the
+    balance of a wallet in `hidden` (another owner's). (A leg reversing a row reversed
     before is the reversal endpoint's own refusal.)"""
     leg = legs[refusal.leg]
     if refusal.reason is Shortfall.MISSING:
@@ -79,10 +89,18 @@ def refusal_error(
     balance = None if leg.wallet_id in hidden else refusal.balance
     if refusal.reason is Shortfall.INSUFFICIENT:
         return TransferInsufficientFunds(
-            wallet_id=leg.wallet_id, balance=balance, amount=leg.amount, verb=verb
+            wallet_id=leg.wallet_id,
+            balance=balance,
+            amount=leg.amount,
+            verb=verb,
+            exponent=exponent,
         )
     if refusal.reason is Shortfall.OVER_LIMIT:
         return TransferBalanceLimitExceeded(
-            wallet_id=leg.wallet_id, balance=balance, amount=leg.amount, verb=verb
+            wallet_id=leg.wallet_id,
+            balance=balance,
+            amount=leg.amount,
+            verb=verb,
+            exponent=exponent,
         )
     raise ValueError(f"not a refusal of a transfer: {refusal}")

@@ -10,7 +10,15 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from wallet_api.core.fields import Amount, CanonicalUUID, Metadata, Money, canonical_metadata
+from wallet_api.core.fields import (
+    Amount,
+    CanonicalUUID,
+    Metadata,
+    Money,
+    canonical_amount,
+    canonical_metadata,
+)
+from wallet_api.core.money import Currency
 from wallet_api.core.responses import json_number, stored_json
 from wallet_api.posting.entries import DESCRIPTION_MAX_LENGTH
 
@@ -75,7 +83,12 @@ class TransferRequest(BaseModel):
     def canonical(self) -> str:
         """What makes two transfer requests the same (for their Idempotency-Key)."""
         return orjson.dumps(
-            [str(self.from_wallet_uuid), str(self.to_wallet_uuid), self.amount, self.description]
+            [
+                str(self.from_wallet_uuid),
+                str(self.to_wallet_uuid),
+                canonical_amount(self.amount),
+                self.description,
+            ]
         ).decode() + canonical_metadata(self.metadata)
 
 
@@ -95,6 +108,7 @@ class Transfer(BaseModel):
                     "from_wallet_uuid": _SOURCE,
                     "to_wallet_uuid": _DESTINATION,
                     "amount": 12.5,
+                    "currency": "USD",
                     "description": "order 42",
                     "from_balance": 87.5,
                     "to_balance": 12.5,
@@ -109,6 +123,7 @@ class Transfer(BaseModel):
     from_wallet_uuid: UUID
     to_wallet_uuid: UUID
     amount: Money
+    currency: str = Field(description="The ISO 4217 currency of both wallets.")
     description: str | None
     metadata: dict[str, str] | None = Field(
         None, description="The metadata it was made with; null without."
@@ -135,6 +150,7 @@ def transfer_body(
     from_wallet: UUID,
     to_wallet: UUID,
     amount: int,
+    currency: Currency,
     description: str | None,
     balances: tuple[int | None, int | None],
     created_at: datetime,
@@ -143,18 +159,20 @@ def transfer_body(
 ) -> str:
     """The body of a transfer (201 of the POST, kept for its key; 200 of the GET);
     `metadata`: the JSON text it was made with."""
+    exponent = currency.exponent
     body: dict[str, Any] = {
         "transfer_id": str(transfer_id),  # str: orjson does not serialise asyncpg's UUIDs
         "from_wallet_uuid": str(from_wallet),
         "to_wallet_uuid": str(to_wallet),
-        "amount": json_number(amount),
+        "amount": json_number(amount, exponent),
+        "currency": currency.code,
         "description": description,
         "metadata": stored_json(metadata),
-        "from_balance": None if balances[0] is None else json_number(balances[0]),
-        "to_balance": None if balances[1] is None else json_number(balances[1]),
+        "from_balance": None if balances[0] is None else json_number(balances[0], exponent),
+        "to_balance": None if balances[1] is None else json_number(balances[1], exponent),
         "created_at": created_at,
         "reversal": None
         if reversal is None
-        else {"amount": json_number(reversal[0]), "reversed_at": reversal[1]},
+        else {"amount": json_number(reversal[0], exponent), "reversed_at": reversal[1]},
     }
     return orjson.dumps(body).decode()

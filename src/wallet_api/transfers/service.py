@@ -11,9 +11,10 @@ import orjson
 from wallet_api.core.config import Settings
 from wallet_api.core.database import Database
 from wallet_api.core.errors import AppError, OutcomeUnknown, error_document
-from wallet_api.core.fields import metadata_text
+from wallet_api.core.fields import metadata_text, minor_units
 from wallet_api.core.idempotency import IdempotencyKeyReused, Replay
 from wallet_api.core.metrics import declare_operation_outcomes, operation_outcomes
+from wallet_api.core.money import Currency
 from wallet_api.posting.entries import Entry, EntryKind, Leg, Posted, Refusal
 from wallet_api.posting.events import EventType
 from wallet_api.posting.queue import Group, GroupCommitQueue, Settle
@@ -26,6 +27,8 @@ from wallet_api.transfers.exceptions import (
     refusal_error,
 )
 from wallet_api.transfers.schemas import TransferRequest, transfer_body
+from wallet_api.wallets.currencies import WalletCurrencies
+from wallet_api.wallets.exceptions import CurrencyMismatch
 from wallet_api.wallets.owners import WalletOwners
 
 #: The `operation` label of transfers in wallet_operations_total.
@@ -37,10 +40,16 @@ class TransferService:
     and reads transfers back."""
 
     def __init__(
-        self, database: Database, settings: Settings, owners: WalletOwners, writer: Writer
+        self,
+        database: Database,
+        settings: Settings,
+        owners: WalletOwners,
+        currencies: WalletCurrencies,
+        writer: Writer,
     ) -> None:
         self._database = database
         self._owners = owners
+        self._currencies = currencies
         self._writer = writer
         self._queue: GroupCommitQueue[Entry, EntryOutcome] | None = None
         if settings.coalescing_enabled:
@@ -68,20 +77,25 @@ class TransferService:
         transfer_id = uuid.uuid4()
         source, destination = request.from_wallet_uuid, request.to_wallet_uuid
         foreign = await self._owners.foreign(owner, (source, destination))
-        if source in foreign:  # answered as an unknown source: existence does not leak
-            unknown = TransferWalletNotFound(source, "source")
-            _count(unknown)
-            raise unknown
+        try:
+            currency, amount = await self._judge_currencies(
+                request, reachable=source not in foreign
+            )
+        except AppError as error:
+            _count(error)
+            raise
         hide_destination = destination in foreign
         legs = (
-            Leg(source, EntryKind.TRANSFER_OUT, request.amount, counterparty=destination),
-            Leg(destination, EntryKind.TRANSFER_IN, request.amount, counterparty=source),
+            Leg(source, EntryKind.TRANSFER_OUT, amount, counterparty=destination),
+            Leg(destination, EntryKind.TRANSFER_IN, amount, counterparty=source),
         )
 
         metadata = metadata_text(request.metadata)
 
         def error_of(outcome: Refusal) -> AppError:
-            return refusal_error(outcome, legs, verb="transfer", hidden=foreign)
+            return refusal_error(
+                outcome, legs, verb="transfer", exponent=currency.exponent, hidden=foreign
+            )
 
         def render(outcome: Posted | Refusal) -> tuple[int, str]:
             if isinstance(outcome, Refusal):
@@ -91,7 +105,8 @@ class TransferService:
                 transfer_id=transfer_id,
                 from_wallet=source,
                 to_wallet=destination,
-                amount=request.amount,
+                amount=amount,
+                currency=currency,
                 description=request.description,
                 balances=(
                     outcome.balances[0],
@@ -130,6 +145,30 @@ class TransferService:
         _count(outcome)
         return transfer_id, render(outcome)[1]
 
+    async def _judge_currencies(
+        self, request: TransferRequest, *, reachable: bool
+    ) -> tuple[Currency, int]:
+        """The transfer's currency and its amount in minor units of it; or its refusal: a
+        source `owner` may not touch (`reachable` false), answered as an unknown source
+        after the amount is read in DEFAULT_CURRENCY (what it says never depends on such
+        a wallet's currency); wallets of two currencies (422 `currency_mismatch`, nothing
+        converted); an amount that is not one of the currency's (422). A source that does
+        not exist is read in DEFAULT_CURRENCY too, and refused by the engine (which keeps
+        that refusal for the request's Idempotency-Key)."""
+        source, destination = request.from_wallet_uuid, request.to_wallet_uuid
+        default = self._currencies.default
+        if not reachable:  # another owner's source: existence does not leak
+            minor_units(request.amount, default, ("body", "amount"))
+            raise TransferWalletNotFound(source, "source")
+        found = await self._currencies.of((source, destination))
+        currency = found.get(source)
+        if currency is None:
+            return default, minor_units(request.amount, default, ("body", "amount"))
+        payee = found.get(destination)
+        if payee is not None and payee.code != currency.code:
+            raise CurrencyMismatch(destination, payee.code, source, currency.code)
+        return currency, minor_units(request.amount, currency, ("body", "amount"))
+
     async def _write_groups(
         self, groups: Sequence[Group[Entry]], settle: Settle[EntryOutcome]
     ) -> list[list[EntryOutcome]]:
@@ -154,11 +193,13 @@ class TransferService:
         if out_leg.wallet_id in foreign and in_leg.wallet_id in foreign:
             raise TransferNotFound(transfer_id)
         reversal = legs.get(EntryKind.REVERSAL_OUT)
+        currency = (await self._currencies.of((out_leg.wallet_id,)))[out_leg.wallet_id]
         return transfer_body(
             transfer_id=transfer_id,
             from_wallet=out_leg.wallet_id,
             to_wallet=in_leg.wallet_id,
             amount=out_leg.amount,
+            currency=currency,
             description=out_leg.description,
             balances=(
                 None if out_leg.wallet_id in foreign else out_leg.balance_after,

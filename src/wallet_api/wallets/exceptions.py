@@ -25,10 +25,10 @@ class InsufficientFunds(AppError):
     title = "Insufficient funds"
     example = "Cannot withdraw 5: the balance is 0.3."
 
-    def __init__(self, *, balance: int, amount: int) -> None:
+    def __init__(self, *, balance: int, amount: int, exponent: int) -> None:
         super().__init__(
-            f"Cannot withdraw {format_minor_units(amount)}: "
-            f"the balance is {format_minor_units(balance)}."
+            f"Cannot withdraw {format_minor_units(amount, exponent)}: "
+            f"the balance is {format_minor_units(balance, exponent)}."
         )
 
 
@@ -40,10 +40,11 @@ class BalanceLimitExceeded(AppError):
         "Cannot deposit 1: the balance 9999999999999.99 would exceed the limit 9999999999999.99."
     )
 
-    def __init__(self, *, balance: int, amount: int, limit: int) -> None:
+    def __init__(self, *, balance: int, amount: int, limit: int, exponent: int) -> None:
         super().__init__(
-            f"Cannot deposit {format_minor_units(amount)}: the balance "
-            f"{format_minor_units(balance)} would exceed the limit {format_minor_units(limit)}."
+            f"Cannot deposit {format_minor_units(amount, exponent)}: the balance "
+            f"{format_minor_units(balance, exponent)} would exceed the limit "
+            f"{format_minor_units(limit, exponent)}."
         )
 
 
@@ -55,3 +56,20 @@ class TimeInTheFuture(AppError):
 
     def __init__(self, at: datetime) -> None:
         super().__init__(f"{at.isoformat()} is later than now: no balance is known for it yet.")
+
+
+class CurrencyMismatch(AppError):
+    status = 422
+    code = "currency_mismatch"
+    title = "Currency mismatch"
+    example = (
+        "Wallet 8d2f4b6a-1c3e-4f5a-9b7d-0e2c4a6b8d1f is in JPY, wallet "
+        "3f0a0c1e-5e55-4b1f-9d0e-1d6b2f0c9a47 in USD: money moves between wallets of one "
+        "currency only (nothing is converted)."
+    )
+
+    def __init__(self, payee: UUID, payee_currency: str, payer: UUID, payer_currency: str) -> None:
+        super().__init__(
+            f"Wallet {payee} is in {payee_currency}, wallet {payer} in {payer_currency}: money "
+            "moves between wallets of one currency only (nothing is converted)."
+        )

@@ -15,6 +15,7 @@ from starlette.types import Scope
 from wallet_api.auth.gate import key_id_of, owner_of, require_deposit
 from wallet_api.core.fast_path import FastRoute
 from wallet_api.core.fields import metadata_text
+from wallet_api.core.idempotency import Replay
 from wallet_api.core.requests import parse_json_body
 from wallet_api.wallets.models import OperationType
 from wallet_api.wallets.operations import Operation
@@ -39,15 +40,15 @@ async def apply_operation(scope: Scope, body: bytes, ids: tuple[UUID, ...]) -> R
         ),
         owner=owner_of(scope),
     )
-    assert isinstance(outcome, int)  # only a keyed request can be a replay
-    return Response(operation_body(outcome), media_type="application/json")
+    assert not isinstance(outcome, Replay)  # only a keyed request can be a replay
+    return Response(operation_body(*outcome), media_type="application/json")
 
 
 async def get_balance(scope: Scope, body: bytes, ids: tuple[UUID, ...]) -> Response:
     (wallet_id,) = ids
     service: WalletService = scope["app"].state.wallet_service
-    balance = await service.get_balance(wallet_id, owner=owner_of(scope))
-    return Response(balance_body(balance), media_type="application/json")
+    balance, currency = await service.get_balance(wallet_id, owner=owner_of(scope))
+    return Response(balance_body(balance, currency), media_type="application/json")
 
 
 def fast_routes() -> list[FastRoute]:

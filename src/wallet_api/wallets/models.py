@@ -61,6 +61,12 @@ wallets = Table(
     "wallets",
     metadata,
     Column("id", Uuid, primary_key=True),
+    Column(
+        "currency",
+        String(3),
+        nullable=False,
+        comment="Its ISO 4217 currency, never changed: its amounts are minor units of it.",
+    ),
     Column("balance", BigInteger, nullable=False, server_default=text("0"), comment="Minor units."),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column(
@@ -106,6 +112,7 @@ wallets = Table(
     CheckConstraint("balance >= 0", name="balance_not_negative"),
     CheckConstraint(f"balance <= {MAX_MINOR_UNITS}", name="balance_within_limit"),
     CheckConstraint("held >= 0", name="held_not_negative"),
+    CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_is_a_code"),
 )
 
 wallet_operations = Table(

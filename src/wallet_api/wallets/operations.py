@@ -5,32 +5,42 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import orjson
 
 from wallet_api.core.errors import AppError, error_document
+from wallet_api.core.fields import minor_units
 from wallet_api.core.idempotency import Replay
-from wallet_api.core.money import MAX_MINOR_UNITS
+from wallet_api.core.money import FRACTION_DIGITS, MAX_MINOR_UNITS, Currency, UnitAmount
 from wallet_api.posting.entries import Entry, EntryKind, Leg, Posted, Refusal, Shortfall
 from wallet_api.posting.events import EventType
 from wallet_api.posting.writer import Outcome as EntryOutcome
 from wallet_api.wallets.exceptions import BalanceLimitExceeded, InsufficientFunds, WalletNotFound
 from wallet_api.wallets.models import OperationType
-from wallet_api.wallets.schemas import OPERATION_BODY_AROUND, batch_body, operation_body, result_of
+from wallet_api.wallets.schemas import batch_body, operation_body, operation_body_around, result_of
+
+
+class Applied(NamedTuple):
+    """An applied operation: its wallet's balance right after it, in its currency."""
+
+    balance: int
+    currency: Currency
+
 
 #: What one operation came to: the balance right after it, why it was refused, or the
 #: stored outcome of the earlier request with the same Idempotency-Key.
-Outcome = int | AppError | Replay
+Outcome = Applied | AppError | Replay
 
 
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """One requested deposit or withdrawal, in minor units, with its Idempotency-Key."""
+    """One requested deposit or withdrawal, as sent (its amount in units of the wallet's
+    currency, read once the currency is known: `entry_of`), with its Idempotency-Key."""
 
     kind: OperationType
-    amount: int
+    amount: UnitAmount
     idempotency_key: str | None = None
     fingerprint: str = ""  # of the whole request, when it carries a key
     api_key_id: str | None = None  # the key that sent it, kept on its ledger row
@@ -40,11 +50,18 @@ class Operation:
 _APPLIED = EventType.OPERATION_APPLIED
 
 
-def entry_of(wallet_id: UUID, operation: Operation) -> Entry:
-    """The operation as an entry of one leg. With a key, the response to keep is its
-    endpoint's: the applied body is written by the statement around the balance."""
+def entry_of(
+    wallet_id: UUID,
+    operation: Operation,
+    currency: Currency,
+    loc: tuple[str | int, ...] = ("body", "amount"),
+) -> Entry:
+    """The operation as an entry of one leg, its amount in minor units of `currency` (or
+    422 `validation_error` at `loc`). With a key, the response to keep is its endpoint's:
+    the applied body is written by the statement around the balance (for a currency of
+    two digits, which the statement renders; of others, by `render`)."""
     kind = EntryKind.DEPOSIT if operation.kind is OperationType.DEPOSIT else EntryKind.WITHDRAW
-    leg = Leg(wallet_id, kind, operation.amount)
+    leg = Leg(wallet_id, kind, minor_units(operation.amount, currency, loc))
     if operation.idempotency_key is None:
         return Entry(
             legs=(leg,),
@@ -55,35 +72,42 @@ def entry_of(wallet_id: UUID, operation: Operation) -> Entry:
     return Entry(
         legs=(leg,),
         event=_APPLIED,
-        render=lambda outcome: result_of(outcome_of(leg, outcome)),
+        render=lambda outcome: result_of(outcome_of(leg, outcome, currency)),
         idempotency_key=operation.idempotency_key,
         fingerprint=operation.fingerprint,
         api_key_id=operation.api_key_id,
         metadata=operation.metadata,
-        applied_body=(200, *OPERATION_BODY_AROUND),
+        applied_body=(
+            (200, *operation_body_around(currency))
+            if currency.exponent == FRACTION_DIGITS
+            else None
+        ),
         keep_missing=False,
     )
 
 
-def outcome_of(leg: Leg, outcome: EntryOutcome) -> Outcome:
+def outcome_of(leg: Leg, outcome: EntryOutcome, currency: Currency) -> Outcome:
     """An entry's outcome as the operation's: the balance after it, or its refusal."""
     if isinstance(outcome, Posted):
-        return outcome.balances[0]
+        return Applied(outcome.balances[0], currency)
     if isinstance(outcome, Refusal):
-        return refusal_error(leg, outcome)
+        return refusal_error(leg, outcome, currency)
     return outcome
 
 
-def refusal_error(leg: Leg, refusal: Refusal) -> AppError:
+def refusal_error(leg: Leg, refusal: Refusal, currency: Currency) -> AppError:
     """The problem an operation's refusal is answered with."""
     if refusal.reason is Shortfall.MISSING:
         return WalletNotFound(leg.wallet_id)
     assert refusal.balance is not None
     if refusal.reason is Shortfall.OVER_LIMIT:
         return BalanceLimitExceeded(
-            balance=refusal.balance, amount=leg.amount, limit=MAX_MINOR_UNITS
+            balance=refusal.balance,
+            amount=leg.amount,
+            limit=MAX_MINOR_UNITS,
+            exponent=currency.exponent,
         )
-    return InsufficientFunds(balance=refusal.balance, amount=leg.amount)
+    return InsufficientFunds(balance=refusal.balance, amount=leg.amount, exponent=currency.exponent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,20 +119,24 @@ class AtomicRefusal:
 
 
 #: An atomic batch's outcome: every operation's balance right after it, or its refusal.
-Atomic = list[int] | AtomicRefusal
+Atomic = list[Applied] | AtomicRefusal
 
 
-def atomic_outcome(entries: Sequence[Entry], outcomes: Sequence[Posted | Refusal]) -> Atomic:
+def atomic_outcome(
+    entries: Sequence[Entry],
+    currencies: Sequence[Currency],
+    outcomes: Sequence[Posted | Refusal],
+) -> Atomic:
     """An all-or-nothing batch judged in order: the balance after each item, in the
     items' order, or the first refusal."""
-    balances: list[int] = []
+    balances: list[Applied] = []
     # One outcome per entry by construction: `strict` only documents it.
-    for index, (entry, outcome) in enumerate(
-        zip(entries, outcomes, strict=True)  # pragma: no mutate
+    for index, (entry, currency, outcome) in enumerate(
+        zip(entries, currencies, outcomes, strict=True)  # pragma: no mutate
     ):
         if isinstance(outcome, Refusal):
-            return AtomicRefusal(index, refusal_error(entry.legs[0], outcome))
-        balances.append(outcome.balances[0])
+            return AtomicRefusal(index, refusal_error(entry.legs[0], outcome, currency))
+        balances.append(Applied(outcome.balances[0], currency))
     return balances
 
 
@@ -125,4 +153,4 @@ def atomic_response(result: Atomic) -> tuple[int, str]:
     """(status, body) of an atomic batch's response, as kept for its Idempotency-Key."""
     if isinstance(result, AtomicRefusal):
         return result.error.status, orjson.dumps(refusal_document(result)).decode()
-    return 200, batch_body([(200, operation_body(balance)) for balance in result])
+    return 200, batch_body([(200, operation_body(*applied)) for applied in result])

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
+import orjson
+
 from wallet_api.core.database import Connection
 from wallet_api.posting.entries import CREDIT_KINDS, UNMOVING_KINDS
 from wallet_api.posting.repository import held_now
@@ -41,7 +43,8 @@ _READ_BALANCES = """
 # ($2) the response to replay for it.
 _INSERT_WALLET = """
     WITH created AS (
-        INSERT INTO wallets (id, owner, last_event_xid) VALUES ($1, $5, pg_current_xact_id())
+        INSERT INTO wallets (id, owner, currency, last_event_xid)
+        VALUES ($1, $5, $7, pg_current_xact_id())
         RETURNING id, owner
     ), evented AS (
         INSERT INTO events (type, owner, wallet_id)
@@ -55,6 +58,9 @@ _WALLET_EXISTS = "SELECT EXISTS (SELECT FROM wallets WHERE id = $1)"
 _BALANCES = f"SELECT w.balance, {held_now('w')} AS held FROM wallets w WHERE w.id = $1"
 _WALLET_OWNERS = """
     SELECT w.id, w.owner FROM unnest($1::uuid[]) AS t(id) JOIN wallets w ON w.id = t.id
+"""
+_WALLET_CURRENCIES = """
+    SELECT w.id, w.currency FROM unnest($1::uuid[]) AS t(id) JOIN wallets w ON w.id = t.id
 """
 
 
@@ -167,6 +173,7 @@ async def insert_wallet(
     wallet_id: UUID,
     *,
     owner: str | None,
+    currency: str,
     key: str | None,
     fingerprint: str,
     body: str,
@@ -174,7 +181,9 @@ async def insert_wallet(
 ) -> None:
     """Insert a wallet, its event (`wallet.created`) when `event`, and the response to
     keep for its Idempotency-Key if it has one."""
-    await connection.execute(_INSERT_WALLET, wallet_id, key, fingerprint, body, owner, event)
+    await connection.execute(
+        _INSERT_WALLET, wallet_id, key, fingerprint, body, owner, event, currency
+    )
 
 
 async def wallet_owners(
@@ -182,6 +191,13 @@ async def wallet_owners(
 ) -> dict[UUID, str | None]:
     """The owners of those of `wallet_ids` that exist (None: made without keys)."""
     return {row["id"]: row["owner"] for row in await connection.fetch(_WALLET_OWNERS, wallet_ids)}
+
+
+async def wallet_currencies(connection: Connection, wallet_ids: Sequence[UUID]) -> dict[UUID, str]:
+    """The currencies of those of `wallet_ids` that exist."""
+    return {
+        row["id"]: row["currency"] for row in await connection.fetch(_WALLET_CURRENCIES, wallet_ids)
+    }
 
 
 async def balances(connection: Connection, wallet_id: UUID) -> tuple[int, int] | None:
@@ -262,13 +278,20 @@ class LedgerReport:
     negative_balances: int
     unmatched_transfers: int
     bad_reversals: int
-    money_created: int  # minor units: all balances minus what came in and went out
+    #: Minor units each currency's balances hold beyond what came in and went out (0:
+    #: none made or lost), by currency; `money_created` sums their sizes.
+    money_created_by_currency: dict[str, int]
     wallets_to_inspect: list[UUID]
     transfers_to_inspect: list[UUID]
     held_mismatches: int = 0
     bad_holds: int = 0
     negative_available: int = 0
     holds_to_inspect: list[UUID] = field(default_factory=list)
+
+    @property
+    def money_created(self) -> int:
+        """Minor units made or lost, over every currency (0: money was conserved)."""
+        return sum(abs(created) for created in self.money_created_by_currency.values())
 
     @property
     def consistent(self) -> bool:
@@ -365,6 +388,18 @@ _VERIFY_LEDGER = """
            OR w.holds_expire_at IS DISTINCT FROM a.first_expiry
     ), negative_available AS (
         SELECT w.id FROM wallets w WHERE w.balance - {held_now} < 0
+    ), external AS (
+        -- What came in and went out, by currency: the rows naming no other wallet (a
+        -- transfer's legs, their reversals and a capture into a wallet move money between
+        -- wallets, of one currency).
+        SELECT w.currency, sum(s.delta) AS total
+        FROM signed s JOIN wallets w ON w.id = s.wallet_id
+        WHERE s.counterparty_wallet_id IS NULL
+        GROUP BY w.currency
+    ), money AS (
+        SELECT b.currency, b.total - coalesce(e.total, 0) AS created
+        FROM (SELECT currency, sum(balance) AS total FROM wallets GROUP BY currency) b
+        LEFT JOIN external e ON e.currency = b.currency
     ), unmatched AS (
         SELECT transfer_id FROM transfers
         WHERE net <> 0 OR outs <> 1 OR ins <> 1 OR amounts <> 1 OR NOT named
@@ -381,10 +416,7 @@ _VERIFY_LEDGER = """
            (SELECT count(*) FROM bad_holds) AS bad_holds,
            (SELECT count(*) FROM negative_available) AS negative_available,
            ARRAY(SELECT id FROM bad_holds ORDER BY 1 LIMIT 20) AS holds_to_inspect,
-           -- What came in and went out: the rows naming no other wallet (a transfer's legs,
-           -- their reversals and a capture into a wallet move money between wallets).
-           (SELECT coalesce(sum(balance), 0) FROM wallets)
-           - (SELECT coalesce(sum(delta), 0) FROM signed WHERE counterparty_wallet_id IS NULL)
+           (SELECT coalesce(jsonb_object_agg(currency, created), '{{}}') FROM money)::text
                AS money_created,
            ARRAY(SELECT transfer_id FROM unmatched ORDER BY 1 LIMIT 20) AS transfers_to_inspect,
            ARRAY(
@@ -416,7 +448,7 @@ async def verify_ledger(connection: Connection) -> LedgerReport:
         negative_balances=row["negative_balances"],
         unmatched_transfers=row["unmatched_transfers"],
         bad_reversals=row["bad_reversals"],
-        money_created=int(row["money_created"]),
+        money_created_by_currency=orjson.loads(row["money_created"]),
         wallets_to_inspect=[UUID(str(wallet)) for wallet in row["wallets_to_inspect"]],
         transfers_to_inspect=[UUID(str(t)) for t in row["transfers_to_inspect"]],
         held_mismatches=row["held_mismatches"],

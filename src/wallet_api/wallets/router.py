@@ -6,7 +6,6 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response, status
-from pydantic import AwareDatetime
 from starlette.exceptions import HTTPException
 
 from wallet_api.auth.gate import key_id_of, owner_of, require_deposit
@@ -24,6 +23,7 @@ from wallet_api.core.fields import (
     METADATA_KEY_MAX_LENGTH,
     METADATA_VALUE_MAX_LENGTH,
     NO_NUL,
+    Instant,
     check_period,
     metadata_filter,
     metadata_text,
@@ -58,6 +58,7 @@ from wallet_api.wallets.schemas import (
     HISTORY_LIMIT_MAX,
     BatchRequest,
     BatchResponse,
+    CreateWalletRequest,
     OperationRequest,
     OperationResult,
     OperationsPage,
@@ -118,20 +119,31 @@ _WRITE_ERRORS = (
             *WRITE_FAILURES,
         ),
     },
+    openapi_extra=json_request_body(
+        CreateWalletRequest, {"in a currency": {"currency": "JPY"}}, required=False
+    ),
 )
 async def create_wallet(
     request: Request, service: WalletServiceDep, idempotency_key: IdempotencyKey = None
 ) -> Response:
-    """Create a wallet with a zero balance, owned by the API key's owner."""
+    """Create a wallet with a zero balance, owned by the API key's owner, in the currency
+    the optional body names (without a body: DEFAULT_CURRENCY, and the answer is the
+    specification's)."""
     owner = owner_of(request.scope)
+    currency = None
+    if (await request.body()).strip():
+        currency = (await read_json_body(request, CreateWalletRequest)).currency
     created = await service.create_wallet(
         owner=owner,
+        currency=currency,
         idempotency_key=scoped_key(owner, idempotency_key),
-        fingerprint=idempotency.fingerprint("POST", "/api/v1/wallets/create_wallet", ""),
+        fingerprint=idempotency.fingerprint(
+            "POST", "/api/v1/wallets/create_wallet", "" if currency is None else currency
+        ),
     )
     if isinstance(created, Replay):
         return created.response()
-    return Response(created_body(created), status.HTTP_201_CREATED, media_type="application/json")
+    return Response(created_body(*created), status.HTTP_201_CREATED, media_type="application/json")
 
 
 @router.api_route(
@@ -161,7 +173,7 @@ async def get_wallet(
     request: Request,
     service: WalletServiceDep,
     at: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Query(
             description="A time (RFC 3339, with its offset): the balance after the wallet's "
             "last entry dated at or before it (0 before its first), instead of the balance "
@@ -175,10 +187,10 @@ async def get_wallet(
     balance at that time, from its ledger."""
     owner = owner_of(request.scope)
     if at is not None:
-        balance = await service.balance_at(wallet_uuid, at, owner=owner)
-        return Response(balance_body(balance, at=at), media_type="application/json")
-    balance = await service.get_balance(wallet_uuid, owner=owner)
-    return Response(balance_body(balance), media_type="application/json")
+        balance, currency = await service.balance_at(wallet_uuid, at, owner=owner)
+        return Response(balance_body(balance, currency, at=at), media_type="application/json")
+    balance, currency = await service.get_balance(wallet_uuid, owner=owner)
+    return Response(balance_body(balance, currency), media_type="application/json")
 
 
 @router.get(
@@ -191,8 +203,8 @@ async def get_wallet(
 async def get_balances(wallet_uuid: UUID, request: Request, service: WalletServiceDep) -> Response:
     """A wallet's balance, what its active holds set aside (`held`), and what it may spend
     (`available`: balance less held): what every debit is judged on."""
-    balance, held = await service.get_balances(wallet_uuid, owner=owner_of(request.scope))
-    return Response(balances_body(balance, held), media_type="application/json")
+    balances = await service.get_balances(wallet_uuid, owner=owner_of(request.scope))
+    return Response(balances_body(*balances), media_type="application/json")
 
 
 @router.post(
@@ -240,7 +252,7 @@ async def operate(
     outcome = await service.apply_operation(wallet_uuid, operation, owner=owner)
     if isinstance(outcome, Replay):
         return outcome.response()
-    return Response(operation_body(outcome), media_type="application/json")
+    return Response(operation_body(*outcome), media_type="application/json")
 
 
 @router.get(
@@ -268,14 +280,14 @@ async def list_operations(
         ),
     ] = None,
     since: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Query(
             alias="from",
             description="Only entries dated at or after this time (RFC 3339, with its offset).",
         ),
     ] = None,
     until: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Query(
             alias="to",
             description="Only entries dated before this time (RFC 3339, with its offset); "
@@ -307,7 +319,7 @@ async def list_operations(
     cursor combine: pass the same filters with each page's `next_cursor`."""
     check_period(since, until)
     metadata = metadata_filter(metadata_key, metadata_value)
-    entries, next_id = await service.history(
+    entries, next_id, currency = await service.history(
         wallet_uuid,
         owner=owner_of(request.scope),
         limit=limit,
@@ -317,7 +329,7 @@ async def list_operations(
         until=until,
         metadata=metadata,
     )
-    return Response(history_body(entries, next_id), media_type="application/json")
+    return Response(history_body(entries, next_id, currency), media_type="application/json")
 
 
 batch_router = APIRouter(prefix="/api/v1/operations", tags=["wallets"])

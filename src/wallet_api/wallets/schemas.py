@@ -11,8 +11,16 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 
 from wallet_api.core.errors import AppError, error_document
-from wallet_api.core.fields import Amount, CanonicalUUID, Metadata, Money, canonical_metadata
+from wallet_api.core.fields import (
+    Amount,
+    CanonicalUUID,
+    CurrencyCode,
+    Metadata,
+    Money,
+    canonical_metadata,
+)
 from wallet_api.core.idempotency import Replay, client_key
+from wallet_api.core.money import Currency
 from wallet_api.core.responses import json_number, stored_json
 from wallet_api.posting.entries import EntryKind
 from wallet_api.wallets.cursors import encode_cursor
@@ -36,25 +44,72 @@ class OperationRequest(BaseModel):
     def canonical(self) -> str:
         """What makes two operation requests the same (for their Idempotency-Key): `100`
         and `"100.00"` are one amount."""
-        return f"{self.operation.value} {self.amount}{canonical_metadata(self.metadata)}"
+        return (
+            f"{self.operation.value} {self.amount.canonical()}{canonical_metadata(self.metadata)}"
+        )
+
+
+class CreateWalletRequest(BaseModel):
+    """The optional body of `create_wallet`: the wallet's currency."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_extra={"examples": [{"currency": "JPY"}]}
+    )
+
+    currency: CurrencyCode | None = Field(
+        None, description="Its ISO 4217 currency; without it, DEFAULT_CURRENCY."
+    )
+
+
+#: The specification's bodies (`create_wallet`, the balance, an operation) say the
+#: wallet's currency only when it is not DEFAULT_CURRENCY: for a wallet of that currency
+#: they stay exactly as the specification defines them.
+_SPEC_CURRENCY = Annotated[
+    str | None,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": "Present when the wallet's currency is not DEFAULT_CURRENCY: "
+            "its ISO 4217 code.",
+        }
+    ),
+]
+#: Every other body that shows an amount says its currency.
+_CURRENCY = Annotated[
+    str,
+    WithJsonSchema(
+        {"type": "string", "description": "The amounts' ISO 4217 currency.", "examples": ["USD"]}
+    ),
+]
 
 
 class WalletCreated(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"wallet_uuid": "3f0a0c1e-5e55-4b1f-9d0e-1d6b2f0c9a47"}]}
+        json_schema_extra={
+            "examples": [
+                {"wallet_uuid": "3f0a0c1e-5e55-4b1f-9d0e-1d6b2f0c9a47"},
+                {"wallet_uuid": "8d2f4b6a-1c3e-4f5a-9b7d-0e2c4a6b8d1f", "currency": "JPY"},
+            ]
+        }
     )
 
     wallet_uuid: UUID
+    currency: _SPEC_CURRENCY = None
 
 
 class WalletBalance(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"balance": 1000}, {"balance": 250, "at": "2026-12-01T00:00:00Z"}]
+            "examples": [
+                {"balance": 1000},
+                {"balance": 250, "at": "2026-12-01T00:00:00Z"},
+                {"balance": 1500, "currency": "JPY"},
+            ]
         }
     )
 
     balance: Money
+    currency: _SPEC_CURRENCY = None
     at: Annotated[
         datetime | None, _present_when("string", "with `?at=`: the time asked", "date-time")
     ] = None
@@ -67,49 +122,74 @@ class OperationResult(BaseModel):
 
     status: Literal["success"]
     balance: Money
+    currency: _SPEC_CURRENCY = None
 
 
 class WalletBalances(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"balance": 100, "held": 25, "available": 75}]}
+        json_schema_extra={
+            "examples": [{"balance": 100, "held": 25, "available": 75, "currency": "USD"}]
+        }
     )
 
     balance: Money = Field(description="What the ledger holds (the wallet's `balance`).")
     held: Money = Field(description="What its active holds set aside.")
     available: Money = Field(description="What it may spend: balance less held.")
+    currency: _CURRENCY
 
 
-def balances_body(balance: int, held: int) -> str:
+def balances_body(balance: int, held: int, currency: Currency) -> str:
     """The 200 body of a wallet's balances."""
+    exponent = currency.exponent
     return orjson.dumps(
         {
-            "balance": json_number(balance),
-            "held": json_number(held),
-            "available": json_number(balance - held),
+            "balance": json_number(balance, exponent),
+            "held": json_number(held, exponent),
+            "available": json_number(balance - held, exponent),
+            "currency": currency.code,
         }
     ).decode()
 
 
-def balance_body(balance: int, *, at: datetime | None = None) -> str:
+def balance_body(balance: int, currency: Currency, *, at: datetime | None = None) -> str:
     """The 200 body of a balance read (at a point in time: with it)."""
-    if at is None:
-        return orjson.dumps({"balance": json_number(balance)}).decode()
-    return orjson.dumps({"balance": json_number(balance), "at": at}).decode()
+    body: dict[str, object] = {"balance": json_number(balance, currency.exponent)}
+    if not currency.implicit:
+        body["currency"] = currency.code
+    if at is not None:
+        body["at"] = at
+    return orjson.dumps(body).decode()
 
 
-#: The 200 body of an applied operation around its balance, for a statement that renders
-#: it itself (`operation_body`'s text: tests/test_idempotency.py compares the two).
-OPERATION_BODY_AROUND = ('{"status":"success","balance":', "}")
+def operation_body_around(currency: Currency) -> tuple[str, str]:
+    """The 200 body of an applied operation around its balance, for a statement that
+    renders it itself (`operation_body`'s text: tests/test_idempotency.py compares the
+    two)."""
+    if currency.implicit:
+        return '{"status":"success","balance":', "}"
+    return '{"status":"success","balance":', f',"currency":"{currency.code}"}}'
 
 
-def operation_body(balance: int) -> str:
+def operation_body(balance: int, currency: Currency) -> str:
     """The 200 body of an applied operation (also stored for idempotent replays)."""
-    return orjson.dumps({"status": "success", "balance": json_number(balance)}).decode()
+    if currency.implicit:
+        return orjson.dumps(
+            {"status": "success", "balance": json_number(balance, currency.exponent)}
+        ).decode()
+    return orjson.dumps(
+        {
+            "status": "success",
+            "balance": json_number(balance, currency.exponent),
+            "currency": currency.code,
+        }
+    ).decode()
 
 
-def created_body(wallet_id: UUID) -> str:
+def created_body(wallet_id: UUID, currency: Currency) -> str:
     """The 201 body of a created wallet (also stored for idempotent replays)."""
-    return orjson.dumps({"wallet_uuid": str(wallet_id)}).decode()
+    if currency.implicit:
+        return orjson.dumps({"wallet_uuid": str(wallet_id)}).decode()
+    return orjson.dumps({"wallet_uuid": str(wallet_id), "currency": currency.code}).decode()
 
 
 HISTORY_LIMIT_DEFAULT = 50
@@ -183,6 +263,7 @@ class OperationsPage(BaseModel):
                             "idempotency_key": "order-42",
                         }
                     ],
+                    "currency": "USD",
                     "next_cursor": "2a",
                 }
             ]
@@ -190,6 +271,7 @@ class OperationsPage(BaseModel):
     )
 
     items: list[OperationItem]
+    currency: _CURRENCY
     next_cursor: str | None = Field(
         description="Pass it back as `cursor` for the next page; null on the last page."
     )
@@ -200,14 +282,15 @@ def _text(value: UUID | None) -> str | None:
     return None if value is None else str(value)
 
 
-def history_body(entries: Sequence[LedgerEntry], next_id: int | None) -> str:
+def history_body(entries: Sequence[LedgerEntry], next_id: int | None, currency: Currency) -> str:
     items = []
+    exponent = currency.exponent
     for entry in entries:
         item: dict[str, Any] = {
             "id": entry.id,
             "operation": entry.operation,
-            "amount": json_number(entry.amount),
-            "balance_after": json_number(entry.balance_after),
+            "amount": json_number(entry.amount, exponent),
+            "balance_after": json_number(entry.balance_after, exponent),
             "created_at": entry.created_at,
         }
         optional = {
@@ -223,7 +306,9 @@ def history_body(entries: Sequence[LedgerEntry], next_id: int | None) -> str:
         item.update((name, value) for name, value in optional.items() if value is not None)
         items.append(item)
     next_cursor = encode_cursor(next_id) if next_id is not None else None
-    return orjson.dumps({"items": items, "next_cursor": next_cursor}).decode()
+    return orjson.dumps(
+        {"items": items, "currency": currency.code, "next_cursor": next_cursor}
+    ).decode()
 
 
 #: Operations one batch request may carry.
@@ -299,7 +384,7 @@ class BatchRequest(BaseModel):
         """What makes two batch requests the same (for their Idempotency-Key): `100` and
         `"100.00"` are one amount."""
         lines = [
-            f"{item.wallet_uuid} {item.operation.value} {item.amount}"
+            f"{item.wallet_uuid} {item.operation.value} {item.amount.canonical()}"
             f"{canonical_metadata(item.metadata)}"
             for item in self.operations
         ]
@@ -349,11 +434,11 @@ def batch_body(results: Sequence[tuple[int, str]]) -> str:
     ).decode()
 
 
-def result_of(outcome: int | AppError | Replay) -> tuple[int, str]:
-    """(status, body) the single endpoint answers for an outcome (a problem document
-    without its request id)."""
+def result_of(outcome: tuple[int, Currency] | AppError | Replay) -> tuple[int, str]:
+    """(status, body) the single endpoint answers for an outcome (the balance after an
+    applied operation, in its currency; a problem document without its request id)."""
     if isinstance(outcome, Replay):
         return outcome.status, outcome.body
     if isinstance(outcome, AppError):
         return outcome.status, orjson.dumps(error_document(outcome)).decode()
-    return 200, operation_body(outcome)
+    return 200, operation_body(*outcome)

@@ -12,9 +12,10 @@ import asyncio
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from wallet_api.core import idempotency
@@ -32,7 +33,9 @@ from wallet_api.core.errors import (
     InternalError,
     OutcomeUnknown,
     ServiceUnavailable,
+    ValidationFailed,
     WalletBusy,
+    error_text,
     log_unavailable,
     wallet_held,
 )
@@ -43,6 +46,7 @@ from wallet_api.core.metrics import (
     declare_operation_outcomes,
     operation_outcomes,
 )
+from wallet_api.core.money import Currency
 from wallet_api.posting import repository as posting
 from wallet_api.posting.commit import committing
 from wallet_api.posting.entries import Entry
@@ -50,6 +54,7 @@ from wallet_api.posting.queue import Group, GroupCommitQueue, Settle
 from wallet_api.posting.writer import KEY_RACE_ATTEMPTS, Writer
 from wallet_api.posting.writer import Outcome as EntryOutcome
 from wallet_api.wallets import repository
+from wallet_api.wallets.currencies import WalletCurrencies
 from wallet_api.wallets.cursors import MAX_LEDGER_ID
 from wallet_api.wallets.exceptions import (
     BalanceLimitExceeded,
@@ -59,6 +64,7 @@ from wallet_api.wallets.exceptions import (
 )
 from wallet_api.wallets.models import OperationType
 from wallet_api.wallets.operations import (
+    Applied,
     Atomic,
     Operation,
     Outcome,
@@ -110,6 +116,8 @@ class WalletService:
         self._events = settings.events_enabled
         #: Whose each wallet is (checked for callers with an API key).
         self.owners = WalletOwners(database)
+        #: Each wallet's currency (its amounts are read and shown in it).
+        self.currencies = WalletCurrencies(database, settings.implicit_currency)
         self._writes: GroupCommitQueue[Entry, EntryOutcome] | None = None
         self._reads: GroupCommitQueue[None, int | None] | None = None
         if settings.coalescing_enabled:
@@ -130,11 +138,13 @@ class WalletService:
         self,
         *,
         owner: str | None = None,
+        currency: str | None = None,
         idempotency_key: str | None = None,
         fingerprint: str = "",
-    ) -> UUID | Replay:
-        """Create a wallet of `owner`; with a key, only the first request with that key
-        does."""
+    ) -> tuple[UUID, Currency] | Replay:
+        """Create a wallet of `owner` in `currency` (ISO 4217, validated; None:
+        DEFAULT_CURRENCY); with a key, only the first request with that key does."""
+        of_wallet = self.currencies.currency(currency or self.currencies.default.code)
         for attempt in range(KEY_RACE_ATTEMPTS):
             if idempotency_key is not None:
                 stored = await self._stored_responses({idempotency_key})
@@ -152,9 +162,10 @@ class WalletService:
                         commit.connection,
                         wallet_id,
                         owner=owner,
+                        currency=of_wallet.code,
                         key=idempotency_key,
                         fingerprint=fingerprint,
-                        body=created_body(wallet_id),
+                        body=created_body(wallet_id, of_wallet),
                         event=self._events,
                     )
             except UniqueViolation as exc:
@@ -162,32 +173,60 @@ class WalletService:
                     continue
                 raise
             self.owners.remember(wallet_id, owner)
-            return wallet_id
+            self.currencies.remember(wallet_id, of_wallet.code)
+            return wallet_id, of_wallet
         raise AssertionError("unreachable")
 
     async def _stored_responses(self, keys: set[str]) -> dict[str, StoredResponse]:
         async with self._database.autocommit() as connection:
             return await posting.stored_responses(connection, keys)
 
-    async def get_balance(self, wallet_id: UUID, *, owner: str | None = None) -> int:
+    async def currency_of(self, wallet_id: UUID) -> Currency:
+        """The wallet's currency (of a wallet `owner` may touch: checked before)."""
+        currency = self.currencies.remembered(wallet_id) or await self.currencies.one(wallet_id)
+        if currency is None:
+            raise WalletNotFound(wallet_id)
+        return currency
+
+    async def get_balance(
+        self, wallet_id: UUID, *, owner: str | None = None
+    ) -> tuple[int, Currency]:
         if not self.owners.surely_owns(owner, wallet_id):
             await self.owners.check(owner, wallet_id)
+        currency = await self.currency_of(wallet_id)
         if self._reads is not None:
             balance = await self._reads.submit(wallet_id, None)
         else:
             (balance,) = (await self._read_groups([(wallet_id, [None])]))[0]
         if balance is None:
             raise WalletNotFound(wallet_id)
-        return balance
+        return balance, currency
 
-    async def get_balances(self, wallet_id: UUID, *, owner: str | None = None) -> tuple[int, int]:
-        """The wallet's balance and what its holds set aside now."""
+    async def get_balances(
+        self, wallet_id: UUID, *, owner: str | None = None
+    ) -> tuple[int, int, Currency]:
+        """The wallet's balance and what its holds set aside now, in its currency."""
         await self.owners.check(owner, wallet_id)
+        currency = await self.currency_of(wallet_id)
         async with self._database.autocommit() as connection:
             found = await repository.balances(connection, wallet_id)
         if found is None:
             raise WalletNotFound(wallet_id)
-        return found
+        return (*found, currency)
+
+    async def _currency_to_judge(self, owner: str | None, wallet_id: UUID) -> tuple[Currency, bool]:
+        """The currency an amount sent for the wallet is read in, and whether `owner` may
+        touch the wallet. Another owner's wallet, or none, is refused as an unknown one
+        (404) after its amount is read in DEFAULT_CURRENCY, as before currencies existed:
+        what a refusal says never depends on such a wallet's currency."""
+        if not self.owners.surely_owns(owner, wallet_id) and await self.owners.foreign(
+            owner, (wallet_id,)
+        ):
+            return self.currencies.default, False
+        currency = self.currencies.remembered(wallet_id) or await self.currencies.one(wallet_id)
+        if currency is None:
+            return self.currencies.default, False
+        return currency, True
 
     async def _write_groups(
         self, groups: Sequence[Group[Entry]], settle: Settle[EntryOutcome]
@@ -204,21 +243,22 @@ class WalletService:
 
     async def apply_operation(
         self, wallet_id: UUID, operation: Operation, *, owner: str | None = None
-    ) -> int | Replay:
+    ) -> Applied | Replay:
         """Apply one operation to a wallet of `owner`; return the balance right after it
         (or the replay of the earlier request with its key), or raise its refusal."""
         kind = operation.kind.value
         try:
-            if not self.owners.surely_owns(owner, wallet_id):
-                await self.owners.check(owner, wallet_id)
-            entry = entry_of(wallet_id, operation)
+            currency, reachable = await self._currency_to_judge(owner, wallet_id)
+            entry = entry_of(wallet_id, operation, currency)
+            if not reachable:
+                raise WalletNotFound(wallet_id)
             if self._writes is not None:
                 posted = await self._writes.submit(wallet_id, entry)
             else:
                 # The classic way, one row-locking transaction per operation: concurrent
                 # operations on one wallet would mostly lose optimistic races to each other.
                 posted = await self.writer.apply_one(wallet_id, entry, optimistic=False)
-            outcome = outcome_of(entry.legs[0], posted)
+            outcome = outcome_of(entry.legs[0], posted, currency)
         except AppError as error:
             operation_outcomes(kind, error.code).inc()
             raise
@@ -262,6 +302,13 @@ class WalletService:
         even if some of its items are: the header would tell the client that nothing
         happened now.
         """
+        # Each item is checked on its own: one on another owner's wallet is refused as
+        # on an unknown wallet, the others apply. Every amount is read in its wallet's
+        # currency before anything is claimed or written: one that is not an amount of
+        # it refuses the request (422), which changes nothing.
+        foreign = await self.owners.foreign(owner, {wallet_id for wallet_id, _ in items})
+        currencies = await self._currencies_of(items, foreign)
+        self._entries_of(items, currencies)
         first_request = True
         if idempotency_key is not None:
             first_request = await self._claim_key(idempotency_key, fingerprint)
@@ -276,9 +323,6 @@ class WalletService:
                 )
                 for index, (wallet_id, operation) in enumerate(items)
             ]
-        # Each item is checked on its own: one on another owner's wallet is refused as
-        # on an unknown wallet, the others apply.
-        foreign = await self.owners.foreign(owner, {wallet_id for wallet_id, _ in items})
         outcomes: list[Outcome | None] = [None] * len(items)
         places: dict[UUID, list[int]] = {}
         for index, (wallet_id, _) in enumerate(items):
@@ -301,10 +345,12 @@ class WalletService:
                 outcomes[index] = wallet_held(cause)
             log_unavailable(wallet_held(cause))  # one line for the wallet, as for a 503
 
-        groups = [(w, [entry_of(w, items[i][1]) for i in indexes]) for w, indexes in places.items()]
+        entries = self._entries_of(items, currencies)
+        groups = [(w, [entries[i] for i in indexes]) for w, indexes in places.items()]
+        of_wallet = {wallet_id: currencies[index] for index, (wallet_id, _) in enumerate(items)}
         try:
             if groups:
-                await self._apply_around_held(groups, settle, held)
+                await self._apply_around_held(groups, of_wallet, settle, held)
         except Exception as exc:
             # What committed before the failure keeps its outcomes; the rest is answered.
             left = {w: [i for i in indexes if outcomes[i] is None] for w, indexes in places.items()}
@@ -328,9 +374,48 @@ class WalletService:
         )
         return answered, replayed
 
+    async def _currencies_of(
+        self, items: Sequence[tuple[UUID, Operation]], foreign: Collection[UUID]
+    ) -> list[Currency]:
+        """The currency each item's amount is read in (`_currency_to_judge`): its
+        wallet's, or for another owner's or an unknown wallet DEFAULT_CURRENCY."""
+        found = await self.currencies.of(
+            {wallet_id for wallet_id, _ in items if wallet_id not in foreign}
+        )
+        default = self.currencies.default
+        return [
+            default if wallet_id in foreign else found.get(wallet_id, default)
+            for wallet_id, _ in items
+        ]
+
+    @staticmethod
+    def _entries_of(
+        items: Sequence[tuple[UUID, Operation]], currencies: Sequence[Currency]
+    ) -> list[Entry]:
+        """The items as entries, their amounts in minor units of `currencies`; or 422
+        `validation_error` naming every item whose amount is not one of its currency's."""
+        entries: list[Entry] = []
+        errors: list[Mapping[str, Any]] = []
+        for index, ((wallet_id, operation), currency) in enumerate(
+            zip(items, currencies, strict=True)
+        ):
+            try:
+                entries.append(
+                    entry_of(
+                        wallet_id, operation, currency, ("body", "operations", index, "amount")
+                    )
+                )
+            except ValidationFailed as error:
+                errors.extend(error.errors)
+        if errors:
+            detail = "; ".join(error_text(error) for error in errors)
+            raise ValidationFailed(detail, errors=errors)
+        return entries
+
     async def _apply_around_held(
         self,
         groups: Sequence[tuple[UUID, Sequence[Entry]]],
+        currencies: Mapping[UUID, Currency],
         settle: Callable[[UUID, Sequence[Outcome]], None],
         held: Callable[[UUID, BaseException], None],
     ) -> None:
@@ -347,7 +432,7 @@ class WalletService:
             settle(
                 wallet_id,
                 [
-                    outcome_of(leg, outcome)
+                    outcome_of(leg, outcome, currencies[wallet_id])
                     for leg, outcome in zip(legs[wallet_id], outcomes, strict=True)
                 ],
             )
@@ -363,7 +448,7 @@ class WalletService:
                 return
             middle = len(left) // 2
             for half in (left[:middle], left[middle:]):
-                await self._apply_around_held(half, settle, held)
+                await self._apply_around_held(half, currencies, settle, held)
 
     async def _one_by_one(
         self,
@@ -393,19 +478,20 @@ class WalletService:
         the stored response. Raises IdempotencyKeyReused for a key used by another
         request."""
         foreign = await self.owners.foreign(owner, {wallet_id for wallet_id, _ in items})
-        entries = [entry_of(wallet_id, operation) for wallet_id, operation in items]
+        currencies = await self._currencies_of(items, foreign)
+        entries = self._entries_of(items, currencies)
         judged = await self.writer.apply_atomic(
             entries,
             key=idempotency_key,
             fingerprint=fingerprint,
-            render=lambda outcomes: atomic_response(atomic_outcome(entries, outcomes)),
+            render=lambda outcomes: atomic_response(atomic_outcome(entries, currencies, outcomes)),
             unknown=foreign,
         )
         if isinstance(judged, AppError):
             raise judged
         if isinstance(judged, Replay):
             return judged
-        result = atomic_outcome(entries, judged)
+        result = atomic_outcome(entries, currencies, judged)
         if isinstance(result, list):
             _count_all(
                 (operation.kind.value, balance)
@@ -440,9 +526,10 @@ class WalletService:
         since: datetime | None = None,
         until: datetime | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> tuple[list[repository.LedgerEntry], int | None]:
-        """A page of the wallet's ledger, newest first, and the id the next page starts
-        below (None on the last page). Keyset pagination: stable while rows are added.
+    ) -> tuple[list[repository.LedgerEntry], int | None, Currency]:
+        """A page of the wallet's ledger, newest first, the id the next page starts below
+        (None on the last page), and the wallet's currency. Keyset pagination: stable
+        while rows are added.
 
         Filtered by kind (`kinds`), a page examines at most HISTORY_EXAMINE rows: when
         fewer than `limit` of those are of the kinds asked for, it is short (even empty),
@@ -471,16 +558,19 @@ class WalletService:
             )
             if not page.examined and not await repository.wallet_exists(connection, wallet_id):
                 raise WalletNotFound(wallet_id)
+        currency = await self.currency_of(wallet_id)
         entries = page.entries
         if len(entries) > limit:
-            return entries[:limit], entries[limit - 1].id
+            return entries[:limit], entries[limit - 1].id, currency
         if page.examined == examine and page.lowest is not None:
-            return entries, page.lowest
-        return entries, None
+            return entries, page.lowest, currency
+        return entries, None, currency
 
-    async def balance_at(self, wallet_id: UUID, at: datetime, *, owner: str | None = None) -> int:
+    async def balance_at(
+        self, wallet_id: UUID, at: datetime, *, owner: str | None = None
+    ) -> tuple[int, Currency]:
         """The wallet's balance after its last entry dated at or before `at` (0 before
-        its first): refused for a time later than the database's clock."""
+        its first), in its currency: refused for a time later than the database's clock."""
         await self.owners.check(owner, wallet_id)
         async with self._database.autocommit() as connection:
             balance, found, later = await repository.balance_at(connection, wallet_id, at)
@@ -488,7 +578,7 @@ class WalletService:
             raise WalletNotFound(wallet_id)
         if later:
             raise TimeInTheFuture(at)
-        return balance or 0
+        return balance or 0, await self.currency_of(wallet_id)
 
     async def purge_idempotency_keys(self, *, older_than_seconds: int) -> int:
         """Delete the keys older than the retention, a bounded batch per statement."""

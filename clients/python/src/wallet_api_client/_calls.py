@@ -37,6 +37,7 @@ from wallet_api_client.models import (
     Items,
     OperationItem,
     OperationResult,
+    OperationsPage,
     Page,
     Reversal,
     Statement,
@@ -95,6 +96,11 @@ def _without_none(body: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in body.items() if value is not None}
 
 
+def history_pages(call: Call[OperationsPage]) -> Call[Page[OperationItem]]:
+    """A history page's call as one of the pages a list is followed through."""
+    return Call(call.method, call.path, call.read, call.body, call.params)
+
+
 def _page_of(model: type[Any]) -> Callable[[Any], Page[Any]]:
     return Page[model].model_validate  # type: ignore[valid-type]
 
@@ -102,8 +108,13 @@ def _page_of(model: type[Any]) -> Callable[[Any], Page[Any]]:
 # The endpoints (docs/API.md, Endpoints), in its order.
 
 
-def create_wallet() -> Call[WalletCreated]:
-    return Call("POST", "/api/v1/wallets/create_wallet", WalletCreated.model_validate)
+def create_wallet(currency: str | None = None) -> Call[WalletCreated]:
+    return Call(
+        "POST",
+        "/api/v1/wallets/create_wallet",
+        WalletCreated.model_validate,
+        body=None if currency is None else {"currency": currency},
+    )
 
 
 def _time(value: datetime | None) -> str | None:
@@ -152,7 +163,7 @@ def list_operations(
     since: datetime | None = None,
     until: datetime | None = None,
     metadata: tuple[str, str] | None = None,
-) -> Call[Page[OperationItem]]:
+) -> Call[OperationsPage]:
     if metadata is not None and not (isinstance(metadata, tuple) and len(metadata) == 2):
         raise TypeError("metadata: a (key, value) tuple")
     key, value = (None, None) if metadata is None else metadata
@@ -168,7 +179,7 @@ def list_operations(
     return Call(
         "GET",
         f"/api/v1/wallets/{wallet}/operations",
-        _page_of(OperationItem),
+        OperationsPage.model_validate,
         params=_without_none(params),
     )
 

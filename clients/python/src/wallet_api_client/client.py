@@ -33,6 +33,7 @@ from wallet_api_client.models import (
     Hold,
     OperationItem,
     OperationResult,
+    OperationsPage,
     Page,
     Reversal,
     Statement,
@@ -118,8 +119,12 @@ class Client:
 
     # Wallets (the specification's endpoints).
 
-    def create_wallet(self, *, idempotency_key: str | None = None) -> WalletCreated:
-        return self.send(_calls.create_wallet(), idempotency_key)
+    def create_wallet(
+        self, *, currency: str | None = None, idempotency_key: str | None = None
+    ) -> WalletCreated:
+        """A new wallet, in `currency` (an ISO 4217 code; None: the service's
+        DEFAULT_CURRENCY)."""
+        return self.send(_calls.create_wallet(currency), idempotency_key)
 
     def get_wallet(self, wallet: UUID | str, *, at: datetime | None = None) -> WalletBalance:
         """The wallet's balance; with `at` (a time with its offset), its balance then."""
@@ -160,7 +165,7 @@ class Client:
         since: datetime | None = None,
         until: datetime | None = None,
         metadata: tuple[str, str] | None = None,
-    ) -> Page[OperationItem]:
+    ) -> OperationsPage:
         """A page of the history: of `operations` kinds only (a page may then be short, even
         empty, with a cursor), dated in [`since`, `until`), with `metadata` (a key and its
         value) only those whose metadata has it."""
@@ -188,14 +193,16 @@ class Client:
         """Every entry of the wallet's history (of `operations` kinds, dated in [`since`,
         `until`), with `metadata`'s key and value), newest first, page after page."""
         return self._follow(
-            lambda cursor: _calls.list_operations(
-                wallet,
-                limit=page_size,
-                cursor=cursor,
-                operations=operations,
-                since=since,
-                until=until,
-                metadata=metadata,
+            lambda cursor: _calls.history_pages(
+                _calls.list_operations(
+                    wallet,
+                    limit=page_size,
+                    cursor=cursor,
+                    operations=operations,
+                    since=since,
+                    until=until,
+                    metadata=metadata,
+                )
             )
         )
 

@@ -220,6 +220,12 @@ class CaptureExceedsHold(ClientError):
     code_name = "capture_exceeds_hold"
 
 
+class CurrencyMismatch(ClientError):
+    """422: money asked to move between wallets of two currencies (nothing is converted)."""
+
+    code_name = "currency_mismatch"
+
+
 class ReversalExceedsEntry(ClientError):
     """422: more than the entry moved."""
 
@@ -359,6 +365,7 @@ ERRORS: dict[str, type[ApiError]] = {
         HoldVoided,
         HoldExpired,
         CaptureExceedsHold,
+        CurrencyMismatch,
         ReversalExceedsEntry,
         EntryNotReversible,
         IdempotencyKeyReused,

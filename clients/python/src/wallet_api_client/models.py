@@ -20,20 +20,33 @@ class Model(BaseModel):
 
 class WalletCreated(Model):
     wallet_uuid: UUID
+    #: The wallet's ISO 4217 currency; None for DEFAULT_CURRENCY (the specification's
+    #: bodies leave it unsaid).
+    currency: str | None = None
 
 
 class WalletBalance(Model):
     balance: Decimal
+    #: The wallet's ISO 4217 currency; None for DEFAULT_CURRENCY (the specification's
+    #: bodies leave it unsaid).
+    currency: str | None = None
     #: With `at`: the time asked (the balance after the last entry dated at or before it).
     at: datetime | None = None
 
 
-class Balances(Model):
+class HoldBalances(Model):
     """The ledger balance, what active holds set aside, and what may be spent."""
 
     balance: Decimal
     held: Decimal
     available: Decimal
+
+
+class Balances(HoldBalances):
+    """A wallet's balances, in its currency."""
+
+    #: The ISO 4217 currency of the amounts (None from a service older than currencies).
+    currency: str | None = None
 
 
 class StatementEntry(Model):
@@ -64,11 +77,16 @@ class Statement(Model):
     opening_balance: Decimal
     closing_balance: Decimal
     entries: list[StatementEntry]
+    #: The ISO 4217 currency of the amounts (None from a service older than currencies).
+    currency: str | None = None
 
 
 class OperationResult(Model):
     status: str
     balance: Decimal
+    #: The wallet's ISO 4217 currency; None for DEFAULT_CURRENCY (the specification's
+    #: bodies leave it unsaid).
+    currency: str | None = None
 
 
 class OperationItem(Model):
@@ -94,6 +112,13 @@ class Page(Model, Generic[T]):
 
     items: list[T]
     next_cursor: str | None
+
+
+class OperationsPage(Page[OperationItem]):
+    """A page of a wallet's history."""
+
+    #: The ISO 4217 currency of its amounts (None from a service older than currencies).
+    currency: str | None = None
 
 
 class BatchResult(Model):
@@ -129,6 +154,8 @@ class Transfer(Model):
     from_wallet_uuid: UUID
     to_wallet_uuid: UUID
     amount: Decimal
+    #: The ISO 4217 currency of the amounts (None from a service older than currencies).
+    currency: str | None = None
     description: str | None
     metadata: dict[str, str] | None = None
     from_balance: Decimal | None
@@ -148,6 +175,8 @@ class ReversalLeg(Model):
 class Reversal(Model):
     transfer_id: UUID | None
     amount: Decimal
+    #: The ISO 4217 currency of the amounts (None from a service older than currencies).
+    currency: str | None = None
     description: str | None
     legs: list[ReversalLeg]
     created_at: datetime
@@ -168,6 +197,8 @@ class Hold(Model):
     wallet_uuid: UUID
     status: str
     amount: Decimal
+    #: The ISO 4217 currency of the amounts (None from a service older than currencies).
+    currency: str | None = None
     captured: Decimal
     released: Decimal
     held: Decimal
@@ -176,7 +207,7 @@ class Hold(Model):
     created_at: datetime
     expires_at: datetime
     closed_at: datetime | None = None
-    balances: Balances | None = None
+    balances: HoldBalances | None = None
     capture: CaptureMade | None = None
 
 
@@ -212,6 +243,8 @@ class EventMonitor(Model):
 
 class EventData(Model):
     wallet_uuid: UUID
+    #: The ISO 4217 currency of the amounts (None from a service older than currencies).
+    currency: str | None = None
     entries: list[EventEntry]
     hold: EventHold | None = None
     monitor: EventMonitor | None = None
@@ -266,5 +299,7 @@ class BalanceMonitor(Model):
     wallet_uuid: UUID
     condition: str
     threshold: Decimal
+    #: The ISO 4217 currency of the amounts (None from a service older than currencies).
+    currency: str | None = None
     across: bool
     created_at: datetime
