@@ -296,3 +296,27 @@ def test_another_owners_wallet_is_refused_alike_whatever_its_currency(
                 ).status_code
                 == status
             )
+
+
+@pytest.mark.parametrize(
+    ("currency", "amount", "body"),
+    [
+        ("EUR", "1.5", '{"status":"success","balance":1.5,"currency":"EUR"}'),
+        ("JPY", "150", '{"status":"success","balance":150,"currency":"JPY"}'),
+        ("KWD", "0.015", '{"status":"success","balance":0.015,"currency":"KWD"}'),
+    ],
+)
+def test_a_keyed_operation_answers_and_replays_its_currencys_body(
+    client: httpx.Client, currency: str, amount: str, body: str
+) -> None:
+    """The first answer (a statement renders it for a currency of two digits, the engine
+    for the others) and its replay are one text."""
+    wallet = wallet_in(client, currency)
+    key = {"Idempotency-Key": f"keyed-{uuid.uuid4()}"}
+    sent = [
+        client.post(OPERATION_PATH.format(wallet), json=operation("DEPOSIT", amount), headers=key)
+        for _ in range(2)
+    ]
+    assert [answer.text for answer in sent] == [body, body]
+    assert sent[1].headers["Idempotent-Replayed"] == "true"
+    assert client.get(f"{WALLETS}/{wallet}/balances").json()["balance"] == float(amount)

@@ -8,6 +8,7 @@ filters, cursors; events off."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -152,7 +153,7 @@ def test_every_change_is_one_event_and_a_refusal_none(
     captured = events[10]["data"]
     assert captured["hold"]["hold_id"] == hold["hold_id"]
     assert captured["hold"]["amount"] == 2
-    assert events[0]["data"] == {"wallet_uuid": wallet, "entries": []}
+    assert events[0]["data"] == {"wallet_uuid": wallet, "currency": "USD", "entries": []}
 
 
 def client_history(service: ServiceProcess, database: TestDatabase, wallet: str) -> list[Any]:
@@ -416,3 +417,39 @@ def test_with_events_off_none_is_written(
         "SELECT seq FROM wallet_operations WHERE wallet_id = $1 ORDER BY id", uuid.UUID(wallet)
     )
     assert [row["seq"] for row in rows] == [1, 2]
+
+
+def test_an_events_amounts_are_in_its_wallets_currency(
+    keyed: ServiceProcess, database: TestDatabase
+) -> None:
+    """`data.currency` is the wallet's, and every amount of the event (its entries', its
+    hold's, its monitor's) is in that currency's units: yen, fils."""
+    with owner_client(keyed, database) as client:
+        yen = client.post(f"{WALLETS}/create_wallet", json={"currency": "JPY"}).json()
+        dinar = client.post(f"{WALLETS}/create_wallet", json={"currency": "KWD"}).json()
+        for wallet, amount, threshold in ((yen, "1500", "1000"), (dinar, "1.234", "1.001")):
+            path = f"{WALLETS}/{wallet['wallet_uuid']}"
+            monitor = client.post(
+                f"{path}/balance_monitors", json={"condition": "above", "threshold": threshold}
+            )
+            assert monitor.status_code == 201, monitor.text
+            assert monitor.json()["currency"] == wallet["currency"]
+            deposit = client.post(
+                f"{path}/operation", json={"operation": "DEPOSIT", "amount": amount}
+            )
+            assert deposit.status_code == 200, deposit.text
+            hold = client.post(
+                "/api/v1/holds", json={"wallet_uuid": wallet["wallet_uuid"], "amount": amount}
+            )
+            assert hold.status_code == 201, hold.text
+        events = read_all(client)
+    texts = {
+        (event["data"]["currency"], event["type"]): json.dumps(event["data"]) for event in events
+    }
+    by_type = {(event["data"]["currency"], event["type"]): event["data"] for event in events}
+    assert by_type["JPY", "operation.applied"]["entries"][0]["amount"] == 1500
+    assert by_type["KWD", "operation.applied"]["entries"][0]["amount"] == 1.234
+    assert by_type["JPY", "hold.created"]["hold"]["amount"] == 1500
+    assert by_type["KWD", "hold.created"]["hold"]["amount"] == 1.234
+    assert by_type["KWD", "balance_monitor.triggered"]["monitor"]["threshold"] == 1.001
+    assert '"available": 1.234' in texts["KWD", "balance_monitor.triggered"]

@@ -1946,4 +1946,97 @@ BREAKS = [
         "                entry.api_key_id,\n                None,\n            )\n        )\n",
         ("tests/test_metadata.py::test_a_holds_metadata_goes_with_its_release_by_void_or_expiry",),
     ),
+    Break(
+        "a-transfer-between-two-currencies",
+        "money moves between wallets of one currency only: a transfer across is refused",
+        "src/wallet_api/transfers/service.py",
+        "        if payee is not None and payee.code != currency.code:\n",
+        "        if False:\n",
+        ("tests/test_currencies.py::test_money_moves_between_wallets_of_one_currency_only",),
+    ),
+    Break(
+        "a-capture-into-another-currency",
+        "money moves between wallets of one currency only: a capture across is refused",
+        "src/wallet_api/holds/service.py",
+        "            if payee_currency is not None and payee_currency.code != currency.code:\n",
+        "            if False:\n",
+        ("tests/test_currencies.py::test_money_moves_between_wallets_of_one_currency_only",),
+    ),
+    Break(
+        "an-amount-of-more-digits-than-its-currency",
+        "an amount has at most its currency's fractional digits",
+        "src/wallet_api/core/money.py",
+        "        if digits < -exponent:\n",
+        "        if digits < -MAX_FRACTION_DIGITS:\n",
+        (
+            "tests/test_currencies.py::"
+            "test_an_amount_beyond_its_currencys_digits_is_refused_and_changes_nothing",
+        ),
+    ),
+    Break(
+        "another-owners-wallet-judged-in-its-currency",
+        "no refusal tells another owner's wallet's currency",
+        SERVICE,
+        "            owner, (wallet_id,)\n        ):\n            return self.currencies.default, False\n",
+        "            owner, (wallet_id,)\n        ):\n"
+        "            return await self.currencies.one(wallet_id) or self.currencies.default, False\n",
+        (
+            "tests/test_currencies.py::"
+            "test_another_owners_wallet_is_refused_alike_whatever_its_currency",
+        ),
+    ),
+    Break(
+        "the-specifications-body-says-the-default-currency",
+        "a wallet of DEFAULT_CURRENCY answers the specification's bodies exactly",
+        "src/wallet_api/wallets/schemas.py",
+        '    if currency.implicit:\n        return orjson.dumps(\n            {"status"',
+        '    if False:\n        return orjson.dumps(\n            {"status"',
+        (
+            "tests/test_currencies.py::test_a_wallet_made_without_a_currency_is_the_specifications",
+            "tests/test_wallet_contract.py::test_deposit_returns_success_and_the_new_balance",
+        ),
+    ),
+    Break(
+        "a-keyed-answer-without-its-currency",
+        "a keyed operation's answer, rendered by the statement, says a non-default currency",
+        "src/wallet_api/wallets/schemas.py",
+        '    return \'{"status":"success","balance":\', f\',"currency":"{currency.code}"}}\'\n',
+        '    return \'{"status":"success","balance":\', "}"\n',
+        (
+            "tests/test_currencies.py::"
+            "test_a_keyed_operation_answers_and_replays_its_currencys_body",
+        ),
+    ),
+    Break(
+        "money-created-summed-across-currencies",
+        "verify reports the money made or lost in each currency",
+        REPOSITORY,
+        "        LEFT JOIN external e ON e.currency = b.currency\n",
+        "        LEFT JOIN external e ON true\n",
+        ("tests/test_currencies.py::test_the_ledger_check_reports_money_by_currency",),
+    ),
+    Break(
+        "a-statement-in-cents-whatever-the-currency",
+        "a statement's amounts have its currency's decimals",
+        "src/wallet_api/statements/repository.py",
+        '    return f"(({minor})::numeric / {10**exponent})::numeric(20, {exponent})"\n',
+        '    return f"(({minor})::numeric / 100)::numeric(20, 2)"\n',
+        ("tests/test_currencies.py::test_a_currency_of_each_number_of_digits_end_to_end",),
+    ),
+    Break(
+        "an-event-in-cents-whatever-the-currency",
+        "an event's amounts are in its wallet's currency",
+        "src/wallet_api/events/schemas.py",
+        "    exponent = currency_exponent(event.currency)\n",
+        "    exponent = 2\n",
+        ("tests/test_events.py::test_an_events_amounts_are_in_its_wallets_currency",),
+    ),
+    Break(
+        "a-wallet-made-in-the-default-currency-whatever-asked",
+        "create_wallet makes a wallet of the currency it is asked for",
+        SERVICE,
+        "        of_wallet = self.currencies.currency(currency or self.currencies.default.code)\n",
+        "        of_wallet = self.currencies.default\n",
+        ("tests/test_currencies.py::test_a_currency_of_each_number_of_digits_end_to_end",),
+    ),
 ]
