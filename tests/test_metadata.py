@@ -124,7 +124,7 @@ def test_every_write_keeps_its_metadata_on_its_entries(client: httpx.Client) -> 
     ],
 )
 def test_metadata_beyond_its_bounds_is_422_and_changes_nothing(
-    client: httpx.Client, metadata: object, why: str
+    client: httpx.Client, database: TestDatabase, metadata: object, why: str
 ) -> None:
     wallet = created_wallet(client, 10)
     other = created_wallet(client)
@@ -154,11 +154,14 @@ def test_metadata_beyond_its_bounds_is_422_and_changes_nothing(
         ),
         ("/api/v1/holds", {"wallet_uuid": wallet, "amount": 1, "metadata": metadata}),
     ]
+    (wallets,) = database.fetch("SELECT count(*) FROM wallets")
+    requests.append((f"{WALLETS}/create_wallet", {"metadata": metadata}))
     for path, body in requests:
         assert_problem(client.post(path, json=body), 422, "validation_error")
     assert client.get(f"{WALLETS}/{wallet}").json() == {"balance": 10}, why
     assert len(history(client, wallet)) == 1
     assert history(client, other) == []
+    assert database.fetch("SELECT count(*) FROM wallets") == [wallets]
 
 
 def test_the_largest_metadata_allowed_is_kept_whole(client: httpx.Client) -> None:
@@ -460,3 +463,36 @@ def test_a_number_with_an_exponent_is_no_string(client: httpx.Client, number: st
         answer = client.post(path, content=body, headers={"Content-Type": "application/json"})
         assert_problem(answer, 422, "validation_error")
     assert client.get(f"{WALLETS}/{wallet}").json() == {"balance": 10}
+
+
+def test_a_wallet_keeps_the_metadata_it_was_made_with(client: httpx.Client) -> None:
+    """Shown in the answer that made it and by `/balances`; part of the request its key
+    stands for; a wallet made without any answers the specification's body."""
+    key = {"Idempotency-Key": f"wallet-meta-{uuid.uuid4()}"}
+    made = client.post(f"{WALLETS}/create_wallet", json={"metadata": ORDER}, headers=key)
+    assert made.status_code == 201, made.text
+    wallet = made.json()["wallet_uuid"]
+    assert made.json() == {"wallet_uuid": wallet, "metadata": ORDER}
+    again = client.post(
+        f"{WALLETS}/create_wallet", json={"metadata": dict(reversed(ORDER.items()))}, headers=key
+    )
+    assert (again.status_code, again.json()) == (201, made.json())
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = client.post(f"{WALLETS}/create_wallet", json={"metadata": {"a": "1"}}, headers=key)
+    assert_problem(other, 422, "idempotency_key_reused")
+    assert client.get(f"{WALLETS}/{wallet}/balances").json() == {
+        "balance": 0,
+        "held": 0,
+        "available": 0,
+        "currency": "USD",
+        "metadata": ORDER,
+    }
+    assert client.get(f"{WALLETS}/{wallet}").json() == {"balance": 0}
+    yen = client.post(
+        f"{WALLETS}/create_wallet", json={"currency": "JPY", "metadata": {"a": "1"}}
+    ).json()
+    assert yen == {"wallet_uuid": yen["wallet_uuid"], "currency": "JPY", "metadata": {"a": "1"}}
+    plain = created_wallet(client)
+    assert "metadata" not in client.get(f"{WALLETS}/{plain}/balances").json()
+    empty = client.post(f"{WALLETS}/create_wallet", json={"metadata": {}})
+    assert list(empty.json()) == ["wallet_uuid"]

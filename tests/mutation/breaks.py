@@ -840,8 +840,10 @@ BREAKS = [
         "create-wallet-idempotency-keys-shared-by-owners",
         "two owners' equal Idempotency-Keys on create_wallet are two keys",
         "src/wallet_api/wallets/router.py",
-        "        currency=currency,\n        idempotency_key=scoped_key(owner, idempotency_key),\n",
-        "        currency=currency,\n        idempotency_key=idempotency_key,\n",
+        "        currency=body.currency,\n        metadata=metadata,\n"
+        "        idempotency_key=scoped_key(owner, idempotency_key),\n",
+        "        currency=body.currency,\n        metadata=metadata,\n"
+        "        idempotency_key=idempotency_key,\n",
         (
             "tests/test_idempotency.py::"
             "test_two_owners_equal_keys_are_two_keys_on_every_keyed_endpoint[create_wallet]",
@@ -2038,5 +2040,22 @@ BREAKS = [
         "        of_wallet = self.currencies.currency(currency or self.currencies.default.code)\n",
         "        of_wallet = self.currencies.default\n",
         ("tests/test_currencies.py::test_a_currency_of_each_number_of_digits_end_to_end",),
+    ),
+    Break(
+        "balances-without-the-wallets-metadata",
+        "/balances shows the metadata a wallet was made with",
+        "src/wallet_api/wallets/schemas.py",
+        '    if metadata is not None:\n        body["metadata"] = stored_json(metadata)\n'
+        "    return orjson.dumps(body).decode()\n\n\ndef balance_body(",
+        "    return orjson.dumps(body).decode()\n\n\ndef balance_body(",
+        ("tests/test_metadata.py::test_a_wallet_keeps_the_metadata_it_was_made_with",),
+    ),
+    Break(
+        "create-wallet-fingerprint-without-metadata",
+        "a create_wallet key sent with other metadata is refused, not replayed",
+        "src/wallet_api/wallets/schemas.py",
+        '        return (self.currency or "") + canonical_metadata(self.metadata)\n',
+        '        return self.currency or ""\n',
+        ("tests/test_metadata.py::test_a_wallet_keeps_the_metadata_it_was_made_with",),
     ),
 ]

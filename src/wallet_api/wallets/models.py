@@ -108,6 +108,12 @@ wallets = Table(
         comment="The feed position (xid) of the wallet's latest event: no later event of the "
         "wallet is placed before it.",
     ),
+    Column(
+        "metadata",
+        JSONB,
+        nullable=True,
+        comment="The client's metadata on the wallet, given when it was made (NULL: none).",
+    ),
     # The last line of defence: the service never writes these, the database refuses them.
     CheckConstraint("balance >= 0", name="balance_not_negative"),
     CheckConstraint(f"balance <= {MAX_MINOR_UNITS}", name="balance_within_limit"),

@@ -43,8 +43,8 @@ _READ_BALANCES = """
 # ($2) the response to replay for it.
 _INSERT_WALLET = """
     WITH created AS (
-        INSERT INTO wallets (id, owner, currency, last_event_xid)
-        VALUES ($1, $5, $7, pg_current_xact_id())
+        INSERT INTO wallets (id, owner, currency, metadata, last_event_xid)
+        VALUES ($1, $5, $7, $8::jsonb, pg_current_xact_id())
         RETURNING id, owner
     ), evented AS (
         INSERT INTO events (type, owner, wallet_id)
@@ -55,7 +55,10 @@ _INSERT_WALLET = """
 """
 _WALLET_EXISTS = "SELECT EXISTS (SELECT FROM wallets WHERE id = $1)"
 # A wallet's balance and what its holds set aside now (expired ones no longer count).
-_BALANCES = f"SELECT w.balance, {held_now('w')} AS held FROM wallets w WHERE w.id = $1"
+_BALANCES = f"""
+    SELECT w.balance, {held_now("w")} AS held, w.metadata::text AS metadata
+    FROM wallets w WHERE w.id = $1
+"""
 _WALLET_OWNERS = """
     SELECT w.id, w.owner FROM unnest($1::uuid[]) AS t(id) JOIN wallets w ON w.id = t.id
 """
@@ -174,6 +177,7 @@ async def insert_wallet(
     *,
     owner: str | None,
     currency: str,
+    metadata: str | None,
     key: str | None,
     fingerprint: str,
     body: str,
@@ -182,7 +186,7 @@ async def insert_wallet(
     """Insert a wallet, its event (`wallet.created`) when `event`, and the response to
     keep for its Idempotency-Key if it has one."""
     await connection.execute(
-        _INSERT_WALLET, wallet_id, key, fingerprint, body, owner, event, currency
+        _INSERT_WALLET, wallet_id, key, fingerprint, body, owner, event, currency, metadata
     )
 
 
@@ -200,10 +204,11 @@ async def wallet_currencies(connection: Connection, wallet_ids: Sequence[UUID]) 
     }
 
 
-async def balances(connection: Connection, wallet_id: UUID) -> tuple[int, int] | None:
-    """The wallet's balance and what its holds set aside now; None if it does not exist."""
+async def balances(connection: Connection, wallet_id: UUID) -> tuple[int, int, str | None] | None:
+    """The wallet's balance, what its holds set aside now, and its metadata (JSON text);
+    None if it does not exist."""
     row = await connection.fetchrow(_BALANCES, wallet_id)
-    return None if row is None else (row["balance"], row["held"])
+    return None if row is None else (row["balance"], row["held"], row["metadata"])
 
 
 async def wallet_exists(connection: Connection, wallet_id: UUID) -> bool:

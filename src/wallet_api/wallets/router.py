@@ -120,30 +120,42 @@ _WRITE_ERRORS = (
         ),
     },
     openapi_extra=json_request_body(
-        CreateWalletRequest, {"in a currency": {"currency": "JPY"}}, required=False
+        CreateWalletRequest,
+        {
+            "in a currency": {"currency": "JPY"},
+            "with metadata": {"metadata": {"customer_id": "c_42"}},
+        },
+        required=False,
     ),
 )
 async def create_wallet(
     request: Request, service: WalletServiceDep, idempotency_key: IdempotencyKey = None
 ) -> Response:
     """Create a wallet with a zero balance, owned by the API key's owner, in the currency
-    the optional body names (without a body: DEFAULT_CURRENCY, and the answer is the
-    specification's)."""
+    the optional body names and with its metadata (without a body: DEFAULT_CURRENCY, and
+    the answer is the specification's)."""
     owner = owner_of(request.scope)
-    currency = None
+    body = CreateWalletRequest()
     if (await request.body()).strip():
-        currency = (await read_json_body(request, CreateWalletRequest)).currency
+        body = await read_json_body(request, CreateWalletRequest)
+    metadata = metadata_text(body.metadata)
     created = await service.create_wallet(
         owner=owner,
-        currency=currency,
+        currency=body.currency,
+        metadata=metadata,
         idempotency_key=scoped_key(owner, idempotency_key),
         fingerprint=idempotency.fingerprint(
-            "POST", "/api/v1/wallets/create_wallet", "" if currency is None else currency
+            "POST", "/api/v1/wallets/create_wallet", body.canonical()
         ),
     )
     if isinstance(created, Replay):
         return created.response()
-    return Response(created_body(*created), status.HTTP_201_CREATED, media_type="application/json")
+    wallet_id, currency = created
+    return Response(
+        created_body(wallet_id, currency, metadata),
+        status.HTTP_201_CREATED,
+        media_type="application/json",
+    )
 
 
 @router.api_route(

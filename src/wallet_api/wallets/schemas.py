@@ -50,15 +50,29 @@ class OperationRequest(BaseModel):
 
 
 class CreateWalletRequest(BaseModel):
-    """The optional body of `create_wallet`: the wallet's currency."""
+    """The optional body of `create_wallet`: the wallet's currency, and metadata."""
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True, json_schema_extra={"examples": [{"currency": "JPY"}]}
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [{"currency": "JPY"}, {"metadata": {"customer_id": "c_42"}}]
+        },
     )
 
     currency: CurrencyCode | None = Field(
         None, description="Its ISO 4217 currency; without it, DEFAULT_CURRENCY."
     )
+    metadata: Metadata | None = Field(
+        None,
+        description="Your own references on the wallet (shown by `/balances`); set when it "
+        "is made.",
+    )
+
+    def canonical(self) -> str:
+        """What makes two create_wallet requests the same (for their Idempotency-Key):
+        empty without a body, as before the body existed."""
+        return (self.currency or "") + canonical_metadata(self.metadata)
 
 
 #: The specification's bodies (`create_wallet`, the balance, an operation) say the
@@ -95,6 +109,16 @@ class WalletCreated(BaseModel):
 
     wallet_uuid: UUID
     currency: _SPEC_CURRENCY = None
+    metadata: Annotated[
+        dict[str, str] | None,
+        WithJsonSchema(
+            {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "Present when the wallet was made with metadata: that object.",
+            }
+        ),
+    ] = None
 
 
 class WalletBalance(BaseModel):
@@ -136,19 +160,30 @@ class WalletBalances(BaseModel):
     held: Money = Field(description="What its active holds set aside.")
     available: Money = Field(description="What it may spend: balance less held.")
     currency: _CURRENCY
+    metadata: Annotated[
+        dict[str, str] | None,
+        WithJsonSchema(
+            {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "Present when the wallet was made with metadata: that object.",
+            }
+        ),
+    ] = None
 
 
-def balances_body(balance: int, held: int, currency: Currency) -> str:
-    """The 200 body of a wallet's balances."""
+def balances_body(balance: int, held: int, currency: Currency, metadata: str | None) -> str:
+    """The 200 body of a wallet's balances (`metadata`: the wallet's, JSON text)."""
     exponent = currency.exponent
-    return orjson.dumps(
-        {
-            "balance": json_number(balance, exponent),
-            "held": json_number(held, exponent),
-            "available": json_number(balance - held, exponent),
-            "currency": currency.code,
-        }
-    ).decode()
+    body: dict[str, object] = {
+        "balance": json_number(balance, exponent),
+        "held": json_number(held, exponent),
+        "available": json_number(balance - held, exponent),
+        "currency": currency.code,
+    }
+    if metadata is not None:
+        body["metadata"] = stored_json(metadata)
+    return orjson.dumps(body).decode()
 
 
 def balance_body(balance: int, currency: Currency, *, at: datetime | None = None) -> str:
@@ -185,11 +220,16 @@ def operation_body(balance: int, currency: Currency) -> str:
     ).decode()
 
 
-def created_body(wallet_id: UUID, currency: Currency) -> str:
-    """The 201 body of a created wallet (also stored for idempotent replays)."""
-    if currency.implicit:
-        return orjson.dumps({"wallet_uuid": str(wallet_id)}).decode()
-    return orjson.dumps({"wallet_uuid": str(wallet_id), "currency": currency.code}).decode()
+def created_body(wallet_id: UUID, currency: Currency, metadata: str | None = None) -> str:
+    """The 201 body of a created wallet (also stored for idempotent replays): the
+    specification's, with its currency unless it is DEFAULT_CURRENCY, and its metadata
+    (JSON text) if it has any."""
+    body: dict[str, object] = {"wallet_uuid": str(wallet_id)}
+    if not currency.implicit:
+        body["currency"] = currency.code
+    if metadata is not None:
+        body["metadata"] = stored_json(metadata)
+    return orjson.dumps(body).decode()
 
 
 HISTORY_LIMIT_DEFAULT = 50

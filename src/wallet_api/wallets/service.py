@@ -139,11 +139,13 @@ class WalletService:
         *,
         owner: str | None = None,
         currency: str | None = None,
+        metadata: str | None = None,
         idempotency_key: str | None = None,
         fingerprint: str = "",
     ) -> tuple[UUID, Currency] | Replay:
         """Create a wallet of `owner` in `currency` (ISO 4217, validated; None:
-        DEFAULT_CURRENCY); with a key, only the first request with that key does."""
+        DEFAULT_CURRENCY), with `metadata` (JSON text); with a key, only the first request
+        with that key does."""
         of_wallet = self.currencies.currency(currency or self.currencies.default.code)
         for attempt in range(KEY_RACE_ATTEMPTS):
             if idempotency_key is not None:
@@ -163,9 +165,10 @@ class WalletService:
                         wallet_id,
                         owner=owner,
                         currency=of_wallet.code,
+                        metadata=metadata,
                         key=idempotency_key,
                         fingerprint=fingerprint,
-                        body=created_body(wallet_id, of_wallet),
+                        body=created_body(wallet_id, of_wallet, metadata),
                         event=self._events,
                     )
             except UniqueViolation as exc:
@@ -204,15 +207,17 @@ class WalletService:
 
     async def get_balances(
         self, wallet_id: UUID, *, owner: str | None = None
-    ) -> tuple[int, int, Currency]:
-        """The wallet's balance and what its holds set aside now, in its currency."""
+    ) -> tuple[int, int, Currency, str | None]:
+        """The wallet's balance and what its holds set aside now, in its currency, and its
+        metadata (JSON text)."""
         await self.owners.check(owner, wallet_id)
         currency = await self.currency_of(wallet_id)
         async with self._database.autocommit() as connection:
             found = await repository.balances(connection, wallet_id)
         if found is None:
             raise WalletNotFound(wallet_id)
-        return (*found, currency)
+        balance, held, metadata = found
+        return balance, held, currency, metadata
 
     async def _currency_to_judge(self, owner: str | None, wallet_id: UUID) -> tuple[Currency, bool]:
         """The currency an amount sent for the wallet is read in, and whether `owner` may

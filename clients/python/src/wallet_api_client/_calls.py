@@ -108,12 +108,12 @@ def _page_of(model: type[Any]) -> Callable[[Any], Page[Any]]:
 # The endpoints (docs/API.md, Endpoints), in its order.
 
 
-def create_wallet(currency: str | None = None) -> Call[WalletCreated]:
+def create_wallet(
+    currency: str | None = None, metadata: Metadata | None = None
+) -> Call[WalletCreated]:
+    body = _without_none({"currency": currency, "metadata": _metadata(metadata)})
     return Call(
-        "POST",
-        "/api/v1/wallets/create_wallet",
-        WalletCreated.model_validate,
-        body=None if currency is None else {"currency": currency},
+        "POST", "/api/v1/wallets/create_wallet", WalletCreated.model_validate, body=body or None
     )
 
 

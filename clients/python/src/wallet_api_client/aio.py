@@ -120,11 +120,15 @@ class AsyncClient:
     # Wallets (the specification's endpoints).
 
     async def create_wallet(
-        self, *, currency: str | None = None, idempotency_key: str | None = None
+        self,
+        *,
+        currency: str | None = None,
+        metadata: _calls.Metadata | None = None,
+        idempotency_key: str | None = None,
     ) -> WalletCreated:
         """A new wallet, in `currency` (an ISO 4217 code; None: the service's
-        DEFAULT_CURRENCY)."""
-        return await self.send(_calls.create_wallet(currency), idempotency_key)
+        DEFAULT_CURRENCY), with `metadata` (your own references, shown by `get_balances`)."""
+        return await self.send(_calls.create_wallet(currency, metadata), idempotency_key)
 
     async def get_wallet(self, wallet: UUID | str, *, at: datetime | None = None) -> WalletBalance:
         """The wallet's balance; with `at` (a time with its offset), its balance then."""

@@ -23,6 +23,8 @@ class WalletCreated(Model):
     #: The wallet's ISO 4217 currency; None for DEFAULT_CURRENCY (the specification's
     #: bodies leave it unsaid).
     currency: str | None = None
+    #: The metadata it was made with (None: none).
+    metadata: dict[str, str] | None = None
 
 
 class WalletBalance(Model):
@@ -43,10 +45,11 @@ class HoldBalances(Model):
 
 
 class Balances(HoldBalances):
-    """A wallet's balances, in its currency."""
+    """A wallet's balances, in its currency, and the metadata it was made with."""
 
     #: The ISO 4217 currency of the amounts (None from a service older than currencies).
     currency: str | None = None
+    metadata: dict[str, str] | None = None
 
 
 class StatementEntry(Model):
