@@ -6,6 +6,7 @@ them."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -19,7 +20,12 @@ import pytest
 from tests.support import EVERY_SCOPE, OPERATION_PATH, TestDatabase, create_key, operation
 from tests.test_verifier import verify
 from tests.test_wallet_contract import assert_problem
+from wallet_api.core.config import Settings
+from wallet_api.core.database import Database
+from wallet_api.core.money import Currency
 from wallet_api.devtools.server import ServiceProcess
+from wallet_api.wallets import repository as wallets_repository
+from wallet_api.wallets.currencies import WalletCurrencies
 
 WALLETS = "/api/v1/wallets"
 CREATE = f"{WALLETS}/create_wallet"
@@ -320,3 +326,44 @@ def test_a_keyed_operation_answers_and_replays_its_currencys_body(
     assert [answer.text for answer in sent] == [body, body]
     assert sent[1].headers["Idempotent-Replayed"] == "true"
     assert client.get(f"{WALLETS}/{wallet}/balances").json()["balance"] == float(amount)
+
+
+def test_a_worker_reads_the_currencies_of_many_new_wallets_in_few_queries(
+    database: TestDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hundreds of wallets a worker meets at once (a restart under load) are read together,
+    one query in flight at a time, each answered its own wallet's currency; a missing one
+    is none. Against the real database: the spy only counts the queries."""
+    made = {uuid.uuid4(): code for code in ("JPY", "USD", "KWD") for _ in range(100)}
+    database.fetch(
+        "INSERT INTO wallets (id, currency) SELECT * FROM unnest($1::uuid[], $2::text[])",
+        list(made),
+        list(made.values()),
+    )
+    missing = uuid.uuid4()
+    queries: list[int] = []
+    read = wallets_repository.wallet_currencies
+
+    async def counted(connection: Any, wallet_ids: Any) -> dict[uuid.UUID, str]:
+        queries.append(len(wallet_ids))
+        return await read(connection, wallet_ids)
+
+    monkeypatch.setattr(wallets_repository, "wallet_currencies", counted)
+
+    async def meet_them_all() -> list[Currency | None]:
+        settings = Settings.model_validate(
+            {key.lower(): value for key, value in database.environment().items()}
+        )
+        pool = Database(settings)
+        currencies = WalletCurrencies(pool, settings.implicit_currency)
+        try:
+            asks = asyncio.gather(*(currencies.one(w) for w in [*made, missing] * 2))
+            return await asyncio.wait_for(asks, 30)
+        finally:
+            await currencies.close()
+            await pool.dispose()
+
+    found = asyncio.run(meet_them_all())
+    assert [None if c is None else c.code for c in found] == [*made.values(), None] * 2
+    assert sum(queries) == len(made) + 1  # each wallet asked once, however many askers
+    assert len(queries) <= 2  # the first ask, then every one asked while it ran

@@ -2058,4 +2058,26 @@ BREAKS = [
         '        return self.currency or ""\n',
         ("tests/test_metadata.py::test_a_wallet_keeps_the_metadata_it_was_made_with",),
     ),
+    Break(
+        "currencies-read-one-wallet-a-query",
+        "a worker reads the currencies of the wallets it meets at once together",
+        "src/wallet_api/wallets/currencies.py",
+        "READ_BATCH = 1_000\n",
+        "READ_BATCH = 1\n",
+        (
+            "tests/test_currencies.py::"
+            "test_a_worker_reads_the_currencies_of_many_new_wallets_in_few_queries",
+        ),
+    ),
+    Break(
+        "currencies-read-once-per-asker",
+        "a wallet asked by many at once is read once",
+        "src/wallet_api/wallets/currencies.py",
+        "        asked = self._asked.get(wallet_id)\n",
+        "        asked = None\n",
+        (
+            "tests/test_currencies.py::"
+            "test_a_worker_reads_the_currencies_of_many_new_wallets_in_few_queries",
+        ),
+    ),
 ]

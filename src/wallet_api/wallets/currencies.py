@@ -4,12 +4,18 @@ it is shown in (core/money.py).
 A wallet's currency never changes, so each worker keeps what it has read (a bounded map,
 the first remembered forgotten first): the hot path asks the database once per wallet,
 not once per request. An id found nowhere is not remembered (it may be created).
+
+The wallets not known yet are read together: one query in flight per worker, for every
+wallet asked meanwhile (at most READ_BATCH), so that a worker meeting thousands of new
+wallets at once (a restart under load) spends one connection on them, not one each.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Collection
+from contextlib import suppress
 from uuid import UUID
 
 from wallet_api.core.database import Database
@@ -18,6 +24,8 @@ from wallet_api.wallets import repository
 
 #: Wallets whose currency a worker remembers (about 150 bytes each: 15 MB).
 REMEMBERED_CURRENCIES = 100_000
+#: Wallets read in one query at most.
+READ_BATCH = 1_000
 
 
 class WalletCurrencies:
@@ -28,6 +36,11 @@ class WalletCurrencies:
         self._known: OrderedDict[UUID, Currency] = OrderedDict()
         #: One Currency per code (a wallet's entry shares its code's).
         self._by_code: dict[str, Currency] = {default.code: default}
+        #: The wallets asked for and not read yet, each with what its askers wait on, and
+        #: the one task that reads them.
+        self._asked: dict[UUID, asyncio.Future[None]] = {}
+        self._queued: list[UUID] = []
+        self._reader: asyncio.Task[None] | None = None
 
     def currency(self, code: str) -> Currency:
         """The currency of ISO 4217 `code` (validated already: a wallet's, or a request's)."""
@@ -42,13 +55,11 @@ class WalletCurrencies:
 
     async def of(self, wallet_ids: Collection[UUID]) -> dict[UUID, Currency]:
         """The currencies of those of `wallet_ids` that exist."""
-        unseen = [wallet_id for wallet_id in wallet_ids if wallet_id not in self._known]
-        if unseen:
-            async with self._database.autocommit() as connection:
-                found = await repository.wallet_currencies(connection, unseen)
-            for wallet_id, code in found.items():
-                self.remember(wallet_id, code)
         known = self._known
+        unseen = [wallet_id for wallet_id in wallet_ids if wallet_id not in known]
+        if unseen:
+            # Shielded: a caller that gives up does not cancel the others' wait.
+            await asyncio.gather(*(asyncio.shield(self._ask(w)) for w in unseen))
         return {wallet_id: known[wallet_id] for wallet_id in wallet_ids if wallet_id in known}
 
     async def one(self, wallet_id: UUID) -> Currency | None:
@@ -62,3 +73,49 @@ class WalletCurrencies:
         self._known[wallet_id] = self.currency(code)
         if len(self._known) > REMEMBERED_CURRENCIES:
             self._known.popitem(last=False)
+
+    def _ask(self, wallet_id: UUID) -> asyncio.Future[None]:
+        """What to wait on until the wallet was read (with the next query)."""
+        asked = self._asked.get(wallet_id)
+        if asked is None:
+            asked = self._asked[wallet_id] = asyncio.get_running_loop().create_future()
+            self._queued.append(wallet_id)
+            if self._reader is None:
+                self._reader = asyncio.create_task(self._read())
+        return asked
+
+    async def _read(self) -> None:
+        """Read the wallets asked for, a batch at a time, until none is left."""
+        try:
+            while self._queued:
+                batch, self._queued = self._queued[:READ_BATCH], self._queued[READ_BATCH:]
+                failure: BaseException | None = None
+                try:
+                    async with self._database.autocommit() as connection:
+                        found = await repository.wallet_currencies(connection, batch)
+                except Exception as exc:  # each asker gets the failure: its answer is a 5xx
+                    found, failure = {}, exc
+                for wallet_id, code in found.items():
+                    self.remember(wallet_id, code)
+                for wallet_id in batch:
+                    asked = self._asked.pop(wallet_id)
+                    if failure is None:
+                        asked.set_result(None)
+                    else:
+                        asked.set_exception(failure)
+                        asked.exception()  # retrieved: no warning if every asker gave up
+        finally:
+            self._reader = None
+            # Cancelled (shutdown) with wallets still asked: their askers are not left
+            # waiting for ever.
+            for asked in self._asked.values():
+                asked.cancel()
+            self._asked.clear()
+            self._queued.clear()
+
+    async def close(self) -> None:
+        """Stop the reading (used on shutdown)."""
+        if self._reader is not None:
+            self._reader.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._reader

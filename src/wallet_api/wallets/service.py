@@ -627,6 +627,7 @@ class WalletService:
             if queue is not None:
                 await queue.close()
         await self.owners.close()
+        await self.currencies.close()
 
 
 def _count(kind: str, outcome: Outcome) -> None:
