@@ -47,7 +47,7 @@ from wallet_api.holds.service import HoldService
 from wallet_api.transfers.exceptions import TransferBalanceLimitExceeded, TransferWalletNotFound
 from wallet_api.wallets.cursors import decode_cursor, encode_cursor
 from wallet_api.wallets.dependencies import PageCursor
-from wallet_api.wallets.exceptions import WalletNotFound
+from wallet_api.wallets.exceptions import CurrencyMismatch, WalletNotFound
 
 router = APIRouter(prefix="/api/v1/holds", tags=["holds"])
 HOLDS_PATH = router.prefix
@@ -127,6 +127,7 @@ def _replayed(replay: Replay) -> Response:
             HoldNotFound,
             *_CLOSED,
             CaptureExceedsHold,
+            CurrencyMismatch,
             TransferWalletNotFound,
             TransferBalanceLimitExceeded,
             *_WRITE_FAILURES,

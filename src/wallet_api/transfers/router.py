@@ -32,6 +32,7 @@ from wallet_api.transfers.exceptions import (
 )
 from wallet_api.transfers.schemas import TRANSFER_REQUEST_EXAMPLES, Transfer, TransferRequest
 from wallet_api.transfers.service import TransferService
+from wallet_api.wallets.exceptions import CurrencyMismatch
 
 router = APIRouter(prefix="/api/v1/transfers", tags=["transfers"])
 TRANSFERS_PATH = router.prefix
@@ -66,6 +67,7 @@ def transfer_service(request: Request) -> TransferService:
             TransferInsufficientFunds,
             TransferBalanceLimitExceeded,
             TransferWalletNotFound,
+            CurrencyMismatch,
             *WRITE_FAILURES,
             WalletBusy,
             ServiceUnavailable,
