@@ -811,8 +811,8 @@ def create_wallets(bench: Bench, count: int) -> list[str]:
     rows = bench.sql(
         """
         WITH created AS (
-            INSERT INTO wallets (id, currency, balance)
-            SELECT gen_random_uuid(), 'USD', $1 FROM generate_series(1, $2) RETURNING id
+            INSERT INTO wallets (id, currency, currency_exponent, balance)
+            SELECT gen_random_uuid(), 'USD', 2, $1 FROM generate_series(1, $2) RETURNING id
         ), funded AS (
             INSERT INTO wallet_operations (wallet_id, operation, amount, balance_after)
             SELECT id, 'DEPOSIT', $1, $1 FROM created

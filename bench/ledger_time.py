@@ -50,8 +50,8 @@ def seed(bench: Bench, entries: int) -> str:
     bench.sql(
         """
         WITH wallet AS (
-            INSERT INTO wallets (id, currency, balance, seq, last_entry_at)
-            VALUES ($1::uuid, 'USD', 100 * ($2 - 2 * ($2 / 10)), $2,
+            INSERT INTO wallets (id, currency, currency_exponent, balance, seq, last_entry_at)
+            VALUES ($1::uuid, 'USD', 2, 100 * ($2 - 2 * ($2 / 10)), $2,
                     $3::timestamptz + $2 * interval '1 second')
         )
         INSERT INTO wallet_operations (

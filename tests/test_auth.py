@@ -742,7 +742,8 @@ def test_a_wallet_without_an_owner_is_refused_as_a_missing_one_is_without_the_da
     before answering would wait on the lock. The read again happens behind the answer:
     an owner given to the wallet afterwards counts."""
     (row,) = database.fetch(
-        "INSERT INTO wallets (id, currency) VALUES (gen_random_uuid(), 'USD') RETURNING id"
+        "INSERT INTO wallets (id, currency, currency_exponent)"
+        " VALUES (gen_random_uuid(), 'USD', 2) RETURNING id"
     )
     ownerless, missing = str(row["id"]), str(uuid.uuid4())
     alice = keys["alice"]

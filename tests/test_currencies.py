@@ -336,15 +336,17 @@ def test_a_worker_reads_the_currencies_of_many_new_wallets_in_few_queries(
     is none. Against the real database: the spy only counts the queries."""
     made = {uuid.uuid4(): code for code in ("JPY", "USD", "KWD") for _ in range(100)}
     database.fetch(
-        "INSERT INTO wallets (id, currency) SELECT * FROM unnest($1::uuid[], $2::text[])",
+        "INSERT INTO wallets (id, currency, currency_exponent)"
+        " SELECT * FROM unnest($1::uuid[], $2::text[], $3::smallint[])",
         list(made),
         list(made.values()),
+        [{"JPY": 0, "USD": 2, "KWD": 3}[code] for code in made.values()],
     )
     missing = uuid.uuid4()
     queries: list[int] = []
     read = wallets_repository.wallet_currencies
 
-    async def counted(connection: Any, wallet_ids: Any) -> dict[uuid.UUID, str]:
+    async def counted(connection: Any, wallet_ids: Any) -> dict[uuid.UUID, tuple[str, int]]:
         queries.append(len(wallet_ids))
         return await read(connection, wallet_ids)
 

@@ -188,7 +188,9 @@ def test_constraints_follow_the_naming_convention(database: TestDatabase) -> Non
 
 def test_database_refuses_a_negative_balance_whatever_writes_it(database: TestDatabase) -> None:
     wallet_id = uuid.uuid4()
-    database.fetch("INSERT INTO wallets (id, currency) VALUES ($1, 'USD')", wallet_id)
+    database.fetch(
+        "INSERT INTO wallets (id, currency, currency_exponent) VALUES ($1, 'USD', 2)", wallet_id
+    )
     with pytest.raises(asyncpg.CheckViolationError, match="balance_not_negative"):
         database.fetch("UPDATE wallets SET balance = -1 WHERE id = $1", wallet_id)
     with pytest.raises(asyncpg.CheckViolationError, match="balance_within_limit"):
@@ -483,7 +485,10 @@ def test_the_currency_revision_gives_every_wallet_the_default_currency(
     with pytest.raises(asyncpg.NotNullViolationError):
         database.fetch("INSERT INTO wallets (id) VALUES ($1)", uuid.uuid4())
     with pytest.raises(asyncpg.CheckViolationError, match="currency_is_a_code"):
-        database.fetch("INSERT INTO wallets (id, currency) VALUES ($1, 'usd')", uuid.uuid4())
+        database.fetch(
+            "INSERT INTO wallets (id, currency, currency_exponent) VALUES ($1, 'usd', 2)",
+            uuid.uuid4(),
+        )
     assert alembic(database, "downgrade", "c7a2e9f4b815").returncode == 0
     assert len(database.fetch("SELECT id FROM wallets")) == 3
     assert len(database.fetch("SELECT id FROM wallet_operations")) == 3

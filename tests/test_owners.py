@@ -204,7 +204,8 @@ class World:
             return str(uuid.uuid4())
         if role == NOBODY:
             (row,) = self.ledger.fetch(
-                "INSERT INTO wallets (id, currency) VALUES (gen_random_uuid(), 'USD') RETURNING id"
+                "INSERT INTO wallets (id, currency, currency_exponent)"
+                " VALUES (gen_random_uuid(), 'USD', 2) RETURNING id"
             )
             wallet = str(row["id"])
         else:

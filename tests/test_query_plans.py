@@ -43,8 +43,9 @@ def wallet(make_database: Callable[[], TestDatabase]) -> tuple[TestDatabase, uui
     wallet = uuid.uuid4()
     others = [uuid.uuid4() for _ in range(OTHER_WALLETS)]
     database.fetch(
-        "INSERT INTO wallets (id, currency, balance, held, holds_expire_at) SELECT id, 'USD',"
-        " 1000000, 1, now() - interval '1 second' FROM unnest($1::uuid[]) AS t(id)",
+        "INSERT INTO wallets (id, currency, currency_exponent, balance, held, holds_expire_at)"
+        " SELECT id, 'USD', 2, 1000000, 1, now() - interval '1 second'"
+        " FROM unnest($1::uuid[]) AS t(id)",
         [wallet, *others],
     )
     database.fetch(
@@ -117,7 +118,9 @@ def feed(make_database: Callable[[], TestDatabase]) -> TestDatabase:
     last 10."""
     database = migrated(make_database())
     wallet = uuid.uuid4()
-    database.fetch("INSERT INTO wallets (id, currency) VALUES ($1, 'USD')", wallet)
+    database.fetch(
+        "INSERT INTO wallets (id, currency, currency_exponent) VALUES ($1, 'USD', 2)", wallet
+    )
     for _ in range(4):  # 4 transactions: 4 transaction ids
         database.fetch(
             "INSERT INTO events (type, wallet_id) SELECT 'operation.applied', $1"
@@ -198,8 +201,8 @@ def ledger(make_database: Callable[[], TestDatabase]) -> tuple[TestDatabase, uui
     database = migrated(make_database())
     wallets = [uuid.uuid4() for _ in range(10)]
     database.fetch(
-        "INSERT INTO wallets (id, currency, balance)"
-        " SELECT id, 'USD', 0 FROM unnest($1::uuid[]) AS t(id)",
+        "INSERT INTO wallets (id, currency, currency_exponent, balance)"
+        " SELECT id, 'USD', 2, 0 FROM unnest($1::uuid[]) AS t(id)",
         wallets,
     )
     database.fetch(

@@ -58,7 +58,10 @@ def wallets(database: TestDatabase, *balances: int) -> list[UUID]:
     made = [uuid.uuid4() for _ in balances]
     for wallet, balance in zip(made, balances, strict=True):
         database.fetch(
-            "INSERT INTO wallets (id, currency, balance) VALUES ($1, 'USD', $2)", wallet, balance
+            "INSERT INTO wallets (id, currency, currency_exponent, balance)"
+            " VALUES ($1, 'USD', 2, $2)",
+            wallet,
+            balance,
         )
     return made
 

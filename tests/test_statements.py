@@ -287,8 +287,8 @@ def test_a_statement_read_slowly_outlasts_the_statement_timeout(
     database = migrated(make_database())
     wallet = uuid.uuid4()
     database.fetch(
-        "WITH made AS (INSERT INTO wallets (id, currency, balance, seq)"
-        " VALUES ($1, 'USD', 200000, 200000))"
+        "WITH made AS (INSERT INTO wallets (id, currency, currency_exponent, balance, seq)"
+        " VALUES ($1, 'USD', 2, 200000, 200000))"
         " INSERT INTO wallet_operations (wallet_id, operation, amount, balance_after, seq,"
         " description) SELECT $1, 'DEPOSIT', 1, g, g, repeat('x', 200)"
         " FROM generate_series(1, 200000) AS g",

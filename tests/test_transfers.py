@@ -405,7 +405,10 @@ def test_a_keyed_transfers_404_is_replayed_after_the_wallet_exists(
     assert problem["detail"] == f"The {side} wallet {missing} does not exist."
     assert "idempotent-replayed" not in refused.headers
 
-    database.fetch("INSERT INTO wallets (id, currency) VALUES ($1, 'USD')", uuid.UUID(missing))
+    database.fetch(
+        "INSERT INTO wallets (id, currency, currency_exponent) VALUES ($1, 'USD', 2)",
+        uuid.UUID(missing),
+    )
     deposited = any_client.post(OPERATION_PATH.format(missing), json=operation("DEPOSIT", 10))
     assert deposited.status_code == 200, deposited.text  # it exists, and could pay
     before = [(database.stored_balance(w), database.ledger(w)) for w in (known, missing)]

@@ -92,7 +92,11 @@ def test_the_verifier_catches_a_negative_balance_that_adds_up(
         "DROP CONSTRAINT ck_wallet_operations_balance_after_not_negative"
     )
     wallet = uuid.uuid4()
-    database.fetch("INSERT INTO wallets (id, currency, balance) VALUES ($1, 'USD', -500)", wallet)
+    database.fetch(
+        "INSERT INTO wallets (id, currency, currency_exponent, balance)"
+        " VALUES ($1, 'USD', 2, -500)",
+        wallet,
+    )
     database.fetch(
         "INSERT INTO wallet_operations (wallet_id, operation, amount, balance_after) "
         "VALUES ($1, 'WITHDRAW', 500, -500)",
@@ -179,6 +183,7 @@ RULES = (
     "held_mismatches",
     "bad_holds",
     "negative_available",
+    "currency_crossings",
 )
 
 
@@ -236,6 +241,8 @@ def write_ledger(
     balances: dict[str, int] | None = None,
     holds: tuple[HoldSpec, ...] = (),
     held: dict[str, int] | None = None,
+    *,
+    currencies: dict[str, tuple[str, int]] | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Replace the ledger by `rows`, in order: each `balance_after` the one before plus its
     signed amount unless given, each wallet's balance the sum of its ledger unless
@@ -268,14 +275,17 @@ def write_ledger(
                     "TRUNCATE wallet_operations, holds, balance_monitors, wallets"
                 )
                 await connection.executemany(
-                    "INSERT INTO wallets (id, currency, balance, held, holds_expire_at) "
-                    "VALUES ($1, 'USD', $2, $3, CASE WHEN $4 THEN now() + interval '1 hour' END)",
+                    "INSERT INTO wallets"
+                    " (id, currency, currency_exponent, balance, held, holds_expire_at)"
+                    " VALUES ($1, $5, $6, $2, $3,"
+                    " CASE WHEN $4 THEN now() + interval '1 hour' END)",
                     [
                         (
                             wallets[name],
                             final[name],
                             holding[name],
                             any(s.wallet == name and s.status == "active" for s in holds),
+                            *(currencies or {}).get(name, ("USD", 2)),
                         )
                         for name in wallets
                     ],
@@ -418,9 +428,29 @@ class Broken:
     balances: dict[str, int] | None = None  # None: each wallet's ledger's sum
     holds: tuple[HoldSpec, ...] = ()
     held: dict[str, int] | None = None  # None: each wallet's active holds' sum
+    currencies: dict[str, tuple[str, int]] | None = None  # None: USD (2 digits) each
 
 
 ONE_RULE_BROKEN = [
+    pytest.param(
+        # Two transfers between a USD and a JPY wallet, of one amount each way: every
+        # balance adds up and each currency's money is conserved, but money crossed.
+        Broken(
+            "currency_crossings",
+            4,
+            rows=[
+                deposit("A", 100),
+                deposit("B", 100),
+                leg("TRANSFER_OUT", "A", "B", 10, "t1"),
+                leg("TRANSFER_IN", "B", "A", 10, "t1"),
+                leg("TRANSFER_OUT", "B", "A", 10, "t2"),
+                leg("TRANSFER_IN", "A", "B", 10, "t2"),
+            ],
+            wallets=("A", "B"),
+            currencies={"B": ("JPY", 0)},
+        ),
+        id="transfers-across-currencies",
+    ),
     pytest.param(
         # What the wallet says it holds is not the sum of its active holds.
         Broken(
@@ -649,7 +679,7 @@ def test_the_verifier_catches_each_rule_broken_alone(
     """Every other rule holds, so only the case's rule can report the ledger: its count,
     and the wallets or transfers it names, are the whole report."""
     wallet_ids, transfer_ids = write_ledger(
-        ledger_database, case.rows, case.balances, case.holds, case.held
+        ledger_database, case.rows, case.balances, case.holds, case.held, currencies=case.currencies
     )
     broken = verify(ledger_database)
     assert broken.returncode == 1, broken.stdout + broken.stderr

@@ -58,7 +58,9 @@ async def _verify_while_locked(
                 first,
             )
             await holder.execute(
-                "INSERT INTO wallets (id, currency, balance) VALUES ($1, 'USD', 0)", uuid.uuid4()
+                "INSERT INTO wallets (id, currency, currency_exponent, balance)"
+                " VALUES ($1, 'USD', 2, 0)",
+                uuid.uuid4(),
             )
     finally:
         await watcher.close()
@@ -70,7 +72,10 @@ def test_verify_is_one_statement_on_one_snapshot_without_the_service_timeouts(
 ) -> None:
     database = migrated(make_database())
     first = uuid.uuid4()
-    database.fetch("INSERT INTO wallets (id, currency, balance) VALUES ($1, 'USD', 100)", first)
+    database.fetch(
+        "INSERT INTO wallets (id, currency, currency_exponent, balance) VALUES ($1, 'USD', 2, 100)",
+        first,
+    )
     database.fetch(
         "INSERT INTO wallet_operations (wallet_id, operation, amount, balance_after) "
         "VALUES ($1, 'DEPOSIT', 100, 100)",

@@ -159,6 +159,7 @@ def verify() -> int:
                 "held_mismatches": report.held_mismatches,
                 "bad_holds": report.bad_holds,
                 "negative_available": report.negative_available,
+                "currency_crossings": report.currency_crossings,
                 "wallets_to_inspect": [str(w) for w in report.wallets_to_inspect],
                 "transfers_to_inspect": [str(t) for t in report.transfers_to_inspect],
                 "holds_to_inspect": [str(h) for h in report.holds_to_inspect],

@@ -47,7 +47,7 @@ _MAX = format_minor_units(MAX_MINOR_UNITS)
 #: most the largest of any currency, as a string: leading zeros are allowed, an exponent
 #: or a sign is not. Its wallet's currency judges the rest.
 AMOUNT_STRING_PATTERN = (
-    r"^0*(?:[1-9][0-9]{0,14}(?:\.[0-9]{1,4})?"
+    r"^0*(?:[1-9][0-9]{0,13}(?:\.[0-9]{1,4})?|[1-9][0-9]{14}"
     r"|0\.(?:[1-9][0-9]{0,3}|0[1-9][0-9]{0,2}|00[1-9][0-9]?|000[1-9]))$"
 )
 

@@ -44,7 +44,9 @@ _PAGE = """
     FROM last LEFT JOIN LATERAL (
         SELECT e.id, e.xid::text AS xid, e.type, e.owner, e.wallet_id, e.ledger_ids,
                e.created_at, e.detail::text AS detail,
-               (SELECT w.currency FROM wallets w WHERE w.id = e.wallet_id) AS currency
+               (SELECT w.currency FROM wallets w WHERE w.id = e.wallet_id) AS currency,
+               (SELECT w.currency_exponent FROM wallets w WHERE w.id = e.wallet_id)
+                   AS currency_exponent
         FROM events e
         WHERE {owner} AND (e.xid, e.id) > ($1::text::xid8, $2::bigint)
           AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
@@ -59,13 +61,17 @@ _ALL_PAGE = _PAGE.format(owner="$3::text IS NULL")
 _ONE = """
     SELECT e.id, e.xid::text AS xid, e.type, e.owner, e.wallet_id, e.ledger_ids, e.created_at,
            e.detail::text AS detail,
-           (SELECT w.currency FROM wallets w WHERE w.id = e.wallet_id) AS currency
+           (SELECT w.currency FROM wallets w WHERE w.id = e.wallet_id) AS currency,
+               (SELECT w.currency_exponent FROM wallets w WHERE w.id = e.wallet_id)
+                   AS currency_exponent
     FROM events e WHERE e.id = $1 AND ($2::text IS NULL OR e.owner = $2::text)
 """
 _BY_IDS = """
     SELECT e.id, e.xid::text AS xid, e.type, e.owner, e.wallet_id, e.ledger_ids, e.created_at,
            e.detail::text AS detail,
-           (SELECT w.currency FROM wallets w WHERE w.id = e.wallet_id) AS currency
+           (SELECT w.currency FROM wallets w WHERE w.id = e.wallet_id) AS currency,
+               (SELECT w.currency_exponent FROM wallets w WHERE w.id = e.wallet_id)
+                   AS currency_exponent
     FROM unnest($1::bigint[]) AS t(id) JOIN events e ON e.id = t.id
 """
 _LEGS = """
@@ -107,6 +113,7 @@ class EventRow:
     created_at: datetime
     detail: str | None  # JSON
     currency: str  # its wallet's
+    currency_exponent: int  # its wallet's, as stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +170,7 @@ async def page(
     if not rows:
         return [], None
     last = (int(rows[0]["last_xid"]), rows[0]["last_id"])
-    events = [_event(row[:9]) for row in rows if row["id"] is not None]
+    events = [_event(row[:10]) for row in rows if row["id"] is not None]
     return events, last
 
 

@@ -11,7 +11,6 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from wallet_api.core.idempotency import client_key
-from wallet_api.core.money import currency_exponent
 from wallet_api.core.responses import json_number, stored_json
 from wallet_api.events.repository import EventRow, HoldFacts, LegRow
 from wallet_api.posting.events import EventType
@@ -152,7 +151,7 @@ def event_document(
         if ledger_id in legs and legs[ledger_id].owner == event.owner
     ]
     # An event's amounts are of its wallet's currency: an entry moves one currency.
-    exponent = currency_exponent(event.currency)
+    exponent = event.currency_exponent
     data: dict[str, Any] = {
         "wallet_uuid": str(event.wallet_id),
         "currency": event.currency,

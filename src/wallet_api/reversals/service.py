@@ -8,7 +8,7 @@ from uuid import UUID
 import orjson
 
 from wallet_api.core.database import Database
-from wallet_api.core.errors import AppError, error_document
+from wallet_api.core.errors import AppError, ValidationFailed, error_document
 from wallet_api.core.fields import metadata_text, minor_units
 from wallet_api.core.idempotency import Replay
 from wallet_api.core.metrics import declare_operation_outcomes, operation_outcomes
@@ -74,6 +74,8 @@ class ReversalService:
         the payee's to give); to anyone else it is an entry that does not exist."""
         try:
             named, transfer_id, legs, foreign, currency = await self._legs(request, owner)
+        except ValidationFailed:
+            raise  # a malformed request, as one refused before the service: not an outcome
         except AppError as error:
             _count(error)
             raise

@@ -10,7 +10,7 @@ import orjson
 
 from wallet_api.core.config import Settings
 from wallet_api.core.database import Database
-from wallet_api.core.errors import AppError, OutcomeUnknown, error_document
+from wallet_api.core.errors import AppError, OutcomeUnknown, ValidationFailed, error_document
 from wallet_api.core.fields import metadata_text, minor_units
 from wallet_api.core.idempotency import IdempotencyKeyReused, Replay
 from wallet_api.core.metrics import declare_operation_outcomes, operation_outcomes
@@ -59,7 +59,14 @@ class TransferService:
                 self._write_groups, settings, kind="transfer", interrupted=OutcomeUnknown
             )
         declare_operation_outcomes(
-            [METRIC_KIND], ["applied", "replayed", "insufficient_funds", "balance_limit_exceeded"]
+            [METRIC_KIND],
+            [
+                "applied",
+                "replayed",
+                "insufficient_funds",
+                "balance_limit_exceeded",
+                CurrencyMismatch.code,
+            ],
         )
 
     async def transfer(
@@ -81,6 +88,8 @@ class TransferService:
             currency, amount = await self._judge_currencies(
                 request, reachable=source not in foreign
             )
+        except ValidationFailed:
+            raise  # a malformed request, as one refused before the service: not an outcome
         except AppError as error:
             _count(error)
             raise

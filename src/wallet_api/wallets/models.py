@@ -67,6 +67,12 @@ wallets = Table(
         nullable=False,
         comment="Its ISO 4217 currency, never changed: its amounts are minor units of it.",
     ),
+    Column(
+        "currency_exponent",
+        SmallInteger,
+        nullable=False,
+        comment="The digits of its currency's minor unit, as when it was made.",
+    ),
     Column("balance", BigInteger, nullable=False, server_default=text("0"), comment="Minor units."),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column(
@@ -119,6 +125,7 @@ wallets = Table(
     CheckConstraint(f"balance <= {MAX_MINOR_UNITS}", name="balance_within_limit"),
     CheckConstraint("held >= 0", name="held_not_negative"),
     CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_is_a_code"),
+    CheckConstraint("currency_exponent BETWEEN 0 AND 4", name="currency_exponent_known"),
 )
 
 wallet_operations = Table(

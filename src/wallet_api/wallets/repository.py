@@ -10,6 +10,7 @@ from uuid import UUID
 import orjson
 
 from wallet_api.core.database import Connection
+from wallet_api.core.money import Currency
 from wallet_api.posting.entries import CREDIT_KINDS, UNMOVING_KINDS
 from wallet_api.posting.repository import held_now
 from wallet_api.wallets.models import wallet_metadata
@@ -43,8 +44,8 @@ _READ_BALANCES = """
 # ($2) the response to replay for it.
 _INSERT_WALLET = """
     WITH created AS (
-        INSERT INTO wallets (id, owner, currency, metadata, last_event_xid)
-        VALUES ($1, $5, $7, $8::jsonb, pg_current_xact_id())
+        INSERT INTO wallets (id, owner, currency, currency_exponent, metadata, last_event_xid)
+        VALUES ($1, $5, $7, $9, $8::jsonb, pg_current_xact_id())
         RETURNING id, owner
     ), evented AS (
         INSERT INTO events (type, owner, wallet_id)
@@ -63,7 +64,8 @@ _WALLET_OWNERS = """
     SELECT w.id, w.owner FROM unnest($1::uuid[]) AS t(id) JOIN wallets w ON w.id = t.id
 """
 _WALLET_CURRENCIES = """
-    SELECT w.id, w.currency FROM unnest($1::uuid[]) AS t(id) JOIN wallets w ON w.id = t.id
+    SELECT w.id, w.currency, w.currency_exponent
+    FROM unnest($1::uuid[]) AS t(id) JOIN wallets w ON w.id = t.id
 """
 
 
@@ -176,7 +178,7 @@ async def insert_wallet(
     wallet_id: UUID,
     *,
     owner: str | None,
-    currency: str,
+    currency: Currency,
     metadata: str | None,
     key: str | None,
     fingerprint: str,
@@ -186,7 +188,16 @@ async def insert_wallet(
     """Insert a wallet, its event (`wallet.created`) when `event`, and the response to
     keep for its Idempotency-Key if it has one."""
     await connection.execute(
-        _INSERT_WALLET, wallet_id, key, fingerprint, body, owner, event, currency, metadata
+        _INSERT_WALLET,
+        wallet_id,
+        key,
+        fingerprint,
+        body,
+        owner,
+        event,
+        currency.code,
+        metadata,
+        currency.exponent,
     )
 
 
@@ -197,10 +208,13 @@ async def wallet_owners(
     return {row["id"]: row["owner"] for row in await connection.fetch(_WALLET_OWNERS, wallet_ids)}
 
 
-async def wallet_currencies(connection: Connection, wallet_ids: Sequence[UUID]) -> dict[UUID, str]:
-    """The currencies of those of `wallet_ids` that exist."""
+async def wallet_currencies(
+    connection: Connection, wallet_ids: Sequence[UUID]
+) -> dict[UUID, tuple[str, int]]:
+    """The currencies (code, exponent as stored) of those of `wallet_ids` that exist."""
     return {
-        row["id"]: row["currency"] for row in await connection.fetch(_WALLET_CURRENCIES, wallet_ids)
+        row["id"]: (row["currency"], row["currency_exponent"])
+        for row in await connection.fetch(_WALLET_CURRENCIES, wallet_ids)
     }
 
 
@@ -292,6 +306,9 @@ class LedgerReport:
     bad_holds: int = 0
     negative_available: int = 0
     holds_to_inspect: list[UUID] = field(default_factory=list)
+    #: Rows naming a wallet of another currency (a transfer's leg, its reversal, a
+    #: capture into a payee): money moved across currencies.
+    currency_crossings: int = 0
 
     @property
     def money_created(self) -> int:
@@ -310,6 +327,7 @@ class LedgerReport:
             or self.held_mismatches
             or self.bad_holds
             or self.negative_available
+            or self.currency_crossings
         )
 
 
@@ -405,6 +423,13 @@ _VERIFY_LEDGER = """
         SELECT b.currency, b.total - coalesce(e.total, 0) AS created
         FROM (SELECT currency, sum(balance) AS total FROM wallets GROUP BY currency) b
         LEFT JOIN external e ON e.currency = b.currency
+    ), crossed AS (
+        -- Money moves within one currency: a row naming another wallet names one of its
+        -- own currency.
+        SELECT s.wallet_id, s.counterparty_wallet_id AS other
+        FROM signed s JOIN wallets w ON w.id = s.wallet_id
+        JOIN wallets c ON c.id = s.counterparty_wallet_id
+        WHERE w.currency <> c.currency OR w.currency_exponent <> c.currency_exponent
     ), unmatched AS (
         SELECT transfer_id FROM transfers
         WHERE net <> 0 OR outs <> 1 OR ins <> 1 OR amounts <> 1 OR NOT named
@@ -420,6 +445,7 @@ _VERIFY_LEDGER = """
            (SELECT count(*) FROM held_mismatched) AS held_mismatches,
            (SELECT count(*) FROM bad_holds) AS bad_holds,
            (SELECT count(*) FROM negative_available) AS negative_available,
+           (SELECT count(*) FROM crossed) AS currency_crossings,
            ARRAY(SELECT id FROM bad_holds ORDER BY 1 LIMIT 20) AS holds_to_inspect,
            (SELECT coalesce(jsonb_object_agg(currency, created), '{{}}') FROM money)::text
                AS money_created,
@@ -429,6 +455,7 @@ _VERIFY_LEDGER = """
                    SELECT id FROM mismatched UNION SELECT wallet_id FROM breaks
                    UNION SELECT id FROM negative UNION SELECT id FROM held_mismatched
                    UNION SELECT id FROM negative_available
+                   UNION SELECT wallet_id FROM crossed UNION SELECT other FROM crossed
                ) bad ORDER BY id LIMIT 20
            ) AS wallets_to_inspect
 """.format(
@@ -459,5 +486,6 @@ async def verify_ledger(connection: Connection) -> LedgerReport:
         held_mismatches=row["held_mismatches"],
         bad_holds=row["bad_holds"],
         negative_available=row["negative_available"],
+        currency_crossings=row["currency_crossings"],
         holds_to_inspect=[UUID(str(h)) for h in row["holds_to_inspect"]],
     )

@@ -164,7 +164,7 @@ class WalletService:
                         commit.connection,
                         wallet_id,
                         owner=owner,
-                        currency=of_wallet.code,
+                        currency=of_wallet,
                         metadata=metadata,
                         key=idempotency_key,
                         fingerprint=fingerprint,
@@ -176,7 +176,7 @@ class WalletService:
                     continue
                 raise
             self.owners.remember(wallet_id, owner)
-            self.currencies.remember(wallet_id, of_wallet.code)
+            self.currencies.remember(wallet_id, of_wallet)
             return wallet_id, of_wallet
         raise AssertionError("unreachable")
 
@@ -264,6 +264,8 @@ class WalletService:
                 # operations on one wallet would mostly lose optimistic races to each other.
                 posted = await self.writer.apply_one(wallet_id, entry, optimistic=False)
             outcome = outcome_of(entry.legs[0], posted, currency)
+        except ValidationFailed:
+            raise  # a malformed request, as one refused before the service: not an outcome
         except AppError as error:
             operation_outcomes(kind, error.code).inc()
             raise
