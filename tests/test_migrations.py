@@ -477,10 +477,11 @@ def test_the_currency_revision_gives_every_wallet_the_default_currency(
         "head",
     )
     assert upgraded.returncode == 0, upgraded.stderr
-    rows = database.fetch("SELECT id, currency, balance FROM wallets ORDER BY id")
-    assert [(row["id"], row["currency"], row["balance"]) for row in rows] == [
-        (wallet, "EUR", 250) for wallet in sorted(wallets)
-    ]
+    rows = database.fetch(
+        "SELECT id, currency, currency_exponent, balance FROM wallets ORDER BY id"
+    )
+    assert [tuple(row) for row in rows] == [(wallet, "EUR", 2, 250) for wallet in sorted(wallets)]
+    assert "DEFAULT_CURRENCY=EUR" in upgraded.stdout + upgraded.stderr  # told, not assumed
     assert_verifies(database)
     with pytest.raises(asyncpg.NotNullViolationError):
         database.fetch("INSERT INTO wallets (id) VALUES ($1)", uuid.uuid4())
