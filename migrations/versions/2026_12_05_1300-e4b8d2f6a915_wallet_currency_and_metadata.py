@@ -27,6 +27,7 @@ Downgrade: drops the three columns, and so every wallet's currency and metadata 
 amounts stay).
 """
 
+import sys
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -49,7 +50,8 @@ CONSTRAINTS = {
 
 def upgrade() -> None:
     default = load_settings_or_exit().default_currency  # validated: two digits
-    print(f"wallet-api: the wallets made so far get DEFAULT_CURRENCY={default}")
+    # On stderr, as alembic's own log: stdout is the command's (the entrypoint's test).
+    print(f"wallet-api: the wallets made so far get DEFAULT_CURRENCY={default}", file=sys.stderr)
     op.execute("SET LOCAL lock_timeout = '5s'")
     op.add_column(
         "wallets",
