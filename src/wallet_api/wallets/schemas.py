@@ -97,6 +97,19 @@ _CURRENCY = Annotated[
 ]
 
 
+#: A wallet's metadata in an answer.
+_WALLET_METADATA = Annotated[
+    dict[str, str] | None,
+    WithJsonSchema(
+        {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "Present when the wallet was made with metadata: that object.",
+        }
+    ),
+]
+
+
 class WalletCreated(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -109,16 +122,7 @@ class WalletCreated(BaseModel):
 
     wallet_uuid: UUID
     currency: _SPEC_CURRENCY = None
-    metadata: Annotated[
-        dict[str, str] | None,
-        WithJsonSchema(
-            {
-                "type": "object",
-                "additionalProperties": {"type": "string"},
-                "description": "Present when the wallet was made with metadata: that object.",
-            }
-        ),
-    ] = None
+    metadata: _WALLET_METADATA = None
 
 
 class WalletBalance(BaseModel):
@@ -160,16 +164,7 @@ class WalletBalances(BaseModel):
     held: Money = Field(description="What its active holds set aside.")
     available: Money = Field(description="What it may spend: balance less held.")
     currency: _CURRENCY
-    metadata: Annotated[
-        dict[str, str] | None,
-        WithJsonSchema(
-            {
-                "type": "object",
-                "additionalProperties": {"type": "string"},
-                "description": "Present when the wallet was made with metadata: that object.",
-            }
-        ),
-    ] = None
+    metadata: _WALLET_METADATA = None
 
 
 def balances_body(balance: int, held: int, currency: Currency, metadata: str | None) -> str:
