@@ -191,7 +191,7 @@ class HoldService:
             return replayed
         for _ in range(CHANGED_ATTEMPTS):
             hold = await self._open_hold("VOID", hold_id, owner)
-            currency = (await self._currencies.of((hold.wallet_id,)))[hold.wallet_id]
+            currency = await self._currencies.of_wallet(hold.wallet_id)
             entry = void_entry(hold, currency, key=(idempotency_key, fingerprint, api_key_id))
             outcome = await self._settled(
                 "VOID", hold.wallet_id, entry, partial(capture_error, hold, currency)
@@ -205,7 +205,7 @@ class HoldService:
     async def get(self, hold_id: UUID, *, owner: str | None = None) -> str:
         """A hold of `owner`, as it is now."""
         hold = await self._hold_of(owner, hold_id)
-        currency = (await self._currencies.of((hold.wallet_id,)))[hold.wallet_id]
+        currency = await self._currencies.of_wallet(hold.wallet_id)
         return render(read_document(hold, currency))
 
     async def wallet_holds(
@@ -230,7 +230,7 @@ class HoldService:
             if not rows and not await wallets.wallet_exists(connection, wallet_id):
                 raise WalletNotFound(wallet_id)
         following = rows[limit - 1].seq if len(rows) > limit else None
-        currency = (await self._currencies.of((wallet_id,)))[wallet_id]
+        currency = await self._currencies.of_wallet(wallet_id)
         return [render(read_document(row, currency)) for row in rows[:limit]], following
 
     async def release_expired(self) -> int:

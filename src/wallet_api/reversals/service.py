@@ -155,7 +155,7 @@ class ReversalService:
             raise TransferNotFound(request.transfer_id)
         if named.operation not in _COMPENSATION:
             raise EntryNotReversible(named.id)
-        currency = (await self._currencies.of((named.wallet_id,)))[named.wallet_id]
+        currency = await self._currencies.of_wallet(named.wallet_id)
         amount = (
             named.amount
             if request.amount is None

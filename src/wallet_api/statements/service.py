@@ -30,7 +30,6 @@ from wallet_api.core.responses import json_number
 from wallet_api.statements import repository
 from wallet_api.statements.exceptions import TooManyStatements
 from wallet_api.wallets.currencies import WalletCurrencies
-from wallet_api.wallets.exceptions import WalletNotFound
 from wallet_api.wallets.owners import WalletOwners
 
 logger = logging.getLogger(__name__)
@@ -79,9 +78,7 @@ class StatementService:
         or refuse it."""
         check_period(since, until)
         await self._owners.check(owner, wallet_id)
-        currency = await self._currencies.one(wallet_id)
-        if currency is None:
-            raise WalletNotFound(wallet_id)
+        currency = await self._currencies.of_wallet(wallet_id)
         if self._sending >= STATEMENTS_AT_ONCE:
             raise TooManyStatements(STATEMENTS_AT_ONCE)
         self._sending += 1

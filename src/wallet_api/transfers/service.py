@@ -202,7 +202,7 @@ class TransferService:
         if out_leg.wallet_id in foreign and in_leg.wallet_id in foreign:
             raise TransferNotFound(transfer_id)
         reversal = legs.get(EntryKind.REVERSAL_OUT)
-        currency = (await self._currencies.of((out_leg.wallet_id,)))[out_leg.wallet_id]
+        currency = await self._currencies.of_wallet(out_leg.wallet_id)
         return transfer_body(
             transfer_id=transfer_id,
             from_wallet=out_leg.wallet_id,

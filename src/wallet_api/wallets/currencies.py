@@ -25,6 +25,7 @@ from uuid import UUID
 from wallet_api.core.database import Database
 from wallet_api.core.money import Currency, currency_exponent
 from wallet_api.wallets import repository
+from wallet_api.wallets.exceptions import WalletNotFound
 
 #: Wallets whose currency a worker remembers (about 150 bytes each: 15 MB).
 REMEMBERED_CURRENCIES = 100_000
@@ -91,6 +92,13 @@ class WalletCurrencies:
         if found is not None:
             return found
         return await asyncio.shield(self._ask(wallet_id))
+
+    async def of_wallet(self, wallet_id: UUID) -> Currency:
+        """The currency of a wallet that exists; WalletNotFound if it does not."""
+        currency = await self.one(wallet_id)
+        if currency is None:
+            raise WalletNotFound(wallet_id)
+        return currency
 
     def remember(self, wallet_id: UUID, currency: Currency) -> None:
         self._known[wallet_id] = currency

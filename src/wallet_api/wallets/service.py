@@ -184,19 +184,12 @@ class WalletService:
         async with self._database.autocommit() as connection:
             return await posting.stored_responses(connection, keys)
 
-    async def currency_of(self, wallet_id: UUID) -> Currency:
-        """The wallet's currency (of a wallet `owner` may touch: checked before)."""
-        currency = self.currencies.remembered(wallet_id) or await self.currencies.one(wallet_id)
-        if currency is None:
-            raise WalletNotFound(wallet_id)
-        return currency
-
     async def get_balance(
         self, wallet_id: UUID, *, owner: str | None = None
     ) -> tuple[int, Currency]:
         if not self.owners.surely_owns(owner, wallet_id):
             await self.owners.check(owner, wallet_id)
-        currency = await self.currency_of(wallet_id)
+        currency = await self.currencies.of_wallet(wallet_id)
         if self._reads is not None:
             balance = await self._reads.submit(wallet_id, None)
         else:
@@ -211,7 +204,7 @@ class WalletService:
         """The wallet's balance and what its holds set aside now, in its currency, and its
         metadata (JSON text)."""
         await self.owners.check(owner, wallet_id)
-        currency = await self.currency_of(wallet_id)
+        currency = await self.currencies.of_wallet(wallet_id)
         async with self._database.autocommit() as connection:
             found = await repository.balances(connection, wallet_id)
         if found is None:
@@ -565,7 +558,7 @@ class WalletService:
             )
             if not page.examined and not await repository.wallet_exists(connection, wallet_id):
                 raise WalletNotFound(wallet_id)
-        currency = await self.currency_of(wallet_id)
+        currency = await self.currencies.of_wallet(wallet_id)
         entries = page.entries
         if len(entries) > limit:
             return entries[:limit], entries[limit - 1].id, currency
@@ -585,7 +578,7 @@ class WalletService:
             raise WalletNotFound(wallet_id)
         if later:
             raise TimeInTheFuture(at)
-        return balance or 0, await self.currency_of(wallet_id)
+        return balance or 0, await self.currencies.of_wallet(wallet_id)
 
     async def purge_idempotency_keys(self, *, older_than_seconds: int) -> int:
         """Delete the keys older than the retention, a bounded batch per statement."""
