@@ -12,6 +12,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from alembic import command
+from alembic.config import Config
 from sqlalchemy.ext.asyncio import create_async_engine
 
 # The models register their tables on the metadata.
@@ -21,7 +23,7 @@ import wallet_api.holds.models
 import wallet_api.monitors.models
 import wallet_api.wallets.models
 import wallet_api.webhooks.models  # noqa: F401
-from tests.support import TestDatabase, alembic, migrated
+from tests.support import ROOT, TestDatabase, alembic, migrated
 from wallet_api.auth import repository
 from wallet_api.auth.keys import Scope
 from wallet_api.core.database import metadata
@@ -107,7 +109,6 @@ def revisions() -> list[str]:
 
 
 def alembic_history() -> list[str]:
-    from tests.support import ROOT
 
     result = subprocess.run(
         [str(Path(sys.executable).with_name("alembic")), "history"],
@@ -120,22 +121,28 @@ def alembic_history() -> list[str]:
 
 
 def test_each_migration_downgrades_exactly_to_the_schema_before_it(
-    empty_database: TestDatabase,
+    empty_database: TestDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Up one step, down one step, up again, for every revision: the step down restores
     the catalog exactly as it was (no column, constraint or index left behind), and the
     step up gives the same schema each time."""
     steps = revisions()
     assert len(steps) >= 2
+    # Alembic's commands in this process (three a revision): what the command line runs,
+    # without a second's interpreter start each time. The command line itself is
+    # test_upgrade_downgrade_upgrade's.
+    for name, value in empty_database.environment().items():
+        monkeypatch.setenv(name, value)
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["configure_logger"] = False  # the test's logging stays pytest's
     before = schema(empty_database)
     for revision in steps:
-        assert alembic(empty_database, "upgrade", revision).returncode == 0
+        command.upgrade(config, revision)
         after = schema(empty_database)
         assert after != before, f"{revision} changed nothing"
-        down = alembic(empty_database, "downgrade", "-1")
-        assert down.returncode == 0, down.stderr
+        command.downgrade(config, "-1")
         assert schema(empty_database) == before, f"{revision} did not downgrade exactly"
-        assert alembic(empty_database, "upgrade", revision).returncode == 0
+        command.upgrade(config, revision)
         assert schema(empty_database) == after
         before = after
 
@@ -302,7 +309,6 @@ def test_the_transfers_migration_upgrades_a_populated_ledger_in_place(
 def project_copy(tmp_path: Path) -> Path:
     """alembic.ini and migrations/ in a folder of their own: a revision the test makes
     Alembic write lands there, never in the repository."""
-    from tests.support import ROOT
 
     shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
     shutil.copytree(
@@ -335,7 +341,6 @@ def test_autogenerate_with_a_change_writes_its_revision(
     out formatted and lint-clean (docs/OPERATIONS.md, "Migrations"): `ruff check` and
     `ruff format --check` pass on it with the repository's configuration, which the copy
     carries as the repository does."""
-    from tests.support import ROOT
 
     shutil.copy(ROOT / "pyproject.toml", project_copy / "pyproject.toml")
     database = migrated(make_database())
