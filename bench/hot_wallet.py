@@ -1234,16 +1234,18 @@ def _combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
     )
     combined["responses"] = sum(run["responses"] for run in runs)
     combined["acknowledged"] = sum(run["acknowledged"] for run in runs)
-    return combined | {
+    combined |= {
         "latency_ms": {
             name: max(run["latency_ms"][name] for run in runs) for name in runs[0]["latency_ms"]
         },
         "errors": sum(run["errors"] for run in runs),
-        "ledger": {
+    }
+    if all("ledger" in run for run in runs):  # a write run's (a read has none to reconcile)
+        combined["ledger"] = {
             "mismatches": sum(run["ledger"]["mismatches"] for run in runs),
             "runs": [run["ledger"] for run in runs],
-        },
-    }
+        }
+    return combined
 
 
 def create_api_key(bench: Bench, *, owner: str, wallets: list[str]) -> str:
