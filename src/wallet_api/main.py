@@ -11,16 +11,15 @@ from fastapi import FastAPI
 
 from wallet_api import __version__
 from wallet_api.auth.exceptions import AUTH_ERRORS
-from wallet_api.auth.gate import API_PREFIX, GateMiddleware, open_gate
+from wallet_api.auth.gate import API_PREFIX, admit, open_gate
 from wallet_api.core.config import Settings, get_settings
 from wallet_api.core.database import Database
 from wallet_api.core.docs import install_docs
 from wallet_api.core.errors import install_error_handlers
-from wallet_api.core.fast_path import FastPaths
+from wallet_api.core.front_door import FrontDoorApp
 from wallet_api.core.logging import configure_logging
-from wallet_api.core.metrics import MetricsMiddleware, sample_gauges
 from wallet_api.core.metrics import router as metrics_router
-from wallet_api.core.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from wallet_api.core.metrics import sample_gauges
 from wallet_api.core.openapi import install_openapi
 from wallet_api.events.router import router as events_router
 from wallet_api.events.service import EventFeed
@@ -47,7 +46,7 @@ from wallet_api.webhooks.router import router as webhooks_router
 from wallet_api.webhooks.service import WebhookService
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> FrontDoorApp:
     """Build the application; resources are opened by the lifespan, per worker process."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -123,7 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await gate.close()
             await database.dispose()
 
-    app = FastAPI(
+    app = FrontDoorApp(
         title="Wallet API",
         version=__version__,
         summary=(
@@ -147,27 +146,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     else:
         install_openapi(app)
     install_error_handlers(app)
-    # Outermost last: request id, then metrics and the access log, then the body limit,
-    # then the API key gate (with keys required), then the fast paths (they answer plain
-    # operations, transfers, holds and captures, and balance reads, without FastAPI's
-    # routing).
-    app.add_middleware(
-        FastPaths,
+    # Every request passes the front door first: its request id, the body limit, the API
+    # key gate (with keys required), then the fast paths (plain operations, transfers,
+    # holds and captures, and balance reads, answered without FastAPI's routing); after
+    # the answer, its metrics and access log line.
+    app.install_front_door(
         routes=[
             *wallets_fast_path.fast_routes(),
             *transfers_fast_path.fast_routes(),
             *holds_fast_path.fast_routes(),
         ],
-    )
-    if keys_required:  # before the fast paths: they are guarded too
-        app.add_middleware(GateMiddleware)
-    app.add_middleware(
-        BodyLimitMiddleware,
         limit=settings.max_request_body_bytes,
         limits_by_path={BATCH_PATH: settings.max_batch_body_bytes},
+        admit=admit if keys_required else None,
+        guarded_prefix=API_PREFIX,
     )
-    app.add_middleware(MetricsMiddleware)
-    app.add_middleware(RequestIdMiddleware)
     for router in ROUTERS:
         app.include_router(router)
     return app

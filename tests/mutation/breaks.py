@@ -939,8 +939,8 @@ BREAKS = [
         "unmatched-route-labelled-by-path",
         "metrics carry no wallet ids: a request without a route is labelled `unmatched`, not by its path",
         "src/wallet_api/core/metrics.py",
-        '            route = getattr(scope.get("route"), "path", None) or "unmatched"\n',
-        '            route = getattr(scope.get("route"), "path", None) or scope["path"]\n',
+        '    route = getattr(scope.get("route"), "path", None) or "unmatched"\n',
+        '    route = getattr(scope.get("route"), "path", None) or scope["path"]\n',
         ("tests/test_auth.py::test_metrics_carry_no_wallet_ids_and_no_keys",),
     ),
     Break(
@@ -1245,9 +1245,9 @@ BREAKS = [
     Break(
         "client-gone-mid-body-logged-as-an-error",
         "a client gone before its body was read is no error of ours (no traceback in the log)",
-        "src/wallet_api/core/fast_path.py",
-        "        except ClientDisconnect:\n",
-        "        except ZeroDivisionError:\n",
+        "src/wallet_api/core/front_door.py",
+        "    except ClientDisconnect:\n",
+        "    except ZeroDivisionError:\n",
         (
             "tests/test_shutdown.py::test_a_request_not_read_at_sigterm_gets_a_closed_connection_and_is_not_applied",
         ),

@@ -1,6 +1,6 @@
 """The gate every `/api/` request passes when keys are required: who the caller is (a
 verified key), whether the key's scopes allow the request, and whether the key is within
-its rate limit. Pure ASGI, before the fast paths, so that they are guarded too.
+its rate limit. Run by the front door before the fast paths, so that they are guarded too.
 
 The verified caller is left in the ASGI scope for the routes (`principal_of`).
 """
@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from wallet_api.auth import repository
 from wallet_api.auth.exceptions import (
@@ -35,7 +35,6 @@ from wallet_api.auth.limits import (
 from wallet_api.auth.store import KeyStore
 from wallet_api.core.config import Settings
 from wallet_api.core.database import Database
-from wallet_api.core.errors import ANSWERED_ERRORS, exception_response
 
 API_PREFIX = "/api/"
 #: A worker takes a key's tokens from the shared bucket a lease at a time (at most 1/100 of
@@ -185,31 +184,15 @@ def _authorization(scope: Scope) -> bytes:
     raise ApiKeyRequired()
 
 
-class GateMiddleware:
-    """Run the gate on `/api/` requests; everything else (health, metrics, the
-    document) passes. The gate lives on `app.state.gate` (set by the lifespan)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
-            await self.app(scope, receive, send)
-            return
-        gate: Gate = scope["app"].state.gate
-        try:
-            principal, headers = await gate.admit(scope)
-        except ANSWERED_ERRORS as refusal:  # a 401, 403, 429; 503 if the keys are unreadable
-            await exception_response(refusal)(scope, receive, send)
-            return
-        scope[_PRINCIPAL] = principal
-
-        async def send_with_limits(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *headers]
-            await send(message)
-
-        await self.app(scope, receive, send_with_limits)
+async def admit(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """Admit an `/api/` request through the application's gate (`app.state.gate`, set by
+    the lifespan): its caller is left in the scope; the rate-limit headers its answer
+    carries are returned. A refusal (401, 403, 429; 503 if the keys are unreadable) is
+    raised. The front door calls it (`core/front_door.py`)."""
+    gate: Gate = scope["app"].state.gate
+    principal, headers = await gate.admit(scope)
+    scope[_PRINCIPAL] = principal
+    return headers
 
 
 def principal_of(scope: Scope) -> Principal | None:

@@ -6,15 +6,14 @@ and its capture) and the balance read cost more CPU in FastAPI's per-request mac
 work itself: measured here, about 750 µs of worker CPU per operation through the route
 against about 350 µs through a fast path when it was introduced (docs/PERFORMANCE.md).
 
-`FastPaths` is one ASGI middleware, the innermost of the application's own (so request ids,
-metrics, the access log, the body limit and the API key gate still apply). Each domain
-package lists the requests it serves this way (`FastRoute`s, in its `fast_path.py`): a
-method and a path whose `{name}` parts are canonical UUIDs, the FastAPI route it stands in
-for, and a handler that parses the body with the route's parser, calls the same service
-method and renders the same answer. An `AppError` or a database failure is answered with
-the same problem document, through the application's one error mapping
-(`core.errors.exception_response`); any other exception goes up to Starlette's
-server-error middleware, as it would from the route.
+Each domain package lists the requests it serves this way (`FastRoute`s, in its
+`fast_path.py`): a method and a path whose `{name}` parts are canonical UUIDs, the FastAPI
+route it stands in for, and a handler that parses the body with the route's parser, calls
+the same service method and renders the same answer. `FastRoutes` matches a request to one;
+the front door (`core/front_door.py`) serves it there, after the request id, the body
+limit and the API key gate, and answers an `AppError` or a database failure with the same
+problem document as the route, through the application's one error mapping
+(`core.errors.exception_response`).
 
 A request with a query string goes on to FastAPI (`GET /api/v1/wallets/{id}?at=` is a
 balance at a point in time, not the balance now). A POST is served only in its plain
@@ -32,12 +31,10 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from fastapi import APIRouter, Response
-from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
-from wallet_api.core.errors import ANSWERED_ERRORS, exception_response
 from wallet_api.core.fields import CANONICAL_UUID, parse_uuid
-from wallet_api.core.requests import is_plain_json_post, receive_body
+from wallet_api.core.requests import is_plain_json_post
 
 #: A handler: the request's scope, its body (empty for a GET) and the UUIDs of its path.
 Handler = Callable[[Scope, bytes, tuple[UUID, ...]], Awaitable[Response]]
@@ -69,11 +66,10 @@ class FastRoute:
         return cls(method, path, route, handler)
 
 
-class FastPaths:
-    """Serve the plain form of the requests `routes` name; pass everything else on."""
+class FastRoutes:
+    """The fast route a request is served by, if any."""
 
-    def __init__(self, app: ASGIApp, routes: Sequence[FastRoute]) -> None:
-        self.app = app
+    def __init__(self, routes: Sequence[FastRoute]) -> None:
         self._exact: dict[tuple[str, str], FastRoute] = {}
         self._patterns: dict[str, list[tuple[re.Pattern[str], FastRoute]]] = {}
         for route in routes:
@@ -85,8 +81,6 @@ class FastPaths:
 
     def match(self, scope: Scope) -> tuple[FastRoute, tuple[UUID, ...]] | None:
         """The route this path serves the request with, and its path's UUIDs; else None."""
-        if scope["type"] != "http":
-            return None
         method, path = scope["method"], scope["path"]
         found = self._exact.get((method, path))
         ids: tuple[UUID, ...] = ()
@@ -101,21 +95,3 @@ class FastPaths:
         if scope.get("query_string") or (method == "POST" and not is_plain_json_post(scope)):
             return None
         return found, ids
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        matched = self.match(scope)
-        if matched is None:
-            await self.app(scope, receive, send)
-            return
-        route, ids = matched
-        scope["route"] = route.route
-        try:
-            body = await receive_body(receive) if route.method == "POST" else b""
-            response = await route.handler(scope, body, ids)
-        except ClientDisconnect:
-            return  # gone before its body was read: nothing applied, no one to answer
-        except ANSWERED_ERRORS as exc:
-            response = exception_response(exc)
-        # Any other exception goes up to Starlette's server-error middleware, as it would
-        # from the route: the same 500 document, then the server logs it.
-        await response(scope, receive, send)

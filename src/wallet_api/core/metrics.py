@@ -8,7 +8,6 @@ import asyncio
 import functools
 import logging
 import os
-import time
 from collections.abc import Callable, Iterable
 
 from fastapi import APIRouter, Response
@@ -21,7 +20,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -82,43 +81,23 @@ def declare_operation_outcomes(operations: Iterable[str], outcomes: Iterable[str
             operation_outcomes(operation, outcome)
 
 
-class MetricsMiddleware:
-    """Count and time every request by route template; write the access log line."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500  # if the app fails before it answers
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            elapsed = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = scope["method"]
-            request_duration(route, method, str(status)).observe(elapsed)
-            if access_logger.isEnabledFor(logging.INFO):
-                access_logger.info(
-                    "request",
-                    extra={
-                        "method": method,
-                        "path": scope["path"],
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 2),
-                    },
-                )
+def record_request(scope: Scope, status: int, elapsed: float) -> None:
+    """Count and time an answered request by route template; write its access log line.
+    (The front door calls it for every HTTP request, `core/front_door.py`.)"""
+    route = getattr(scope.get("route"), "path", None) or "unmatched"
+    method = scope["method"]
+    request_duration(route, method, str(status)).observe(elapsed)
+    if access_logger.isEnabledFor(logging.INFO):
+        access_logger.info(
+            "request",
+            extra={
+                "method": method,
+                "path": scope["path"],
+                "route": route,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 2),
+            },
+        )
 
 
 async def sample_gauges(
