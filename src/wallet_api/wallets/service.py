@@ -627,23 +627,29 @@ class WalletService:
 
 def _count(kind: str, outcome: Outcome) -> None:
     """Count an operation's outcome (wallet_operations_total)."""
-    _count_all([(kind, outcome)])
+    _count_series(kind, _label(outcome), 1)
 
 
 def _count_all(outcomes: Iterable[tuple[str, Outcome | None]]) -> None:
     """Count operations' outcomes (wallet_operations_total), each series once."""
-    tally: Counter[tuple[str, str]] = Counter()
-    for kind, outcome in outcomes:
-        if isinstance(outcome, AppError):
-            tally[kind, outcome.code] += 1
-        elif isinstance(outcome, Replay):
-            tally[kind, "replayed"] += 1
-        elif outcome is not None:
-            tally[kind, "applied"] += 1
+    tally = Counter((kind, label) for kind, outcome in outcomes if (label := _label(outcome)))
     for (kind, label), count in tally.items():
-        operation_outcomes(kind, label).inc(count)
-        if label == "replayed":
-            IDEMPOTENT_REPLAYS.labels("operation").inc(count)
+        _count_series(kind, label, count)
+
+
+def _label(outcome: Outcome | None) -> str:
+    """An outcome's label in wallet_operations_total ("" for none: not counted)."""
+    if isinstance(outcome, AppError):
+        return outcome.code
+    if isinstance(outcome, Replay):
+        return "replayed"
+    return "" if outcome is None else "applied"
+
+
+def _count_series(kind: str, label: str, count: int) -> None:
+    operation_outcomes(kind, label).inc(count)
+    if label == "replayed":
+        IDEMPOTENT_REPLAYS.labels("operation").inc(count)
 
 
 def _unknown() -> AppError:
