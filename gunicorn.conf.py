@@ -65,7 +65,9 @@ logconfig_dict: dict[str, Any] = {
     "root": {"level": "WARNING", "handlers": ["stderr"]},
     "loggers": {
         "gunicorn.error": {"level": _settings.log_level.upper(), "handlers": ["stderr"]},
-        "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
+        # No handler: Uvicorn's workers then write no access line of their own (the service
+        # writes one, wallet_api.access) and skip building one for every request.
+        "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
     },
 }
 

@@ -276,15 +276,44 @@ def test_a_worker_sends_a_bounded_number_of_statements_at_once(
         assert served.status_code == 200, served.text
 
 
-def test_a_statement_read_slowly_outlasts_the_statement_timeout(
+def test_a_statement_cut_off_mid_stream_is_counted_with_the_status_it_was_sent_with(
     make_database: Callable[[], TestDatabase], tmp_path: Path
 ) -> None:
-    """A CSV statement of 200,000 entries (about 60 MB: more than every buffer on its way
-    holds) whose reader waits 2 seconds before it reads, from a service whose statement
-    timeout is half a second: its `COPY` waits on the reader, under the statement's own
-    limit (15 minutes), and the whole statement arrives, its closing line included. On a
-    database of its own: the ledger is written in SQL (200,000 requests would take long)."""
+    """A CSV statement whose database session ends while it streams (an administrator's
+    `pg_terminate_backend`): the client got 200 and a cut-off body, and the metrics count
+    the request under the status it was sent with (200), not as a 500 answered to no
+    one."""
     database = migrated(make_database())
+    wallet = _large_ledger(database)
+    with (
+        launch_service(
+            database, tmp_path / "service.log", {"WORKERS_COUNT": "1"}
+        ).serving() as service,
+        httpx.Client(base_url=service.base_url, timeout=60) as client,
+    ):
+        with client.stream("GET", f"{WALLETS}/{wallet}/statement", params={"format": "csv"}) as got:
+            assert got.status_code == 200
+            deadline = time.monotonic() + 30
+            copying: list[Any] = []
+            while not copying and time.monotonic() < deadline:  # the COPY waits on its reader
+                copying = database.fetch(
+                    "SELECT pid FROM pg_stat_activity WHERE query LIKE 'COPY%' AND pid <> "
+                    "pg_backend_pid()"
+                )
+                threading.Event().wait(0.05)
+            assert copying, "the statement's COPY was never seen running"
+            database.fetch("SELECT pg_terminate_backend($1)", copying[0]["pid"])
+            with pytest.raises(httpx.HTTPError):
+                got.read()
+        metrics = client.get("/metrics").text
+    route = f'method="GET",route="{WALLETS}/{{wallet_uuid}}/statement"'
+    assert f'wallet_http_request_duration_seconds_count{{{route},status="200"}} 1.0' in metrics
+    assert f'{route},status="500"' not in metrics
+
+
+def _large_ledger(database: TestDatabase) -> uuid.UUID:
+    """A wallet of 200,000 entries (a CSV statement of about 60 MB: more than every
+    buffer on its way holds), written in SQL (200,000 requests would take long)."""
     wallet = uuid.uuid4()
     database.fetch(
         "WITH made AS (INSERT INTO wallets (id, currency, currency_exponent, balance, seq)"
@@ -294,6 +323,19 @@ def test_a_statement_read_slowly_outlasts_the_statement_timeout(
         " FROM generate_series(1, 200000) AS g",
         wallet,
     )
+    return wallet
+
+
+def test_a_statement_read_slowly_outlasts_the_statement_timeout(
+    make_database: Callable[[], TestDatabase], tmp_path: Path
+) -> None:
+    """A CSV statement of 200,000 entries (about 60 MB: more than every buffer on its way
+    holds) whose reader waits 2 seconds before it reads, from a service whose statement
+    timeout is half a second: its `COPY` waits on the reader, under the statement's own
+    limit (15 minutes), and the whole statement arrives, its closing line included. On a
+    database of its own."""
+    database = migrated(make_database())
+    wallet = _large_ledger(database)
     settings = {"DB_STATEMENT_TIMEOUT_MS": "500", "WORKERS_COUNT": "1"}
     with (
         launch_service(database, tmp_path / "service.log", settings).serving() as patient,

@@ -54,6 +54,8 @@ Admit = Callable[[Scope], Awaitable[Sequence[tuple[bytes, bytes]]]]
 
 REQUEST_ID_HEADER = b"x-request-id"
 _CONTENT_LENGTH = b"content-length"
+#: More digits than any body limit has: a longer Content-Length is over it, unparsed.
+_LENGTH_DIGITS = 18
 _VALID_REQUEST_ID = re.compile(REQUEST_ID_PATTERN.encode())
 
 # Generated ids: a random per-process prefix and a counter. Unique across processes and
@@ -103,37 +105,47 @@ class FrontDoor:
             request_id = new_request_id()
         set_request_id(request_id.decode())
         headers: Headers = [(REQUEST_ID_HEADER, request_id)]
-        status = 500  # if nothing answers
+        status = _Status()
         try:
-            status = await self._serve(scope, receive, send, headers, declared)
+            await self._serve(scope, receive, send, headers, declared=declared, status=status)
         finally:
-            record_request(scope, status, time.perf_counter() - started)
+            record_request(scope, status.code, time.perf_counter() - started)
 
     async def _serve(
-        self, scope: Scope, receive: Receive, send: Send, headers: Headers, declared: bytes | None
-    ) -> int:
-        """Answer the request; its status (500 if it fails before answering)."""
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: Headers,
+        *,
+        declared: bytes | None,
+        status: _Status,
+    ) -> None:
+        """Answer the request, noting its status once its answer has started."""
         limit = self.limits_by_path.get(scope["path"], self.limit)
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            return await _answer(send, error_response(BodyTooLarge(limit)), headers)
+        if declared is not None and (
+            not declared.isdigit() or len(declared) > _LENGTH_DIGITS or int(declared) > limit
+        ):
+            status.code = await _answer(send, error_response(BodyTooLarge(limit)), headers)
+            return
         receive = _counted(receive, limit)
         if self.admit is not None and scope["path"].startswith(self.guarded_prefix):
             try:
                 headers.extend(await self.admit(scope))
             except ANSWERED_ERRORS as refusal:  # a 401, 403, 429; 503 if keys are unreadable
-                return await _answer(send, exception_response(refusal), headers)
+                status.code = await _answer(send, exception_response(refusal), headers)
+                return
             except Exception as exc:
-                await _answer(send, exception_response(exc), headers)
+                status.code = await _answer(send, exception_response(exc), headers)
                 raise
         matched = self.routes.match(scope)
         if matched is not None:
-            return await _serve_fast(scope, receive, send, headers, matched)
-        status = 500
+            status.code = await _serve_fast(scope, receive, send, headers, matched)
+            return
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status.code = message["status"]
                 message["headers"] = [
                     *(h for h in message.get("headers", ()) if h[0] != REQUEST_ID_HEADER),
                     *headers,
@@ -141,7 +153,16 @@ class FrontDoor:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-        return status
+
+
+class _Status:
+    """A request's status once its answer has started: 500 until then (a request that
+    fails before it is answered is answered 500 by the server)."""
+
+    __slots__ = ("code",)
+
+    def __init__(self) -> None:
+        self.code = 500
 
 
 async def _serve_fast(
