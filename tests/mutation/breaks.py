@@ -2130,4 +2130,28 @@ BREAKS = [
         "            self.admit = None\n",
         ("tests/test_auth.py", "tests/test_owners.py"),
     ),
+    Break(
+        "event-ledger-ids-out-of-place",
+        "an event names its own entry's ledger rows (ids found by their place in the statement)",
+        POSTING_REPOSITORY,
+        "                       (SELECT array_agg(id ORDER BY id) FROM {entered})[\n",
+        "                       (SELECT array_agg(id ORDER BY id DESC) FROM {entered})[\n",
+        ("tests/test_events.py",),
+    ),
+    Break(
+        "range-write-counts-one-row-a-wallet",
+        "a wallet's rows are numbered without gaps or repeats however many a statement writes",
+        POSTING_REPOSITORY,
+        "        [rows_of[wallet_id] for wallet_id in wallets[0]],\n",
+        "        [1 for wallet_id in wallets[0]],\n",
+        ("tests/test_events.py",),
+    ),
+    Break(
+        "locking-write-counts-one-row-a-wallet",
+        "a wallet's rows are numbered without gaps or repeats when written under the locks",
+        POSTING_REPOSITORY,
+        "        [rows_of[wallet_id] for wallet_id in write.wallets],\n",
+        "        [1 for wallet_id in write.wallets],\n",
+        ("tests/test_events.py",),
+    ),
 ]

@@ -4,6 +4,7 @@ caller owns."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -162,15 +163,25 @@ _STORED_RESPONSES = """
 # with its event's number, its wallet's owner and its `seq`; `{entered}`: their ids,
 # returned by the INSERT): one per entry and owner of its wallets (a transfer to another
 # owner's wallet is an event of each), on the owner's first wallet, with the entry's rows
-# on that owner's wallets only. Their ids follow the order of the entries. One grouping,
-# no sort of the whole statement's rows (each group's arrays are ordered on their own).
+# on that owner's wallets only. Their ids follow the order of the entries. A row's id is
+# found by its place: `{entered}` inserted every row of `ledger` in `n` order, and identity
+# values follow that order, so the k-th row by `n` has the k-th smallest id (a join on
+# the wallet and its number would be planned, generically, as nested loops: quadratic in
+# a batch's rows, 0.26 million comparisons for 512). One grouping, no sort of the whole
+# statement's rows beyond their numbering (each group's arrays are ordered on their own).
 _EVENTS = """, evented AS (
         INSERT INTO events (xid, type, owner, wallet_id, ledger_ids)
         SELECT (SELECT xid FROM stamp), t.type, g.owner, g.wallet_ids[1], g.ids
         FROM (
-            SELECT r.event, r.owner, min(r.n) AS n, array_agg(i.id ORDER BY r.n) AS ids,
+            SELECT r.event, r.owner, min(r.n) AS n, array_agg(r.id ORDER BY r.n) AS ids,
                    array_agg(r.wallet_id ORDER BY r.n) AS wallet_ids
-            FROM ledger r JOIN {entered} i USING (wallet_id, seq)
+            FROM (
+                SELECT l.event, l.owner, l.n, l.wallet_id,
+                       (SELECT array_agg(id ORDER BY id) FROM {entered})[
+                           row_number() OVER (ORDER BY l.n)
+                       ] AS id
+                FROM ledger l
+            ) r
             WHERE r.event IS NOT NULL GROUP BY r.event, r.owner
         ) g
         JOIN unnest({types}::text[]) WITH ORDINALITY AS t(type, event) USING (event)
@@ -221,13 +232,12 @@ _WRITE_ENTRIES = f"""
         )
         JOIN wallets w ON w.id = r.wallet_id
     ), moved AS (
-        UPDATE wallets w SET balance = m.balance, held = m.held, seq = coalesce(s.seq, w.seq),
-               last_entry_at = CASE WHEN s.seq IS NULL THEN w.last_entry_at ELSE $31 END,
+        UPDATE wallets w SET balance = m.balance, held = m.held, seq = w.seq + m.rows,
+               last_entry_at = CASE WHEN m.rows = 0 THEN w.last_entry_at ELSE $31 END,
                last_event_xid = CASE
-                   WHEN s.seq IS NULL THEN w.last_event_xid ELSE (SELECT xid FROM stamp) END
-        FROM unnest($1::uuid[], $2::bigint[], $17::bigint[]) AS m(id, balance, held)
-        LEFT JOIN (SELECT wallet_id, max(seq) AS seq FROM ledger GROUP BY wallet_id) s
-            ON s.wallet_id = m.id
+                   WHEN m.rows = 0 THEN w.last_event_xid ELSE (SELECT xid FROM stamp) END
+        FROM unnest($1::uuid[], $2::bigint[], $17::bigint[], $34::int[])
+            AS m(id, balance, held, rows)
         WHERE w.id = m.id
         RETURNING w.id, w.balance - w.held AS available
     ), opened AS (
@@ -360,7 +370,6 @@ def _write_range_sql(*, holds: bool) -> str:
             held = l.stored_held + n.amount,
             holds_expire_at = least(l.holds_expire_at, n.first_expiry)
         FROM stamp s, locked l JOIN fitting f ON f.part = l.part
-        LEFT JOIN counted c ON c.wallet_id = l.id
         LEFT JOIN LATERAL (
             SELECT coalesce(sum(o.amount), 0) AS amount,
                    min(now() + o.seconds * interval '1 second') AS first_expiry
@@ -384,19 +393,19 @@ def _write_range_sql(*, holds: bool) -> str:
     )"""
     else:
         held = """
-        FROM stamp s, locked l JOIN fitting f ON f.part = l.part
-        LEFT JOIN counted c ON c.wallet_id = l.id"""
+        FROM stamp s, locked l JOIN fitting f ON f.part = l.part"""
         opening = opened = ""
     return f"""
     WITH locked AS (
         SELECT w.id, w.balance, {held_now("w")} AS held, w.held AS stored_held,
                w.holds_expire_at, coalesce(w.holds_expire_at <= now(), false) AS due,
                w.seq, w.owner, w.last_entry_at, w.last_event_xid,
-               i.delta, i.low, i.high, i.part, i.size, i.available_low, i.available_high
+               i.delta, i.low, i.high, i.part, i.size, i.available_low, i.available_high,
+               i.rows
         FROM unnest(
             $1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::int[], $6::int[],
-            $25::bigint[], $26::bigint[]
-        ) AS i(id, delta, low, high, part, size, available_low, available_high)
+            $25::bigint[], $26::bigint[], ${rest + 4}::int[]
+        ) AS i(id, delta, low, high, part, size, available_low, available_high, rows)
         JOIN wallets w ON w.id = i.id
         ORDER BY w.id FOR UPDATE OF w
     ), stamp AS (
@@ -410,13 +419,10 @@ def _write_range_sql(*, holds: bool) -> str:
             AND balance - held BETWEEN available_low AND available_high
             AND NOT due
         )
-    ), counted AS (
-        SELECT wallet_id, count(*) AS rows FROM unnest($7::uuid[]) AS c(wallet_id)
-        GROUP BY wallet_id
     ){opening}, updated AS (
-        UPDATE wallets w SET balance = l.balance + l.delta, seq = l.seq + coalesce(c.rows, 0),
-               last_entry_at = CASE WHEN c.rows > 0 THEN s.at ELSE l.last_entry_at END,
-               last_event_xid = CASE WHEN c.rows > 0 THEN s.xid ELSE l.last_event_xid END{held}
+        UPDATE wallets w SET balance = l.balance + l.delta, seq = l.seq + l.rows,
+               last_entry_at = CASE WHEN l.rows > 0 THEN s.at ELSE l.last_entry_at END,
+               last_event_xid = CASE WHEN l.rows > 0 THEN s.xid ELSE l.last_event_xid END{held}
         WHERE w.id = l.id
         RETURNING w.id, l.balance AS start, l.seq AS start_seq, l.owner,
                   w.balance - w.held AS available
@@ -487,7 +493,16 @@ async def write_range(
         statement = _WRITE_RANGE_OPENING_HOLDS
     else:
         statement = _WRITE_RANGE
-    arguments += [ledger_rows[9], ledger_rows[10], write.events, ledger_rows[11]]
+    # How many rows each wallet gets: counted here, not by a join in the statement (a
+    # generic plan nests such a join's loops: quadratic in a batch's wallets).
+    rows_of = Counter(ledger_rows[0])
+    arguments += [
+        ledger_rows[9],
+        ledger_rows[10],
+        write.events,
+        ledger_rows[11],
+        [rows_of[wallet_id] for wallet_id in wallets[0]],
+    ]
     rows = await connection.fetch(statement, *arguments)
     found = {
         row["id"]: Found(row["start"], row["balance"], row["held"], row["due"]) for row in rows
@@ -533,6 +548,7 @@ async def stored_responses(
 
 async def write_entries(connection: Connection, write: EntriesWrite) -> None:
     """Write the balances, the ledger rows and the kept responses in one statement."""
+    rows_of = Counter(write.row_wallets)
     await connection.execute(
         _WRITE_ENTRIES,
         write.wallets,
@@ -568,6 +584,9 @@ async def write_entries(connection: Connection, write: EntriesWrite) -> None:
         write.at,
         write.metadata,
         write.new_hold_metadata,
+        # How many rows each wallet gets: counted here, not by a join in the statement
+        # (planned generically as nested loops: quadratic in a batch's wallets).
+        [rows_of[wallet_id] for wallet_id in write.wallets],
     )
 
 
