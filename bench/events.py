@@ -10,40 +10,29 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
 from bench.hot_wallet import (
     AB,
-    PROJECT_DIR,
     Bench,
     _file,
     baseline_service,
     check_baseline,
     create_wallets,
     events_on_and_off,
-    find_postmaster,
+    fresh_bench,
     machine,
     metadata_run,
-    postgres_server,
     run_wrk,
     running_service,
     webhook_runs,
     write_run,
 )
 from bench.webhooks import add_outage_option
-from wallet_api.devtools.postgres import drop_database, ensure_database
-from wallet_api.devtools.server import run_alembic
 
 
 def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
-    migrated = run_alembic(
-        PROJECT_DIR, bench.address.environment(bench.database), "upgrade", "head"
-    )
-    if migrated.returncode != 0:
-        sys.exit(f"bench: migrations failed:\n{migrated.stderr}")
     (hot,) = create_wallets(bench, 1)
     spread = create_wallets(bench, args.wallets)
     warmup = max(2, args.duration // 5)
@@ -84,24 +73,8 @@ def main() -> None:
     if args.baseline is not None:
         args.baseline = args.baseline.resolve()
         check_baseline(args.baseline)
-    with postgres_server() as (address, where), tempfile.TemporaryDirectory() as workdir:
-        database = f"wallet_bench_{uuid.uuid4().hex[:8]}"
-        ensure_database(address, database)
-        postmaster, unmeasured = find_postmaster(address, database)
-        bench = Bench(
-            address,
-            database,
-            args.duration,
-            args.connections,
-            1,
-            Path(workdir),
-            postmaster=postmaster,
-            postmaster_unmeasured=unmeasured,
-        )
-        try:
-            results = measure(bench, args)
-        finally:
-            drop_database(address, database)
+    with fresh_bench(args.duration, args.connections) as (bench, where):
+        results = measure(bench, args)
     report = {
         "benchmark": "events",
         "command": "python -m bench.events " + " ".join(sys.argv[1:]),

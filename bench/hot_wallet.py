@@ -130,6 +130,37 @@ def postgres_server() -> Iterator[tuple[PostgresAddress, str]]:
         yield address, "embedded"
 
 
+@contextmanager
+def fresh_bench(duration: int, connections: int) -> Iterator[tuple[Bench, str]]:
+    """A `Bench` on a database of its own (dropped after) on `postgres_server()`'s server,
+    migrated, with PostgreSQL's process tree found for the CPU figures; and where the
+    server is ("embedded" or "DB_HOST"). For the benchmarks run on their own
+    (`bench.events`, `bench.requests`)."""
+    with postgres_server() as (address, where), tempfile.TemporaryDirectory() as workdir:
+        database = f"wallet_bench_{uuid.uuid4().hex[:8]}"
+        ensure_database(address, database)
+        try:
+            migrated = run_alembic(PROJECT_DIR, address.environment(database), "upgrade", "head")
+            if migrated.returncode != 0:
+                sys.exit(f"bench: migrations failed:\n{migrated.stderr}")
+            postmaster, unmeasured = find_postmaster(address, database)
+            yield (
+                Bench(
+                    address,
+                    database,
+                    duration,
+                    connections,
+                    1,
+                    Path(workdir),
+                    postmaster=postmaster,
+                    postmaster_unmeasured=unmeasured,
+                ),
+                where,
+            )
+        finally:
+            drop_database(address, database)
+
+
 def find_postmaster(address: PostgresAddress, database: str) -> tuple[int | None, str | None]:
     """The postmaster's pid, when the server is a process of this machine that /proc shows:
     the parent of the backend serving a connection of ours, recognised by its process title

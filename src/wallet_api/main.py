@@ -16,7 +16,7 @@ from wallet_api.core.config import Settings, get_settings
 from wallet_api.core.database import Database
 from wallet_api.core.docs import install_docs
 from wallet_api.core.errors import install_error_handlers
-from wallet_api.core.front_door import FrontDoorApp
+from wallet_api.core.front_door import FrontDoor, FrontDoorApp
 from wallet_api.core.logging import configure_logging
 from wallet_api.core.metrics import router as metrics_router
 from wallet_api.core.metrics import sample_gauges
@@ -155,7 +155,8 @@ def create_app(settings: Settings | None = None) -> FrontDoorApp:
     # key gate (with keys required), then the fast paths (plain operations, transfers,
     # holds and captures, and balance reads, answered without FastAPI's routing); after
     # the answer, its metrics and access log line.
-    app.install_front_door(
+    app.front_door = FrontDoor(
+        app.behind,
         routes=[
             *wallets_fast_path.fast_routes(),
             *transfers_fast_path.fast_routes(),

@@ -1655,7 +1655,7 @@ BREAKS = [
         "wallet-numbering-stands-still",
         "each wallet's ledger rows are numbered 1, 2, 3, ... without gaps or repeats",
         POSTING_REPOSITORY,
-        "seq = l.seq + coalesce(c.rows, 0),\n",
+        "seq = l.seq + l.rows,\n",
         "seq = l.seq,\n",
         ("tests/test_events.py::test_every_change_is_one_event_and_a_refusal_none",),
     ),

@@ -217,31 +217,18 @@ def _counted(receive: Receive, limit: int) -> Receive:
 
 
 class FrontDoorApp(FastAPI):
-    """FastAPI with the front door before its own layers (`install_front_door`)."""
+    """FastAPI with a front door before its own layers: set `front_door` to a `FrontDoor`
+    whose app is `behind` (FastAPI's own layers)."""
 
     front_door: FrontDoor | None = None
 
-    def install_front_door(
-        self,
-        *,
-        routes: Sequence[FastRoute],
-        limit: int,
-        limits_by_path: Mapping[str, int] | None = None,
-        admit: Admit | None = None,
-        guarded_prefix: str = "/",
-    ) -> None:
-        self.front_door = FrontDoor(
-            super().__call__,
-            routes=routes,
-            limit=limit,
-            limits_by_path=limits_by_path,
-            admit=admit,
-            guarded_prefix=guarded_prefix,
-        )
+    async def behind(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """FastAPI's own layers: what the front door passes a request on to."""
+        await super().__call__(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self  # as Starlette sets it: the fast routes read the app's state
         if self.front_door is None:
-            await super().__call__(scope, receive, send)
+            await self.behind(scope, receive, send)
         else:
             await self.front_door(scope, receive, send)
