@@ -102,7 +102,10 @@ def receivers() -> Iterator[Callable[[Answer], Receiver]]:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
-                got = Received(dict(self.headers), self.rfile.read(length), time.time())
+                body = self.rfile.read(length)
+                if len(body) < length:
+                    return  # its sender was gone before the body arrived: no delivery
+                got = Received(dict(self.headers), body, time.time())
                 with receiver.lock:
                     number = len(receiver.got)
                     receiver.got.append(got)
@@ -342,7 +345,8 @@ def test_an_endpoint_back_from_an_outage_gets_its_waiting_deliveries_at_once(
         for made in range(1, 5):
             wallet(alice)
             receiver.wait_for(made)
-        first, asked_to_wait, slow, _ = (event["id"] for event in receiver.events())
+        # The first four requests (the first event's second try may follow at once).
+        first, asked_to_wait, slow, _ = (event["id"] for event in receiver.events()[:4])
         got = receiver.wait_for(5, timeout=20)
         assert got[4]["id"] == first
         (delivery,) = settled(alice, first)
