@@ -21,7 +21,12 @@ import pytest
 from tests.support import TestDatabase, migrated
 from wallet_api.core.database import _INDEX_ORDER
 from wallet_api.events.repository import _ALL_PAGE
-from wallet_api.posting.repository import _HELD_NOW, _NOTE_HOLD_EXPIRIES
+from wallet_api.posting.repository import (
+    _HELD_NOW,
+    _NOTE_HOLD_EXPIRIES,
+    RangeWrite,
+    range_statement,
+)
 from wallet_api.statements.repository import _BALANCES, _json
 from wallet_api.wallets.repository import _BALANCE_AT, _HISTORY, _HISTORY_BY_METADATA
 from wallet_api.webhooks.repository import _FAN_OUT
@@ -273,3 +278,64 @@ def test_the_metadata_filter_reads_the_rows_with_that_key_and_value(
         order,
     )
     assert read <= 1 + 1 + 4
+
+
+#: A batch as the batch endpoint writes it: one row on each of this many wallets.
+BATCH = 800
+
+
+def test_a_batch_is_written_by_a_plan_without_loops_over_its_own_rows(
+    make_database: Callable[[], TestDatabase],
+) -> None:
+    """The range write of a batch of 800 deposits, each on a wallet of its own, with its
+    events, planned as the service plans it (a generic plan: `force_generic_plan`, which
+    takes an array parameter for 10 elements) and run: no join in it compares each of the
+    batch's rows with each other (a join filter that removes more rows than the batch
+    has). Two such joins (a wallet's rows counted, an event's ledger ids found) once cost
+    the batch endpoint three quarters of its rate (docs/PERFORMANCE.md)."""
+    database = migrated(make_database())
+    wallets = [uuid.uuid4() for _ in range(BATCH)]
+    database.fetch(
+        "INSERT INTO wallets (id, currency, currency_exponent, balance)"
+        " SELECT id, 'USD', 2, 0 FROM unnest($1::uuid[]) AS t(id)",
+        wallets,
+    )
+    write = RangeWrite(
+        wallets=[(w, 100, 0, 0, n, 1, 0, 0) for n, w in enumerate(wallets, 1)],
+        rows=[
+            (w, "DEPOSIT", 100, 100, None, None, None, None, None, None, n, None)
+            for n, w in enumerate(wallets, 1)
+        ],
+        events=["operation.applied"] * BATCH,
+    )
+    statement, arguments = range_statement(write)
+
+    async def explained() -> dict[str, Any]:
+        connection = await asyncpg.connect(database.url())
+        try:
+            await connection.execute("SET plan_cache_mode = force_generic_plan")
+            await connection.execute(f"PREPARE batch AS {statement}")
+            prepared = await connection.prepare(statement)
+            literals = [
+                await connection.fetchval(
+                    f"SELECT quote_literal($1::{kind.name}::text) || '::{kind.name}'", argument
+                )
+                for kind, argument in zip(prepared.get_parameters(), arguments, strict=True)
+            ]
+            text = await connection.fetchval(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE batch({', '.join(literals)})"
+            )
+            (document,) = json.loads(text)
+            return dict(document["Plan"])
+        finally:
+            await connection.close()
+
+    plan = asyncio.run(explained())
+    assert database.fetch("SELECT count(*) AS n FROM wallet_operations")[0]["n"] == BATCH
+    assert database.fetch("SELECT count(*) AS n FROM events")[0]["n"] == BATCH
+    removed = {
+        node["Node Type"]: node["Rows Removed by Join Filter"]
+        for node in nodes(plan)
+        if node.get("Rows Removed by Join Filter", 0) > BATCH
+    }
+    assert removed == {}, f"joins that compare the batch's rows with each other: {removed}"

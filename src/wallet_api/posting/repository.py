@@ -474,11 +474,8 @@ _WRITE_RANGE = _write_range_sql(holds=False)
 _WRITE_RANGE_OPENING_HOLDS = _write_range_sql(holds=True)
 
 
-async def write_range(
-    connection: Connection, write: RangeWrite
-) -> tuple[dict[UUID, Found], datetime | None]:
-    """Write `write` in one statement: what it found for each wallet that exists, and
-    the transaction's timestamp (None when it named no wallet that exists)."""
+def range_statement(write: RangeWrite) -> tuple[str, list[Any]]:
+    """The range write's statement for `write` (with or without holds), and its arguments."""
     wallets = _columns(write.wallets, 8)
     ledger_rows = _columns(write.rows, 12)
     arguments = [
@@ -503,6 +500,15 @@ async def write_range(
         ledger_rows[11],
         [rows_of[wallet_id] for wallet_id in wallets[0]],
     ]
+    return statement, arguments
+
+
+async def write_range(
+    connection: Connection, write: RangeWrite
+) -> tuple[dict[UUID, Found], datetime | None]:
+    """Write `write` in one statement: what it found for each wallet that exists, and
+    the transaction's timestamp (None when it named no wallet that exists)."""
+    statement, arguments = range_statement(write)
     rows = await connection.fetch(statement, *arguments)
     found = {
         row["id"]: Found(row["start"], row["balance"], row["held"], row["due"]) for row in rows
