@@ -16,7 +16,7 @@ In order, for every request:
 5. after the answer, its **metrics and access log line** (`core/metrics.record_request`).
 
 One layer instead of one middleware for each of these: a hot request was measured passing
-eleven ASGI layers (Uvicorn's, Starlette's, FastAPI's and the service's own), each an
+ten ASGI layers (Uvicorn's, Starlette's, FastAPI's and the service's own), each an
 `await` and most a wrapped `send` per message; they cost about a sixth of a hot-wallet
 write's CPU (docs/PERFORMANCE.md). A fast route's answer is sent by the front door itself,
 straight to the server.
