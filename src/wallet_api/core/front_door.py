@@ -122,14 +122,15 @@ class FrontDoor:
         status: _Status,
     ) -> None:
         """Answer the request, noting its status once its answer has started."""
-        limit = self.limits_by_path.get(scope["path"], self.limit)
+        path = route_path(scope)
+        limit = self.limits_by_path.get(path, self.limit)
         if declared is not None and (
             not declared.isdigit() or len(declared) > _LENGTH_DIGITS or int(declared) > limit
         ):
             status.code = await _answer(send, error_response(BodyTooLarge(limit)), headers)
             return
         receive = _counted(receive, limit)
-        if self.admit is not None and scope["path"].startswith(self.guarded_prefix):
+        if self.admit is not None and path.startswith(self.guarded_prefix):
             try:
                 headers.extend(await self.admit(scope))
             except ANSWERED_ERRORS as refusal:  # a 401, 403, 429; 503 if keys are unreadable
@@ -153,6 +154,17 @@ class FrontDoor:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def route_path(scope: Scope) -> str:
+    """The path as FastAPI routes it: without the server's root path (ASGI's `path`
+    includes it). The gate judges this path, so that a server run under a root path
+    guards what it routes to `/api/`."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+        return path[len(root) :]  # as Starlette's routing reads it
+    return path
 
 
 class _Status:
