@@ -7,10 +7,6 @@ same run (ABBA). Prints the JSON; `make bench` runs the same functions among its
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
-import sys
-from pathlib import Path
 from typing import Any
 
 from bench.hot_wallet import (
@@ -18,12 +14,10 @@ from bench.hot_wallet import (
     Bench,
     _file,
     baseline_service,
-    check_baseline,
     create_wallets,
     events_on_and_off,
-    fresh_bench,
-    machine,
     metadata_run,
+    run_on_its_own,
     run_wrk,
     running_service,
     webhook_runs,
@@ -62,26 +56,8 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=15, help="seconds per run")
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--wallets", type=int, default=10_000)
-    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR")
     add_outage_option(parser)
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("bench: wrk not found; install it with `apt-get install wrk`")
-    if args.baseline is not None:
-        args.baseline = args.baseline.resolve()
-        check_baseline(args.baseline)
-    with fresh_bench(args.duration, args.connections) as (bench, where):
-        results = measure(bench, args)
-    report = {
-        "benchmark": "events",
-        "command": "python -m bench.events " + " ".join(sys.argv[1:]),
-        "machine": {**machine(), "postgresql": where},
-        "runs": results,
-    }
-    print(json.dumps(report, indent=2, default=str))
+    run_on_its_own("events", parser, measure, duration=15)
 
 
 if __name__ == "__main__":

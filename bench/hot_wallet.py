@@ -130,6 +130,37 @@ def postgres_server() -> Iterator[tuple[PostgresAddress, str]]:
         yield address, "embedded"
 
 
+def run_on_its_own(
+    name: str,
+    parser: argparse.ArgumentParser,
+    measure: Callable[[Bench, argparse.Namespace], dict[str, Any]],
+    *,
+    duration: int,
+) -> None:
+    """The whole of a benchmark run on its own (`python -m bench.NAME`): `parser` gains
+    `--duration` (`duration` by default), `--connections`, `--wallets` and `--baseline`;
+    `measure` runs on a fresh database; its results are printed as one JSON document."""
+    parser.add_argument("--duration", type=int, default=duration, help="seconds per run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--wallets", type=int, default=10_000)
+    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("bench: wrk not found; install it with `apt-get install wrk`")
+    if args.baseline is not None:
+        args.baseline = args.baseline.resolve()
+        check_baseline(args.baseline)
+    with fresh_bench(args.duration, args.connections) as (bench, where):
+        results = measure(bench, args)
+    report = {
+        "benchmark": name,
+        "command": f"python -m bench.{name} " + " ".join(sys.argv[1:]),
+        "machine": {**machine(), "postgresql": where},
+        "runs": results,
+    }
+    print(json.dumps(report, indent=2, default=str))
+
+
 @contextmanager
 def fresh_bench(duration: int, connections: int) -> Iterator[tuple[Bench, str]]:
     """A `Bench` on a database of its own (dropped after) on `postgres_server()`'s server,

@@ -9,10 +9,6 @@ its others."""
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
-import sys
-from pathlib import Path
 from typing import Any
 
 from bench.hot_wallet import (
@@ -21,11 +17,9 @@ from bench.hot_wallet import (
     _file,
     baseline_service,
     batch_run,
-    check_baseline,
     create_wallets,
-    fresh_bench,
     holds_run,
-    machine,
+    run_on_its_own,
     run_wrk,
     running_service,
     write_run,
@@ -74,10 +68,6 @@ def _pairs(run: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per run")
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--wallets", type=int, default=10_000)
-    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR")
     parser.add_argument(
         "--runs",
         nargs="+",
@@ -85,21 +75,7 @@ def main() -> None:
         default=list(RUNS),
         help="which loads (by default: all but holds_pairs)",
     )
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("bench: wrk not found; install it with `apt-get install wrk`")
-    if args.baseline is not None:
-        args.baseline = args.baseline.resolve()
-        check_baseline(args.baseline)
-    with fresh_bench(args.duration, args.connections) as (bench, where):
-        results = measure(bench, args)
-    report = {
-        "benchmark": "requests",
-        "command": "python -m bench.requests " + " ".join(sys.argv[1:]),
-        "machine": {**machine(), "postgresql": where},
-        "runs": results,
-    }
-    print(json.dumps(report, indent=2, default=str))
+    run_on_its_own("requests", parser, measure, duration=10)
 
 
 if __name__ == "__main__":
