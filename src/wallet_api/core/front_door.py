@@ -34,7 +34,7 @@ import itertools
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from uuid import UUID
 
 from fastapi import FastAPI, Response
@@ -147,10 +147,7 @@ class FrontDoor:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status.code = message["status"]
-                message["headers"] = [
-                    *(h for h in message.get("headers", ()) if h[0] != REQUEST_ID_HEADER),
-                    *headers,
-                ]
+                message["headers"] = _with_ours(message.get("headers", ()), headers)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -204,11 +201,16 @@ async def _serve_fast(
 
 async def _answer(send: Send, response: Response, headers: Headers) -> int:
     """Send `response` with `headers` added (its own request id replaced); its status."""
-    raw = [h for h in response.raw_headers if h[0] != REQUEST_ID_HEADER]
-    raw.extend(headers)
+    raw = _with_ours(response.raw_headers, headers)
     await send({"type": "http.response.start", "status": response.status_code, "headers": raw})
     await send({"type": "http.response.body", "body": response.body})
     return response.status_code
+
+
+def _with_ours(own: Iterable[tuple[bytes, bytes]], headers: Headers) -> Headers:
+    """An answer's own headers, its request id left out, then the front door's `headers`
+    (the request id, the rate limit's)."""
+    return [*(h for h in own if h[0] != REQUEST_ID_HEADER), *headers]
 
 
 def _counted(receive: Receive, limit: int) -> Receive:

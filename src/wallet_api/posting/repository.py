@@ -474,6 +474,14 @@ _WRITE_RANGE = _write_range_sql(holds=False)
 _WRITE_RANGE_OPENING_HOLDS = _write_range_sql(holds=True)
 
 
+def _rows_per_wallet(wallets: Sequence[UUID], row_wallets: Sequence[UUID]) -> list[int]:
+    """How many of the ledger rows (named by their wallets) each of `wallets` gets: counted
+    here, not by a join in the statement (a generic plan nests such a join's loops:
+    quadratic in a batch's wallets)."""
+    counts = Counter(row_wallets)
+    return [counts[wallet_id] for wallet_id in wallets]
+
+
 def range_statement(write: RangeWrite) -> tuple[str, list[Any]]:
     """The range write's statement for `write` (with or without holds), and its arguments."""
     wallets = _columns(write.wallets, 8)
@@ -490,15 +498,12 @@ def range_statement(write: RangeWrite) -> tuple[str, list[Any]]:
         statement = _WRITE_RANGE_OPENING_HOLDS
     else:
         statement = _WRITE_RANGE
-    # How many rows each wallet gets: counted here, not by a join in the statement (a
-    # generic plan nests such a join's loops: quadratic in a batch's wallets).
-    rows_of = Counter(ledger_rows[0])
     arguments += [
         ledger_rows[9],
         ledger_rows[10],
         write.events,
         ledger_rows[11],
-        [rows_of[wallet_id] for wallet_id in wallets[0]],
+        _rows_per_wallet(wallets[0], ledger_rows[0]),
     ]
     return statement, arguments
 
@@ -554,7 +559,6 @@ async def stored_responses(
 
 async def write_entries(connection: Connection, write: EntriesWrite) -> None:
     """Write the balances, the ledger rows and the kept responses in one statement."""
-    rows_of = Counter(write.row_wallets)
     await connection.execute(
         _WRITE_ENTRIES,
         write.wallets,
@@ -590,9 +594,7 @@ async def write_entries(connection: Connection, write: EntriesWrite) -> None:
         write.at,
         write.metadata,
         write.new_hold_metadata,
-        # How many rows each wallet gets: counted here, not by a join in the statement
-        # (planned generically as nested loops: quadratic in a batch's wallets).
-        [rows_of[wallet_id] for wallet_id in write.wallets],
+        _rows_per_wallet(write.wallets, write.row_wallets),
     )
 
 
