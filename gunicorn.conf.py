@@ -17,7 +17,7 @@ from wallet_api.core.config import Settings, is_loopback, load_settings_or_exit
 _settings = load_settings_or_exit()  # a bad value stops the server here, before any worker
 
 wsgi_app = "wallet_api.main:app"
-worker_class = "uvicorn_worker.UvicornWorker"  # uvloop and httptools when installed
+worker_class = "wallet_api.core.worker.Worker"  # Uvicorn's, each answer in one write
 # An IPv6 literal (`::`, `::1`) is bracketed, as Gunicorn's address parser wants it.
 bind = [
     f"[{_settings.host}]:{_settings.port}"

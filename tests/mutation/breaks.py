@@ -2171,4 +2171,20 @@ BREAKS = [
         '        if self.admit is not None and scope["path"].startswith(self.guarded_prefix):\n',
         ("tests/unit/test_front_door.py",),
     ),
+    Break(
+        "answers-in-two-writes",
+        "the service runs in the worker that sends each answer in one write",
+        "gunicorn.conf.py",
+        'worker_class = "wallet_api.core.worker.Worker"',
+        'worker_class = "uvicorn_worker.UvicornWorker"',
+        ("tests/test_worker.py",),
+    ),
+    Break(
+        "a-close-drops-the-held-answer",
+        "closing a connection sends what its answer wrote first (Connection: close)",
+        "src/wallet_api/core/worker.py",
+        "        self.flush()\n        self._transport.close()\n",
+        "        self._transport.close()\n",
+        ("tests/test_worker.py", "tests/unit/test_worker.py"),
+    ),
 ]

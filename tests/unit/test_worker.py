@@ -1,0 +1,95 @@
+"""The worker's transport (src/wallet_api/core/worker.py): what an answer writes in one turn of
+the event loop goes out as one write, in order, and nothing held is lost to a close."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from wallet_api.core.worker import PASS_THROUGH, CoalescingTransport
+
+
+class Recording:
+    """A transport's write side, recorded."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 1)}.get(name, default)
+
+
+def _run(body: Any) -> Recording:
+    async def main() -> Recording:
+        recording = Recording()
+        transport = CoalescingTransport(recording, asyncio.get_running_loop())  # type: ignore[arg-type]
+        await body(transport, recording)
+        return recording
+
+    return asyncio.run(main())
+
+
+def test_the_writes_of_one_turn_go_out_as_one_after_it() -> None:
+    async def body(transport: CoalescingTransport, recording: Recording) -> None:
+        transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        transport.write(b"{}")
+        assert recording.writes == []
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert recording.writes == [b"HTTP/1.1 200 OK\r\n\r\n{}"]
+        transport.write(b"next")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    assert _run(body).writes == [b"HTTP/1.1 200 OK\r\n\r\n{}", b"next"]
+
+
+def test_a_close_sends_what_is_held_first() -> None:
+    async def body(transport: CoalescingTransport, recording: Recording) -> None:
+        transport.write(b"head")
+        transport.write(b"body")
+        transport.close()
+        assert recording.writes == [b"headbody"]
+        assert recording.closed
+        await asyncio.sleep(0)
+
+    assert _run(body).writes == [b"headbody"]
+
+
+def test_a_large_write_goes_out_at_once_after_what_was_held() -> None:
+    large = b"x" * PASS_THROUGH
+
+    async def body(transport: CoalescingTransport, recording: Recording) -> None:
+        transport.write(b"head")
+        transport.write(large)
+        assert recording.writes == [b"head", large]
+        await asyncio.sleep(0)
+
+    assert _run(body).writes == [b"head", large]
+
+
+def test_nothing_is_written_to_a_transport_closing_under_it() -> None:
+    async def body(transport: CoalescingTransport, recording: Recording) -> None:
+        transport.write(b"to a client gone")
+        recording.closed = True
+        await asyncio.sleep(0)
+
+    assert _run(body).writes == []
+
+
+def test_the_rest_is_the_wrapped_transports() -> None:
+    async def body(transport: CoalescingTransport, recording: Recording) -> None:
+        assert transport.get_extra_info("peername") == ("127.0.0.1", 1)
+        assert not transport.is_closing()
+
+    _run(body)
