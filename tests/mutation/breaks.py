@@ -2187,4 +2187,20 @@ BREAKS = [
         "        self._transport.close()\n",
         ("tests/test_worker.py", "tests/unit/test_worker.py"),
     ),
+    Break(
+        "metrics-filed-under-one-process",
+        "each worker's metrics are its own (Prometheus's files by a process id read from memory)",
+        "src/wallet_api/core/metrics.py",
+        "    return _pid\n",
+        "    return 1\n",
+        ("tests/test_operability.py", "tests/unit/test_metrics.py"),
+    ),
+    Break(
+        "process-id-kept-across-fork",
+        "a forked process files its metrics under its own id",
+        "src/wallet_api/core/metrics.py",
+        "os.register_at_fork(after_in_child=_forked)\n",
+        "",
+        ("tests/unit/test_metrics.py",),
+    ),
 ]
