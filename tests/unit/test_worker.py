@@ -4,9 +4,15 @@ the event loop goes out as one write, in order, and nothing held is lost to a cl
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
+import time
 from typing import Any
 
-from wallet_api.core.worker import PASS_THROUGH, CoalescingTransport
+import uvicorn
+
+from wallet_api.core.worker import PASS_THROUGH, CoalescingHttpToolsProtocol, CoalescingTransport
+from wallet_api.devtools.server import free_port
 
 
 class Recording:
@@ -93,3 +99,52 @@ def test_the_rest_is_the_wrapped_transports() -> None:
         assert not transport.is_closing()
 
     _run(body)
+
+
+def test_an_answer_made_while_the_client_closed_its_side_still_goes_out() -> None:
+    """A client that sends its request, then closes its sending side (`shutdown(SHUT_WR)`:
+    some probes and proxies do) while the answer is being made: the loop reads that end of
+    input in the poll after the answer's turn, before the held answer is flushed, and the
+    transport then closes itself. The answer goes out first, as Uvicorn's own would."""
+    making, closed = threading.Event(), threading.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        making.set()
+        closed.wait(10)  # blocks the loop: the client's end of input arrives meanwhile
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
+        )
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            http=CoalescingHttpToolsProtocol,
+            loop="uvloop",
+            lifespan="off",
+            log_level="warning",
+        )
+    )
+    serving = threading.Thread(target=server.run)
+    serving.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            connection.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            assert making.wait(10)
+            connection.shutdown(socket.SHUT_WR)
+            closed.set()
+            answer = b""
+            while chunk := connection.recv(65536):
+                answer += chunk
+    finally:
+        closed.set()
+        server.should_exit = True
+        serving.join(10)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    assert answer.endswith(b"\r\n\r\nok"), answer
