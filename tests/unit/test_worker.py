@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Any
 
+import pytest
 import uvicorn
 
 from wallet_api.core.worker import PASS_THROUGH, CoalescingHttpToolsProtocol, CoalescingTransport
@@ -148,3 +149,23 @@ def test_an_answer_made_while_the_client_closed_its_side_still_goes_out() -> Non
         serving.join(10)
     assert answer.startswith(b"HTTP/1.1 200 "), answer
     assert answer.endswith(b"\r\n\r\nok"), answer
+
+
+def test_a_buffer_that_is_not_bytes_goes_out_at_once_and_a_wrong_type_fails_its_writer() -> None:
+    class Strict(Recording):
+        def write(self, data: bytes) -> None:
+            if not isinstance(data, bytes | bytearray | memoryview):
+                raise TypeError("data: expecting a bytes-like instance")
+            super().write(data)
+
+    async def body(transport: CoalescingTransport, recording: Recording) -> None:
+        transport._transport = strict = Strict()  # type: ignore[assignment]
+        buffer = bytearray(b"body")
+        transport.write(b"head")
+        transport.write(buffer)
+        buffer[:] = b"gone"
+        assert strict.writes == [b"head", b"body"]
+        with pytest.raises(TypeError):
+            transport.write("text")  # type: ignore[arg-type]
+
+    _run(body)

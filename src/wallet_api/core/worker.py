@@ -22,7 +22,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
 #: A write this large goes out at once (what was held before it first): joining it with
-#: the headers would copy more than the system call saved costs.
+#: the headers would copy more than the system call saved costs. So does anything but
+#: `bytes` (a buffer its writer may change after; a wrong type fails in the writer's call).
 PASS_THROUGH = 64 * 1024
 
 
@@ -45,7 +46,7 @@ class CoalescingTransport:
 
     def write(self, data: bytes) -> None:
         held = self._held
-        if len(data) >= PASS_THROUGH:
+        if type(data) is not bytes or len(data) >= PASS_THROUGH:
             self.flush()
             self._transport.write(data)
         elif held is None:
