@@ -44,7 +44,7 @@ class CoalescingTransport:
         self._loop = loop
         self._held: list[bytes] | None = None
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         held = self._held
         if type(data) is not bytes or len(data) >= PASS_THROUGH:
             self.flush()
