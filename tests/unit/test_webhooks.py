@@ -3,11 +3,15 @@ Retry-After, how long it waits between attempts, and the signature a receiver ch
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from pydantic import ValidationError
 
 from wallet_api.webhooks.delivery import BACKOFF_CAP_SECONDS, backoff, retry_after_seconds
+from wallet_api.webhooks.schemas import EndpointRequest
 from wallet_api.webhooks.signing import signature
-from wallet_api.webhooks.targets import _special, url_problem
+from wallet_api.webhooks.targets import URL_PATTERN, _special, url_problem
 from wallet_api_client.webhooks import InvalidSignature, verify
 
 
@@ -87,3 +91,33 @@ def test_a_receiver_accepts_the_signature_only_for_its_body_secret_and_time() ->
     ]:
         with pytest.raises(InvalidSignature):
             verify(secret, given, sent, now=now)
+
+
+#: What the published pattern refuses in a URL's path and query, as ECMAScript (the JSON
+#: Schema's engine) reads it: controls, white space (`\s` there) and U+0085.
+_REFUSED_IN_PATH = {
+    *map(chr, range(0x21)),
+    *map(chr, range(0x7F, 0xA1)),
+    *"\u1680\u2028\u2029\u202f\u205f\u3000\ufeff",
+    *map(chr, range(0x2000, 0x200B)),
+}
+
+
+@pytest.mark.parametrize(
+    "character",
+    sorted(_REFUSED_IN_PATH | set("\u00a1\u00b7\u00e9\u200b\u2030\u30a2\U0001f3fb/?=&%~")),
+)
+def test_the_service_refuses_in_a_url_exactly_what_its_schema_refuses(character: str) -> None:
+    """The URL pattern is one set of characters for every engine that reads it: listed,
+    with no class escape (`\\s`, `\\w`, `\\d`) whose set differs between the schema's
+    ECMAScript and the service's Rust engine (fuzzing found `https://h?\\u0085` allowed by
+    the schema and refused by the service)."""
+    assert not re.search(r"\\[sSwWdDbB]", URL_PATTERN)
+    url = f"https://hooks.example.com/a{character}b"
+    try:
+        EndpointRequest.model_validate({"url": url})
+    except ValidationError:
+        refused = True
+    else:
+        refused = False
+    assert refused == (character in _REFUSED_IN_PATH)

@@ -15,11 +15,15 @@ from urllib.parse import urlsplit
 URL_MAX_LENGTH = 2048
 #: What an endpoint's URL may be, as its schema publishes it: http or https, a host of
 #: DNS labels (1 to 63 letters, digits or hyphens each) or an IPv4 address, a port from 0
-#: to 65535, a path and a query; no credentials, no fragment, no IPv6 literal.
+#: to 65535, a path and a query; no credentials, no fragment, no IPv6 literal, no control
+#: character and no white space. Those are listed, not written `\s`: `\s` is not the same
+#: set in the schema's regular expressions (ECMAScript's: U+FEFF, not U+0085) and in the
+#: service's (pydantic's Rust engine: U+0085, not U+FEFF), so a URL the schema allowed
+#: was refused.
 URL_PATTERN = (
     r"^https?://[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*"
     r"(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5]?[0-9]{1,4}))?"
-    r"(?:[/?][^#\s\u0000]*)?$"
+    r"(?:[/?][^#\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]*)?$"
 )
 
 
