@@ -129,12 +129,13 @@ def test_an_answer_made_while_the_client_closed_its_side_still_goes_out() -> Non
             log_level="warning",
         )
     )
-    serving = threading.Thread(target=server.run)
+    serving = threading.Thread(target=server.run, daemon=True)
     serving.start()
     try:
         deadline = time.monotonic() + 10
         while not server.started and time.monotonic() < deadline:
             time.sleep(0.01)
+        assert server.started, "the server did not start in 10 s"
         with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
             connection.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
             assert making.wait(10)
@@ -147,6 +148,7 @@ def test_an_answer_made_while_the_client_closed_its_side_still_goes_out() -> Non
         closed.set()
         server.should_exit = True
         serving.join(10)
+    assert not serving.is_alive(), "the server did not stop in 10 s"
     assert answer.startswith(b"HTTP/1.1 200 "), answer
     assert answer.endswith(b"\r\n\r\nok"), answer
 

@@ -78,9 +78,18 @@ class CoalescingTransport:
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """Uvicorn's HTTP/1.1 protocol (httptools) writing through a `CoalescingTransport`."""
+    """Uvicorn's HTTP/1.1 protocol (httptools) writing through a `CoalescingTransport`.
+
+    Not over TLS (Gunicorn's `--certfile`; the service expects TLS to end in front of it,
+    docs/SECURITY.md): uvloop's TLS transport can close on the client's end of input
+    without telling the protocol, which would drop what is held."""
+
+    coalescing: CoalescingTransport | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if transport.get_extra_info("sslcontext") is not None:
+            super().connection_made(transport)
+            return
         self.coalescing = CoalescingTransport(transport, self.loop)
         super().connection_made(cast(asyncio.Transport, self.coalescing))
 
@@ -88,7 +97,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         # The client has closed its side (it sends no more, it may still read), and the
         # transport closes itself once this returns, past the wrapper: what an answer
         # wrote in the turn before goes out first, as it would have without the wrapper.
-        self.coalescing.flush()
+        if self.coalescing is not None:
+            self.coalescing.flush()
         super().eof_received()
 
 
